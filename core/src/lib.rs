@@ -1,0 +1,10 @@
+//! Switchboard: WebRTC signaling over WebSocket — a server that puts peers into rooms
+//! and relays offer/answer/candidate between them, and a client that survives the
+//! network. See `docs/PROTOCOL.md` for the wire contract.
+
+pub mod error;
+pub mod event;
+pub mod protocol;
+
+pub use error::{Error, ErrorCode, Result};
+pub use event::Event;

@@ -1,0 +1,173 @@
+//! Building server frames: a tiny JSON object writer, and the per-receiver `seq` stamp.
+
+use serde_json::value::RawValue;
+
+/// A text frame ready for the wire: cheap to clone (reference-counted), valid UTF-8.
+pub type Frame = tokio_tungstenite::tungstenite::Utf8Bytes;
+
+/// Writes one JSON object field by field into a `String`.
+///
+/// Server messages are built with this instead of a `serde_json::Value` tree: the
+/// fields forwarded from a client are copied as raw slices, never re-parsed.
+#[derive(Debug)]
+pub struct ObjectWriter {
+    buf: String,
+    empty: bool,
+}
+
+impl ObjectWriter {
+    /// Starts an object with room for `capacity` bytes.
+    pub fn with_capacity(capacity: usize) -> Self {
+        let mut buf = String::with_capacity(capacity);
+        buf.push('{');
+        ObjectWriter { buf, empty: true }
+    }
+
+    /// Starts an object whose first field is `"type":ty`.
+    pub fn typed(ty: &str, capacity: usize) -> Self {
+        let mut w = ObjectWriter::with_capacity(capacity);
+        w.str("type", ty);
+        w
+    }
+
+    fn key(&mut self, key: &str) {
+        if !self.empty {
+            self.buf.push(',');
+        }
+        self.empty = false;
+        push_json_str(&mut self.buf, key);
+        self.buf.push(':');
+    }
+
+    /// Adds a string field.
+    pub fn str(&mut self, key: &str, value: &str) -> &mut Self {
+        self.key(key);
+        push_json_str(&mut self.buf, value);
+        self
+    }
+
+    /// Adds an optional string field (nothing when `None`).
+    pub fn opt_str(&mut self, key: &str, value: Option<&str>) -> &mut Self {
+        if let Some(v) = value {
+            self.str(key, v);
+        }
+        self
+    }
+
+    /// Adds an unsigned integer field.
+    pub fn u64(&mut self, key: &str, value: u64) -> &mut Self {
+        self.key(key);
+        use std::fmt::Write;
+        let _ = write!(self.buf, "{value}");
+        self
+    }
+
+    /// Adds a boolean field.
+    pub fn bool(&mut self, key: &str, value: bool) -> &mut Self {
+        self.key(key);
+        self.buf.push_str(if value { "true" } else { "false" });
+        self
+    }
+
+    /// Adds a field whose value is already valid JSON text.
+    pub fn raw(&mut self, key: &str, json: &str) -> &mut Self {
+        self.key(key);
+        self.buf.push_str(json);
+        self
+    }
+
+    /// Adds a field with a raw JSON value taken from a parsed client message.
+    pub fn raw_value(&mut self, key: &str, value: &RawValue) -> &mut Self {
+        self.raw(key, value.get())
+    }
+
+    /// Adds an optional raw JSON field.
+    pub fn opt_raw(&mut self, key: &str, json: Option<&str>) -> &mut Self {
+        if let Some(v) = json {
+            self.raw(key, v);
+        }
+        self
+    }
+
+    /// Adds a field serialized with serde (for the rare complex values).
+    pub fn serialize<T: serde::Serialize + ?Sized>(&mut self, key: &str, value: &T) -> &mut Self {
+        let json = serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned());
+        self.raw(key, &json)
+    }
+
+    /// Closes the object and returns its text.
+    pub fn finish(mut self) -> String {
+        self.buf.push('}');
+        self.buf
+    }
+}
+
+/// Appends `s` as a JSON string literal (quotes and escapes).
+pub(crate) fn push_json_str(buf: &mut String, s: &str) {
+    buf.push('"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: Option<&str> = match b {
+            b'"' => Some("\\\""),
+            b'\\' => Some("\\\\"),
+            b'\n' => Some("\\n"),
+            b'\r' => Some("\\r"),
+            b'\t' => Some("\\t"),
+            0..=0x1f => None,
+            _ => continue,
+        };
+        buf.push_str(&s[start..i]);
+        match escape {
+            Some(e) => buf.push_str(e),
+            None => {
+                use std::fmt::Write;
+                let _ = write!(buf, "\\u{:04x}", b);
+            }
+        }
+        start = i + 1;
+    }
+    buf.push_str(&s[start..]);
+    buf.push('"');
+}
+
+/// Stamps `"seq":N` as the first field of a finished object `body` (`{...}`).
+///
+/// The body is built once per message; each receiver gets its own copy with its
+/// own sequence number (one allocation and one copy per receiver).
+pub fn stamp_seq(body: &str, seq: u64) -> Frame {
+    debug_assert!(body.starts_with('{') && body.len() >= 2);
+    let mut out = String::with_capacity(body.len() + 24);
+    use std::fmt::Write;
+    let _ = write!(out, "{{\"seq\":{seq}");
+    if body.len() > 2 {
+        out.push(',');
+    }
+    out.push_str(&body[1..]);
+    Frame::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writer_escapes_and_parses_back() {
+        let mut w = ObjectWriter::typed("chat", 64);
+        w.str("content", "a \"quote\"\n\u{1}é").u64("n", 42).bool("ok", true).raw("x", "[1,2]");
+        let s = w.finish();
+        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v["type"], "chat");
+        assert_eq!(v["content"], "a \"quote\"\n\u{1}é");
+        assert_eq!(v["n"], 42);
+        assert_eq!(v["ok"], true);
+        assert_eq!(v["x"], serde_json::json!([1, 2]));
+    }
+
+    #[test]
+    fn stamp_puts_seq_first() {
+        let f = stamp_seq(r#"{"type":"pong"}"#, 7);
+        assert_eq!(f.as_str(), r#"{"seq":7,"type":"pong"}"#);
+        assert_eq!(stamp_seq("{}", 1).as_str(), r#"{"seq":1}"#);
+    }
+}

@@ -1,0 +1,374 @@
+//! Parsing client frames into borrowed views: the top-level fields are kept as raw
+//! JSON slices, only the fields the server routes on are decoded.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use crate::error::ErrorCode;
+
+/// Longest accepted room id, user id, session id or token field, in bytes.
+pub const MAX_ID_LEN: usize = 256;
+
+/// A JSON object key or string value: borrowed from the frame unless it had escapes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key<'a>(pub Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+/// The top-level fields of a JSON object, in frame order, values as raw JSON.
+#[derive(Debug, Default)]
+pub struct Entries<'a>(pub Vec<(Key<'a>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Entries<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct EntriesVisitor;
+        impl<'de> Visitor<'de> for EntriesVisitor {
+            type Value = Entries<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(6));
+                while let Some(key) = map.next_key::<Key<'de>>()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    entries.push((key, value));
+                }
+                Ok(Entries(entries))
+            }
+        }
+        d.deserialize_map(EntriesVisitor)
+    }
+}
+
+impl<'a> Entries<'a> {
+    /// The raw value of `name`; an error when the key appears more than once,
+    /// because the server must not guess which one a client meant.
+    pub fn unique(&self, name: &str) -> Result<Option<&'a RawValue>, String> {
+        let mut found = None;
+        for (k, v) in &self.0 {
+            if k.0 == name {
+                if found.is_some() {
+                    return Err(format!("field `{name}` appears more than once"));
+                }
+                found = Some(*v);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Parses the object text of a whole frame.
+    pub fn parse(text: &'a str) -> Result<Entries<'a>, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+}
+
+/// The client message types of PROTOCOL.md §3.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MsgType {
+    Auth,
+    Join,
+    Offer,
+    Answer,
+    Candidate,
+    Message,
+    Chat,
+    Leave,
+    Ping,
+    Ack,
+    Resume,
+}
+
+impl MsgType {
+    fn parse(s: &str) -> Option<MsgType> {
+        Some(match s {
+            "auth" => MsgType::Auth,
+            "join" => MsgType::Join,
+            "offer" => MsgType::Offer,
+            "answer" => MsgType::Answer,
+            "candidate" => MsgType::Candidate,
+            "message" => MsgType::Message,
+            "chat" => MsgType::Chat,
+            "leave" => MsgType::Leave,
+            "ping" => MsgType::Ping,
+            "ack" | "ACK" => MsgType::Ack,
+            "resume" | "RESUME" => MsgType::Resume,
+            _ => return None,
+        })
+    }
+
+    /// The canonical wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MsgType::Auth => "auth",
+            MsgType::Join => "join",
+            MsgType::Offer => "offer",
+            MsgType::Answer => "answer",
+            MsgType::Candidate => "candidate",
+            MsgType::Message => "message",
+            MsgType::Chat => "chat",
+            MsgType::Leave => "leave",
+            MsgType::Ping => "ping",
+            MsgType::Ack => "ack",
+            MsgType::Resume => "resume",
+        }
+    }
+
+    /// Messages relayed to a peer with a stamped `from`.
+    pub fn is_relayed(self) -> bool {
+        matches!(self, MsgType::Offer | MsgType::Answer | MsgType::Candidate | MsgType::Message)
+    }
+}
+
+/// A validated client message, borrowing from the frame text.
+#[derive(Debug)]
+pub struct ClientMessage<'a> {
+    pub kind: MsgType,
+    /// The client's `id`, raw (a JSON string or number), echoed in `ack`/`error.ref`.
+    pub id: Option<&'a RawValue>,
+    pub room_id: Option<Cow<'a, str>>,
+    pub to: Option<Cow<'a, str>>,
+    /// `seq` of `ack`, `lastSeq` of `resume`.
+    pub seq: Option<u64>,
+    pub entries: Entries<'a>,
+}
+
+/// Why a frame was refused, with the `id` to echo as `ref` when one was readable.
+#[derive(Debug)]
+pub struct ParseError<'a> {
+    pub code: ErrorCode,
+    pub message: String,
+    pub id: Option<&'a RawValue>,
+}
+
+impl<'a> ClientMessage<'a> {
+    /// A string field, `None` when absent.
+    pub fn str_field(&self, name: &str) -> Result<Option<Cow<'a, str>>, String> {
+        match self.entries.unique(name)? {
+            None => Ok(None),
+            Some(raw) => as_string(raw).map(Some).ok_or_else(|| format!("`{name}` must be a string")),
+        }
+    }
+
+    /// A raw field, `None` when absent.
+    pub fn raw_field(&self, name: &str) -> Result<Option<&'a RawValue>, String> {
+        self.entries.unique(name)
+    }
+}
+
+/// Decodes a raw JSON string value.
+pub fn as_string(raw: &RawValue) -> Option<Cow<'_, str>> {
+    if !raw.get().starts_with('"') {
+        return None;
+    }
+    serde_json::from_str::<Key<'_>>(raw.get()).ok().map(|k| k.0)
+}
+
+fn as_u64(raw: &RawValue) -> Option<u64> {
+    serde_json::from_str::<u64>(raw.get()).ok()
+}
+
+fn id_like(s: &str, name: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err(format!("`{name}` must not be empty"));
+    }
+    if s.len() > MAX_ID_LEN {
+        return Err(format!("`{name}` is longer than {MAX_ID_LEN} bytes"));
+    }
+    Ok(())
+}
+
+/// Parses and validates one client text frame (PROTOCOL.md §3.1).
+pub fn parse_client_message(text: &str) -> Result<ClientMessage<'_>, ParseError<'_>> {
+    let entries = Entries::parse(text).map_err(|e| {
+        let code = if e.is_data() { ErrorCode::InvalidMessage } else { ErrorCode::InvalidJson };
+        let message = if e.is_data() {
+            "a message must be a JSON object".to_owned()
+        } else {
+            format!("the frame is not valid JSON ({e})")
+        };
+        ParseError { code, message, id: None }
+    })?;
+    let invalid = |message: String, id| ParseError { code: ErrorCode::InvalidMessage, message, id };
+
+    let id = entries.unique("id").map_err(|m| invalid(m, None))?;
+    let id = match id {
+        Some(raw) if raw.get().starts_with('"') || raw.get().starts_with(['-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9']) => {
+            if raw.get().len() > MAX_ID_LEN {
+                return Err(invalid(format!("`id` is longer than {MAX_ID_LEN} bytes"), None));
+            }
+            Some(raw)
+        }
+        Some(_) => return Err(invalid("`id` must be a string or a number".to_owned(), None)),
+        None => None,
+    };
+    let kind_raw = entries.unique("type").map_err(|m| invalid(m, id))?;
+    let kind_str = match kind_raw.and_then(as_string) {
+        Some(s) => s,
+        None => return Err(invalid("`type` must be a string".to_owned(), id)),
+    };
+    let Some(kind) = MsgType::parse(&kind_str) else {
+        let mut shown: String = kind_str.chars().take(64).collect();
+        if shown.len() < kind_str.len() {
+            shown.push('…');
+        }
+        return Err(ParseError { code: ErrorCode::UnknownType, message: format!("unknown message type `{shown}`"), id });
+    };
+
+    let mut msg = ClientMessage { kind, id, room_id: None, to: None, seq: None, entries };
+    validate(&mut msg).map_err(|m| invalid(m, id))?;
+    Ok(msg)
+}
+
+fn validate(msg: &mut ClientMessage<'_>) -> Result<(), String> {
+    let room_id = msg.str_field("roomId")?;
+    if let Some(r) = &room_id {
+        id_like(r, "roomId")?;
+    }
+    let to = msg.str_field("to")?;
+    if let Some(t) = &to {
+        id_like(t, "to")?;
+    }
+    let require = |msg: &ClientMessage<'_>, name: &str| -> Result<(), String> {
+        match msg.raw_field(name)? {
+            Some(_) => Ok(()),
+            None => Err(format!("`{}` needs a `{name}` field", msg.kind.as_str())),
+        }
+    };
+    match msg.kind {
+        MsgType::Auth => {
+            if msg.str_field("token")?.is_none() {
+                return Err("`auth` needs a string `token`".to_owned());
+            }
+        }
+        MsgType::Join => {
+            match &room_id {
+                None => return Err("`join` needs a string `roomId`".to_owned()),
+                Some(_) => {}
+            }
+            if let Some(u) = msg.str_field("userId")? {
+                id_like(&u, "userId")?;
+            }
+            if let Some(d) = msg.str_field("displayName")? {
+                if d.len() > 1024 {
+                    return Err("`displayName` is longer than 1024 bytes".to_owned());
+                }
+            }
+            msg.raw_field("metadata")?;
+        }
+        MsgType::Offer | MsgType::Answer | MsgType::Candidate => {
+            if to.is_none() {
+                return Err(format!("`{}` needs a string `to`", msg.kind.as_str()));
+            }
+            let payload = if msg.kind == MsgType::Candidate { "candidate" } else { "sdp" };
+            require(msg, payload)?;
+        }
+        MsgType::Message => require(msg, "data")?,
+        MsgType::Chat => {
+            if msg.str_field("content")?.is_none() {
+                return Err("`chat` needs a string `content`".to_owned());
+            }
+        }
+        MsgType::Leave | MsgType::Ping => {}
+        MsgType::Ack => {
+            let seq = msg.raw_field("seq")?.and_then(as_u64);
+            match seq {
+                Some(s) => msg.seq = Some(s),
+                None => return Err("`ack` needs a non-negative integer `seq`".to_owned()),
+            }
+        }
+        MsgType::Resume => {
+            for name in ["sessionId", "resumeToken"] {
+                match msg.str_field(name)? {
+                    Some(v) => id_like(&v, name)?,
+                    None => return Err(format!("`resume` needs a string `{name}`")),
+                }
+            }
+            match msg.raw_field("lastSeq")?.and_then(as_u64) {
+                Some(s) => msg.seq = Some(s),
+                None => return Err("`resume` needs a non-negative integer `lastSeq`".to_owned()),
+            }
+        }
+    }
+    msg.room_id = room_id;
+    msg.to = to;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(text: &str) -> ErrorCode {
+        parse_client_message(text).unwrap_err().code
+    }
+
+    #[test]
+    fn parses_a_candidate_borrowing_fields() {
+        let m = parse_client_message(r#"{"type":"candidate","to":"bob","candidate":{"c":1},"id":7}"#).unwrap();
+        assert_eq!(m.kind, MsgType::Candidate);
+        assert_eq!(m.to.as_deref(), Some("bob"));
+        assert!(matches!(m.to, Some(Cow::Borrowed(_))));
+        assert_eq!(m.id.unwrap().get(), "7");
+    }
+
+    #[test]
+    fn escaped_strings_are_decoded() {
+        let m = parse_client_message(r#"{"type":"join","roomId":"r\u0031"}"#).unwrap();
+        assert_eq!(m.room_id.as_deref(), Some("r1"));
+    }
+
+    #[test]
+    fn error_codes() {
+        assert_eq!(code("{"), ErrorCode::InvalidJson);
+        assert_eq!(code("nope"), ErrorCode::InvalidJson);
+        assert_eq!(code("[1,2]"), ErrorCode::InvalidMessage);
+        assert_eq!(code("42"), ErrorCode::InvalidMessage);
+        assert_eq!(code(r#"{"roomId":"x"}"#), ErrorCode::InvalidMessage);
+        assert_eq!(code(r#"{"type":5}"#), ErrorCode::InvalidMessage);
+        assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
+        assert_eq!(code(r#"{"type":"join"}"#), ErrorCode::InvalidMessage);
+        assert_eq!(code(r#"{"type":"join","roomId":""}"#), ErrorCode::InvalidMessage);
+        assert_eq!(code(r#"{"type":"offer","sdp":"x"}"#), ErrorCode::InvalidMessage);
+        assert_eq!(code(r#"{"type":"offer","to":"b"}"#), ErrorCode::InvalidMessage);
+        assert_eq!(code(r#"{"type":"ack","seq":-1}"#), ErrorCode::InvalidMessage);
+        assert_eq!(code(r#"{"type":"resume","sessionId":"s","resumeToken":"t"}"#), ErrorCode::InvalidMessage);
+        assert_eq!(code(r#"{"type":"offer","to":"a","to":"b","sdp":1}"#), ErrorCode::InvalidMessage);
+        assert_eq!(code(r#"{"type":"ping","id":{}}"#), ErrorCode::InvalidMessage);
+    }
+
+    #[test]
+    fn error_keeps_the_id_for_ref() {
+        let e = parse_client_message(r#"{"type":"dance","id":"m1"}"#).unwrap_err();
+        assert_eq!(e.id.unwrap().get(), r#""m1""#);
+    }
+
+    #[test]
+    fn aliases() {
+        assert_eq!(parse_client_message(r#"{"type":"ACK","seq":3}"#).unwrap().seq, Some(3));
+        let r = parse_client_message(r#"{"type":"RESUME","sessionId":"s","resumeToken":"t","lastSeq":0}"#).unwrap();
+        assert_eq!(r.kind, MsgType::Resume);
+    }
+}
