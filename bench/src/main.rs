@@ -1,0 +1,367 @@
+//! `switchboard-bench`: load benchmark for the Switchboard signaling server.
+//!
+//! Runs the server under test as a child process pinned to one core (so its
+//! RSS and CPU time come from `/proc/PID`), drives it from this process
+//! pinned to another core, and runs a reference relay (a default-configured
+//! tokio-tungstenite server, built into this binary) — and, when the npm
+//! `ws` package is installed, the classic Node `ws` relay — the same way in
+//! the same run, so every figure comes with a ratio. See docs/BENCHMARKS.md.
+
+mod client;
+mod reference;
+mod report;
+mod scenarios;
+mod sys;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::report::{Report, Row};
+use crate::scenarios::RelayParams;
+use crate::sys::ServerProc;
+
+const DEFAULT_SERVER_CMD: &str =
+    "target/release/switchboard --listen 127.0.0.1:0 --rate-limit-rps 0 --max-conns-per-ip 0";
+const DEFAULT_NODE_CMD: &str = "node bench/node/ws-server.js";
+
+#[derive(Debug, Parser)]
+#[command(name = "switchboard-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+    #[command(flatten)]
+    opts: Opts,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// N pairs relaying ~350-byte candidates, closed loop: msgs/s, latency, CPU per message.
+    Relay,
+    /// N idle joined connections in rooms of two: server RSS per connection.
+    Idle,
+    /// M connections that connect and join: joins per second.
+    Joins,
+    /// relay (each --window; default 1 and 8), idle and joins.
+    All,
+    /// Run the built-in reference relay (plain default tokio-tungstenite).
+    ReferenceServer {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ServerKind {
+    /// The server under test (--server-cmd).
+    Switchboard,
+    /// The built-in default-configured tokio-tungstenite relay.
+    Reference,
+    /// The classic Node `ws` relay (bench/node/ws-server.js), if `ws` is installed.
+    Node,
+}
+
+impl ServerKind {
+    fn name(self) -> &'static str {
+        match self {
+            ServerKind::Switchboard => "switchboard",
+            ServerKind::Reference => "reference",
+            ServerKind::Node => "node-ws",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct Opts {
+    /// Command line of the server under test (split on whitespace); it must
+    /// print `listening on ws://HOST:PORT/PATH` on stdout once bound.
+    #[arg(long, global = true, default_value = DEFAULT_SERVER_CMD)]
+    server_cmd: String,
+    /// Command line of the reference server [default: this binary's `reference-server`].
+    #[arg(long, global = true)]
+    reference_cmd: Option<String>,
+    /// Command line of the Node `ws` reference.
+    #[arg(long, global = true, default_value = DEFAULT_NODE_CMD)]
+    node_cmd: String,
+    /// Servers to run, in this order within each repeat.
+    #[arg(long, global = true, value_delimiter = ',', default_value = "switchboard,reference,node")]
+    servers: Vec<ServerKind>,
+    /// Runs per scenario and server; the report shows medians.
+    #[arg(long, short = 'r', global = true, default_value_t = 3)]
+    repeats: usize,
+    /// Core for the server (via `taskset -c`).
+    #[arg(long, global = true, default_value_t = 0)]
+    server_cpu: usize,
+    /// Core for this load generator.
+    #[arg(long, global = true, default_value_t = 1)]
+    client_cpu: usize,
+    /// Do not pin anything.
+    #[arg(long, global = true)]
+    no_pin: bool,
+    /// relay: number of client pairs.
+    #[arg(long, global = true, default_value_t = 50)]
+    pairs: usize,
+    /// relay: messages in flight per direction (comma-separated list runs each).
+    #[arg(long, global = true, value_delimiter = ',')]
+    window: Option<Vec<usize>>,
+    /// relay: measured seconds.
+    #[arg(long, global = true, default_value_t = 5.0)]
+    duration: f64,
+    /// relay: unmeasured seconds before the measurement.
+    #[arg(long, global = true, default_value_t = 1.0)]
+    warmup: f64,
+    /// relay: bytes per candidate frame as sent by the client.
+    #[arg(long, global = true, default_value_t = 350)]
+    frame_bytes: usize,
+    /// relay: send a cumulative `ack` after this many sequenced frames (0: never).
+    #[arg(long, global = true, default_value_t = 64)]
+    ack_every: u64,
+    /// idle: connections held.
+    #[arg(long, global = true, default_value_t = 10_000)]
+    idle_conns: usize,
+    /// joins: connections that connect and join.
+    #[arg(long, global = true, default_value_t = 5_000)]
+    join_conns: usize,
+    /// idle and joins: connects in progress at once.
+    #[arg(long, global = true, default_value_t = 64)]
+    concurrency: usize,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Cmd::ReferenceServer { listen } = &cli.cmd {
+        return match reference::run(listen) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("reference-server: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let opts = cli.opts;
+    let nofile = sys::raise_nofile();
+    let pin = !opts.no_pin && sys::cpus() >= 2;
+    if pin {
+        if let Err(e) = sys::pin_self(opts.client_cpu) {
+            eprintln!("warning: cannot pin the load generator to core {}: {e}", opts.client_cpu);
+        }
+    } else if !opts.no_pin {
+        eprintln!("warning: fewer than 2 cores; server and load generator share a core");
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "switchboard-bench".into());
+    let reference_cmd = opts
+        .reference_cmd
+        .clone()
+        .unwrap_or_else(|| format!("{exe} reference-server --listen 127.0.0.1:0"));
+    let mut bench = Bench {
+        opts: &opts,
+        rt,
+        reference_cmd,
+        server_pin: pin.then_some(opts.server_cpu),
+        unavailable: Vec::new(),
+        failed: false,
+    };
+    eprintln!(
+        "switchboard-bench: servers {:?}, {} repeats, server on core {}, load on core {}, RLIMIT_NOFILE {}",
+        opts.servers.iter().map(|s| s.name()).collect::<Vec<_>>(),
+        opts.repeats,
+        if pin { opts.server_cpu.to_string() } else { "any".into() },
+        if pin { opts.client_cpu.to_string() } else { "any".into() },
+        nofile.map_or("?".into(), |n| n.to_string()),
+    );
+    let windows = opts.window.clone();
+    match cli.cmd {
+        Cmd::Relay => {
+            for w in windows.unwrap_or_else(|| vec![1]) {
+                bench.relay(w);
+            }
+        }
+        Cmd::Idle => bench.idle(),
+        Cmd::Joins => bench.joins(),
+        Cmd::All => {
+            for w in windows.unwrap_or_else(|| vec![1, 8]) {
+                bench.relay(w);
+            }
+            bench.idle();
+            bench.joins();
+        }
+        Cmd::ReferenceServer { .. } => unreachable!("handled above"),
+    }
+    let missing_sut = bench.unavailable.contains(&ServerKind::Switchboard);
+    if bench.failed || missing_sut {
+        eprintln!("FAILED: lost/reordered/invalid messages, a failed run, or the server under test missing");
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+struct Bench<'a> {
+    opts: &'a Opts,
+    rt: tokio::runtime::Runtime,
+    reference_cmd: String,
+    server_pin: Option<usize>,
+    unavailable: Vec<ServerKind>,
+    failed: bool,
+}
+
+impl Bench<'_> {
+    fn cmdline(&self, kind: ServerKind) -> String {
+        match kind {
+            ServerKind::Switchboard => self.opts.server_cmd.clone(),
+            ServerKind::Reference => self.reference_cmd.clone(),
+            ServerKind::Node => self.opts.node_cmd.clone(),
+        }
+    }
+
+    /// Run `scenario` R times against every available server, interleaved
+    /// (sb, ref, node, sb, ref, node, ...), each run on a fresh server.
+    fn each<T>(
+        &mut self,
+        title: &str,
+        mut scenario: impl FnMut(&tokio::runtime::Runtime, &ServerProc) -> Result<T, String>,
+    ) -> Vec<(ServerKind, Vec<T>)> {
+        eprintln!("== {title}");
+        let mut results: Vec<(ServerKind, Vec<T>)> = Vec::new();
+        for rep in 0..self.opts.repeats {
+            for &kind in &self.opts.servers {
+                if self.unavailable.contains(&kind) {
+                    continue;
+                }
+                let cmd = self.cmdline(kind);
+                let mut server = match ServerProc::spawn(&cmd, self.server_pin) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("   {}: unavailable, skipped: {e}", kind.name());
+                        if kind == ServerKind::Switchboard {
+                            eprintln!(
+                                "   (build it: cargo build --release -p switchboard, or pass --server-cmd)"
+                            );
+                        }
+                        self.unavailable.push(kind);
+                        continue;
+                    }
+                };
+                let out = scenario(&self.rt, &server);
+                let alive = server.alive();
+                match out {
+                    Ok(r) => {
+                        let slot = match results.iter().position(|(k, _)| *k == kind) {
+                            Some(i) => i,
+                            None => {
+                                results.push((kind, Vec::new()));
+                                results.len() - 1
+                            }
+                        };
+                        results[slot].1.push(r);
+                    }
+                    Err(e) => {
+                        self.failed = true;
+                        eprintln!(
+                            "   {} run {}: FAILED: {e}{}",
+                            kind.name(),
+                            rep + 1,
+                            if alive {
+                                String::new()
+                            } else {
+                                format!(" (server exited; stderr: {})", server.stderr_tail())
+                            }
+                        );
+                    }
+                }
+                drop(server);
+                // Let the kernel finish tearing down the closed sockets.
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        }
+        results
+    }
+
+    fn relay(&mut self, window: usize) {
+        let p = RelayParams {
+            pairs: self.opts.pairs,
+            window,
+            warmup: Duration::from_secs_f64(self.opts.warmup),
+            duration: Duration::from_secs_f64(self.opts.duration),
+            frame_bytes: self.opts.frame_bytes,
+            ack_every: self.opts.ack_every,
+        };
+        let title = format!(
+            "relay: {} pairs, window {window}, {}-byte candidates, {} s measured after {} s warm-up, ack every {}",
+            p.pairs, p.frame_bytes, self.opts.duration, self.opts.warmup, p.ack_every
+        );
+        let results = self.each(&title, |rt, s| {
+            let r = rt.block_on(scenarios::relay(&s.url, s.pid, &p))?;
+            eprintln!(
+                "   {:>8.0} msg/s  p50 {:>6.1} µs  p99 {:>7.1} µs  server {:>5.2} µs/msg ({:.0} % CPU)  load {:.0} % CPU  lost {} reordered {} invalid {}",
+                r.msgs_per_s, r.p50_us, r.p99_us, r.server_cpu_us_per_msg, r.server_cpu_pct,
+                r.loadgen_cpu_pct, r.lost, r.reordered, r.bad
+            );
+            Ok(r)
+        });
+        if results
+            .iter()
+            .flat_map(|(_, v)| v)
+            .any(|r| r.lost + r.reordered + r.bad > 0)
+        {
+            self.failed = true;
+        }
+        let mut rep = Report::new(&title, &results.iter().map(|(k, _)| k.name()).collect::<Vec<_>>());
+        rep.row(Row::median("messages/s (higher is better)", &results, |r| r.msgs_per_s, 0));
+        rep.row(Row::median("p50 latency µs", &results, |r| r.p50_us, 1));
+        rep.row(Row::median("p99 latency µs", &results, |r| r.p99_us, 1));
+        rep.row(Row::median("server CPU µs / relayed message", &results, |r| r.server_cpu_us_per_msg, 2));
+        rep.row(Row::median("server CPU %", &results, |r| r.server_cpu_pct, 0));
+        rep.row(Row::median("load generator CPU %", &results, |r| r.loadgen_cpu_pct, 0));
+        rep.row(Row::sum("lost (all runs)", &results, |r| r.lost));
+        rep.row(Row::sum("reordered (all runs)", &results, |r| r.reordered));
+        rep.row(Row::sum("invalid: wrong from / seq gap / error (all runs)", &results, |r| r.bad));
+        rep.print();
+    }
+
+    fn idle(&mut self) {
+        let (n, c) = (self.opts.idle_conns, self.opts.concurrency);
+        let title = format!("idle: {n} joined connections in rooms of 2, RSS once settled");
+        let results = self.each(&title, |rt, s| {
+            let r = rt.block_on(scenarios::idle(&s.url, s.pid, n, c))?;
+            eprintln!(
+                "   RSS {:.1} → {:.1} MiB: {:.2} KiB per connection (setup {:.0} joins/s)",
+                r.rss_before_mib, r.rss_after_mib, r.kib_per_conn, r.setup_joins_per_s
+            );
+            Ok(r)
+        });
+        let mut rep = Report::new(&title, &results.iter().map(|(k, _)| k.name()).collect::<Vec<_>>());
+        rep.row(Row::median("RSS KiB per idle joined connection", &results, |r| r.kib_per_conn, 2));
+        rep.row(Row::median("server RSS before, MiB", &results, |r| r.rss_before_mib, 1));
+        rep.row(Row::median("server RSS with all connections, MiB", &results, |r| r.rss_after_mib, 1));
+        rep.print();
+    }
+
+    fn joins(&mut self) {
+        let (n, c) = (self.opts.join_conns, self.opts.concurrency);
+        let title = format!("joins: {n} connections connect + join (rooms of 2), {c} at a time");
+        let results = self.each(&title, |rt, s| {
+            let r = rt.block_on(scenarios::joins(&s.url, s.pid, n, c))?;
+            eprintln!(
+                "   {:>6.0} joins/s  server {:.1} µs/join  load {:.0} % CPU",
+                r.joins_per_s, r.server_cpu_us_per_join, r.loadgen_cpu_pct
+            );
+            Ok(r)
+        });
+        let mut rep = Report::new(&title, &results.iter().map(|(k, _)| k.name()).collect::<Vec<_>>());
+        rep.row(Row::median("joins/s (higher is better)", &results, |r| r.joins_per_s, 0));
+        rep.row(Row::median("server CPU µs / join", &results, |r| r.server_cpu_us_per_join, 1));
+        rep.row(Row::median("load generator CPU %", &results, |r| r.loadgen_cpu_pct, 0));
+        rep.print();
+    }
+}

@@ -1,0 +1,188 @@
+//! Process plumbing: the server under test as a child process (pinned with
+//! `taskset`), its RSS and CPU time read from `/proc`, the load generator's
+//! own pinning and file-descriptor limit.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Raise the soft `RLIMIT_NOFILE` to the hard limit; returns the new soft limit.
+pub(crate) fn raise_nofile() -> Option<u64> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let lim = getrlimit(Resource::Nofile);
+    if lim.current != lim.maximum {
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: lim.maximum,
+                maximum: lim.maximum,
+            },
+        );
+    }
+    getrlimit(Resource::Nofile).current
+}
+
+/// Number of CPUs this process may run on.
+pub(crate) fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Pin the calling thread (call it before any other thread exists) to `cpu`.
+pub(crate) fn pin_self(cpu: usize) -> std::io::Result<()> {
+    let mut set = rustix::thread::CpuSet::new();
+    set.set(cpu);
+    rustix::thread::sched_setaffinity(None, &set).map_err(std::io::Error::from)
+}
+
+/// Server CPU time (user + system, all threads, live and exited) in seconds.
+pub(crate) fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the `(comm)` field, which may itself contain spaces.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest[0] is field 3 (state); utime is field 14, stime field 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    let hz = rustix::param::clock_ticks_per_second() as f64;
+    Some((utime + stime) as f64 / hz)
+}
+
+/// This process's own CPU time in seconds.
+pub(crate) fn self_cpu_seconds() -> f64 {
+    cpu_seconds(std::process::id()).unwrap_or(0.0)
+}
+
+/// Resident set size in bytes (`VmRSS` of `/proc/PID/status`).
+pub(crate) fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// A server under test, running as a child process.
+#[derive(Debug)]
+pub(crate) struct ServerProc {
+    child: Child,
+    pub(crate) pid: u32,
+    pub(crate) url: String,
+    stderr_tail: Arc<Mutex<Vec<String>>>,
+}
+
+impl ServerProc {
+    /// Start `cmdline` (split on whitespace), optionally under
+    /// `taskset -c CPU`, and wait until it prints `listening on ws://…`.
+    pub(crate) fn spawn(cmdline: &str, pin_cpu: Option<usize>) -> Result<Self, String> {
+        let words: Vec<&str> = cmdline.split_whitespace().collect();
+        let Some((prog, args)) = words.split_first() else {
+            return Err("empty server command".into());
+        };
+        if prog.contains('/') && !Path::new(prog).exists() {
+            return Err(format!("{prog} not found"));
+        }
+        let mut cmd = match pin_cpu {
+            Some(cpu) if taskset_available() => {
+                let mut c = Command::new("taskset");
+                c.arg("-c").arg(cpu.to_string()).arg(prog);
+                c
+            }
+            _ => Command::new(prog),
+        };
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| format!("cannot start {prog}: {e}"))?;
+        let pid = child.id();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let stderr_tail = Arc::new(Mutex::new(Vec::new()));
+        drain_stderr(stderr, Arc::clone(&stderr_tail));
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            // Keep draining after the URL so the child never blocks on a full pipe.
+            while matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
+                if let Some(url) = line.trim().strip_prefix("listening on ") {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(url.to_string());
+                    }
+                }
+                line.clear();
+            }
+        });
+        let mut proc = ServerProc {
+            child,
+            pid,
+            url: String::new(),
+            stderr_tail,
+        };
+        match rx.recv_timeout(Duration::from_secs(15)) {
+            Ok(url) => {
+                proc.url = url;
+                Ok(proc)
+            }
+            Err(_) => {
+                std::thread::sleep(Duration::from_millis(100));
+                let status = proc.child.try_wait().ok().flatten();
+                let tail = proc.stderr_tail();
+                Err(format!(
+                    "`{cmdline}` did not print `listening on ws://…` ({}){}",
+                    status.map_or("still running".to_string(), |s| s.to_string()),
+                    if tail.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; stderr: {tail}")
+                    }
+                ))
+            }
+        }
+    }
+
+    /// Whether the child is still running.
+    pub(crate) fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Last lines the child wrote on stderr.
+    pub(crate) fn stderr_tail(&self) -> String {
+        self.stderr_tail.lock().map(|v| v.join(" | ")).unwrap_or_default()
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn drain_stderr(stderr: impl Read + Send + 'static, tail: Arc<Mutex<Vec<String>>>) {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stderr);
+        let mut line = String::new();
+        while matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
+            if let Ok(mut t) = tail.lock() {
+                if t.len() >= 5 {
+                    t.remove(0);
+                }
+                t.push(line.trim_end().chars().take(300).collect());
+            }
+            line.clear();
+        }
+    });
+}
+
+fn taskset_available() -> bool {
+    Command::new("taskset")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
