@@ -78,13 +78,15 @@ pub(crate) async fn wait_for(ws: &mut Ws, ty: &str, last_seq: &mut u64) -> Resul
             .map_err(|_| format!("no `{ty}` within {STEP_TIMEOUT:?}"))?;
         let text = match next {
             Some(Ok(Message::Text(t))) => t,
-            Some(Ok(Message::Close(c))) => return Err(format!("closed while waiting for `{ty}`: {c:?}")),
+            Some(Ok(Message::Close(c))) => {
+                return Err(format!("closed while waiting for `{ty}`: {c:?}"))
+            }
             Some(Ok(_)) => continue,
             Some(Err(e)) => return Err(format!("waiting for `{ty}`: {e}")),
             None => return Err(format!("closed while waiting for `{ty}`")),
         };
-        let msg: Incoming<'_> = serde_json::from_str(text.as_str())
-            .map_err(|e| format!("bad frame {text}: {e}"))?;
+        let msg: Incoming<'_> =
+            serde_json::from_str(text.as_str()).map_err(|e| format!("bad frame {text}: {e}"))?;
         if let Some(seq) = msg.seq {
             *last_seq = (*last_seq).max(seq);
         }
@@ -122,7 +124,7 @@ impl FrameBuilder {
                 b.pad.push_str(filler);
             }
             let missing = target - b.build(100_000, 1_000_000_000).len();
-            b.pad.extend(std::iter::repeat_n('x', missing));
+            b.pad.push_str(&"x".repeat(missing));
         }
         b
     }

@@ -43,12 +43,16 @@ enum Cmd {
     Idle,
     /// M connections that connect and join: joins per second.
     Joins,
-    /// relay (each --window; default 1 and 8), idle and joins.
+    /// relay (each --pairs × --window; default 50 pairs × windows 1 and 8, then
+    /// 1 pair × window 1 for unloaded latency), idle and joins.
     All,
     /// Run the built-in reference relay (plain default tokio-tungstenite).
     ReferenceServer {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: String,
+        /// Set TCP_NODELAY on accepted sockets (not a default; for comparison only).
+        #[arg(long)]
+        nodelay: bool,
     },
 }
 
@@ -85,7 +89,12 @@ struct Opts {
     #[arg(long, global = true, default_value = DEFAULT_NODE_CMD)]
     node_cmd: String,
     /// Servers to run, in this order within each repeat.
-    #[arg(long, global = true, value_delimiter = ',', default_value = "switchboard,reference,node")]
+    #[arg(
+        long,
+        global = true,
+        value_delimiter = ',',
+        default_value = "switchboard,reference,node"
+    )]
     servers: Vec<ServerKind>,
     /// Runs per scenario and server; the report shows medians.
     #[arg(long, short = 'r', global = true, default_value_t = 3)]
@@ -99,9 +108,9 @@ struct Opts {
     /// Do not pin anything.
     #[arg(long, global = true)]
     no_pin: bool,
-    /// relay: number of client pairs.
-    #[arg(long, global = true, default_value_t = 50)]
-    pairs: usize,
+    /// relay: number of client pairs (comma-separated list runs each) [default: 50].
+    #[arg(long, global = true, value_delimiter = ',')]
+    pairs: Option<Vec<usize>>,
     /// relay: messages in flight per direction (comma-separated list runs each).
     #[arg(long, global = true, value_delimiter = ',')]
     window: Option<Vec<usize>>,
@@ -130,8 +139,8 @@ struct Opts {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Cmd::ReferenceServer { listen } = &cli.cmd {
-        return match reference::run(listen) {
+    if let Cmd::ReferenceServer { listen, nodelay } = &cli.cmd {
+        return match reference::run(listen, *nodelay) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("reference-server: {e}");
@@ -144,12 +153,18 @@ fn main() -> ExitCode {
     let pin = !opts.no_pin && sys::cpus() >= 2;
     if pin {
         if let Err(e) = sys::pin_self(opts.client_cpu) {
-            eprintln!("warning: cannot pin the load generator to core {}: {e}", opts.client_cpu);
+            eprintln!(
+                "warning: cannot pin the load generator to core {}: {e}",
+                opts.client_cpu
+            );
         }
     } else if !opts.no_pin {
         eprintln!("warning: fewer than 2 cores; server and load generator share a core");
     }
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("tokio runtime: {e}");
@@ -180,17 +195,25 @@ fn main() -> ExitCode {
         nofile.map_or("?".into(), |n| n.to_string()),
     );
     let windows = opts.window.clone();
+    let pairs = opts.pairs.clone();
     match cli.cmd {
         Cmd::Relay => {
-            for w in windows.unwrap_or_else(|| vec![1]) {
-                bench.relay(w);
+            for &p in pairs.as_deref().unwrap_or(&[50]) {
+                for &w in windows.as_deref().unwrap_or(&[1]) {
+                    bench.relay(p, w);
+                }
             }
         }
         Cmd::Idle => bench.idle(),
         Cmd::Joins => bench.joins(),
         Cmd::All => {
-            for w in windows.unwrap_or_else(|| vec![1, 8]) {
-                bench.relay(w);
+            for &p in pairs.as_deref().unwrap_or(&[50]) {
+                for &w in windows.as_deref().unwrap_or(&[1, 8]) {
+                    bench.relay(p, w);
+                }
+            }
+            if pairs.is_none() && windows.is_none() {
+                bench.relay(1, 1);
             }
             bench.idle();
             bench.joins();
@@ -287,9 +310,9 @@ impl Bench<'_> {
         results
     }
 
-    fn relay(&mut self, window: usize) {
+    fn relay(&mut self, pairs: usize, window: usize) {
         let p = RelayParams {
-            pairs: self.opts.pairs,
+            pairs,
             window,
             warmup: Duration::from_secs_f64(self.opts.warmup),
             duration: Duration::from_secs_f64(self.opts.duration),
@@ -316,16 +339,43 @@ impl Bench<'_> {
         {
             self.failed = true;
         }
-        let mut rep = Report::new(&title, &results.iter().map(|(k, _)| k.name()).collect::<Vec<_>>());
-        rep.row(Row::median("messages/s (higher is better)", &results, |r| r.msgs_per_s, 0));
+        let mut rep = Report::new(
+            &title,
+            &results.iter().map(|(k, _)| k.name()).collect::<Vec<_>>(),
+        );
+        rep.row(Row::median(
+            "messages/s (higher is better)",
+            &results,
+            |r| r.msgs_per_s,
+            0,
+        ));
         rep.row(Row::median("p50 latency µs", &results, |r| r.p50_us, 1));
         rep.row(Row::median("p99 latency µs", &results, |r| r.p99_us, 1));
-        rep.row(Row::median("server CPU µs / relayed message", &results, |r| r.server_cpu_us_per_msg, 2));
-        rep.row(Row::median("server CPU %", &results, |r| r.server_cpu_pct, 0));
-        rep.row(Row::median("load generator CPU %", &results, |r| r.loadgen_cpu_pct, 0));
+        rep.row(Row::median(
+            "server CPU µs / relayed message",
+            &results,
+            |r| r.server_cpu_us_per_msg,
+            2,
+        ));
+        rep.row(Row::median(
+            "server CPU %",
+            &results,
+            |r| r.server_cpu_pct,
+            0,
+        ));
+        rep.row(Row::median(
+            "load generator CPU %",
+            &results,
+            |r| r.loadgen_cpu_pct,
+            0,
+        ));
         rep.row(Row::sum("lost (all runs)", &results, |r| r.lost));
         rep.row(Row::sum("reordered (all runs)", &results, |r| r.reordered));
-        rep.row(Row::sum("invalid: wrong from / seq gap / error (all runs)", &results, |r| r.bad));
+        rep.row(Row::sum(
+            "invalid: wrong from / seq gap / error (all runs)",
+            &results,
+            |r| r.bad,
+        ));
         rep.print();
     }
 
@@ -340,10 +390,28 @@ impl Bench<'_> {
             );
             Ok(r)
         });
-        let mut rep = Report::new(&title, &results.iter().map(|(k, _)| k.name()).collect::<Vec<_>>());
-        rep.row(Row::median("RSS KiB per idle joined connection", &results, |r| r.kib_per_conn, 2));
-        rep.row(Row::median("server RSS before, MiB", &results, |r| r.rss_before_mib, 1));
-        rep.row(Row::median("server RSS with all connections, MiB", &results, |r| r.rss_after_mib, 1));
+        let mut rep = Report::new(
+            &title,
+            &results.iter().map(|(k, _)| k.name()).collect::<Vec<_>>(),
+        );
+        rep.row(Row::median(
+            "RSS KiB per idle joined connection",
+            &results,
+            |r| r.kib_per_conn,
+            2,
+        ));
+        rep.row(Row::median(
+            "server RSS before, MiB",
+            &results,
+            |r| r.rss_before_mib,
+            1,
+        ));
+        rep.row(Row::median(
+            "server RSS with all connections, MiB",
+            &results,
+            |r| r.rss_after_mib,
+            1,
+        ));
         rep.print();
     }
 
@@ -358,10 +426,28 @@ impl Bench<'_> {
             );
             Ok(r)
         });
-        let mut rep = Report::new(&title, &results.iter().map(|(k, _)| k.name()).collect::<Vec<_>>());
-        rep.row(Row::median("joins/s (higher is better)", &results, |r| r.joins_per_s, 0));
-        rep.row(Row::median("server CPU µs / join", &results, |r| r.server_cpu_us_per_join, 1));
-        rep.row(Row::median("load generator CPU %", &results, |r| r.loadgen_cpu_pct, 0));
+        let mut rep = Report::new(
+            &title,
+            &results.iter().map(|(k, _)| k.name()).collect::<Vec<_>>(),
+        );
+        rep.row(Row::median(
+            "joins/s (higher is better)",
+            &results,
+            |r| r.joins_per_s,
+            0,
+        ));
+        rep.row(Row::median(
+            "server CPU µs / join",
+            &results,
+            |r| r.server_cpu_us_per_join,
+            1,
+        ));
+        rep.row(Row::median(
+            "load generator CPU %",
+            &results,
+            |r| r.loadgen_cpu_pct,
+            0,
+        ));
         rep.print();
     }
 }

@@ -28,7 +28,7 @@ struct State {
 }
 
 /// Run the reference server on `listen` until killed.
-pub(crate) fn run(listen: &str) -> std::io::Result<()> {
+pub(crate) fn run(listen: &str, nodelay: bool) -> std::io::Result<()> {
     crate::sys::raise_nofile();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -48,6 +48,9 @@ pub(crate) fn run(listen: &str) -> std::io::Result<()> {
                     continue;
                 }
             };
+            if nodelay {
+                let _ = stream.set_nodelay(true);
+            }
             tokio::spawn(handle(stream, Arc::clone(&state)));
         }
     })
@@ -86,9 +89,10 @@ async fn handle(stream: TcpStream, state: Arc<State>) {
                 let mut rooms = state.rooms.lock().expect("rooms lock");
                 let peers = rooms.entry(room.clone()).or_default();
                 let users: Vec<&String> = peers.keys().collect();
-                let info = json!({"type": "room-info", "roomId": room, "users": users, "you": user});
-                let joined = json!({"type": "user-joined", "roomId": room, "userId": user})
-                    .to_string();
+                let info =
+                    json!({"type": "room-info", "roomId": room, "users": users, "you": user});
+                let joined =
+                    json!({"type": "user-joined", "roomId": room, "userId": user}).to_string();
                 for peer in peers.values() {
                     let _ = peer.send(Message::text(joined.clone()));
                 }
@@ -113,8 +117,9 @@ async fn handle(stream: TcpStream, state: Arc<State>) {
         let mut rooms = state.rooms.lock().expect("rooms lock");
         if let Some(peers) = rooms.get_mut(&room) {
             peers.remove(&user);
-            let left = json!({"type": "user-left", "roomId": room, "userId": user, "reason": "closed"})
-                .to_string();
+            let left =
+                json!({"type": "user-left", "roomId": room, "userId": user, "reason": "closed"})
+                    .to_string();
             for peer in peers.values() {
                 let _ = peer.send(Message::text(left.clone()));
             }

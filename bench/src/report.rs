@@ -35,7 +35,11 @@ impl Row {
     }
 
     /// The sum of `f` over each server's runs.
-    pub(crate) fn sum<T>(label: &str, results: &[(ServerKind, Vec<T>)], f: impl Fn(&T) -> u64) -> Self {
+    pub(crate) fn sum<T>(
+        label: &str,
+        results: &[(ServerKind, Vec<T>)],
+        f: impl Fn(&T) -> u64,
+    ) -> Self {
         let values = results
             .iter()
             .map(|(_, runs)| runs.iter().map(&f).sum::<u64>() as f64)

@@ -152,7 +152,11 @@ async fn on_frame(
     let msg: Incoming<'_> = match serde_json::from_str(text.as_str()) {
         Ok(m) => m,
         Err(e) => {
-            st.problem(format!("{}: unparsable frame ({e}): {}", rx.me, text.as_str()));
+            st.problem(format!(
+                "{}: unparsable frame ({e}): {}",
+                rx.me,
+                text.as_str()
+            ));
             return true;
         }
     };
@@ -167,10 +171,7 @@ async fn on_frame(
             if msg.from != Some(tx.me.as_str()) {
                 st.problem(format!("{}: candidate from {:?}", rx.me, msg.from));
             }
-            let (n, t) = msg
-                .candidate
-                .as_ref()
-                .map_or((None, None), |c| (c.n, c.t));
+            let (n, t) = msg.candidate.as_ref().map_or((None, None), |c| (c.n, c.t));
             let (Some(n), Some(t)) = (n, t) else {
                 st.problem(format!("{}: candidate without n/t", rx.me));
                 return true;
@@ -187,7 +188,7 @@ async fn on_frame(
             if now >= clock.measure_from && now < clock.stop_at {
                 st.received_in_window += 1;
                 st.latencies_ns
-                    .push((now - clock.base).as_nanos() as u64 - t.min(u64::MAX));
+                    .push(((now - clock.base).as_nanos() as u64).saturating_sub(t));
             }
             if sending {
                 if let Err(e) = tx.send_candidate(clock).await {
@@ -195,7 +196,12 @@ async fn on_frame(
                 }
             }
         }
-        "error" => st.problem(format!("{}: server error {:?}: {}", rx.me, msg.code, text.as_str())),
+        "error" => st.problem(format!(
+            "{}: server error {:?}: {}",
+            rx.me,
+            msg.code,
+            text.as_str()
+        )),
         _ => {}
     }
     if ack_every > 0 && rx.last_seq >= rx.acked_seq + ack_every {
@@ -208,7 +214,13 @@ async fn on_frame(
     true
 }
 
-async fn run_pair(mut a: Peer, mut b: Peer, clock: Arc<Clock>, window: usize, ack_every: u64) -> PairStats {
+async fn run_pair(
+    mut a: Peer,
+    mut b: Peer,
+    clock: Arc<Clock>,
+    window: usize,
+    ack_every: u64,
+) -> PairStats {
     let mut st = PairStats::default();
     for _ in 0..window {
         for p in [&mut a, &mut b] {
@@ -268,9 +280,17 @@ pub(crate) async fn relay(url: &str, pid: u32, p: &RelayParams) -> Result<RelayR
         .map(|(a, b)| tokio::spawn(run_pair(a, b, Arc::clone(&clock), p.window, p.ack_every)))
         .collect();
     tokio::time::sleep_until(clock.measure_from).await;
-    let (cpu0, self0, t0) = (sys::cpu_seconds(pid), sys::self_cpu_seconds(), Instant::now());
+    let (cpu0, self0, t0) = (
+        sys::cpu_seconds(pid),
+        sys::self_cpu_seconds(),
+        Instant::now(),
+    );
     tokio::time::sleep_until(clock.stop_at).await;
-    let (cpu1, self1, t1) = (sys::cpu_seconds(pid), sys::self_cpu_seconds(), Instant::now());
+    let (cpu1, self1, t1) = (
+        sys::cpu_seconds(pid),
+        sys::self_cpu_seconds(),
+        Instant::now(),
+    );
     let wall = (t1 - t0).as_secs_f64();
 
     let mut total = PairStats::default();
@@ -321,7 +341,12 @@ fn percentile_us(v: &mut [u64], q: f64) -> f64 {
 
 /// Open `n` connections, `concurrency` at a time, each joining room
 /// `{prefix}{i / 2}` (rooms of two) as user `{prefix}u{i}`.
-async fn connect_many(url: &str, n: usize, concurrency: usize, prefix: &str) -> Result<Vec<Ws>, String> {
+async fn connect_many(
+    url: &str,
+    n: usize,
+    concurrency: usize,
+    prefix: &str,
+) -> Result<Vec<Ws>, String> {
     let next = Arc::new(AtomicUsize::new(0));
     let workers: Vec<_> = (0..concurrency.clamp(1, n.max(1)))
         .map(|_| {
@@ -334,7 +359,12 @@ async fn connect_many(url: &str, n: usize, concurrency: usize, prefix: &str) -> 
                         return Ok::<_, String>(mine);
                     }
                     let mut ws = client::connect(&url).await?;
-                    client::join(&mut ws, &format!("{prefix}{}", i / 2), &format!("{prefix}u{i}")).await?;
+                    client::join(
+                        &mut ws,
+                        &format!("{prefix}{}", i / 2),
+                        &format!("{prefix}u{i}"),
+                    )
+                    .await?;
                     mine.push(ws);
                 }
             })
@@ -369,7 +399,12 @@ pub(crate) struct IdleResult {
 }
 
 /// Hold `n` idle joined connections; RSS growth per connection once settled.
-pub(crate) async fn idle(url: &str, pid: u32, n: usize, concurrency: usize) -> Result<IdleResult, String> {
+pub(crate) async fn idle(
+    url: &str,
+    pid: u32,
+    n: usize,
+    concurrency: usize,
+) -> Result<IdleResult, String> {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = sys::rss_bytes(pid).ok_or("cannot read server RSS")?;
     let t0 = Instant::now();
@@ -383,7 +418,10 @@ pub(crate) async fn idle(url: &str, pid: u32, n: usize, concurrency: usize) -> R
         samples.push(sys::rss_bytes(pid).unwrap_or(0));
         if samples.len() >= 5 {
             let recent = &samples[samples.len() - 5..];
-            let (lo, hi) = (recent.iter().min().unwrap_or(&0), recent.iter().max().unwrap_or(&0));
+            let (lo, hi) = (
+                recent.iter().min().unwrap_or(&0),
+                recent.iter().max().unwrap_or(&0),
+            );
             if hi - lo <= 64 * 1024 {
                 break;
             }
@@ -408,11 +446,24 @@ pub(crate) struct JoinsResult {
 }
 
 /// Connect + join `n` connections, `concurrency` at a time; joins per second.
-pub(crate) async fn joins(url: &str, pid: u32, n: usize, concurrency: usize) -> Result<JoinsResult, String> {
+pub(crate) async fn joins(
+    url: &str,
+    pid: u32,
+    n: usize,
+    concurrency: usize,
+) -> Result<JoinsResult, String> {
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (cpu0, self0, t0) = (sys::cpu_seconds(pid), sys::self_cpu_seconds(), Instant::now());
+    let (cpu0, self0, t0) = (
+        sys::cpu_seconds(pid),
+        sys::self_cpu_seconds(),
+        Instant::now(),
+    );
     let conns = connect_many(url, n, concurrency, "join").await?;
-    let (cpu1, self1, wall) = (sys::cpu_seconds(pid), sys::self_cpu_seconds(), t0.elapsed().as_secs_f64());
+    let (cpu1, self1, wall) = (
+        sys::cpu_seconds(pid),
+        sys::self_cpu_seconds(),
+        t0.elapsed().as_secs_f64(),
+    );
     drop(conns);
     let server_cpu = match (cpu0, cpu1) {
         (Some(a), Some(b)) => b - a,

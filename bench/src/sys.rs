@@ -95,7 +95,9 @@ impl ServerProc {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| format!("cannot start {prog}: {e}"))?;
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {prog}: {e}"))?;
         let pid = child.id();
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
@@ -151,7 +153,10 @@ impl ServerProc {
 
     /// Last lines the child wrote on stderr.
     pub(crate) fn stderr_tail(&self) -> String {
-        self.stderr_tail.lock().map(|v| v.join(" | ")).unwrap_or_default()
+        self.stderr_tail
+            .lock()
+            .map(|v| v.join(" | "))
+            .unwrap_or_default()
     }
 }
 
