@@ -13,6 +13,7 @@ mod report;
 mod scenarios;
 mod sys;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -132,6 +133,10 @@ struct Opts {
     /// joins: connections that connect and join.
     #[arg(long, global = true, default_value_t = 5_000)]
     join_conns: usize,
+    /// Record a `perf` profile of the server during each measured window
+    /// into DIR/SERVER-SCENARIO-rN.data (those runs' figures include perf's overhead).
+    #[arg(long, global = true, value_name = "DIR")]
+    perf: Option<std::path::PathBuf>,
     /// idle and joins: connects in progress at once.
     #[arg(long, global = true, default_value_t = 64)]
     concurrency: usize,
@@ -252,7 +257,12 @@ impl Bench<'_> {
     fn each<T>(
         &mut self,
         title: &str,
-        mut scenario: impl FnMut(&tokio::runtime::Runtime, &ServerProc) -> Result<T, String>,
+        slug: &str,
+        mut scenario: impl FnMut(
+            &tokio::runtime::Runtime,
+            &ServerProc,
+            Option<PathBuf>,
+        ) -> Result<T, String>,
     ) -> Vec<(ServerKind, Vec<T>)> {
         eprintln!("== {title}");
         let mut results: Vec<(ServerKind, Vec<T>)> = Vec::new();
@@ -275,7 +285,12 @@ impl Bench<'_> {
                         continue;
                     }
                 };
-                let out = scenario(&self.rt, &server);
+                let perf = self
+                    .opts
+                    .perf
+                    .as_ref()
+                    .map(|d| d.join(format!("{}-{slug}-r{}.data", kind.name(), rep + 1)));
+                let out = scenario(&self.rt, &server, perf);
                 let alive = server.alive();
                 match out {
                     Ok(r) => {
@@ -323,8 +338,9 @@ impl Bench<'_> {
             "relay: {} pairs, window {window}, {}-byte candidates, {} s measured after {} s warm-up, ack every {}",
             p.pairs, p.frame_bytes, self.opts.duration, self.opts.warmup, p.ack_every
         );
-        let results = self.each(&title, |rt, s| {
-            let r = rt.block_on(scenarios::relay(&s.url, s.pid, &p))?;
+        let slug = format!("relay-p{pairs}-w{window}");
+        let results = self.each(&title, &slug, |rt, s, perf| {
+            let r = rt.block_on(scenarios::relay(&s.url, s.pid, &p, perf.as_deref()))?;
             eprintln!(
                 "   {:>8.0} msg/s  p50 {:>6.1} µs  p99 {:>7.1} µs  server {:>5.2} µs/msg ({:.0} % CPU)  load {:.0} % CPU  lost {} reordered {} invalid {}",
                 r.msgs_per_s, r.p50_us, r.p99_us, r.server_cpu_us_per_msg, r.server_cpu_pct,
@@ -382,7 +398,7 @@ impl Bench<'_> {
     fn idle(&mut self) {
         let (n, c) = (self.opts.idle_conns, self.opts.concurrency);
         let title = format!("idle: {n} joined connections in rooms of 2, RSS once settled");
-        let results = self.each(&title, |rt, s| {
+        let results = self.each(&title, "idle", |rt, s, _perf| {
             let r = rt.block_on(scenarios::idle(&s.url, s.pid, n, c))?;
             eprintln!(
                 "   RSS {:.1} → {:.1} MiB: {:.2} KiB per connection (setup {:.0} joins/s)",
@@ -418,8 +434,8 @@ impl Bench<'_> {
     fn joins(&mut self) {
         let (n, c) = (self.opts.join_conns, self.opts.concurrency);
         let title = format!("joins: {n} connections connect + join (rooms of 2), {c} at a time");
-        let results = self.each(&title, |rt, s| {
-            let r = rt.block_on(scenarios::joins(&s.url, s.pid, n, c))?;
+        let results = self.each(&title, "joins", |rt, s, perf| {
+            let r = rt.block_on(scenarios::joins(&s.url, s.pid, n, c, perf.as_deref()))?;
             eprintln!(
                 "   {:>6.0} joins/s  server {:.1} µs/join  load {:.0} % CPU",
                 r.joins_per_s, r.server_cpu_us_per_join, r.loadgen_cpu_pct

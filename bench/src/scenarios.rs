@@ -3,6 +3,7 @@
 //! `joins` (connect + join throughput). Each returns plain numbers; the
 //! caller owns the server process and the report.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -264,7 +265,12 @@ async fn run_pair(
 
 /// Closed-loop relay: `pairs` pairs, each in its own room; A sends
 /// candidates to B and B to A, `window` in flight per direction.
-pub(crate) async fn relay(url: &str, pid: u32, p: &RelayParams) -> Result<RelayResult, String> {
+pub(crate) async fn relay(
+    url: &str,
+    pid: u32,
+    p: &RelayParams,
+    perf: Option<&Path>,
+) -> Result<RelayResult, String> {
     let mut pairs = Vec::with_capacity(p.pairs);
     for i in 0..p.pairs {
         pairs.push(setup_pair(url, i, p.frame_bytes).await?);
@@ -280,6 +286,7 @@ pub(crate) async fn relay(url: &str, pid: u32, p: &RelayParams) -> Result<RelayR
         .map(|(a, b)| tokio::spawn(run_pair(a, b, Arc::clone(&clock), p.window, p.ack_every)))
         .collect();
     tokio::time::sleep_until(clock.measure_from).await;
+    let recorder = perf.and_then(|out| sys::PerfRecord::start(pid, out));
     let (cpu0, self0, t0) = (
         sys::cpu_seconds(pid),
         sys::self_cpu_seconds(),
@@ -291,6 +298,7 @@ pub(crate) async fn relay(url: &str, pid: u32, p: &RelayParams) -> Result<RelayR
         sys::self_cpu_seconds(),
         Instant::now(),
     );
+    drop(recorder);
     let wall = (t1 - t0).as_secs_f64();
 
     let mut total = PairStats::default();
@@ -451,8 +459,10 @@ pub(crate) async fn joins(
     pid: u32,
     n: usize,
     concurrency: usize,
+    perf: Option<&Path>,
 ) -> Result<JoinsResult, String> {
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let recorder = perf.and_then(|out| sys::PerfRecord::start(pid, out));
     let (cpu0, self0, t0) = (
         sys::cpu_seconds(pid),
         sys::self_cpu_seconds(),
@@ -464,6 +474,7 @@ pub(crate) async fn joins(
         sys::self_cpu_seconds(),
         t0.elapsed().as_secs_f64(),
     );
+    drop(recorder);
     drop(conns);
     let server_cpu = match (cpu0, cpu1) {
         (Some(a), Some(b)) => b - a,

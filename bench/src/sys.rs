@@ -161,7 +161,68 @@ impl ServerProc {
 }
 
 impl Drop for ServerProc {
+    /// SIGTERM, up to 3 s to exit (a profiler wrapped around the server
+    /// then writes its data), then SIGKILL.
     fn drop(&mut self) {
+        if signal(self.pid, rustix::process::Signal::TERM) {
+            let deadline = std::time::Instant::now() + Duration::from_secs(3);
+            while std::time::Instant::now() < deadline {
+                if !matches!(self.child.try_wait(), Ok(None)) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn signal(pid: u32, sig: rustix::process::Signal) -> bool {
+    i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .is_some_and(|p| rustix::process::kill_process(p, sig).is_ok())
+}
+
+/// `perf record` attached to a process, stopped (SIGINT) on drop.
+#[derive(Debug)]
+pub(crate) struct PerfRecord {
+    child: Child,
+}
+
+impl PerfRecord {
+    /// Sample `pid` (all threads, call graphs, software cpu-clock event so it
+    /// works in VMs without hardware counters) into `out`.
+    pub(crate) fn start(pid: u32, out: &Path) -> Option<Self> {
+        if let Some(dir) = out.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let child = Command::new("perf")
+            .args(["record", "-q", "-e", "cpu-clock", "-F", "4999", "-g", "-p"])
+            .arg(pid.to_string())
+            .arg("-o")
+            .arg(out)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| eprintln!("   perf record: {e}"))
+            .ok()?;
+        Some(PerfRecord { child })
+    }
+}
+
+impl Drop for PerfRecord {
+    fn drop(&mut self) {
+        signal(self.child.id(), rustix::process::Signal::INT);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
