@@ -7,8 +7,10 @@ pub mod error;
 pub mod event;
 pub mod hub;
 pub mod protocol;
+pub mod server;
 
 pub use config::ServerConfig;
 pub use error::{Error, ErrorCode, Result};
 pub use event::Event;
 pub use hub::{Hub, PeerInfo, RoomInfo};
+pub use server::{Server, ServerBuilder, ServerHandle};
