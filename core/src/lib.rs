@@ -2,9 +2,15 @@
 //! and relays offer/answer/candidate between them, and a client that survives the
 //! network. See `docs/PROTOCOL.md` for the wire contract.
 
+pub mod config;
 pub mod error;
 pub mod event;
+pub mod hub;
 pub mod protocol;
+pub mod server;
 
+pub use config::ServerConfig;
 pub use error::{Error, ErrorCode, Result};
 pub use event::Event;
+pub use hub::{Hub, PeerInfo, RoomInfo};
+pub use server::{Server, ServerBuilder, ServerHandle};
