@@ -137,6 +137,10 @@ struct Opts {
     /// into DIR/SERVER-SCENARIO-rN.data (those runs' figures include perf's overhead).
     #[arg(long, global = true, value_name = "DIR")]
     perf: Option<std::path::PathBuf>,
+    /// Before each run, wait up to this many seconds for the rest of the
+    /// machine to go quiet (under 15 % of one core busy for 1 s).
+    #[arg(long, global = true, default_value_t = 60.0)]
+    quiet_wait: f64,
     /// idle and joins: connects in progress at once.
     #[arg(long, global = true, default_value_t = 64)]
     concurrency: usize,
@@ -234,6 +238,35 @@ fn main() -> ExitCode {
     }
 }
 
+/// Wait (at most `max_secs`) until the machine is nearly idle, so that
+/// other work (a build, a test run) does not skew a run.
+fn wait_for_quiet(max_secs: f64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs_f64(max_secs);
+    let mut told = false;
+    loop {
+        let before = sys::machine_busy_seconds();
+        std::thread::sleep(Duration::from_secs(1));
+        let busy = sys::machine_busy_seconds() - before;
+        if busy.is_nan() || busy < 0.15 {
+            return;
+        }
+        if std::time::Instant::now() >= deadline {
+            eprintln!(
+                "   machine still busy ({:.0} % of a core); running anyway",
+                busy * 100.0
+            );
+            return;
+        }
+        if !told {
+            eprintln!(
+                "   waiting for the machine to go quiet ({:.0} % of a core busy)",
+                busy * 100.0
+            );
+            told = true;
+        }
+    }
+}
+
 struct Bench<'a> {
     opts: &'a Opts,
     rt: tokio::runtime::Runtime,
@@ -271,6 +304,7 @@ impl Bench<'_> {
                 if self.unavailable.contains(&kind) {
                     continue;
                 }
+                wait_for_quiet(self.opts.quiet_wait);
                 let cmd = self.cmdline(kind);
                 let mut server = match ServerProc::spawn(&cmd, self.server_pin) {
                     Ok(s) => s,
@@ -342,9 +376,9 @@ impl Bench<'_> {
         let results = self.each(&title, &slug, |rt, s, perf| {
             let r = rt.block_on(scenarios::relay(&s.url, s.pid, &p, perf.as_deref()))?;
             eprintln!(
-                "   {:>8.0} msg/s  p50 {:>6.1} µs  p99 {:>7.1} µs  server {:>5.2} µs/msg ({:.0} % CPU)  load {:.0} % CPU  lost {} reordered {} invalid {}",
+                "   {:>8.0} msg/s  p50 {:>6.1} µs  p99 {:>7.1} µs  server {:>5.2} µs/msg ({:.0} % CPU)  load {:.0} % CPU  others {:.0} % CPU  lost {} reordered {} invalid {}",
                 r.msgs_per_s, r.p50_us, r.p99_us, r.server_cpu_us_per_msg, r.server_cpu_pct,
-                r.loadgen_cpu_pct, r.lost, r.reordered, r.bad
+                r.loadgen_cpu_pct, r.others_cpu_pct, r.lost, r.reordered, r.bad
             );
             Ok(r)
         });
@@ -383,6 +417,12 @@ impl Bench<'_> {
             "load generator CPU %",
             &results,
             |r| r.loadgen_cpu_pct,
+            0,
+        ));
+        rep.row(Row::median(
+            "other processes CPU % (noise)",
+            &results,
+            |r| r.others_cpu_pct,
             0,
         ));
         rep.row(Row::sum("lost (all runs)", &results, |r| r.lost));
@@ -437,8 +477,8 @@ impl Bench<'_> {
         let results = self.each(&title, "joins", |rt, s, perf| {
             let r = rt.block_on(scenarios::joins(&s.url, s.pid, n, c, perf.as_deref()))?;
             eprintln!(
-                "   {:>6.0} joins/s  server {:.1} µs/join  load {:.0} % CPU",
-                r.joins_per_s, r.server_cpu_us_per_join, r.loadgen_cpu_pct
+                "   {:>6.0} joins/s  server {:.1} µs/join  load {:.0} % CPU  others {:.0} % CPU",
+                r.joins_per_s, r.server_cpu_us_per_join, r.loadgen_cpu_pct, r.others_cpu_pct
             );
             Ok(r)
         });
@@ -462,6 +502,12 @@ impl Bench<'_> {
             "load generator CPU %",
             &results,
             |r| r.loadgen_cpu_pct,
+            0,
+        ));
+        rep.row(Row::median(
+            "other processes CPU % (noise)",
+            &results,
+            |r| r.others_cpu_pct,
             0,
         ));
         rep.print();

@@ -35,6 +35,8 @@ pub(crate) struct RelayResult {
     pub(crate) server_cpu_us_per_msg: f64,
     pub(crate) server_cpu_pct: f64,
     pub(crate) loadgen_cpu_pct: f64,
+    /// CPU used by everything else on the machine, % of one core.
+    pub(crate) others_cpu_pct: f64,
     pub(crate) lost: u64,
     pub(crate) reordered: u64,
     pub(crate) bad: u64,
@@ -287,19 +289,10 @@ pub(crate) async fn relay(
         .collect();
     tokio::time::sleep_until(clock.measure_from).await;
     let recorder = perf.and_then(|out| sys::PerfRecord::start(pid, out));
-    let (cpu0, self0, t0) = (
-        sys::cpu_seconds(pid),
-        sys::self_cpu_seconds(),
-        Instant::now(),
-    );
+    let cpu0 = sys::CpuSample::take(pid);
     tokio::time::sleep_until(clock.stop_at).await;
-    let (cpu1, self1, t1) = (
-        sys::cpu_seconds(pid),
-        sys::self_cpu_seconds(),
-        Instant::now(),
-    );
+    let cpu = sys::CpuSample::take(pid).since(&cpu0);
     drop(recorder);
-    let wall = (t1 - t0).as_secs_f64();
 
     let mut total = PairStats::default();
     for t in tasks {
@@ -320,18 +313,15 @@ pub(crate) async fn relay(
         eprintln!("    first problem: {problem}");
     }
     let msgs = total.received_in_window as f64;
-    let server_cpu = match (cpu0, cpu1) {
-        (Some(a), Some(b)) => b - a,
-        _ => f64::NAN,
-    };
     let mut lat = total.latencies_ns;
     Ok(RelayResult {
         msgs_per_s: msgs / (clock.stop_at - clock.measure_from).as_secs_f64(),
         p50_us: percentile_us(&mut lat, 0.50),
         p99_us: percentile_us(&mut lat, 0.99),
-        server_cpu_us_per_msg: server_cpu * 1e6 / msgs.max(1.0),
-        server_cpu_pct: 100.0 * server_cpu / wall,
-        loadgen_cpu_pct: 100.0 * (self1 - self0) / wall,
+        server_cpu_us_per_msg: cpu.server * 1e6 / msgs.max(1.0),
+        server_cpu_pct: 100.0 * cpu.server / cpu.wall,
+        loadgen_cpu_pct: 100.0 * cpu.own / cpu.wall,
+        others_cpu_pct: 100.0 * cpu.others / cpu.wall,
         lost: total.lost,
         reordered: total.reordered,
         bad: total.bad,
@@ -451,6 +441,8 @@ pub(crate) struct JoinsResult {
     pub(crate) joins_per_s: f64,
     pub(crate) server_cpu_us_per_join: f64,
     pub(crate) loadgen_cpu_pct: f64,
+    /// CPU used by everything else on the machine, % of one core.
+    pub(crate) others_cpu_pct: f64,
 }
 
 /// Connect + join `n` connections, `concurrency` at a time; joins per second.
@@ -463,26 +455,15 @@ pub(crate) async fn joins(
 ) -> Result<JoinsResult, String> {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let recorder = perf.and_then(|out| sys::PerfRecord::start(pid, out));
-    let (cpu0, self0, t0) = (
-        sys::cpu_seconds(pid),
-        sys::self_cpu_seconds(),
-        Instant::now(),
-    );
+    let cpu0 = sys::CpuSample::take(pid);
     let conns = connect_many(url, n, concurrency, "join").await?;
-    let (cpu1, self1, wall) = (
-        sys::cpu_seconds(pid),
-        sys::self_cpu_seconds(),
-        t0.elapsed().as_secs_f64(),
-    );
+    let cpu = sys::CpuSample::take(pid).since(&cpu0);
     drop(recorder);
     drop(conns);
-    let server_cpu = match (cpu0, cpu1) {
-        (Some(a), Some(b)) => b - a,
-        _ => f64::NAN,
-    };
     Ok(JoinsResult {
-        joins_per_s: n as f64 / wall,
-        server_cpu_us_per_join: server_cpu * 1e6 / n as f64,
-        loadgen_cpu_pct: 100.0 * (self1 - self0) / wall,
+        joins_per_s: n as f64 / cpu.wall,
+        server_cpu_us_per_join: cpu.server * 1e6 / n as f64,
+        loadgen_cpu_pct: 100.0 * cpu.own / cpu.wall,
+        others_cpu_pct: 100.0 * cpu.others / cpu.wall,
     })
 }

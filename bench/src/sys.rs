@@ -50,6 +50,72 @@ pub(crate) fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) as f64 / hz)
 }
 
+/// CPU seconds the whole machine spent busy (all cores: user, nice, system,
+/// irq, softirq, steal), from `/proc/stat`.
+pub(crate) fn machine_busy_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return f64::NAN;
+    };
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return f64::NAN;
+    };
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    let busy: u64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| f.get(i)).sum();
+    busy as f64 / rustix::param::clock_ticks_per_second() as f64
+}
+
+/// CPU samples of the server, this process and the machine at one instant.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CpuSample {
+    at: std::time::Instant,
+    server: Option<f64>,
+    own: f64,
+    machine: f64,
+}
+
+/// CPU use between two [`CpuSample`]s.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CpuUse {
+    pub(crate) wall: f64,
+    /// Server CPU seconds (NaN when unreadable).
+    pub(crate) server: f64,
+    /// Load generator CPU seconds.
+    pub(crate) own: f64,
+    /// Busy CPU seconds of everything else on the machine.
+    pub(crate) others: f64,
+}
+
+impl CpuSample {
+    pub(crate) fn take(server_pid: u32) -> Self {
+        CpuSample {
+            at: std::time::Instant::now(),
+            server: cpu_seconds(server_pid),
+            own: self_cpu_seconds(),
+            machine: machine_busy_seconds(),
+        }
+    }
+
+    pub(crate) fn since(&self, earlier: &CpuSample) -> CpuUse {
+        let server = match (earlier.server, self.server) {
+            (Some(a), Some(b)) => b - a,
+            _ => f64::NAN,
+        };
+        let own = self.own - earlier.own;
+        let machine = self.machine - earlier.machine;
+        CpuUse {
+            wall: (self.at - earlier.at).as_secs_f64(),
+            server,
+            own,
+            others: (machine - own - if server.is_nan() { 0.0 } else { server }).max(0.0),
+        }
+    }
+}
+
 /// This process's own CPU time in seconds.
 pub(crate) fn self_cpu_seconds() -> f64 {
     cpu_seconds(std::process::id()).unwrap_or(0.0)
