@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -55,6 +55,8 @@ struct Peer {
     in_flight: usize,
     last_seq: u64,
     acked_seq: u64,
+    /// Frames fed but not flushed.
+    dirty: bool,
 }
 
 #[derive(Default)]
@@ -108,19 +110,37 @@ async fn setup_pair(url: &str, i: usize, frame_bytes: usize) -> Result<(Peer, Pe
         in_flight: 0,
         last_seq: seq,
         acked_seq: 0,
+        dirty: false,
     };
     Ok((peer(wa, &na, &nb, seq_a2), peer(wb, &nb, &na, seq_b)))
 }
 
 impl Peer {
+    /// Queue one candidate; [`Peer::flush`] writes the queue out.
     async fn send_candidate(&mut self, clock: &Clock) -> Result<(), String> {
         let frame = self.frames.build(self.sent, clock.now_ns());
         self.sent += 1;
         self.in_flight += 1;
+        self.feed(Message::text(frame)).await
+    }
+
+    async fn feed(&mut self, msg: Message) -> Result<(), String> {
+        self.dirty = true;
         self.ws
-            .send(Message::text(frame))
+            .feed(msg)
             .await
             .map_err(|e| format!("{} send: {e}", self.me))
+    }
+
+    /// Write out everything queued since the last flush (one syscall).
+    async fn flush(&mut self) -> Result<(), String> {
+        if !std::mem::take(&mut self.dirty) {
+            return Ok(());
+        }
+        self.ws
+            .flush()
+            .await
+            .map_err(|e| format!("{} flush: {e}", self.me))
     }
 }
 
@@ -210,8 +230,8 @@ async fn on_frame(
     if ack_every > 0 && rx.last_seq >= rx.acked_seq + ack_every {
         rx.acked_seq = rx.last_seq;
         let ack = format!(r#"{{"type":"ack","seq":{}}}"#, rx.last_seq);
-        if let Err(e) = rx.ws.send(Message::text(ack)).await {
-            st.problem(format!("{}: send ack: {e}", rx.me));
+        if let Err(e) = rx.feed(Message::text(ack)).await {
+            st.problem(e);
         }
     }
     true
@@ -232,11 +252,16 @@ async fn run_pair(
             }
         }
     }
+    for p in [&mut a, &mut b] {
+        if let Err(e) = p.flush().await {
+            st.problem(e);
+        }
+    }
     let sleep = tokio::time::sleep_until(clock.stop_at);
     tokio::pin!(sleep);
     let mut sending = true;
     loop {
-        let alive = tokio::select! {
+        let mut alive = tokio::select! {
             f = a.ws.next() => on_frame(&mut a, &mut b, f, &clock, sending, ack_every, &mut st).await,
             f = b.ws.next() => on_frame(&mut b, &mut a, f, &clock, sending, ack_every, &mut st).await,
             () = &mut sleep => {
@@ -248,6 +273,29 @@ async fn run_pair(
                 true
             }
         };
+        // Handle every frame that is already readable, so that the replies
+        // they trigger leave in one write per connection (as a real client
+        // trickling ICE candidates would batch them).
+        for _ in 0..256 {
+            let mut progressed = false;
+            if let Some(f) = a.ws.next().now_or_never() {
+                alive &= on_frame(&mut a, &mut b, f, &clock, sending, ack_every, &mut st).await;
+                progressed = true;
+            }
+            if let Some(f) = b.ws.next().now_or_never() {
+                alive &= on_frame(&mut b, &mut a, f, &clock, sending, ack_every, &mut st).await;
+                progressed = true;
+            }
+            if !progressed || !alive {
+                break;
+            }
+        }
+        for p in [&mut a, &mut b] {
+            if let Err(e) = p.flush().await {
+                st.problem(e);
+                alive = false;
+            }
+        }
         if !alive || (!sending && a.in_flight == 0 && b.in_flight == 0) {
             break;
         }
