@@ -137,6 +137,10 @@ struct Opts {
     /// into DIR/SERVER-SCENARIO-rN.data (those runs' figures include perf's overhead).
     #[arg(long, global = true, value_name = "DIR")]
     perf: Option<std::path::PathBuf>,
+    /// Seconds the server gets to exit after SIGTERM before SIGKILL (raise it
+    /// for a server under valgrind, which writes its output at exit).
+    #[arg(long, global = true, default_value_t = 3.0)]
+    stop_timeout: f64,
     /// Before each run, wait up to this many seconds for the rest of the
     /// machine to go quiet (under 15 % of one core busy for 1 s).
     #[arg(long, global = true, default_value_t = 60.0)]
@@ -306,7 +310,8 @@ impl Bench<'_> {
                 }
                 wait_for_quiet(self.opts.quiet_wait);
                 let cmd = self.cmdline(kind);
-                let mut server = match ServerProc::spawn(&cmd, self.server_pin) {
+                let stop = Duration::from_secs_f64(self.opts.stop_timeout);
+                let mut server = match ServerProc::spawn(&cmd, self.server_pin, stop) {
                     Ok(s) => s,
                     Err(e) => {
                         eprintln!("   {}: unavailable, skipped: {e}", kind.name());
@@ -419,12 +424,15 @@ impl Bench<'_> {
             |r| r.loadgen_cpu_pct,
             0,
         ));
-        rep.row(Row::median(
-            "other processes CPU % (noise)",
-            &results,
-            |r| r.others_cpu_pct,
-            0,
-        ));
+        rep.row(
+            Row::median(
+                "other processes CPU % (noise)",
+                &results,
+                |r| r.others_cpu_pct,
+                0,
+            )
+            .no_ratio(),
+        );
         rep.row(Row::sum("lost (all runs)", &results, |r| r.lost));
         rep.row(Row::sum("reordered (all runs)", &results, |r| r.reordered));
         rep.row(Row::sum(
@@ -504,12 +512,15 @@ impl Bench<'_> {
             |r| r.loadgen_cpu_pct,
             0,
         ));
-        rep.row(Row::median(
-            "other processes CPU % (noise)",
-            &results,
-            |r| r.others_cpu_pct,
-            0,
-        ));
+        rep.row(
+            Row::median(
+                "other processes CPU % (noise)",
+                &results,
+                |r| r.others_cpu_pct,
+                0,
+            )
+            .no_ratio(),
+        );
         rep.print();
     }
 }

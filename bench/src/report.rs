@@ -10,7 +10,7 @@ pub(crate) struct Row {
     label: String,
     values: Vec<f64>,
     decimals: usize,
-    /// Sums of counts: print as integers, no ratio.
+    /// Counts and diagnostics: no ratio column.
     count: bool,
 }
 
@@ -32,6 +32,12 @@ impl Row {
             decimals,
             count: false,
         }
+    }
+
+    /// Shown without ratios (a diagnostic, not a figure of merit).
+    pub(crate) fn no_ratio(mut self) -> Self {
+        self.count = true;
+        self
     }
 
     /// The sum of `f` over each server's runs.

@@ -133,6 +133,7 @@ pub(crate) fn rss_bytes(pid: u32) -> Option<u64> {
 #[derive(Debug)]
 pub(crate) struct ServerProc {
     child: Child,
+    stop_timeout: Duration,
     pub(crate) pid: u32,
     pub(crate) url: String,
     stderr_tail: Arc<Mutex<Vec<String>>>,
@@ -141,7 +142,11 @@ pub(crate) struct ServerProc {
 impl ServerProc {
     /// Start `cmdline` (split on whitespace), optionally under
     /// `taskset -c CPU`, and wait until it prints `listening on ws://…`.
-    pub(crate) fn spawn(cmdline: &str, pin_cpu: Option<usize>) -> Result<Self, String> {
+    pub(crate) fn spawn(
+        cmdline: &str,
+        pin_cpu: Option<usize>,
+        stop_timeout: Duration,
+    ) -> Result<Self, String> {
         let words: Vec<&str> = cmdline.split_whitespace().collect();
         let Some((prog, args)) = words.split_first() else {
             return Err("empty server command".into());
@@ -186,6 +191,7 @@ impl ServerProc {
         });
         let mut proc = ServerProc {
             child,
+            stop_timeout,
             pid,
             url: String::new(),
             stderr_tail,
@@ -227,11 +233,11 @@ impl ServerProc {
 }
 
 impl Drop for ServerProc {
-    /// SIGTERM, up to 3 s to exit (a profiler wrapped around the server
-    /// then writes its data), then SIGKILL.
+    /// SIGTERM, up to `stop_timeout` to exit (a profiler wrapped around the
+    /// server then writes its data), then SIGKILL.
     fn drop(&mut self) {
         if signal(self.pid, rustix::process::Signal::TERM) {
-            let deadline = std::time::Instant::now() + Duration::from_secs(3);
+            let deadline = std::time::Instant::now() + self.stop_timeout;
             while std::time::Instant::now() < deadline {
                 if !matches!(self.child.try_wait(), Ok(None)) {
                     return;
