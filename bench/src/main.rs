@@ -130,6 +130,10 @@ struct Opts {
     /// idle: connections held.
     #[arg(long, global = true, default_value_t = 10_000)]
     idle_conns: usize,
+    /// idle: before going quiet, each pair exchanges an offer and an answer
+    /// with an SDP of this many bytes (0: join only). `all` runs 0 and 10000.
+    #[arg(long, global = true, value_delimiter = ',')]
+    idle_sdp_bytes: Option<Vec<usize>>,
     /// joins: connections that connect and join.
     #[arg(long, global = true, default_value_t = 5_000)]
     join_conns: usize,
@@ -217,7 +221,11 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Cmd::Idle => bench.idle(),
+        Cmd::Idle => {
+            for &sdp in opts.idle_sdp_bytes.as_deref().unwrap_or(&[0]) {
+                bench.idle(sdp);
+            }
+        }
         Cmd::Joins => bench.joins(),
         Cmd::All => {
             for &p in pairs.as_deref().unwrap_or(&[50]) {
@@ -228,7 +236,9 @@ fn main() -> ExitCode {
             if pairs.is_none() && windows.is_none() {
                 bench.relay(1, 1);
             }
-            bench.idle();
+            for &sdp in opts.idle_sdp_bytes.as_deref().unwrap_or(&[0, 10_000]) {
+                bench.idle(sdp);
+            }
             bench.joins();
         }
         Cmd::ReferenceServer { .. } => unreachable!("handled above"),
@@ -443,11 +453,17 @@ impl Bench<'_> {
         rep.print();
     }
 
-    fn idle(&mut self) {
+    fn idle(&mut self, sdp_bytes: usize) {
         let (n, c) = (self.opts.idle_conns, self.opts.concurrency);
-        let title = format!("idle: {n} joined connections in rooms of 2, RSS once settled");
+        let title = if sdp_bytes == 0 {
+            format!("idle: {n} joined connections in rooms of 2, RSS once settled")
+        } else {
+            format!(
+                "idle after offer/answer: {n} joined connections in rooms of 2, each pair exchanged {sdp_bytes}-byte SDPs (and acked), RSS once settled"
+            )
+        };
         let results = self.each(&title, "idle", |rt, s, _perf| {
-            let r = rt.block_on(scenarios::idle(&s.url, s.pid, n, c))?;
+            let r = rt.block_on(scenarios::idle(&s.url, s.pid, n, c, sdp_bytes))?;
             eprintln!(
                 "   RSS {:.1} → {:.1} MiB: {:.2} KiB per connection (setup {:.0} joins/s)",
                 r.rss_before_mib, r.rss_after_mib, r.kib_per_conn, r.setup_joins_per_s

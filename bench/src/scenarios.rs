@@ -392,7 +392,7 @@ async fn connect_many(
     n: usize,
     concurrency: usize,
     prefix: &str,
-) -> Result<Vec<Ws>, String> {
+) -> Result<Vec<(usize, Ws)>, String> {
     let next = Arc::new(AtomicUsize::new(0));
     let workers: Vec<_> = (0..concurrency.clamp(1, n.max(1)))
         .map(|_| {
@@ -411,7 +411,7 @@ async fn connect_many(
                         &format!("{prefix}u{i}"),
                     )
                     .await?;
-                    mine.push(ws);
+                    mine.push((i, ws));
                 }
             })
         })
@@ -445,17 +445,27 @@ pub(crate) struct IdleResult {
 }
 
 /// Hold `n` idle joined connections; RSS growth per connection once settled.
+///
+/// With `sdp_bytes > 0`, each pair first exchanges an offer and an answer
+/// carrying an SDP of that size (then both ack), as every real call does
+/// before it goes quiet: this shows buffers that grow with the largest
+/// message and are kept.
 pub(crate) async fn idle(
     url: &str,
     pid: u32,
     n: usize,
     concurrency: usize,
+    sdp_bytes: usize,
 ) -> Result<IdleResult, String> {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = sys::rss_bytes(pid).ok_or("cannot read server RSS")?;
     let t0 = Instant::now();
-    let conns = connect_many(url, n, concurrency, "idle").await?;
+    let mut conns = connect_many(url, n, concurrency, "idle").await?;
     let setup = t0.elapsed().as_secs_f64();
+    if sdp_bytes > 0 {
+        conns.sort_by_key(|(i, _)| *i);
+        offer_answer(&mut conns, "idle", sdp_bytes).await?;
+    }
     // Settle: RSS unchanged (within 64 KiB) over 1 s, at most 10 s.
     let mut samples = vec![sys::rss_bytes(pid).unwrap_or(0)];
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -481,6 +491,48 @@ pub(crate) async fn idle(
         kib_per_conn: (after as f64 - before as f64) / 1024.0 / n as f64,
         setup_joins_per_s: n as f64 / setup,
     })
+}
+
+/// Every pair (2k, 2k+1) of `conns` (sorted by index): 2k sends an offer
+/// with an SDP of `sdp_bytes`, 2k+1 answers with one of the same size, both
+/// ack what they got.
+async fn offer_answer(
+    conns: &mut [(usize, Ws)],
+    prefix: &str,
+    sdp_bytes: usize,
+) -> Result<(), String> {
+    let line = "a=candidate:1 1 udp 2122260223 192.0.2.1 54321 typ host generation 0\\r\\n";
+    let mut sdp =
+        String::from("v=0\\r\\no=- 4611731400430051336 2 IN IP4 127.0.0.1\\r\\ns=-\\r\\n");
+    while sdp.len() + line.len() <= sdp_bytes {
+        sdp.push_str(line);
+    }
+    for pair in conns.chunks_exact_mut(2) {
+        let [(ia, a), (ib, b)] = pair else { continue };
+        let (ua, ub) = (format!("{prefix}u{ia}"), format!("{prefix}u{ib}"));
+        let (mut seq_a, mut seq_b) = (0, 0);
+        let offer =
+            format!(r#"{{"type":"offer","to":"{ub}","sdp":{{"type":"offer","sdp":"{sdp}"}}}}"#);
+        a.send(Message::text(offer))
+            .await
+            .map_err(|e| format!("send offer: {e}"))?;
+        client::wait_for(b, "offer", &mut seq_b).await?;
+        let answer =
+            format!(r#"{{"type":"answer","to":"{ua}","sdp":{{"type":"answer","sdp":"{sdp}"}}}}"#);
+        b.send(Message::text(answer))
+            .await
+            .map_err(|e| format!("send answer: {e}"))?;
+        client::wait_for(a, "answer", &mut seq_a).await?;
+        for (ws, seq) in [(a, seq_a), (b, seq_b)] {
+            if seq > 0 {
+                let ack = format!(r#"{{"type":"ack","seq":{seq}}}"#);
+                ws.send(Message::text(ack))
+                    .await
+                    .map_err(|e| format!("send ack: {e}"))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Outcome of one joins run.
