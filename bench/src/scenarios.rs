@@ -15,6 +15,37 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::client::{self, FrameBuilder, Incoming, Ws};
 use crate::sys;
 
+/// How much other processes used the CPU during a run (% of one core).
+pub(crate) trait Noise {
+    fn noise_pct(&self) -> f64;
+    /// Nothing lost, reordered or invalid (such a run is never repeated away).
+    fn clean(&self) -> bool {
+        true
+    }
+}
+
+impl Noise for RelayResult {
+    fn noise_pct(&self) -> f64 {
+        self.others_cpu_pct
+    }
+    fn clean(&self) -> bool {
+        self.lost + self.reordered + self.bad == 0
+    }
+}
+
+impl Noise for JoinsResult {
+    fn noise_pct(&self) -> f64 {
+        self.others_cpu_pct
+    }
+}
+
+impl Noise for IdleResult {
+    /// RSS does not depend on what else runs.
+    fn noise_pct(&self) -> f64 {
+        0.0
+    }
+}
+
 /// Parameters of one relay run.
 #[derive(Debug, Clone)]
 pub(crate) struct RelayParams {
