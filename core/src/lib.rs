@@ -2,9 +2,11 @@
 //! and relays offer/answer/candidate between them, and a client that survives the
 //! network. See `docs/PROTOCOL.md` for the wire contract.
 
+pub mod client;
 pub mod error;
 pub mod event;
 pub mod protocol;
 
+pub use client::{Client, ClientBuilder, EventStream, Reply};
 pub use error::{Error, ErrorCode, Result};
 pub use event::Event;
