@@ -151,7 +151,7 @@ impl Hub {
     /// Sends a server-originated message (a JSON object with a string `type`) to
     /// one peer of a room.
     pub fn send(&self, room_id: &str, user_id: &str, message: &Value) -> Result<()> {
-        let body = host_message_body(message)?;
+        let body = self.host_message_body(message)?;
         let room = self.room(room_id)?;
         let target = room.lock().find(user_id).map(|m| m.session.clone());
         let target = target.ok_or_else(|| peer_not_found(user_id, room_id))?;
@@ -163,7 +163,7 @@ impl Hub {
 
     /// Sends a server-originated message to every peer of a room; returns how many.
     pub fn broadcast(&self, room_id: &str, message: &Value) -> Result<usize> {
-        let body = host_message_body(message)?;
+        let body = self.host_message_body(message)?;
         let room = self.room(room_id)?;
         let rs = room.lock();
         Ok(rs
@@ -228,6 +228,36 @@ impl Hub {
         }
     }
 
+    /// The body of a host message: a JSON object with a string `type`, within the size limit.
+    fn host_message_body(&self, message: &Value) -> Result<String> {
+        let Value::Object(map) = message else {
+            return Err(Error::protocol(
+                ErrorCode::InvalidMessage,
+                "a message must be a JSON object",
+            ));
+        };
+        if !matches!(map.get("type"), Some(Value::String(_))) {
+            return Err(Error::protocol(
+                ErrorCode::InvalidMessage,
+                "a message needs a string `type`",
+            ));
+        }
+        let mut w = ObjectWriter::with_capacity(128);
+        for (k, v) in map {
+            if k != "seq" {
+                w.serialize(k, v);
+            }
+        }
+        let body = w.finish();
+        if body.len() > self.inner.config.max_message_bytes {
+            return Err(Error::protocol(
+                ErrorCode::MessageTooBig,
+                "the message exceeds max_message_bytes",
+            ));
+        }
+        Ok(body)
+    }
+
     fn room(&self, room_id: &str) -> Result<Arc<Room>> {
         self.inner
             .rooms
@@ -241,28 +271,6 @@ fn peer_not_found(user_id: &str, room_id: &str) -> Error {
         ErrorCode::PeerNotFound,
         format!("no peer `{user_id}` in room `{room_id}`"),
     )
-}
-
-fn host_message_body(message: &Value) -> Result<String> {
-    let Value::Object(map) = message else {
-        return Err(Error::protocol(
-            ErrorCode::InvalidMessage,
-            "a message must be a JSON object",
-        ));
-    };
-    if !matches!(map.get("type"), Some(Value::String(_))) {
-        return Err(Error::protocol(
-            ErrorCode::InvalidMessage,
-            "a message needs a string `type`",
-        ));
-    }
-    let mut w = ObjectWriter::with_capacity(128);
-    for (k, v) in map {
-        if k != "seq" {
-            w.serialize(k, v);
-        }
-    }
-    Ok(w.finish())
 }
 
 fn room_info(room: &Room) -> RoomInfo {

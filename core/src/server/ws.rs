@@ -8,7 +8,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
-use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
@@ -97,6 +97,8 @@ pub(crate) async fn run<S>(
                         close_gracefully(&mut ws, close::TOO_BIG, "message too big").await;
                         break;
                     }
+                    // The TCP connection ended without a close frame: a network cut, not a violation.
+                    Some(Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake))) => break,
                     Some(Err(WsError::Protocol(_) | WsError::Utf8(_))) => {
                         conn.close(close::PROTOCOL_ERROR, "protocol error");
                         close_gracefully(&mut ws, close::PROTOCOL_ERROR, "protocol error").await;
