@@ -93,7 +93,10 @@ pub enum Error {
 impl Error {
     /// Shorthand for a protocol error.
     pub fn protocol(code: ErrorCode, message: impl Into<String>) -> Self {
-        Error::Protocol { code, message: message.into() }
+        Error::Protocol {
+            code,
+            message: message.into(),
+        }
     }
 
     /// The stable code of this error: the protocol code for protocol errors,

@@ -14,7 +14,11 @@ pub type Fields = Map<String, Value>;
 /// an offer was relayed); on a client they are the messages the server sent.
 /// The remaining variants are client connection-state events.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "type",
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase"
+)]
 #[non_exhaustive]
 pub enum Event {
     /// A connection was established (`clientId`, `sessionId`, and on a server `ip`).
@@ -36,18 +40,30 @@ pub enum Event {
     Draining(Fields),
     Error(Fields),
     /// Client: a connection attempt starts.
-    Connecting { attempt: u32 },
+    Connecting {
+        attempt: u32,
+    },
     /// Client: the WebSocket is open (before `connected`/`resumed`).
     Open,
     /// Client: the connection was lost; the next attempt starts after `delay_ms`.
-    Reconnecting { attempt: u32, delay_ms: u64 },
+    Reconnecting {
+        attempt: u32,
+        delay_ms: u64,
+    },
     /// Client: the session could not be resumed; these rooms were joined afresh,
     /// so peer connections should be renegotiated.
-    Rejoined { rooms: Vec<String> },
+    Rejoined {
+        rooms: Vec<String>,
+    },
     /// Client: reconnection gave up after `attempts` attempts.
-    ReconnectFailed { attempts: u32 },
+    ReconnectFailed {
+        attempts: u32,
+    },
     /// Client: closed for good (by `close()`, a terminal close code, or giving up).
-    Closed { code: Option<u16>, reason: String },
+    Closed {
+        code: Option<u16>,
+        reason: String,
+    },
 }
 
 impl Event {
@@ -81,7 +97,9 @@ impl Event {
     /// Builds a protocol-message event from a parsed server message (with `type`).
     /// Returns `None` for an unknown `type` or a non-object.
     pub fn from_message(value: Value) -> Option<Event> {
-        let Value::Object(mut fields) = value else { return None };
+        let Value::Object(mut fields) = value else {
+            return None;
+        };
         let kind = match fields.remove("type") {
             Some(Value::String(s)) => s,
             _ => return None,
@@ -160,15 +178,25 @@ mod tests {
 
     #[test]
     fn serde_type_is_the_protocol_name() {
-        let e = Event::from_message(json!({"type":"user-joined","roomId":"r","userId":"a","polite":false})).unwrap();
+        let e = Event::from_message(
+            json!({"type":"user-joined","roomId":"r","userId":"a","polite":false}),
+        )
+        .unwrap();
         assert_eq!(e.kind(), "user-joined");
         assert_eq!(e.room_id(), Some("r"));
         let v = e.to_json();
         assert_eq!(v["type"], "user-joined");
         assert_eq!(serde_json::from_value::<Event>(v).unwrap(), e);
-        let r = Event::Reconnecting { attempt: 2, delay_ms: 1500 }.to_json();
+        let r = Event::Reconnecting {
+            attempt: 2,
+            delay_ms: 1500,
+        }
+        .to_json();
         assert_eq!(r, json!({"type":"reconnecting","attempt":2,"delayMs":1500}));
-        assert_eq!(Event::ReconnectFailed { attempts: 3 }.kind(), "reconnect-failed");
+        assert_eq!(
+            Event::ReconnectFailed { attempts: 3 }.kind(),
+            "reconnect-failed"
+        );
         assert!(Event::from_message(json!({"type":"bogus"})).is_none());
     }
 }

@@ -3,10 +3,16 @@
 //! network. See `docs/PROTOCOL.md` for the wire contract.
 
 pub mod client;
+pub mod config;
 pub mod error;
 pub mod event;
+pub mod hub;
 pub mod protocol;
+pub mod server;
 
 pub use client::{Client, ClientBuilder, EventStream, Reply};
+pub use config::ServerConfig;
 pub use error::{Error, ErrorCode, Result};
 pub use event::Event;
+pub use hub::{Hub, PeerInfo, RoomInfo};
+pub use server::{Server, ServerBuilder, ServerHandle};

@@ -1,1 +1,192 @@
-fn main() {}
+//! The `switchboard` command: a stand-alone signaling server. Every option is a
+//! flag and an environment variable (`SWITCHBOARD_…`); `--help` lists them.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use switchboard::{Server, ServerConfig};
+use tracing::{error, info, warn};
+
+/// WebRTC signaling server: rooms, offer/answer/ICE relay, sessions with resume.
+#[derive(Debug, Parser)]
+#[command(name = "switchboard", version, about, long_about = None)]
+struct Cli {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// WebSocket upgrade path.
+    #[arg(long, env = "SWITCHBOARD_PATH", default_value = "/ws")]
+    path: String,
+    /// Largest accepted message in bytes (bigger frames close with 1009).
+    #[arg(long, env = "SWITCHBOARD_MAX_MESSAGE_BYTES", default_value_t = 65536)]
+    max_message_bytes: usize,
+    /// Server-wide connection limit, 0 = unlimited (over it: HTTP 503).
+    #[arg(long, env = "SWITCHBOARD_MAX_CONNS", default_value_t = 0)]
+    max_conns: usize,
+    /// Connections per client IP, 0 = unlimited (over it: HTTP 429).
+    #[arg(long, env = "SWITCHBOARD_MAX_CONNS_PER_IP", default_value_t = 20)]
+    max_conns_per_ip: usize,
+    /// Peers per room, 0 = unlimited (over it: `room-full`).
+    #[arg(long, env = "SWITCHBOARD_MAX_ROOM_SIZE", default_value_t = 0)]
+    max_room_size: usize,
+    /// Rooms one session may be in at once.
+    #[arg(long, env = "SWITCHBOARD_MAX_ROOMS_PER_SESSION", default_value_t = 16)]
+    max_rooms_per_session: usize,
+    /// Rate limit burst, in messages per connection.
+    #[arg(long, env = "SWITCHBOARD_RATE_LIMIT_BURST", default_value_t = 50)]
+    rate_limit_burst: u32,
+    /// Rate limit, sustained messages per second per connection; 0 = off.
+    #[arg(long, env = "SWITCHBOARD_RATE_LIMIT_RPS", default_value_t = 20)]
+    rate_limit_rps: u32,
+    /// WebSocket Ping interval in milliseconds.
+    #[arg(long, env = "SWITCHBOARD_HEARTBEAT_MS", default_value_t = 30_000)]
+    heartbeat_ms: u64,
+    /// Silence allowed after the ping interval before a connection is dropped, ms.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_HEARTBEAT_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    heartbeat_timeout_ms: u64,
+    /// How long a lost session can be resumed, ms.
+    #[arg(long, env = "SWITCHBOARD_RESUME_WINDOW_MS", default_value_t = 20_000)]
+    resume_window_ms: u64,
+    /// Replay buffer per session, in messages.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_REPLAY_BUFFER_MESSAGES",
+        default_value_t = 256
+    )]
+    replay_buffer_messages: usize,
+    /// Replay buffer per session, in bytes.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_REPLAY_BUFFER_BYTES",
+        default_value_t = 262_144
+    )]
+    replay_buffer_bytes: usize,
+    /// Outbound queue per connection in bytes (past it: close 1008, slow consumer).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_OUTBOUND_QUEUE_BYTES",
+        default_value_t = 1_048_576
+    )]
+    outbound_queue_bytes: usize,
+    /// Allowed browser origins, comma-separated (default: all, with a warning).
+    #[arg(long, env = "SWITCHBOARD_ALLOWED_ORIGINS", value_delimiter = ',')]
+    allowed_origins: Vec<String>,
+    /// Longest graceful drain on SIGINT/SIGTERM, ms.
+    #[arg(long, env = "SWITCHBOARD_DRAIN_TIMEOUT_MS", default_value_t = 10_000)]
+    drain_timeout_ms: u64,
+    /// Upper bound of the reconnect delay suggested to clients in `draining`, ms.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_DRAIN_RETRY_AFTER_MS",
+        default_value_t = 5_000
+    )]
+    drain_retry_after_ms: u64,
+    /// Longest wait for an HTTP request head, ms.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_HANDSHAKE_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    handshake_timeout_ms: u64,
+}
+
+impl Cli {
+    fn into_config(self) -> ServerConfig {
+        let ms = Duration::from_millis;
+        ServerConfig {
+            listen: self.listen,
+            path: self.path,
+            max_message_bytes: self.max_message_bytes,
+            max_conns: self.max_conns,
+            max_conns_per_ip: self.max_conns_per_ip,
+            max_room_size: self.max_room_size,
+            max_rooms_per_session: self.max_rooms_per_session,
+            rate_limit_burst: self.rate_limit_burst,
+            rate_limit_rps: self.rate_limit_rps,
+            heartbeat_interval: ms(self.heartbeat_ms),
+            heartbeat_timeout: ms(self.heartbeat_timeout_ms),
+            resume_window: ms(self.resume_window_ms),
+            replay_buffer_messages: self.replay_buffer_messages,
+            replay_buffer_bytes: self.replay_buffer_bytes,
+            outbound_queue_bytes: self.outbound_queue_bytes,
+            allowed_origins: self
+                .allowed_origins
+                .into_iter()
+                .filter(|o| !o.is_empty())
+                .collect(),
+            drain_timeout: ms(self.drain_timeout_ms),
+            drain_retry_after: ms(self.drain_retry_after_ms),
+            handshake_timeout: ms(self.handshake_timeout_ms),
+            ..ServerConfig::default()
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "switchboard=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    // Every connection is a file descriptor: lift the soft limit to the hard one.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => info!(nofile = n, "file descriptor limit"),
+        Err(e) => warn!(error = %e, "could not raise the file descriptor limit"),
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("switchboard: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let server = match Server::builder().config(cli.into_config()).build() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("switchboard: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let handle = match server.start().await {
+            Ok(h) => h,
+            Err(e) => {
+                error!(error = %e, "cannot start");
+                eprintln!("switchboard: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        // One machine-readable line on stdout, for scripts and benchmarks.
+        println!("listening on {}", handle.url());
+        wait_for_signal().await;
+        handle.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    info!("signal received; draining");
+}

@@ -135,7 +135,7 @@ pub(crate) fn push_json_str(buf: &mut String, s: &str) {
 ///
 /// The body is built once per message; each receiver gets its own copy with its
 /// own sequence number (one allocation and one copy per receiver).
-pub fn stamp_seq(body: &str, seq: u64) -> Frame {
+pub(crate) fn stamp_seq(body: &str, seq: u64) -> Frame {
     debug_assert!(body.starts_with('{') && body.len() >= 2);
     let mut out = String::with_capacity(body.len() + 24);
     use std::fmt::Write;
@@ -154,7 +154,10 @@ mod tests {
     #[test]
     fn writer_escapes_and_parses_back() {
         let mut w = ObjectWriter::typed("chat", 64);
-        w.str("content", "a \"quote\"\n\u{1}é").u64("n", 42).bool("ok", true).raw("x", "[1,2]");
+        w.str("content", "a \"quote\"\n\u{1}é")
+            .u64("n", 42)
+            .bool("ok", true)
+            .raw("x", "[1,2]");
         let s = w.finish();
         let v: serde_json::Value = serde_json::from_str(&s).unwrap();
         assert_eq!(v["type"], "chat");

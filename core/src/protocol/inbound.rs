@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use crate::error::ErrorCode;
 
 /// Longest accepted room id, user id, session id or token field, in bytes.
-pub const MAX_ID_LEN: usize = 256;
+pub(crate) const MAX_ID_LEN: usize = 256;
 
 /// A JSON object key or string value: borrowed from the frame unless it had escapes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,7 +138,10 @@ impl MsgType {
 
     /// Messages relayed to a peer with a stamped `from`.
     pub fn is_relayed(self) -> bool {
-        matches!(self, MsgType::Offer | MsgType::Answer | MsgType::Candidate | MsgType::Message)
+        matches!(
+            self,
+            MsgType::Offer | MsgType::Answer | MsgType::Candidate | MsgType::Message
+        )
     }
 }
 
@@ -168,7 +171,9 @@ impl<'a> ClientMessage<'a> {
     pub fn str_field(&self, name: &str) -> Result<Option<Cow<'a, str>>, String> {
         match self.entries.unique(name)? {
             None => Ok(None),
-            Some(raw) => as_string(raw).map(Some).ok_or_else(|| format!("`{name}` must be a string")),
+            Some(raw) => as_string(raw)
+                .map(Some)
+                .ok_or_else(|| format!("`{name}` must be a string")),
         }
     }
 
@@ -179,7 +184,7 @@ impl<'a> ClientMessage<'a> {
 }
 
 /// Decodes a raw JSON string value.
-pub fn as_string(raw: &RawValue) -> Option<Cow<'_, str>> {
+pub(crate) fn as_string(raw: &RawValue) -> Option<Cow<'_, str>> {
     if !raw.get().starts_with('"') {
         return None;
     }
@@ -203,25 +208,50 @@ fn id_like(s: &str, name: &str) -> Result<(), String> {
 /// Parses and validates one client text frame (PROTOCOL.md §3.1).
 pub fn parse_client_message(text: &str) -> Result<ClientMessage<'_>, ParseError<'_>> {
     let entries = Entries::parse(text).map_err(|e| {
-        let code = if e.is_data() { ErrorCode::InvalidMessage } else { ErrorCode::InvalidJson };
+        let code = if e.is_data() {
+            ErrorCode::InvalidMessage
+        } else {
+            ErrorCode::InvalidJson
+        };
         let message = if e.is_data() {
             "a message must be a JSON object".to_owned()
         } else {
             format!("the frame is not valid JSON ({e})")
         };
-        ParseError { code, message, id: None }
+        ParseError {
+            code,
+            message,
+            id: None,
+        }
     })?;
-    let invalid = |message: String, id| ParseError { code: ErrorCode::InvalidMessage, message, id };
+    let invalid = |message: String, id| ParseError {
+        code: ErrorCode::InvalidMessage,
+        message,
+        id,
+    };
 
     let id = entries.unique("id").map_err(|m| invalid(m, None))?;
     let id = match id {
-        Some(raw) if raw.get().starts_with('"') || raw.get().starts_with(['-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9']) => {
+        Some(raw)
+            if raw.get().starts_with('"')
+                || raw
+                    .get()
+                    .starts_with(['-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9']) =>
+        {
             if raw.get().len() > MAX_ID_LEN {
-                return Err(invalid(format!("`id` is longer than {MAX_ID_LEN} bytes"), None));
+                return Err(invalid(
+                    format!("`id` is longer than {MAX_ID_LEN} bytes"),
+                    None,
+                ));
             }
             Some(raw)
         }
-        Some(_) => return Err(invalid("`id` must be a string or a number".to_owned(), None)),
+        Some(_) => {
+            return Err(invalid(
+                "`id` must be a string or a number".to_owned(),
+                None,
+            ))
+        }
         None => None,
     };
     let kind_raw = entries.unique("type").map_err(|m| invalid(m, id))?;
@@ -234,10 +264,21 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage<'_>, ParseError<
         if shown.len() < kind_str.len() {
             shown.push('…');
         }
-        return Err(ParseError { code: ErrorCode::UnknownType, message: format!("unknown message type `{shown}`"), id });
+        return Err(ParseError {
+            code: ErrorCode::UnknownType,
+            message: format!("unknown message type `{shown}`"),
+            id,
+        });
     };
 
-    let mut msg = ClientMessage { kind, id, room_id: None, to: None, seq: None, entries };
+    let mut msg = ClientMessage {
+        kind,
+        id,
+        room_id: None,
+        to: None,
+        seq: None,
+        entries,
+    };
     validate(&mut msg).map_err(|m| invalid(m, id))?;
     Ok(msg)
 }
@@ -282,7 +323,11 @@ fn validate(msg: &mut ClientMessage<'_>) -> Result<(), String> {
             if to.is_none() {
                 return Err(format!("`{}` needs a string `to`", msg.kind.as_str()));
             }
-            let payload = if msg.kind == MsgType::Candidate { "candidate" } else { "sdp" };
+            let payload = if msg.kind == MsgType::Candidate {
+                "candidate"
+            } else {
+                "sdp"
+            };
             require(msg, payload)?;
         }
         MsgType::Message => require(msg, "data")?,
@@ -327,7 +372,9 @@ mod tests {
 
     #[test]
     fn parses_a_candidate_borrowing_fields() {
-        let m = parse_client_message(r#"{"type":"candidate","to":"bob","candidate":{"c":1},"id":7}"#).unwrap();
+        let m =
+            parse_client_message(r#"{"type":"candidate","to":"bob","candidate":{"c":1},"id":7}"#)
+                .unwrap();
         assert_eq!(m.kind, MsgType::Candidate);
         assert_eq!(m.to.as_deref(), Some("bob"));
         assert!(matches!(m.to, Some(Cow::Borrowed(_))));
@@ -350,13 +397,34 @@ mod tests {
         assert_eq!(code(r#"{"type":5}"#), ErrorCode::InvalidMessage);
         assert_eq!(code(r#"{"type":"dance"}"#), ErrorCode::UnknownType);
         assert_eq!(code(r#"{"type":"join"}"#), ErrorCode::InvalidMessage);
-        assert_eq!(code(r#"{"type":"join","roomId":""}"#), ErrorCode::InvalidMessage);
-        assert_eq!(code(r#"{"type":"offer","sdp":"x"}"#), ErrorCode::InvalidMessage);
-        assert_eq!(code(r#"{"type":"offer","to":"b"}"#), ErrorCode::InvalidMessage);
-        assert_eq!(code(r#"{"type":"ack","seq":-1}"#), ErrorCode::InvalidMessage);
-        assert_eq!(code(r#"{"type":"resume","sessionId":"s","resumeToken":"t"}"#), ErrorCode::InvalidMessage);
-        assert_eq!(code(r#"{"type":"offer","to":"a","to":"b","sdp":1}"#), ErrorCode::InvalidMessage);
-        assert_eq!(code(r#"{"type":"ping","id":{}}"#), ErrorCode::InvalidMessage);
+        assert_eq!(
+            code(r#"{"type":"join","roomId":""}"#),
+            ErrorCode::InvalidMessage
+        );
+        assert_eq!(
+            code(r#"{"type":"offer","sdp":"x"}"#),
+            ErrorCode::InvalidMessage
+        );
+        assert_eq!(
+            code(r#"{"type":"offer","to":"b"}"#),
+            ErrorCode::InvalidMessage
+        );
+        assert_eq!(
+            code(r#"{"type":"ack","seq":-1}"#),
+            ErrorCode::InvalidMessage
+        );
+        assert_eq!(
+            code(r#"{"type":"resume","sessionId":"s","resumeToken":"t"}"#),
+            ErrorCode::InvalidMessage
+        );
+        assert_eq!(
+            code(r#"{"type":"offer","to":"a","to":"b","sdp":1}"#),
+            ErrorCode::InvalidMessage
+        );
+        assert_eq!(
+            code(r#"{"type":"ping","id":{}}"#),
+            ErrorCode::InvalidMessage
+        );
     }
 
     #[test]
@@ -367,8 +435,16 @@ mod tests {
 
     #[test]
     fn aliases() {
-        assert_eq!(parse_client_message(r#"{"type":"ACK","seq":3}"#).unwrap().seq, Some(3));
-        let r = parse_client_message(r#"{"type":"RESUME","sessionId":"s","resumeToken":"t","lastSeq":0}"#).unwrap();
+        assert_eq!(
+            parse_client_message(r#"{"type":"ACK","seq":3}"#)
+                .unwrap()
+                .seq,
+            Some(3)
+        );
+        let r = parse_client_message(
+            r#"{"type":"RESUME","sessionId":"s","resumeToken":"t","lastSeq":0}"#,
+        )
+        .unwrap();
         assert_eq!(r.kind, MsgType::Resume);
     }
 }

@@ -1,11 +1,11 @@
 //! The wire protocol (PROTOCOL.md): message type names, close codes, parsing of
 //! client frames into borrowed views, and building server frames without a JSON tree.
 
-mod frame;
-mod inbound;
+pub(crate) mod frame;
+pub(crate) mod inbound;
 
 pub use frame::{Frame, ObjectWriter};
-pub use inbound::{parse_client_message, ClientMessage, Entries, Key, MsgType};
+pub use inbound::{parse_client_message, ClientMessage, Entries, Key, MsgType, ParseError};
 
 /// The JSON subprotocol name.
 pub const SUBPROTOCOL_JSON: &str = "webrtc-signaling";

@@ -1,0 +1,114 @@
+//! Server configuration: every limit and timeout, with the protocol's defaults.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// Every option of the server. `0` turns a count limit off where the field says so.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to bind, `host:port` (port 0 picks a free one).
+    pub listen: String,
+    /// WebSocket upgrade path.
+    pub path: String,
+    /// Largest accepted message; a bigger frame closes the connection with 1009.
+    pub max_message_bytes: usize,
+    /// Server-wide connection limit (0 = unlimited); over it the upgrade gets 503.
+    pub max_conns: usize,
+    /// Connections per client IP (0 = unlimited); over it the upgrade gets 429.
+    pub max_conns_per_ip: usize,
+    /// Peers per room (0 = unlimited); a join past it gets `room-full`.
+    pub max_room_size: usize,
+    /// Rooms one session may be in at once; a join past it gets `forbidden`.
+    pub max_rooms_per_session: usize,
+    /// Token bucket burst, in messages.
+    pub rate_limit_burst: u32,
+    /// Token bucket refill, messages per second (0 = no rate limit).
+    pub rate_limit_rps: u32,
+    /// WebSocket Ping interval.
+    pub heartbeat_interval: Duration,
+    /// Silence allowed after `heartbeat_interval` before the connection is dropped.
+    pub heartbeat_timeout: Duration,
+    /// How long an away session waits for a resume before its peer leaves (`timeout`).
+    pub resume_window: Duration,
+    /// Replay buffer bound per session, in messages.
+    pub replay_buffer_messages: usize,
+    /// Replay buffer bound per session, in bytes.
+    pub replay_buffer_bytes: usize,
+    /// Outbound queue bound per connection, in bytes; past it the connection is
+    /// closed with 1008 (slow consumer) and its session goes away (resumable).
+    pub outbound_queue_bytes: usize,
+    /// Browser origins allowed to connect (empty = all, with a warning at start-up).
+    pub allowed_origins: Vec<String>,
+    /// Longest wait for a complete HTTP request head.
+    pub handshake_timeout: Duration,
+    /// Longest graceful drain before the server stops anyway.
+    pub drain_timeout: Duration,
+    /// Upper bound of the random reconnect delay suggested in `draining`.
+    pub drain_retry_after: Duration,
+    /// Events buffered for each `events()` reader; a reader that falls further
+    /// behind loses the oldest events (a warning is logged).
+    pub event_buffer: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".to_owned(),
+            path: "/ws".to_owned(),
+            max_message_bytes: 64 * 1024,
+            max_conns: 0,
+            max_conns_per_ip: 20,
+            max_room_size: 0,
+            max_rooms_per_session: 16,
+            rate_limit_burst: 50,
+            rate_limit_rps: 20,
+            heartbeat_interval: Duration::from_secs(30),
+            heartbeat_timeout: Duration::from_secs(10),
+            resume_window: Duration::from_secs(20),
+            replay_buffer_messages: 256,
+            replay_buffer_bytes: 256 * 1024,
+            outbound_queue_bytes: 1024 * 1024,
+            allowed_origins: Vec::new(),
+            handshake_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(10),
+            drain_retry_after: Duration::from_secs(5),
+            event_buffer: 1024,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Checks the values that can not work, before any I/O.
+    pub fn validate(&self) -> Result<()> {
+        let fail = |m: &str| Err(Error::Config(m.to_owned()));
+        if !self.path.starts_with('/') {
+            return fail("path must start with '/'");
+        }
+        if self.max_message_bytes < 256 {
+            return fail("max_message_bytes must be at least 256");
+        }
+        if self.rate_limit_rps > 0 && self.rate_limit_burst == 0 {
+            return fail("rate_limit_burst must be at least 1 when rate limiting is on");
+        }
+        if self.heartbeat_interval.is_zero() || self.heartbeat_timeout.is_zero() {
+            return fail("heartbeat interval and timeout must be positive");
+        }
+        if self.replay_buffer_messages == 0 || self.replay_buffer_bytes == 0 {
+            return fail("replay buffer bounds must be positive");
+        }
+        // A resume queues the whole replay buffer at once; it must fit.
+        if self.outbound_queue_bytes < self.replay_buffer_bytes + self.max_message_bytes {
+            return fail(
+                "outbound_queue_bytes must be at least replay_buffer_bytes + max_message_bytes",
+            );
+        }
+        if self.max_rooms_per_session == 0 {
+            return fail("max_rooms_per_session must be at least 1");
+        }
+        if self.event_buffer == 0 {
+            return fail("event_buffer must be at least 1");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,611 @@
+//! One client connection as the hub sees it: parses its frames, applies the rate
+//! limit, dispatches every message type, and settles the session when it ends.
+
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::value::RawValue;
+
+use super::outbox::{Fate, Outbox};
+use super::rate::{RateLimiter, Verdict};
+use super::room::{Member, Room};
+use super::session::{Attached, Session};
+use super::{
+    body_fields, random_id, random_uuid, room_info_body, user_joined_body, user_left_body, Hub,
+    HubInner,
+};
+use crate::error::ErrorCode;
+use crate::event::{Event, Fields};
+use crate::protocol::{
+    close, now_millis, parse_client_message, ClientMessage, Frame, LeaveReason, MsgType,
+    ObjectWriter,
+};
+
+/// What the transport knows about a new connection.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectInfo {
+    /// The client IP (after trusted-proxy resolution).
+    pub ip: Option<IpAddr>,
+}
+
+type Refusal = (ErrorCode, String);
+
+fn refuse<T>(code: ErrorCode, message: impl Into<String>) -> Result<T, Refusal> {
+    Err((code, message.into()))
+}
+
+/// A live connection attached to the hub. The transport feeds it inbound text
+/// frames, drains [`Connection::outbox`], and calls [`Connection::finish`] at the
+/// end (dropping it counts as an abnormal end).
+#[derive(Debug)]
+pub struct Connection {
+    hub: Arc<HubInner>,
+    id: u64,
+    client_id: Arc<str>,
+    outbox: Arc<Outbox>,
+    session: Arc<Session>,
+    rate: Option<RateLimiter>,
+    /// True until the first message that changes state: only then may `resume` come.
+    pristine: bool,
+    finished: bool,
+}
+
+impl Hub {
+    /// Attaches a new connection with a fresh session; its `connected` message is
+    /// already queued in the outbox.
+    pub fn connect(&self, info: ConnectInfo) -> Connection {
+        let hub = &self.inner;
+        let id = hub.next_conn_id.fetch_add(1, Ordering::Relaxed);
+        let outbox = Arc::new(Outbox::new(hub.config.outbound_queue_bytes));
+        let session = Arc::new(Session::new(
+            random_id().into(),
+            random_id().into(),
+            hub.replay_bounds(),
+            Attached {
+                conn_id: id,
+                outbox: outbox.clone(),
+            },
+        ));
+        hub.insert_session(&session);
+        hub.metrics.connections.fetch_add(1, Ordering::Relaxed);
+        hub.metrics
+            .connections_total
+            .fetch_add(1, Ordering::Relaxed);
+        let client_id: Arc<str> = format!("c{id}").into();
+        let mut w = ObjectWriter::typed("connected", 192);
+        w.str("clientId", &client_id)
+            .str("sessionId", &session.id)
+            .str("resumeToken", &session.resume_token)
+            .u64(
+                "heartbeatMs",
+                hub.config.heartbeat_interval.as_millis() as u64,
+            )
+            .u64("timestamp", now_millis());
+        outbox.push(Frame::from(w.finish()));
+        hub.emit(|| {
+            let mut f = Fields::new();
+            f.insert("clientId".into(), client_id.to_string().into());
+            f.insert("sessionId".into(), session.id.to_string().into());
+            f.insert("ip".into(), info.ip.map(|ip| ip.to_string()).into());
+            Event::Connected(f)
+        });
+        Connection {
+            hub: hub.clone(),
+            id,
+            client_id,
+            outbox,
+            session,
+            rate: RateLimiter::new(
+                hub.config.rate_limit_burst,
+                hub.config.rate_limit_rps,
+                Instant::now(),
+            ),
+            pristine: true,
+            finished: false,
+        }
+    }
+}
+
+impl Connection {
+    /// The frames to write to this connection.
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.outbox
+    }
+
+    /// This connection's id (`clientId` in `connected`).
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// The id of the session this connection currently carries.
+    pub fn session_id(&self) -> Arc<str> {
+        self.session.id.clone()
+    }
+
+    /// Asks the transport to close (protocol violations it detected itself:
+    /// 1002, 1003, 1009): membership ends at once.
+    pub fn close(&self, code: u16, reason: &'static str) {
+        self.outbox.close(code, reason, Fate::End);
+    }
+
+    /// Handles one inbound text frame. Never fails: problems become `error` replies
+    /// or a close request on the outbox.
+    pub fn handle_text(&mut self, text: &str) {
+        self.hub
+            .metrics
+            .messages_received
+            .fetch_add(1, Ordering::Relaxed);
+        let msg = match parse_client_message(text) {
+            Ok(m) => m,
+            Err(e) => {
+                if self.allowed() {
+                    self.send_error(e.code, &e.message, e.id);
+                }
+                return;
+            }
+        };
+        // Acks are cheap and must flow even under a flood, or buffers would grow.
+        if msg.kind != MsgType::Ack && !self.allowed() {
+            return;
+        }
+        if let Some(id) = msg.id {
+            if msg.kind != MsgType::Ack && self.session.lock().seen_id(id.get()) {
+                self.send_ack(id);
+                return;
+            }
+        }
+        match self.dispatch(&msg) {
+            Ok(()) => {
+                if let Some(id) = msg.id.filter(|_| msg.kind != MsgType::Ack) {
+                    self.session.lock().remember_id(id.get());
+                    self.send_ack(id);
+                }
+            }
+            Err((code, message)) => self.send_error(code, &message, msg.id),
+        }
+    }
+
+    /// Applies the rate limit; `false` means drop the message.
+    fn allowed(&mut self) -> bool {
+        let Some(rate) = &mut self.rate else {
+            return true;
+        };
+        match rate.check(Instant::now()) {
+            Verdict::Allow => true,
+            Verdict::Drop { notify } => {
+                self.hub
+                    .metrics
+                    .rate_limited
+                    .fetch_add(1, Ordering::Relaxed);
+                if notify {
+                    self.send_error(ErrorCode::RateLimited, "too many messages; slow down", None);
+                }
+                false
+            }
+            Verdict::Abuse => {
+                self.outbox
+                    .close(close::POLICY, "rate limit exceeded", Fate::End);
+                false
+            }
+        }
+    }
+
+    fn dispatch(&mut self, msg: &ClientMessage<'_>) -> Result<(), Refusal> {
+        match msg.kind {
+            // Without configured authentication there is nothing to check.
+            MsgType::Auth => Ok(()),
+            MsgType::Ack => {
+                self.session.lock().ack(msg.seq.unwrap_or(0));
+                Ok(())
+            }
+            MsgType::Ping => {
+                let mut w = ObjectWriter::typed("pong", 48);
+                match msg.raw_field("timestamp").ok().flatten() {
+                    Some(t) => w.raw_value("timestamp", t),
+                    None => w.u64("timestamp", now_millis()),
+                };
+                self.session.deliver(&w.finish());
+                Ok(())
+            }
+            MsgType::Resume => self.resume(msg),
+            MsgType::Join => {
+                self.pristine = false;
+                self.join(msg)
+            }
+            MsgType::Leave => {
+                self.pristine = false;
+                self.leave(msg.room_id.as_deref())
+            }
+            MsgType::Offer
+            | MsgType::Answer
+            | MsgType::Candidate
+            | MsgType::Message
+            | MsgType::Chat => {
+                self.pristine = false;
+                self.relay(msg)
+            }
+        }
+    }
+
+    fn send_error(&self, code: ErrorCode, message: &str, reference: Option<&RawValue>) {
+        self.hub.metrics.errors_sent.fetch_add(1, Ordering::Relaxed);
+        let mut w = ObjectWriter::typed("error", 96 + message.len());
+        w.str("code", code.as_str()).str("message", message);
+        if let Some(r) = reference {
+            w.raw_value("ref", r);
+        }
+        self.session.deliver(&w.finish());
+    }
+
+    fn send_ack(&self, id: &RawValue) {
+        let mut w = ObjectWriter::typed("ack", 48);
+        w.raw_value("id", id);
+        self.session.deliver(&w.finish());
+    }
+
+    fn join(&mut self, msg: &ClientMessage<'_>) -> Result<(), Refusal> {
+        let hub = self.hub.clone();
+        let room_id = msg.room_id.as_deref().unwrap_or_default();
+        let requested = msg
+            .str_field("userId")
+            .map_err(|m| (ErrorCode::InvalidMessage, m))?;
+        let user_id: Arc<str> = {
+            let st = self.session.lock();
+            let user_id: Arc<str> = match (&st.user_id, requested.as_deref()) {
+                (Some(u), Some(r)) if **u != *r => {
+                    return refuse(
+                        ErrorCode::Forbidden,
+                        format!(
+                            "this connection already joined as `{u}`; one identity per session"
+                        ),
+                    )
+                }
+                (Some(u), _) => u.clone(),
+                (None, Some(r)) => r.into(),
+                (None, None) => random_uuid().into(),
+            };
+            let already = st.rooms.iter().any(|r| &*r.id == room_id);
+            if !already && st.rooms.len() >= hub.config.max_rooms_per_session {
+                return refuse(
+                    ErrorCode::Forbidden,
+                    format!(
+                        "a session may be in at most {} rooms",
+                        hub.config.max_rooms_per_session
+                    ),
+                );
+            }
+            user_id
+        };
+        let display_name = msg
+            .str_field("displayName")
+            .map_err(|m| (ErrorCode::InvalidMessage, m))?;
+        let metadata = msg
+            .raw_field("metadata")
+            .map_err(|m| (ErrorCode::InvalidMessage, m))?;
+        let me = Member {
+            user_id: user_id.clone(),
+            session: self.session.clone(),
+            display_name: display_name.map(|d| d.as_ref().into()),
+            metadata: metadata.map(|m| m.get().into()),
+        };
+
+        loop {
+            let room = hub.room_get_or_create(room_id);
+            let mut rs = room.lock();
+            if rs.removed {
+                continue; // emptied and unlisted meanwhile: look it up again
+            }
+            let mut replaced: Option<Arc<Session>> = None;
+            if let Some(pos) = rs.members.iter().position(|m| *m.user_id == *user_id) {
+                let holder = rs.members[pos].session.clone();
+                if Arc::ptr_eq(&holder, &self.session) {
+                    // Already in the room: answer room-info again and tell nobody.
+                    let others: Vec<Member> = rs
+                        .members
+                        .iter()
+                        .filter(|m| !Arc::ptr_eq(&m.session, &self.session))
+                        .cloned()
+                        .collect();
+                    let info = room_info_body(&room.id, &others, &rs.members[pos]);
+                    self.session.deliver(&info);
+                    return Ok(());
+                }
+                if !holder.lock().is_away() {
+                    return refuse(
+                        ErrorCode::UserIdTaken,
+                        format!("`{user_id}` is already in room `{room_id}`"),
+                    );
+                }
+                // A reloaded page that lost its session takes its identity over.
+                let old = rs.members.remove(pos);
+                let left = user_left_body(&room.id, &old.user_id, LeaveReason::Replaced);
+                for m in &rs.members {
+                    m.session.deliver(&left);
+                }
+                hub.emit(|| Event::UserLeft(body_fields(&left)));
+                replaced = Some(holder);
+            }
+            let max = hub.config.max_room_size;
+            if max > 0 && rs.members.len() >= max {
+                return refuse(
+                    ErrorCode::RoomFull,
+                    format!("room `{room_id}` is full ({max} peers)"),
+                );
+            }
+            {
+                let mut st = self.session.lock();
+                if st.ended {
+                    return refuse(ErrorCode::Internal, "the session has ended");
+                }
+                st.user_id = Some(user_id.clone());
+                st.rooms.push(room.clone());
+            }
+            let joined = user_joined_body(&room.id, &me);
+            for m in &rs.members {
+                m.session.deliver(&joined);
+            }
+            // room-info goes out under the room lock, so it precedes every later
+            // user-joined or message that mentions this peer.
+            let info = room_info_body(&room.id, &rs.members, &me);
+            rs.members.push(me);
+            self.session.deliver(&info);
+            drop(rs);
+            if let Some(old) = replaced {
+                hub.end_session(
+                    &old,
+                    LeaveReason::Replaced,
+                    Some((close::REPLACED, "replaced")),
+                );
+            }
+            hub.metrics.joins.fetch_add(1, Ordering::Relaxed);
+            hub.emit(|| Event::UserJoined(body_fields(&joined)));
+            return Ok(());
+        }
+    }
+
+    fn leave(&mut self, room_id: Option<&str>) -> Result<(), Refusal> {
+        let rooms: Vec<Arc<Room>> = {
+            let mut st = self.session.lock();
+            match room_id {
+                None => std::mem::take(&mut st.rooms),
+                Some(id) => match st.rooms.iter().position(|r| &*r.id == id) {
+                    Some(pos) => vec![st.rooms.remove(pos)],
+                    None => return refuse(ErrorCode::NotInRoom, format!("not in room `{id}`")),
+                },
+            }
+        };
+        for room in &rooms {
+            self.hub
+                .remove_member(room, &self.session, LeaveReason::Leave);
+        }
+        Ok(())
+    }
+
+    /// The room a room-scoped message is for, and the sender's user id.
+    fn resolve_room(&self, room_id: Option<&str>) -> Result<(Arc<Room>, Arc<str>), Refusal> {
+        let st = self.session.lock();
+        let Some(user_id) = st.user_id.clone() else {
+            return refuse(ErrorCode::NotInRoom, "join a room first");
+        };
+        let room = match room_id {
+            Some(id) => st.rooms.iter().find(|r| &*r.id == id).cloned(),
+            None if st.rooms.len() > 1 => {
+                return refuse(
+                    ErrorCode::InvalidMessage,
+                    "`roomId` is required while in several rooms",
+                )
+            }
+            None => st.rooms.first().cloned(),
+        };
+        match room {
+            Some(r) => Ok((r, user_id)),
+            None => refuse(
+                ErrorCode::NotInRoom,
+                format!("not in room `{}`", room_id.unwrap_or("any")),
+            ),
+        }
+    }
+
+    fn relay(&mut self, msg: &ClientMessage<'_>) -> Result<(), Refusal> {
+        let (room, from) = self.resolve_room(msg.room_id.as_deref())?;
+        let body = forward_body(msg, &from, &room.id);
+        // The stamped copy must still fit the receivers' size limit.
+        if body.len() > self.hub.config.max_message_bytes {
+            return refuse(
+                ErrorCode::MessageTooBig,
+                "the message is too big once `from` is added",
+            );
+        }
+        let delivered = match msg.to.as_deref() {
+            Some(to) => {
+                let target = room.lock().find(to).map(|m| m.session.clone());
+                let delivered = target.and_then(|t| t.deliver(&body)).is_some();
+                if !delivered {
+                    return refuse(
+                        ErrorCode::PeerNotFound,
+                        format!("no peer `{to}` in room `{}`", room.id),
+                    );
+                }
+                1
+            }
+            None => {
+                let include_self = msg.kind == MsgType::Chat;
+                let rs = room.lock();
+                rs.members
+                    .iter()
+                    .filter(|m| include_self || !Arc::ptr_eq(&m.session, &self.session))
+                    .filter(|m| m.session.deliver(&body).is_some())
+                    .count()
+            }
+        };
+        self.hub
+            .metrics
+            .messages_relayed
+            .fetch_add(delivered as u64, Ordering::Relaxed);
+        self.hub.emit(|| {
+            let fields = body_fields(&body);
+            match msg.kind {
+                MsgType::Offer => Event::Offer(fields),
+                MsgType::Answer => Event::Answer(fields),
+                MsgType::Candidate => Event::Candidate(fields),
+                MsgType::Chat => Event::Chat(fields),
+                _ => Event::Message(fields),
+            }
+        });
+        Ok(())
+    }
+
+    fn resume(&mut self, msg: &ClientMessage<'_>) -> Result<(), Refusal> {
+        if !self.pristine {
+            return refuse(
+                ErrorCode::InvalidMessage,
+                "`resume` must come before any other message",
+            );
+        }
+        let field = |n| msg.str_field(n).ok().flatten().unwrap_or_default();
+        let (session_id, token) = (field("sessionId"), field("resumeToken"));
+        let last_seq = msg.seq.unwrap_or(0);
+        let failed = |hub: &HubInner, why: &str| {
+            hub.metrics.resume_failures.fetch_add(1, Ordering::Relaxed);
+            refuse(ErrorCode::ResumeFailed, why.to_owned())
+        };
+        let target = match self.hub.sessions.get(&session_id) {
+            Some(s) if constant_time_eq(s.resume_token.as_bytes(), token.as_bytes()) => s,
+            _ => return failed(&self.hub, "unknown or expired session"),
+        };
+        if Arc::ptr_eq(&target, &self.session) {
+            return failed(&self.hub, "this is the session of this connection");
+        }
+        let replayed = {
+            let mut st = target.lock();
+            if st.ended {
+                return failed(&self.hub, "unknown or expired session");
+            }
+            let Some(frames) = st.replay_after(last_seq) else {
+                return failed(
+                    &self.hub,
+                    &format!("messages after seq {last_seq} are no longer buffered"),
+                );
+            };
+            if let Some(old) = st.attached.take() {
+                old.outbox
+                    .close(close::REPLACED, "session taken over", Fate::Detached);
+            }
+            st.attached = Some(Attached {
+                conn_id: self.id,
+                outbox: self.outbox.clone(),
+            });
+            st.away_generation += 1;
+            // Queued under the session lock: no live message can slip in between.
+            let mut w = ObjectWriter::typed("resumed", 96);
+            w.str("sessionId", &target.id)
+                .u64("replayed", frames.len() as u64);
+            self.outbox.push(Frame::from(w.finish()));
+            let n = frames.len();
+            for f in frames {
+                self.outbox.push(f);
+            }
+            n
+        };
+        let fresh = std::mem::replace(&mut self.session, target);
+        fresh.lock().ended = true;
+        self.hub.unlist_session(&fresh);
+        self.pristine = false;
+        self.hub.metrics.resumes.fetch_add(1, Ordering::Relaxed);
+        self.hub.emit(|| {
+            let mut f = Fields::new();
+            f.insert("clientId".into(), self.client_id.to_string().into());
+            f.insert("sessionId".into(), self.session.id.to_string().into());
+            f.insert("replayed".into(), replayed.into());
+            Event::Resumed(f)
+        });
+        Ok(())
+    }
+
+    /// Ends the connection. `client_close` is the close code the client sent, or
+    /// `None` when the connection ended without a close frame.
+    pub fn finish(mut self, client_close: Option<u16>) {
+        self.end(client_close);
+    }
+
+    fn end(&mut self, client_close: Option<u16>) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        let hub = &self.hub;
+        hub.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+        let server_close = self.outbox.close_request();
+        let fate = match (&server_close, client_close) {
+            (Some(req), _) => req.fate,
+            // A clean close (a tab closing sends 1001) ends membership at once; 4000
+            // is a client that stopped hearing us and will resume.
+            (None, Some(close::HEARTBEAT_TIMEOUT) | None) => Fate::Away,
+            (None, Some(_)) => Fate::End,
+        };
+        // Closes the outbox for good, so nothing is queued for a dead connection.
+        self.outbox.close(close::ABNORMAL, "connection ended", fate);
+        let attached_here = {
+            let st = self.session.lock();
+            st.attached.as_ref().is_some_and(|a| a.conn_id == self.id)
+        };
+        match fate {
+            Fate::Away => hub.detach(&self.session, self.id),
+            Fate::End if attached_here => hub.end_session(&self.session, LeaveReason::Closed, None),
+            Fate::End | Fate::Detached => {}
+        }
+        let code = server_close
+            .map(|c| c.code)
+            .or(client_close)
+            .unwrap_or(close::ABNORMAL);
+        hub.emit(|| {
+            let mut f = Fields::new();
+            f.insert("clientId".into(), self.client_id.to_string().into());
+            f.insert("sessionId".into(), self.session.id.to_string().into());
+            f.insert("code".into(), code.into());
+            Event::Disconnected(f)
+        });
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.end(None);
+    }
+}
+
+/// The forwarded copy of a client message: its fields in order, without the
+/// client's own `from`/`seq`/`id` (every duplicate of them), plus the stamped `from`.
+fn forward_body(msg: &ClientMessage<'_>, from: &str, room_id: &str) -> String {
+    let len: usize = msg
+        .entries
+        .0
+        .iter()
+        .map(|(k, v)| k.0.len() + v.get().len() + 4)
+        .sum();
+    let mut w = ObjectWriter::typed(msg.kind.as_str(), len + from.len() + room_id.len() + 64);
+    let is_chat = msg.kind == MsgType::Chat;
+    for (k, v) in &msg.entries.0 {
+        match &*k.0 {
+            "type" | "from" | "seq" | "id" => {}
+            "timestamp" if is_chat => {}
+            key => {
+                w.raw(key, v.get());
+            }
+        }
+    }
+    if msg.room_id.is_none() {
+        w.str("roomId", room_id);
+    }
+    if is_chat {
+        w.u64("timestamp", now_millis());
+    }
+    w.str("from", from);
+    w.finish()
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

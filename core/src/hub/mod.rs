@@ -1,0 +1,505 @@
+//! The hub: rooms, sessions, routing, replay buffers, acknowledgements and limits —
+//! pure logic with no sockets, drivable by any transport through [`Connection`].
+//!
+//! Concurrency: rooms and sessions live in sharded maps; each room and each session
+//! has its own lock. Locks are always taken room → session, never the other way,
+//! and no lock is held across an await. Frames are pushed into per-connection
+//! bounded [`Outbox`]es without blocking; transports drain them.
+
+mod conn;
+mod metrics;
+pub mod outbox;
+mod rate;
+mod room;
+mod session;
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+pub use conn::{ConnectInfo, Connection};
+pub use metrics::Metrics;
+pub use outbox::{CloseRequest, Fate, Next, Outbox};
+
+use crate::config::ServerConfig;
+use crate::error::{Error, ErrorCode, Result};
+use crate::event::{Event, Fields};
+use crate::protocol::{close, LeaveReason, ObjectWriter};
+use room::{Member, Room};
+use session::{ReplayBounds, Session};
+
+const SHARDS: usize = 16;
+
+/// A map split into independently locked shards.
+#[derive(Debug)]
+struct Shards<V> {
+    shards: Vec<Mutex<HashMap<Arc<str>, V>>>,
+}
+
+impl<V: Clone> Shards<V> {
+    fn new() -> Self {
+        Shards {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
+    }
+
+    fn shard(&self, key: &str) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, V>> {
+        let mut h = DefaultHasher::new();
+        key.hash(&mut h);
+        let i = (h.finish() as usize) % SHARDS;
+        self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, key: &str) -> Option<V> {
+        self.shard(key).get(key).cloned()
+    }
+
+    fn values(&self) -> Vec<V> {
+        let mut out = Vec::new();
+        for s in &self.shards {
+            out.extend(
+                s.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .values()
+                    .cloned(),
+            );
+        }
+        out
+    }
+}
+
+/// One peer of a room, as the host application sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerInfo {
+    pub user_id: String,
+    pub session_id: String,
+    pub display_name: Option<String>,
+    pub metadata: Option<Value>,
+    /// `false` while the peer's connection is lost and its session may resume.
+    pub connected: bool,
+}
+
+/// A room and its peers in join order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomInfo {
+    pub room_id: String,
+    pub peers: Vec<PeerInfo>,
+}
+
+/// The signaling hub. Cheap to clone; every clone is the same hub.
+#[derive(Debug, Clone)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+#[derive(Debug)]
+struct HubInner {
+    config: Arc<ServerConfig>,
+    rooms: Shards<Arc<Room>>,
+    sessions: Shards<Arc<Session>>,
+    metrics: Metrics,
+    events: broadcast::Sender<Event>,
+    draining: AtomicBool,
+    next_conn_id: AtomicU64,
+}
+
+impl Hub {
+    /// A hub with these limits. Needs a tokio runtime (resume-window timers).
+    pub fn new(config: Arc<ServerConfig>) -> Hub {
+        let (events, _) = broadcast::channel(config.event_buffer);
+        Hub {
+            inner: Arc::new(HubInner {
+                config,
+                rooms: Shards::new(),
+                sessions: Shards::new(),
+                metrics: Metrics::default(),
+                events,
+                draining: AtomicBool::new(false),
+                next_conn_id: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// The configuration the hub runs with.
+    pub fn config(&self) -> &ServerConfig {
+        &self.inner.config
+    }
+
+    /// Counters and gauges.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// A new receiver of hub events (bounded; see `ServerConfig::event_buffer`).
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    /// Whether a drain has started.
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::Acquire)
+    }
+
+    /// Sends a server-originated message (a JSON object with a string `type`) to
+    /// one peer of a room.
+    pub fn send(&self, room_id: &str, user_id: &str, message: &Value) -> Result<()> {
+        let body = self.host_message_body(message)?;
+        let room = self.room(room_id)?;
+        let target = room.lock().find(user_id).map(|m| m.session.clone());
+        let target = target.ok_or_else(|| peer_not_found(user_id, room_id))?;
+        target
+            .deliver(&body)
+            .map(|_| ())
+            .ok_or_else(|| peer_not_found(user_id, room_id))
+    }
+
+    /// Sends a server-originated message to every peer of a room; returns how many.
+    pub fn broadcast(&self, room_id: &str, message: &Value) -> Result<usize> {
+        let body = self.host_message_body(message)?;
+        let room = self.room(room_id)?;
+        let rs = room.lock();
+        Ok(rs
+            .members
+            .iter()
+            .filter(|m| m.session.deliver(&body).is_some())
+            .count())
+    }
+
+    /// Removes a peer: the others get `user-left` (`kicked`) and its connection is
+    /// closed with 4403, which clients treat as final.
+    pub fn kick(&self, room_id: &str, user_id: &str) -> Result<()> {
+        let room = self.room(room_id)?;
+        let target = room.lock().find(user_id).map(|m| m.session.clone());
+        let target = target.ok_or_else(|| peer_not_found(user_id, room_id))?;
+        self.inner.end_session(
+            &target,
+            LeaveReason::Kicked,
+            Some((close::KICKED, "kicked")),
+        );
+        Ok(())
+    }
+
+    /// Every room with its peers.
+    pub fn rooms(&self) -> Vec<RoomInfo> {
+        let mut rooms: Vec<RoomInfo> = self
+            .inner
+            .rooms
+            .values()
+            .iter()
+            .map(|r| room_info(r))
+            .collect();
+        rooms.retain(|r| !r.peers.is_empty());
+        rooms.sort_by(|a, b| a.room_id.cmp(&b.room_id));
+        rooms
+    }
+
+    /// The peers of one room, in join order (`None` when the room does not exist).
+    pub fn peers(&self, room_id: &str) -> Option<Vec<PeerInfo>> {
+        self.inner
+            .rooms
+            .get(room_id)
+            .map(|r| room_info(&r).peers)
+            .filter(|p| !p.is_empty())
+    }
+
+    /// Starts a drain: every connected client gets `draining` and a 1001 close;
+    /// sessions stay away (resumable elsewhere in a cluster).
+    pub fn drain(&self) {
+        self.inner.draining.store(true, Ordering::Release);
+        let retry = self.inner.config.drain_retry_after.as_millis() as u64;
+        let mut w = ObjectWriter::typed("draining", 48);
+        w.u64("retryAfterMs", retry);
+        let body = w.finish();
+        for session in self.inner.sessions.values() {
+            let mut st = session.lock();
+            if let Some(a) = st.attached.clone() {
+                st.deliver(&body);
+                a.outbox
+                    .close(close::GOING_AWAY, "Server shutting down", Fate::Away);
+            }
+        }
+    }
+
+    /// The body of a host message: a JSON object with a string `type`, within the size limit.
+    fn host_message_body(&self, message: &Value) -> Result<String> {
+        let Value::Object(map) = message else {
+            return Err(Error::protocol(
+                ErrorCode::InvalidMessage,
+                "a message must be a JSON object",
+            ));
+        };
+        if !matches!(map.get("type"), Some(Value::String(_))) {
+            return Err(Error::protocol(
+                ErrorCode::InvalidMessage,
+                "a message needs a string `type`",
+            ));
+        }
+        let mut w = ObjectWriter::with_capacity(128);
+        for (k, v) in map {
+            if k != "seq" {
+                w.serialize(k, v);
+            }
+        }
+        let body = w.finish();
+        if body.len() > self.inner.config.max_message_bytes {
+            return Err(Error::protocol(
+                ErrorCode::MessageTooBig,
+                "the message exceeds max_message_bytes",
+            ));
+        }
+        Ok(body)
+    }
+
+    fn room(&self, room_id: &str) -> Result<Arc<Room>> {
+        self.inner
+            .rooms
+            .get(room_id)
+            .ok_or_else(|| Error::protocol(ErrorCode::NotInRoom, format!("no room `{room_id}`")))
+    }
+}
+
+fn peer_not_found(user_id: &str, room_id: &str) -> Error {
+    Error::protocol(
+        ErrorCode::PeerNotFound,
+        format!("no peer `{user_id}` in room `{room_id}`"),
+    )
+}
+
+fn room_info(room: &Room) -> RoomInfo {
+    let rs = room.lock();
+    RoomInfo {
+        room_id: room.id.to_string(),
+        peers: rs
+            .members
+            .iter()
+            .map(|m| PeerInfo {
+                user_id: m.user_id.to_string(),
+                session_id: m.session.id.to_string(),
+                display_name: m.display_name.as_deref().map(str::to_owned),
+                metadata: m
+                    .metadata
+                    .as_deref()
+                    .and_then(|t| serde_json::from_str(t).ok()),
+                connected: m.session.lock().attached.is_some(),
+            })
+            .collect(),
+    }
+}
+
+impl HubInner {
+    fn emit(&self, make: impl FnOnce() -> Event) {
+        if self.events.receiver_count() > 0 {
+            let _ = self.events.send(make());
+        }
+    }
+
+    fn replay_bounds(&self) -> ReplayBounds {
+        ReplayBounds {
+            messages: self.config.replay_buffer_messages,
+            bytes: self.config.replay_buffer_bytes,
+        }
+    }
+
+    fn room_get_or_create(&self, id: &str) -> Arc<Room> {
+        let mut shard = self.rooms.shard(id);
+        if let Some(r) = shard.get(id) {
+            return r.clone();
+        }
+        let id: Arc<str> = id.into();
+        let room = Arc::new(Room::new(id.clone()));
+        shard.insert(id, room.clone());
+        self.metrics.rooms.fetch_add(1, Ordering::Relaxed);
+        room
+    }
+
+    fn unlist_room(&self, room: &Arc<Room>) {
+        let mut shard = self.rooms.shard(&room.id);
+        if shard.get(&room.id).is_some_and(|r| Arc::ptr_eq(r, room)) {
+            shard.remove(&room.id);
+            self.metrics.rooms.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    fn insert_session(&self, session: &Arc<Session>) {
+        self.sessions
+            .shard(&session.id)
+            .insert(session.id.clone(), session.clone());
+        self.metrics.sessions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn unlist_session(&self, session: &Arc<Session>) {
+        let mut shard = self.sessions.shard(&session.id);
+        if shard
+            .get(&session.id)
+            .is_some_and(|s| Arc::ptr_eq(s, session))
+        {
+            shard.remove(&session.id);
+            self.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Removes the session's member from a room and tells the others.
+    fn remove_member(&self, room: &Arc<Room>, session: &Arc<Session>, reason: LeaveReason) {
+        let mut rs = room.lock();
+        let Some(pos) = rs.position_of_session(session) else {
+            return;
+        };
+        let left = rs.members.remove(pos);
+        let body = user_left_body(&room.id, &left.user_id, reason);
+        for m in &rs.members {
+            m.session.deliver(&body);
+        }
+        let empty = rs.members.is_empty();
+        if empty {
+            rs.removed = true;
+        }
+        drop(rs);
+        if empty {
+            self.unlist_room(room);
+        }
+        self.emit(|| Event::UserLeft(body_fields(&body)));
+    }
+
+    /// Ends a session for good: it leaves every room with `reason`, and its
+    /// connection (if any) is closed with `close_with`.
+    fn end_session(
+        &self,
+        session: &Arc<Session>,
+        reason: LeaveReason,
+        close_with: Option<(u16, &'static str)>,
+    ) {
+        let (rooms, attached) = {
+            let mut st = session.lock();
+            if st.ended {
+                return;
+            }
+            st.ended = true;
+            (std::mem::take(&mut st.rooms), st.attached.take())
+        };
+        if let (Some(a), Some((code, why))) = (attached, close_with) {
+            a.outbox.close(code, why, Fate::End);
+        }
+        for room in &rooms {
+            self.remove_member(room, session, reason);
+        }
+        self.unlist_session(session);
+    }
+
+    /// The connection of an attached session is gone without a clean close: the
+    /// session stays for the resume window, then its peer leaves with `timeout`.
+    fn detach(self: &Arc<Self>, session: &Arc<Session>, conn_id: u64) {
+        let generation = {
+            let mut st = session.lock();
+            if st.ended || st.attached.as_ref().map(|a| a.conn_id) != Some(conn_id) {
+                return;
+            }
+            st.attached = None;
+            st.away_generation += 1;
+            st.away_generation
+        };
+        let hub = Arc::clone(self);
+        let session = Arc::clone(session);
+        let window = self.config.resume_window;
+        tokio::spawn(async move {
+            tokio::time::sleep(window).await;
+            let expired = {
+                let st = session.lock();
+                !st.ended && st.attached.is_none() && st.away_generation == generation
+            };
+            if expired {
+                hub.end_session(&session, LeaveReason::Timeout, None);
+            }
+        });
+    }
+}
+
+fn user_left_body(room_id: &str, user_id: &str, reason: LeaveReason) -> String {
+    let mut w = ObjectWriter::typed("user-left", 96);
+    w.str("roomId", room_id)
+        .str("userId", user_id)
+        .str("reason", reason.as_str());
+    w.finish()
+}
+
+fn member_fields(w: &mut ObjectWriter, m: &Member) {
+    w.str("userId", &m.user_id)
+        .opt_str("displayName", m.display_name.as_deref())
+        .opt_raw("metadata", m.metadata.as_deref());
+}
+
+fn user_joined_body(room_id: &str, m: &Member) -> String {
+    let mut w = ObjectWriter::typed("user-joined", 128);
+    w.str("roomId", room_id);
+    member_fields(&mut w, m);
+    // The receiver joined earlier, so it is the impolite side toward the newcomer.
+    w.bool("polite", false);
+    w.finish()
+}
+
+fn room_info_body(room_id: &str, others: &[Member], you: &Member) -> String {
+    let mut w = ObjectWriter::typed("room-info", 128 + others.len() * 96);
+    w.str("roomId", room_id);
+    let users: Vec<&str> = others.iter().map(|m| &*m.user_id).collect();
+    w.serialize("users", &users);
+    let mut peers = String::from("[");
+    for (i, m) in others.iter().enumerate() {
+        if i > 0 {
+            peers.push(',');
+        }
+        let mut p = ObjectWriter::with_capacity(96);
+        member_fields(&mut p, m);
+        // The receiver is the newcomer: polite toward everyone already there.
+        p.bool("polite", true);
+        peers.push_str(&p.finish());
+    }
+    peers.push(']');
+    w.raw("peers", &peers);
+    let mut y = ObjectWriter::with_capacity(96);
+    member_fields(&mut y, you);
+    w.raw("you", &y.finish());
+    w.finish()
+}
+
+/// The fields of a body this hub built (always a valid object).
+fn body_fields(body: &str) -> Fields {
+    match serde_json::from_str::<Value>(body) {
+        Ok(Value::Object(mut m)) => {
+            m.remove("type");
+            m
+        }
+        _ => Fields::new(),
+    }
+}
+
+/// A random 128-bit identifier, hex.
+fn random_id() -> String {
+    let v: u128 = rand::random();
+    format!("{v:032x}")
+}
+
+/// A random UUID (version 4), for users that join without a `userId`.
+fn random_uuid() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+#[cfg(test)]
+mod tests;

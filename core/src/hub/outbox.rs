@@ -1,0 +1,182 @@
+//! The bounded outbound queue of one connection: the hub pushes frames without
+//! blocking, the transport drains them in batches (feed all, flush once).
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use tokio::sync::Notify;
+
+use crate::protocol::{close, Frame};
+
+/// What happens to a session when the server closes its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// The session stays for the resume window (slow consumer, drain, heartbeat).
+    Away,
+    /// Membership ends at once (policy violations, kick).
+    End,
+    /// The session already moved to another connection (4409): leave it alone.
+    Detached,
+}
+
+/// A close the server asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseRequest {
+    pub code: u16,
+    pub reason: &'static str,
+    pub fate: Fate,
+}
+
+/// What the transport should do next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Frames were appended to the caller's batch: write them all, then flush.
+    Frames,
+    /// Write nothing more; send this close frame and end the connection.
+    Close(CloseRequest),
+}
+
+#[derive(Debug, Default)]
+struct State {
+    frames: VecDeque<Frame>,
+    bytes: usize,
+    close: Option<CloseRequest>,
+    close_taken: bool,
+}
+
+/// Per-connection outbound queue, bounded by bytes.
+///
+/// At the bound the queued frames are dropped and the connection is closed with
+/// 1008 (slow consumer); the frames are still in the session's replay buffer, so
+/// the client loses nothing if it resumes.
+#[derive(Debug)]
+pub struct Outbox {
+    state: Mutex<State>,
+    notify: Notify,
+    limit: usize,
+}
+
+impl Outbox {
+    pub(crate) fn new(limit: usize) -> Self {
+        Outbox {
+            state: Mutex::new(State::default()),
+            notify: Notify::new(),
+            limit,
+        }
+    }
+
+    /// Queues a frame. Returns `false` when the frame was not queued (closing, or
+    /// the bound was reached, which starts the slow-consumer close).
+    pub(crate) fn push(&self, frame: Frame) -> bool {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.close.is_some() {
+            return false;
+        }
+        if st.bytes + frame.len() > self.limit {
+            st.frames.clear();
+            st.bytes = 0;
+            st.close = Some(CloseRequest {
+                code: close::POLICY,
+                reason: "slow consumer",
+                fate: Fate::Away,
+            });
+            drop(st);
+            self.notify.notify_one();
+            return false;
+        }
+        let was_empty = st.frames.is_empty();
+        st.bytes += frame.len();
+        st.frames.push_back(frame);
+        drop(st);
+        if was_empty {
+            self.notify.notify_one();
+        }
+        true
+    }
+
+    /// Asks the transport to close after writing what is queued. The first request wins.
+    pub(crate) fn close(&self, code: u16, reason: &'static str, fate: Fate) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.close.is_none() {
+            st.close = Some(CloseRequest { code, reason, fate });
+        }
+        drop(st);
+        self.notify.notify_one();
+    }
+
+    /// The close the server asked for, if any.
+    pub fn close_request(&self) -> Option<CloseRequest> {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .close
+            .clone()
+    }
+
+    /// Waits for frames (appended to `batch`) or the close request. Cancel-safe.
+    pub async fn next(&self, batch: &mut Vec<Frame>) -> Next {
+        loop {
+            if let Some(next) = self.try_next(batch) {
+                return next;
+            }
+            self.notify.notified().await;
+        }
+    }
+
+    /// [`Outbox::next`] without waiting: `None` when there is nothing to do yet.
+    pub fn try_next(&self, batch: &mut Vec<Frame>) -> Option<Next> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if !st.frames.is_empty() {
+            batch.extend(st.frames.drain(..));
+            st.bytes = 0;
+            return Some(Next::Frames);
+        }
+        if let Some(req) = st.close.clone().filter(|_| !st.close_taken) {
+            st.close_taken = true;
+            return Some(Next::Close(req));
+        }
+        None
+    }
+
+    /// Bytes queued and not yet taken by the transport.
+    pub fn queued_bytes(&self) -> usize {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn batches_then_close() {
+        let o = Outbox::new(1024);
+        assert!(o.push(Frame::from("a")));
+        assert!(o.push(Frame::from("b")));
+        o.close(1000, "bye", Fate::End);
+        assert!(!o.push(Frame::from("c")), "no frame after a close request");
+        let mut batch = Vec::new();
+        assert_eq!(o.next(&mut batch).await, Next::Frames);
+        assert_eq!(batch.len(), 2);
+        assert!(matches!(
+            o.next(&mut batch).await,
+            Next::Close(CloseRequest { code: 1000, .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn overflow_closes_as_slow_consumer() {
+        let o = Outbox::new(10);
+        assert!(o.push(Frame::from("12345678")));
+        assert!(!o.push(Frame::from("123")));
+        let mut batch = Vec::new();
+        match o.next(&mut batch).await {
+            Next::Close(req) => {
+                assert_eq!(req.code, close::POLICY);
+                assert_eq!(req.fate, Fate::Away);
+            }
+            Next::Frames => panic!("queued frames must be dropped at the bound"),
+        }
+        assert!(batch.is_empty());
+    }
+}

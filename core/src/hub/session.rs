@@ -1,0 +1,264 @@
+//! Sessions: one client identity with its outbound sequence numbers, replay buffer,
+//! acknowledged-id window, rooms, and the connection it is attached to (if any).
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::outbox::Outbox;
+use super::room::Room;
+use crate::protocol::frame::stamp_seq;
+use crate::protocol::Frame;
+
+/// Bounds of the replay buffer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReplayBounds {
+    pub messages: usize,
+    pub bytes: usize,
+}
+
+/// How many recent client message ids are remembered for de-duplication. A client
+/// retransmits only unacknowledged ids, which are always among the most recent.
+const ID_WINDOW: usize = 512;
+
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub id: Arc<str>,
+    pub resume_token: Arc<str>,
+    state: Mutex<SessionState>,
+}
+
+/// The connection a session is attached to.
+#[derive(Debug, Clone)]
+pub(crate) struct Attached {
+    pub conn_id: u64,
+    pub outbox: Arc<Outbox>,
+}
+
+#[derive(Debug)]
+pub(crate) struct SessionState {
+    pub user_id: Option<Arc<str>>,
+    pub rooms: Vec<Arc<Room>>,
+    pub attached: Option<Attached>,
+    /// Bumped on every detach/attach so a stale resume-window timer does nothing.
+    pub away_generation: u64,
+    pub ended: bool,
+    next_seq: u64,
+    /// Seq of `replay[0]`; equals `next_seq` when the buffer is empty.
+    first_seq: u64,
+    replay: VecDeque<Frame>,
+    replay_bytes: usize,
+    bounds: ReplayBounds,
+    seen_ids: HashSet<Box<str>>,
+    seen_order: VecDeque<Box<str>>,
+}
+
+impl Session {
+    pub(crate) fn new(
+        id: Arc<str>,
+        resume_token: Arc<str>,
+        bounds: ReplayBounds,
+        attached: Attached,
+    ) -> Self {
+        Session {
+            id,
+            resume_token,
+            state: Mutex::new(SessionState {
+                user_id: None,
+                rooms: Vec::new(),
+                attached: Some(attached),
+                away_generation: 0,
+                ended: false,
+                next_seq: 1,
+                first_seq: 1,
+                replay: VecDeque::new(),
+                replay_bytes: 0,
+                bounds,
+                seen_ids: HashSet::new(),
+                seen_order: VecDeque::new(),
+            }),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, SessionState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stamps, buffers and (when attached) queues one message. Returns its seq,
+    /// or `None` when the session has ended.
+    pub(crate) fn deliver(&self, body: &str) -> Option<u64> {
+        self.lock().deliver(body)
+    }
+}
+
+impl SessionState {
+    pub(crate) fn deliver(&mut self, body: &str) -> Option<u64> {
+        if self.ended {
+            return None;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let frame = stamp_seq(body, seq);
+        // Bound: the oldest unacknowledged frames are dropped; a later resume from
+        // before them fails with `resume-failed` instead of leaving a silent gap.
+        self.replay_bytes += frame.len();
+        self.replay.push_back(frame.clone());
+        while self.replay.len() > self.bounds.messages || self.replay_bytes > self.bounds.bytes {
+            match self.replay.pop_front() {
+                Some(f) => {
+                    self.replay_bytes -= f.len();
+                    self.first_seq += 1;
+                }
+                None => break,
+            }
+        }
+        if let Some(a) = &self.attached {
+            a.outbox.push(frame);
+        }
+        Some(seq)
+    }
+
+    /// Cumulative acknowledgement: frees every buffered message up to `seq`.
+    pub(crate) fn ack(&mut self, seq: u64) {
+        while self.first_seq <= seq {
+            match self.replay.pop_front() {
+                Some(f) => {
+                    self.replay_bytes -= f.len();
+                    self.first_seq += 1;
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// The buffered messages after `last_seq`, or `None` when some of them are gone
+    /// (dropped at the bound or acknowledged) or `last_seq` is in the future.
+    pub(crate) fn replay_after(&self, last_seq: u64) -> Option<Vec<Frame>> {
+        if last_seq >= self.next_seq || last_seq + 1 < self.first_seq {
+            return None;
+        }
+        let skip = (last_seq + 1 - self.first_seq) as usize;
+        Some(self.replay.iter().skip(skip).cloned().collect())
+    }
+
+    /// Records a client message id; `false` when it was seen before (a retransmit).
+    pub(crate) fn remember_id(&mut self, id: &str) -> bool {
+        if self.seen_ids.contains(id) {
+            return false;
+        }
+        let id: Box<str> = id.into();
+        if self.seen_order.len() >= ID_WINDOW {
+            if let Some(old) = self.seen_order.pop_front() {
+                self.seen_ids.remove(&old);
+            }
+        }
+        self.seen_ids.insert(id.clone());
+        self.seen_order.push_back(id);
+        true
+    }
+
+    pub(crate) fn seen_id(&self, id: &str) -> bool {
+        self.seen_ids.contains(id)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn buffered(&self) -> (usize, usize) {
+        (self.replay.len(), self.replay_bytes)
+    }
+
+    pub(crate) fn is_away(&self) -> bool {
+        self.attached.is_none() && !self.ended
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::outbox::Next;
+
+    fn session(messages: usize, bytes: usize) -> (Session, Arc<Outbox>) {
+        let outbox = Arc::new(Outbox::new(1 << 20));
+        let s = Session::new(
+            "s".into(),
+            "t".into(),
+            ReplayBounds { messages, bytes },
+            Attached {
+                conn_id: 1,
+                outbox: outbox.clone(),
+            },
+        );
+        (s, outbox)
+    }
+
+    #[tokio::test]
+    async fn seq_is_stamped_and_increasing() {
+        let (s, outbox) = session(8, 1 << 20);
+        assert_eq!(s.deliver(r#"{"type":"a"}"#), Some(1));
+        assert_eq!(s.deliver(r#"{"type":"b"}"#), Some(2));
+        let mut batch = Vec::new();
+        assert_eq!(outbox.next(&mut batch).await, Next::Frames);
+        assert_eq!(batch[0].as_str(), r#"{"seq":1,"type":"a"}"#);
+        assert_eq!(batch[1].as_str(), r#"{"seq":2,"type":"b"}"#);
+    }
+
+    #[test]
+    fn ack_frees_and_replay_covers_the_rest() {
+        let (s, _o) = session(8, 1 << 20);
+        for _ in 0..5 {
+            s.deliver(r#"{"type":"x"}"#);
+        }
+        let mut st = s.lock();
+        st.ack(2);
+        assert_eq!(st.buffered().0, 3);
+        let r = st.replay_after(3).unwrap();
+        assert_eq!(r.len(), 2);
+        assert!(r[0].as_str().starts_with(r#"{"seq":4,"#));
+        assert!(
+            st.replay_after(1).is_none(),
+            "acknowledged messages can not be replayed"
+        );
+        assert!(st.replay_after(6).is_none(), "a future lastSeq is refused");
+        assert_eq!(st.replay_after(5).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn overflow_drops_oldest_and_resume_from_before_fails() {
+        let (s, _o) = session(3, 1 << 20);
+        for _ in 0..5 {
+            s.deliver(r#"{"type":"x"}"#);
+        }
+        let st = s.lock();
+        assert_eq!(st.buffered().0, 3);
+        assert!(st.replay_after(0).is_none(), "never a silent gap");
+        assert!(st.replay_after(1).is_none());
+        assert_eq!(st.replay_after(2).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn byte_bound_holds() {
+        let (s, _o) = session(1000, 100);
+        for _ in 0..20 {
+            s.deliver(r#"{"type":"0123456789"}"#);
+        }
+        assert!(s.lock().buffered().1 <= 100);
+    }
+
+    #[test]
+    fn id_window_dedups_and_is_bounded() {
+        let (s, _o) = session(8, 1024);
+        let mut st = s.lock();
+        assert!(st.remember_id("1"));
+        assert!(!st.remember_id("1"));
+        for i in 0..ID_WINDOW {
+            st.remember_id(&format!("x{i}"));
+        }
+        assert!(st.remember_id("1"), "the oldest id fell out of the window");
+        assert!(st.seen_ids.len() <= ID_WINDOW);
+    }
+
+    #[test]
+    fn ended_session_takes_nothing() {
+        let (s, _o) = session(8, 1024);
+        s.lock().ended = true;
+        assert_eq!(s.deliver("{}"), None);
+    }
+}

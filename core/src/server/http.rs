@@ -1,0 +1,193 @@
+//! The HTTP/1.1 front of the server: reads a request head, answers the plain
+//! endpoints (`/health`, `/ready`, `/metrics`, 404) and decides on upgrades.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Largest accepted request head; browsers send well under 2 KiB.
+const MAX_HEAD_BYTES: usize = 8 * 1024;
+const MAX_HEADERS: usize = 48;
+
+/// The parts of a request the server looks at.
+#[derive(Debug)]
+pub(crate) struct Request {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    /// Bytes read past the head (a client may pipeline its first frame).
+    pub rest: Vec<u8>,
+}
+
+impl Request {
+    /// First value of a header (names compared case-insensitively).
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether a comma-separated header contains `token` (case-insensitive).
+    pub(crate) fn header_has_token(&self, name: &str, token: &str) -> bool {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .flat_map(|(_, v)| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    }
+}
+
+/// Why no request could be read.
+#[derive(Debug)]
+pub(crate) enum HeadError {
+    /// The peer went away or timed out: answer nothing.
+    Gone,
+    /// Answer with this status.
+    Bad(u16),
+}
+
+/// Reads and parses one request head.
+pub(crate) async fn read_request<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    timeout: Duration,
+) -> Result<Request, HeadError> {
+    let read = async {
+        let mut buf = Vec::with_capacity(1024);
+        let mut chunk = [0u8; 1024];
+        loop {
+            let n = stream.read(&mut chunk).await.map_err(|_| HeadError::Gone)?;
+            if n == 0 {
+                return Err(HeadError::Gone);
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut req = httparse::Request::new(&mut headers);
+            match req.parse(&buf) {
+                Ok(httparse::Status::Complete(len)) => {
+                    let target = req.path.unwrap_or("/");
+                    let path = target.split_once('?').map_or(target, |(p, _)| p).to_owned();
+                    let headers = req
+                        .headers
+                        .iter()
+                        .map(|h| {
+                            (
+                                h.name.to_owned(),
+                                String::from_utf8_lossy(h.value).into_owned(),
+                            )
+                        })
+                        .collect();
+                    return Ok(Request {
+                        method: req.method.unwrap_or("").to_owned(),
+                        path,
+                        headers,
+                        rest: buf[len..].to_vec(),
+                    });
+                }
+                Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD_BYTES => {}
+                Ok(httparse::Status::Partial) => return Err(HeadError::Bad(431)),
+                Err(httparse::Error::TooManyHeaders) => return Err(HeadError::Bad(431)),
+                Err(_) => return Err(HeadError::Bad(400)),
+            }
+        }
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .unwrap_or(Err(HeadError::Gone))
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        101 => "Switching Protocols",
+        200 => "OK",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        426 => "Upgrade Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "Error",
+    }
+}
+
+/// Writes a complete response and closes the write side.
+pub(crate) async fn respond<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    status: u16,
+    content_type: &str,
+    extra_headers: &[(&str, &str)],
+    body: &str,
+) {
+    let mut head = format!(
+        "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\ncache-control: no-store\r\n",
+        reason(status),
+        body.len()
+    );
+    for (k, v) in extra_headers {
+        head.push_str(k);
+        head.push_str(": ");
+        head.push_str(v);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    head.push_str(body);
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Writes the `101 Switching Protocols` answer to a WebSocket upgrade.
+pub(crate) async fn switch_protocols<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    accept_key: &str,
+    subprotocol: Option<&str>,
+) -> std::io::Result<()> {
+    let mut head = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept_key}\r\n"
+    );
+    if let Some(p) = subprotocol {
+        head.push_str("sec-websocket-protocol: ");
+        head.push_str(p);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn parses_head_query_and_leftover() {
+        let raw = b"GET /ws?token=abc HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n\x81\x00";
+        let mut r = &raw[..];
+        let req = read_request(&mut r, Duration::from_secs(1)).await.unwrap();
+        assert_eq!(req.method, "GET");
+        assert_eq!(req.path, "/ws");
+        assert!(req.header_has_token("connection", "upgrade"));
+        assert_eq!(req.header("HOST"), Some("x"));
+        assert_eq!(req.rest, b"\x81\x00");
+    }
+
+    #[tokio::test]
+    async fn oversized_or_garbage_heads_are_refused() {
+        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(MAX_HEAD_BYTES));
+        let mut r = big.as_bytes();
+        assert!(matches!(
+            read_request(&mut r, Duration::from_secs(1)).await,
+            Err(HeadError::Bad(431))
+        ));
+        let mut r = &b"\x16\x03\x01 not http\r\n\r\n"[..];
+        assert!(matches!(
+            read_request(&mut r, Duration::from_secs(1)).await,
+            Err(HeadError::Bad(400))
+        ));
+        let mut r = &b"GET / HT"[..];
+        assert!(matches!(
+            read_request(&mut r, Duration::from_secs(1)).await,
+            Err(HeadError::Gone)
+        ));
+    }
+}

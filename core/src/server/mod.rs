@@ -1,0 +1,532 @@
+//! The WebSocket server: a listener that admits connections (origin, per-IP and
+//! global limits, before the upgrade), serves the plain HTTP endpoints on the same
+//! port, runs one task per connection over the hub, and drains on shutdown.
+
+mod http;
+mod ws;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::Stream;
+use serde_json::Value;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::WebSocketStream;
+use tracing::{debug, info, warn};
+
+use crate::config::ServerConfig;
+use crate::error::Result;
+use crate::event::Event;
+use crate::hub::{ConnectInfo, Hub, PeerInfo, RoomInfo};
+use crate::protocol::SUBPROTOCOL_JSON;
+use http::{read_request, respond, switch_protocols, HeadError, Request};
+
+/// A configured server, not yet listening.
+#[derive(Debug, Clone)]
+pub struct Server {
+    config: ServerConfig,
+}
+
+/// Builds a [`Server`]; does no I/O.
+#[derive(Debug, Clone, Default)]
+pub struct ServerBuilder {
+    config: ServerConfig,
+}
+
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty;)*) => {
+        $($(#[$doc])* pub fn $name(mut self, value: $ty) -> Self {
+            self.config.$name = value;
+            self
+        })*
+    };
+}
+
+impl ServerBuilder {
+    setters! {
+        /// Peers per room (0 = unlimited).
+        max_room_size: usize;
+        /// Rooms one session may be in at once.
+        max_rooms_per_session: usize;
+        /// Largest accepted message in bytes; bigger frames close with 1009.
+        max_message_bytes: usize;
+        /// Server-wide connection limit (0 = unlimited).
+        max_conns: usize;
+        /// Connections per client IP (0 = unlimited).
+        max_conns_per_ip: usize;
+        /// Token bucket burst.
+        rate_limit_burst: u32;
+        /// Token bucket refill per second (0 = no rate limit).
+        rate_limit_rps: u32;
+        /// WebSocket Ping interval.
+        heartbeat_interval: Duration;
+        /// Extra silence allowed after the interval.
+        heartbeat_timeout: Duration;
+        /// How long an away session can be resumed.
+        resume_window: Duration;
+        /// Replay buffer bound in messages.
+        replay_buffer_messages: usize;
+        /// Replay buffer bound in bytes.
+        replay_buffer_bytes: usize;
+        /// Outbound queue bound per connection in bytes.
+        outbound_queue_bytes: usize;
+        /// Longest graceful drain.
+        drain_timeout: Duration;
+        /// Upper bound of the reconnect delay suggested in `draining`.
+        drain_retry_after: Duration;
+        /// Longest wait for a request head.
+        handshake_timeout: Duration;
+        /// Events buffered per `events()` reader.
+        event_buffer: usize;
+    }
+
+    /// Address to bind (`host:port`; port 0 picks a free one).
+    pub fn listen(mut self, addr: impl Into<String>) -> Self {
+        self.config.listen = addr.into();
+        self
+    }
+
+    /// WebSocket upgrade path (default `/ws`).
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.config.path = path.into();
+        self
+    }
+
+    /// Browser origins allowed to connect (default: all).
+    pub fn allowed_origins<I: IntoIterator<Item = S>, S: Into<String>>(
+        mut self,
+        origins: I,
+    ) -> Self {
+        self.config.allowed_origins = origins.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: ServerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Validates the configuration.
+    pub fn build(self) -> Result<Server> {
+        self.config.validate()?;
+        Ok(Server {
+            config: self.config,
+        })
+    }
+}
+
+/// Handshakes refused before the upgrade, by reason.
+#[derive(Debug, Default)]
+struct Refusals {
+    origin: AtomicU64,
+    per_ip: AtomicU64,
+    capacity: AtomicU64,
+    draining: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Shared {
+    config: Arc<ServerConfig>,
+    hub: Hub,
+    local_addr: SocketAddr,
+    url: String,
+    /// Open WebSocket connections (admission counts these, not the hub's).
+    open: AtomicUsize,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    refusals: Refusals,
+    /// Signalled whenever `open` drops to zero.
+    all_closed: Notify,
+    /// Set at the end of a drain: every connection task ends at once.
+    force_close: watch::Sender<bool>,
+    stop_accepting: Notify,
+    stopped: watch::Sender<bool>,
+}
+
+/// A running server. Cheap to clone; every clone controls the same server.
+#[derive(Debug, Clone)]
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// A builder with the protocol's defaults.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// The validated configuration.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// Binds the listener and starts serving in the background.
+    pub async fn start(self) -> Result<ServerHandle> {
+        let listener = TcpListener::bind(&self.config.listen).await?;
+        let local_addr = listener.local_addr()?;
+        if self.config.allowed_origins.is_empty() {
+            warn!(
+                "no allowed origins configured: any web page may connect (set --allowed-origins)"
+            );
+        }
+        let config = Arc::new(self.config);
+        let url = format!("ws://{local_addr}{}", config.path);
+        let shared = Arc::new(Shared {
+            hub: Hub::new(config.clone()),
+            config,
+            local_addr,
+            url,
+            open: AtomicUsize::new(0),
+            per_ip: Mutex::new(HashMap::new()),
+            refusals: Refusals::default(),
+            all_closed: Notify::new(),
+            force_close: watch::channel(false).0,
+            stop_accepting: Notify::new(),
+            stopped: watch::channel(false).0,
+        });
+        info!(url = %shared.url, "listening");
+        tokio::spawn(accept_loop(listener, shared.clone()));
+        Ok(ServerHandle { shared })
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    tokio::spawn(handle_socket(stream, peer, shared.clone()));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = shared.stop_accepting.notified() => break,
+        }
+    }
+}
+
+/// Releases a connection's admission slots when the connection ends.
+struct Admission {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        let mut per_ip = self.shared.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+        drop(per_ip);
+        if self.shared.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.shared.all_closed.notify_waiters();
+        }
+    }
+}
+
+impl Shared {
+    /// Admission checks of PROTOCOL.md §2, in order; `Err(status)` refuses.
+    fn admit(self: &Arc<Self>, req: &Request, ip: IpAddr) -> std::result::Result<Admission, u16> {
+        if self.hub.is_draining() {
+            self.refusals.draining.fetch_add(1, Ordering::Relaxed);
+            return Err(503);
+        }
+        if !self.config.allowed_origins.is_empty() {
+            if let Some(origin) = req.header("origin") {
+                if !self.config.allowed_origins.iter().any(|o| o == origin) {
+                    self.refusals.origin.fetch_add(1, Ordering::Relaxed);
+                    return Err(403);
+                }
+            }
+        }
+        {
+            let mut per_ip = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+            let n = per_ip.entry(ip).or_insert(0);
+            if self.config.max_conns_per_ip > 0 && *n >= self.config.max_conns_per_ip {
+                if *n == 0 {
+                    per_ip.remove(&ip);
+                }
+                self.refusals.per_ip.fetch_add(1, Ordering::Relaxed);
+                return Err(429);
+            }
+            *n += 1;
+        }
+        let open = self.open.fetch_add(1, Ordering::AcqRel);
+        // From here on the slot is held; dropping it gives both counters back.
+        let admission = Admission {
+            shared: self.clone(),
+            ip,
+        };
+        if self.config.max_conns > 0 && open >= self.config.max_conns {
+            self.refusals.capacity.fetch_add(1, Ordering::Relaxed);
+            return Err(503);
+        }
+        Ok(admission)
+    }
+
+    fn health(&self) -> (u16, String) {
+        let draining = self.hub.is_draining();
+        let m = self.hub.metrics();
+        let body = serde_json::json!({
+            "status": if draining { "draining" } else { "ok" },
+            "connections": self.open.load(Ordering::Relaxed),
+            "rooms": m.rooms.load(Ordering::Relaxed),
+        });
+        (if draining { 503 } else { 200 }, body.to_string())
+    }
+
+    fn metrics_text(&self) -> String {
+        let mut out = String::with_capacity(2048);
+        self.hub.metrics().render(&mut out);
+        out.push_str("# HELP switchboard_handshakes_refused_total WebSocket upgrades refused before the handshake.\n");
+        out.push_str("# TYPE switchboard_handshakes_refused_total counter\n");
+        let r = &self.refusals;
+        for (reason, v) in [
+            ("origin", &r.origin),
+            ("per_ip", &r.per_ip),
+            ("capacity", &r.capacity),
+            ("draining", &r.draining),
+        ] {
+            out.push_str(&format!(
+                "switchboard_handshakes_refused_total{{reason=\"{reason}\"}} {}\n",
+                v.load(Ordering::Relaxed)
+            ));
+        }
+        out.push_str(&format!(
+            "# HELP switchboard_draining 1 while the server drains.\n# TYPE switchboard_draining gauge\nswitchboard_draining {}\n",
+            u8::from(self.hub.is_draining())
+        ));
+        out
+    }
+}
+
+async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let _ = stream.set_nodelay(true);
+    let req = match read_request(&mut stream, shared.config.handshake_timeout).await {
+        Ok(r) => r,
+        Err(HeadError::Gone) => return,
+        Err(HeadError::Bad(status)) => {
+            return respond(&mut stream, status, "text/plain", &[], "bad request\n").await
+        }
+    };
+    let json = "application/json";
+    match (req.method.as_str(), req.path.as_str()) {
+        (_, p) if p == shared.config.path => {}
+        ("GET" | "HEAD", "/health") => {
+            let (status, body) = shared.health();
+            return respond(&mut stream, status, json, &[], &body).await;
+        }
+        ("GET" | "HEAD", "/ready") => {
+            let (status, body) = if shared.hub.is_draining() {
+                (503, "draining\n")
+            } else {
+                (200, "ready\n")
+            };
+            return respond(&mut stream, status, "text/plain", &[], body).await;
+        }
+        ("GET" | "HEAD", "/metrics") => {
+            let body = shared.metrics_text();
+            return respond(&mut stream, 200, "text/plain; version=0.0.4", &[], &body).await;
+        }
+        _ => return respond(&mut stream, 404, "text/plain", &[], "not found\n").await,
+    }
+
+    // The upgrade path.
+    if req.method != "GET" {
+        return respond(
+            &mut stream,
+            405,
+            "text/plain",
+            &[("allow", "GET")],
+            "use a WebSocket upgrade\n",
+        )
+        .await;
+    }
+    if !req.header_has_token("upgrade", "websocket")
+        || !req.header_has_token("connection", "upgrade")
+    {
+        return respond(
+            &mut stream,
+            426,
+            "text/plain",
+            &[("upgrade", "websocket")],
+            "WebSocket upgrade required\n",
+        )
+        .await;
+    }
+    if req.header("sec-websocket-version") != Some("13") {
+        return respond(
+            &mut stream,
+            426,
+            "text/plain",
+            &[("sec-websocket-version", "13")],
+            "unsupported version\n",
+        )
+        .await;
+    }
+    let Some(key) = req.header("sec-websocket-key") else {
+        return respond(
+            &mut stream,
+            400,
+            "text/plain",
+            &[],
+            "missing Sec-WebSocket-Key\n",
+        )
+        .await;
+    };
+    let admission = match shared.admit(&req, peer.ip()) {
+        Ok(a) => a,
+        Err(status) => {
+            debug!(%peer, status, "upgrade refused");
+            return respond(
+                &mut stream,
+                status,
+                "text/plain",
+                &[],
+                "connection refused\n",
+            )
+            .await;
+        }
+    };
+    let subprotocol = req
+        .header_has_token("sec-websocket-protocol", SUBPROTOCOL_JSON)
+        .then_some(SUBPROTOCOL_JSON);
+    let accept = derive_accept_key(key.as_bytes());
+    if switch_protocols(&mut stream, &accept, subprotocol)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let config = ws::ws_config(shared.config.max_message_bytes);
+    let ws =
+        WebSocketStream::from_partially_read(stream, req.rest, Role::Server, Some(config)).await;
+    let conn = shared.hub.connect(ConnectInfo {
+        ip: Some(peer.ip()),
+    });
+    let heartbeat = ws::Heartbeat {
+        interval: shared.config.heartbeat_interval,
+        timeout: shared.config.heartbeat_timeout,
+    };
+    ws::run(ws, conn, heartbeat, shared.force_close.subscribe()).await;
+    drop(admission);
+}
+
+impl ServerHandle {
+    /// `ws://HOST:PORT/PATH` of this server.
+    pub fn url(&self) -> &str {
+        &self.shared.url
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// The hub behind this server.
+    pub fn hub(&self) -> &Hub {
+        &self.shared.hub
+    }
+
+    /// A stream of server events. Bounded: a reader more than `event_buffer`
+    /// events behind loses the oldest ones (logged as a warning).
+    pub fn events(&self) -> impl Stream<Item = Event> + Send + Unpin + 'static {
+        let rx = self.shared.hub.subscribe();
+        Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(e) => return Some((e, rx)),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        warn!(
+                            missed = n,
+                            "events() reader fell behind; oldest events dropped"
+                        );
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        }))
+    }
+
+    /// Sends a message (a JSON object with a `type`) to one peer of a room.
+    pub async fn send(&self, room_id: &str, user_id: &str, message: Value) -> Result<()> {
+        self.shared.hub.send(room_id, user_id, &message)
+    }
+
+    /// Sends a message to every peer of a room; returns how many got it.
+    pub async fn broadcast(&self, room_id: &str, message: Value) -> Result<usize> {
+        self.shared.hub.broadcast(room_id, &message)
+    }
+
+    /// Removes a peer (`user-left` with `kicked`; its connection closes with 4403).
+    pub async fn kick(&self, room_id: &str, user_id: &str) -> Result<()> {
+        self.shared.hub.kick(room_id, user_id)
+    }
+
+    /// Every room with its peers.
+    pub fn rooms(&self) -> Vec<RoomInfo> {
+        self.shared.hub.rooms()
+    }
+
+    /// The peers of one room, in join order.
+    pub fn peers(&self, room_id: &str) -> Option<Vec<PeerInfo>> {
+        self.shared.hub.peers(room_id)
+    }
+
+    /// Open WebSocket connections.
+    pub fn connection_count(&self) -> usize {
+        self.shared.open.load(Ordering::Relaxed)
+    }
+
+    /// Graceful drain: `/ready` answers 503, new upgrades get 503, every client gets
+    /// `draining` and a 1001 close; returns once all are closed or the drain
+    /// timeout passed (then the rest are cut). Idempotent.
+    pub async fn shutdown(&self) {
+        let s = &self.shared;
+        if *s.stopped.borrow() {
+            return;
+        }
+        info!(connections = s.open.load(Ordering::Relaxed), "draining");
+        s.hub.drain();
+        let wait_closed = async {
+            loop {
+                let notified = s.all_closed.notified();
+                if s.open.load(Ordering::Acquire) == 0 {
+                    break;
+                }
+                notified.await;
+            }
+        };
+        if tokio::time::timeout(s.config.drain_timeout, wait_closed)
+            .await
+            .is_err()
+        {
+            warn!(
+                left = s.open.load(Ordering::Relaxed),
+                "drain timeout passed; closing the rest"
+            );
+            let _ = s.force_close.send(true);
+        }
+        s.stop_accepting.notify_one();
+        let _ = s.stopped.send(true);
+        info!("stopped");
+    }
+
+    /// Resolves once [`ServerHandle::shutdown`] has completed.
+    pub async fn stopped(&self) {
+        let mut rx = self.shared.stopped.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}

@@ -1,0 +1,145 @@
+//! One WebSocket connection: reads frames into the hub, writes the outbox in
+//! batches (feed every queued frame, flush once), pings, and enforces the
+//! heartbeat, size and frame-type rules.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+use tokio::time::{sleep_until, Instant};
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::hub::{Connection, Next};
+use crate::protocol::close;
+
+/// Read buffer per connection. tungstenite's 128 KiB default is allocated per
+/// connection and zero-filled before every read; signaling frames are ~0.4 KiB
+/// (an SDP ~10 KiB), so 4 KiB serves them in one or a few reads.
+pub(crate) const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// The write buffer only has to hold one batch before the flush; it grows on demand.
+const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+/// How long to wait for the client's close reply after sending a close frame.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+pub(crate) fn ws_config(max_message_bytes: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
+        .max_write_buffer_size(usize::MAX)
+        .max_message_size(Some(max_message_bytes))
+        .max_frame_size(Some(max_message_bytes))
+}
+
+/// Heartbeat settings of one connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Heartbeat {
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+/// Runs a connection to its end, then settles its session in the hub.
+pub(crate) async fn run<S>(
+    mut ws: WebSocketStream<S>,
+    mut conn: Connection,
+    heartbeat: Heartbeat,
+    mut force_close: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let outbox = conn.outbox().clone();
+    let mut batch = Vec::new();
+    let mut last_heard = Instant::now();
+    let silence_limit = heartbeat.interval + heartbeat.timeout;
+    let mut next_ping = Instant::now() + heartbeat.interval;
+    let mut deadline = last_heard + silence_limit;
+    let mut client_close: Option<u16> = None;
+
+    loop {
+        tokio::select! {
+            next = outbox.next(&mut batch) => match next {
+                Next::Frames => {
+                    let mut failed = false;
+                    for frame in batch.drain(..) {
+                        if ws.feed(Message::Text(frame)).await.is_err() {
+                            failed = true;
+                            break;
+                        }
+                    }
+                    batch.clear();
+                    if failed || ws.flush().await.is_err() {
+                        break;
+                    }
+                }
+                Next::Close(req) => {
+                    close_gracefully(&mut ws, req.code, req.reason).await;
+                    break;
+                }
+            },
+            msg = ws.next() => {
+                last_heard = Instant::now();
+                match msg {
+                    Some(Ok(Message::Text(text))) => conn.handle_text(text.as_str()),
+                    Some(Ok(Message::Binary(_))) => conn.close(close::UNSUPPORTED_DATA, "binary frames are not accepted"),
+                    Some(Ok(Message::Close(frame))) => {
+                        client_close = Some(frame.map(|f| u16::from(f.code)).unwrap_or(1005));
+                        // tungstenite queued the close reply; flush it out.
+                        let _ = ws.flush().await;
+                        break;
+                    }
+                    Some(Ok(_)) => {} // ping (answered by tungstenite) and pong
+                    Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
+                        conn.close(close::TOO_BIG, "message too big");
+                        close_gracefully(&mut ws, close::TOO_BIG, "message too big").await;
+                        break;
+                    }
+                    // The TCP connection ended without a close frame: a network cut, not a violation.
+                    Some(Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake))) => break,
+                    Some(Err(WsError::Protocol(_) | WsError::Utf8(_))) => {
+                        conn.close(close::PROTOCOL_ERROR, "protocol error");
+                        close_gracefully(&mut ws, close::PROTOCOL_ERROR, "protocol error").await;
+                        break;
+                    }
+                    Some(Err(_)) | None => break,
+                }
+            },
+            _ = sleep_until(next_ping.min(deadline)) => {
+                let now = Instant::now();
+                deadline = last_heard + silence_limit;
+                if now >= deadline {
+                    // Missed heartbeat: drop the TCP connection; the session is away.
+                    break;
+                }
+                if now >= next_ping {
+                    next_ping = now + heartbeat.interval;
+                    if ws.send(Message::Ping(Default::default())).await.is_err() {
+                        break;
+                    }
+                }
+            },
+            _ = force_close.changed() => break,
+        }
+    }
+    conn.finish(client_close);
+}
+
+/// Sends a close frame and waits briefly for the client's reply.
+async fn close_gracefully<S>(ws: &mut WebSocketStream<S>, code: u16, reason: &'static str)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let frame = CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.into(),
+    };
+    if ws.close(Some(frame)).await.is_ok() {
+        let _ = tokio::time::timeout(CLOSE_GRACE, async {
+            while let Some(Ok(_)) = ws.next().await {}
+        })
+        .await;
+    }
+}
