@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
+use tokio::sync::{broadcast, oneshot};
 use tokio::time::{sleep, sleep_until, timeout, timeout_at, Instant};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::header::{
@@ -80,6 +80,8 @@ struct Rejoin {
 pub(crate) struct Driver {
     cfg: Config,
     shared: Arc<Shared>,
+    /// The only strong sender: dropped with the task, which ends every stream.
+    events: broadcast::Sender<Event>,
     session: Option<Session>,
     seq: SeqTracker,
     /// Joins whose `ack` came before their `room-info`: (id, room, reply).
@@ -113,11 +115,12 @@ impl Drop for DoneGuard {
 }
 
 impl Driver {
-    pub(crate) fn new(cfg: Config, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(cfg: Config, shared: Arc<Shared>, events: broadcast::Sender<Event>) -> Self {
         let seq = SeqTracker::new(cfg.ack_every);
         Driver {
             cfg,
             shared,
+            events,
             session: None,
             seq,
             awaiting_room_info: Vec::new(),
@@ -130,7 +133,7 @@ impl Driver {
 
     fn emit(&self, event: Event) {
         // No subscriber is fine: events are offered, never owed.
-        let _ = self.shared.events.send(event);
+        let _ = self.events.send(event);
     }
 
     /// The whole life of the client. `ready` gets the outcome of the first
@@ -260,7 +263,9 @@ impl Driver {
         if let Some(tx) = ready.take() {
             let _ = tx.send(Ok(()));
         }
-        self.serve(ws, start).await
+        let end = self.serve(ws, start).await;
+        self.shared.lock().connected = false;
+        end
     }
 
     /// The token for this attempt: the provider is asked every time.

@@ -82,7 +82,7 @@ pub(crate) struct Config {
 /// Defaults: subprotocol `webrtc-signaling`; reconnect backoff base 1 s, max 30 s,
 /// unlimited attempts, attempt counter reset after 10 s of stable connection;
 /// heartbeat every 15 s, dead after 15 s + 10 s of silence; connect timeout 10 s;
-/// outbox 1024 messages / 1 MiB; 64 KiB per message; 1024 buffered events.
+/// outbox 256 messages / 1 MiB; 64 KiB per message; 1024 buffered events.
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `connect()`"]
 pub struct ClientBuilder {
@@ -109,7 +109,10 @@ impl ClientBuilder {
                 heartbeat_timeout: Duration::from_secs(10),
                 connect_timeout: Duration::from_secs(10),
                 close_timeout: Duration::from_secs(1),
-                queue_max_messages: 1024,
+                // 256: a retransmitted id is only recognised while the server still
+                // remembers it (this server keeps the last 512 ids per session), so
+                // the outbox must stay well below that window.
+                queue_max_messages: 256,
                 queue_max_bytes: 1024 * 1024,
                 max_message_bytes: 64 * 1024,
                 event_capacity: 1024,
@@ -291,12 +294,12 @@ impl ClientBuilder {
                 identity: identity(&cfg),
             }),
             wake: Notify::new(),
-            events,
+            events: events.downgrade(),
             first_events: Mutex::new(Some(first_events)),
             done,
         });
         let (ready_tx, ready_rx) = oneshot::channel();
-        tokio::spawn(driver::Driver::new(cfg, shared.clone()).run(ready_tx));
+        tokio::spawn(driver::Driver::new(cfg, shared.clone(), events).run(ready_tx));
         let client = Client {
             _alive: Arc::new(Alive(shared.clone())),
             shared,
@@ -331,7 +334,9 @@ pub(crate) struct Shared {
     pub(crate) state: Mutex<State>,
     /// Wakes the task: the outbox has new messages, or `close()` was called.
     pub(crate) wake: Notify,
-    pub(crate) events: broadcast::Sender<Event>,
+    /// The task holds the only strong sender, so every stream ends (after the
+    /// `closed` event) when the task ends.
+    pub(crate) events: broadcast::WeakSender<Event>,
     /// A receiver created with the channel, handed to the first `events()` call,
     /// so that the events of the first connection (`connecting`, `open`,
     /// `connected`), emitted before the application could subscribe, are not lost.
@@ -569,7 +574,9 @@ impl Client {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
-        EventStream::new(first.unwrap_or_else(|| self.shared.events.subscribe()))
+        let rx = first.or_else(|| self.shared.events.upgrade().map(|tx| tx.subscribe()));
+        // After the task ended: an already finished stream.
+        EventStream::new(rx.unwrap_or_else(|| broadcast::channel(1).1))
     }
 
     /// Closes the client: no more reconnects. When connected, messages already in
