@@ -210,7 +210,7 @@ async fn cut_mid_exchange_delivers_every_message_exactly_once_in_order() {
     let b_tx = send_numbered(bob.clone(), "alice", N, 64);
 
     // Cut once both directions are well under way.
-    let cut_at = timeout(Duration::from_secs(20), async {
+    timeout(Duration::from_secs(20), async {
         loop {
             let notified = progress.notified();
             if at_bob.load(Ordering::SeqCst) >= 300 && at_alice.load(Ordering::SeqCst) >= 300 {
@@ -221,7 +221,6 @@ async fn cut_mid_exchange_delivers_every_message_exactly_once_in_order() {
     })
     .await
     .expect("the exchange did not get going");
-    let _ = cut_at;
     let cut = Instant::now();
     let cut_count = proxy.cut();
     assert_eq!(cut_count, 2, "both connections go through the proxy");
@@ -878,6 +877,8 @@ impl FakeAuthServer {
             {
                 let (seen, refused, mut close_rx) = (s.clone(), r.clone(), c.subscribe());
                 tokio::spawn(async move {
+                    // The signature is tungstenite's handshake callback.
+                    #[allow(clippy::result_large_err)]
                     let check =
                         |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
                             let auth = req

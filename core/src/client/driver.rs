@@ -670,7 +670,7 @@ impl Driver {
             while self.shared.lock().outbox.len() > 0 {
                 match timeout_at(deadline, ws.next()).await {
                     Ok(Some(Ok(Message::Text(text)))) => self.on_text(&text),
-                    Ok(Some(Ok(Message::Close(_)))) | Ok(Some(Err(_))) | Ok(None) | Err(_) => break,
+                    Ok(Some(Ok(Message::Close(_)) | Err(_)) | None) | Err(_) => break,
                     Ok(Some(Ok(_))) => {}
                 }
             }
