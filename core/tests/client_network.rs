@@ -843,10 +843,13 @@ async fn token_provider_is_called_on_every_reconnect() {
 /// A fake server for token refusals (the real one has no authentication yet):
 /// it records the `Authorization` header of each upgrade, refuses the tokens in
 /// `refused` with HTTP 401, sends `connected`, answers `resume` with `resumed`,
-/// and closes the live connections with a code sent on `close_all`.
+/// and closes the live connections with a code sent on `close_all`. It never
+/// answers `ping`, so it also plays a server that went silent; it records the
+/// close codes clients send.
 struct FakeAuthServer {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<String>>>,
+    client_closes: Arc<Mutex<Vec<u16>>>,
     refused: Arc<Mutex<HashSet<String>>>,
     close_all: broadcast::Sender<u16>,
     task: tokio::task::JoinHandle<()>,
@@ -870,12 +873,19 @@ impl FakeAuthServer {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let refused: Arc<Mutex<HashSet<String>>> = Arc::new(Mutex::new(HashSet::new()));
         let (close_all, _) = broadcast::channel(4);
-        let (s, r, c) = (seen.clone(), refused.clone(), close_all.clone());
+        let client_closes = Arc::new(Mutex::new(Vec::new()));
+        let (s, r, c, cc) = (
+            seen.clone(),
+            refused.clone(),
+            close_all.clone(),
+            client_closes.clone(),
+        );
         let task = tokio::spawn(async move {
             let deadline = Instant::now() + Duration::from_secs(60);
             while let Ok(Ok((tcp, _))) = tokio::time::timeout_at(deadline, listener.accept()).await
             {
-                let (seen, refused, mut close_rx) = (s.clone(), r.clone(), c.subscribe());
+                let (seen, refused, mut close_rx, closes) =
+                    (s.clone(), r.clone(), c.subscribe(), cc.clone());
                 tokio::spawn(async move {
                     // The signature is tungstenite's handshake callback.
                     #[allow(clippy::result_large_err)]
@@ -914,6 +924,9 @@ impl FakeAuthServer {
                                 Some(Ok(Message::Text(t))) if t.contains("\"resume\"") => {
                                     let _ = ws.send(Message::text(json!({"type":"resumed","sessionId":"s1","replayed":0}).to_string())).await;
                                 }
+                                Some(Ok(Message::Close(Some(f)))) => {
+                                    closes.lock().unwrap().push(u16::from(f.code));
+                                }
                                 Some(Ok(_)) => {}
                                 _ => return,
                             },
@@ -931,6 +944,7 @@ impl FakeAuthServer {
         FakeAuthServer {
             addr,
             seen,
+            client_closes,
             refused,
             close_all,
             task,
@@ -1139,4 +1153,49 @@ async fn fault_proxy_forwards_stalls_delays_cuts_and_switches_upstream() {
         roundtrip(&mut s, Duration::from_secs(1)).await.is_some(),
         "the new upstream answers"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_server_is_detected_and_closed_with_4000() {
+    // The fake server answers nothing after `connected`: no pong, no ping frame.
+    let fake = FakeAuthServer::start().await;
+    let started = Instant::now();
+    let (alice, mut ae) = connect(client(&fake.url(), "alice")).await;
+    let (_, lost_at) = wait_for(
+        &mut ae,
+        Duration::from_secs(3),
+        "reconnecting",
+        is_kind("reconnecting"),
+    )
+    .await;
+    let detected = lost_at - started;
+    assert!(
+        detected >= HB_INTERVAL + HB_TIMEOUT - ms(50),
+        "too early: {detected:?}"
+    );
+    assert!(
+        detected <= HB_INTERVAL + HB_TIMEOUT + ms(300),
+        "too late: {detected:?}"
+    );
+    // The close frame reaches the server (best effort, but here the socket works).
+    wait_for(
+        &mut ae,
+        Duration::from_secs(3),
+        "resumed",
+        is_kind("resumed"),
+    )
+    .await;
+    // Recorded by the old connection's task, which may run a moment later.
+    let code = timeout(Duration::from_secs(1), async {
+        loop {
+            if let Some(code) = fake.client_closes.lock().unwrap().first().copied() {
+                return code;
+            }
+            tokio::time::sleep(ms(10)).await;
+        }
+    })
+    .await
+    .expect("the server got a close frame");
+    assert_eq!(code, 4000);
+    alice.close().await;
 }
