@@ -557,9 +557,10 @@ impl Client {
 
     /// The client's events: every server message (`connected`, `room-info`,
     /// `user-joined`, `offer`, …, but not `ack`/`pong`, which the client consumes)
-    /// and the connection-state events (`connecting`, `open`, `reconnecting`,
-    /// `resumed`, `rejoined`, `reconnect-failed`, `closed`). The stream ends after
-    /// `closed`.
+    /// and the connection-state events (`connecting {attempt}` — 0 for the first
+    /// connection, then the number of the reconnect attempt announced by
+    /// `reconnecting {attempt, delayMs}` —, `open`, `resumed`, `rejoined`,
+    /// `reconnect-failed`, `closed`). The stream ends after `closed`.
     ///
     /// The first call gets every event since `connect()` began; later calls get
     /// events from the moment of the call. Each stream buffers up to
