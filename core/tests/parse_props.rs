@@ -14,11 +14,24 @@ fn arb_json() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::from),
         any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
         ".{0,12}".prop_map(Value::from),
         prop_oneof![
-            Just("join"), Just("offer"), Just("answer"), Just("candidate"), Just("message"), Just("chat"),
-            Just("leave"), Just("ping"), Just("ack"), Just("resume"), Just("auth"), Just("RESUME"), Just("ACK")
+            Just("join"),
+            Just("offer"),
+            Just("answer"),
+            Just("candidate"),
+            Just("message"),
+            Just("chat"),
+            Just("leave"),
+            Just("ping"),
+            Just("ack"),
+            Just("resume"),
+            Just("auth"),
+            Just("RESUME"),
+            Just("ACK")
         ]
         .prop_map(Value::from),
     ];
@@ -27,9 +40,18 @@ fn arb_json() -> impl Strategy<Value = Value> {
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
             prop::collection::btree_map(
                 prop_oneof![
-                    Just("type".to_owned()), Just("roomId".to_owned()), Just("to".to_owned()), Just("id".to_owned()),
-                    Just("seq".to_owned()), Just("lastSeq".to_owned()), Just("sdp".to_owned()), Just("from".to_owned()),
-                    Just("userId".to_owned()), Just("data".to_owned()), Just("content".to_owned()), ".{0,6}"
+                    Just("type".to_owned()),
+                    Just("roomId".to_owned()),
+                    Just("to".to_owned()),
+                    Just("id".to_owned()),
+                    Just("seq".to_owned()),
+                    Just("lastSeq".to_owned()),
+                    Just("sdp".to_owned()),
+                    Just("from".to_owned()),
+                    Just("userId".to_owned()),
+                    Just("data".to_owned()),
+                    Just("content".to_owned()),
+                    ".{0,6}"
                 ],
                 inner,
                 0..6
@@ -46,13 +68,19 @@ fn check_replies(hub_frames: &[switchboard::protocol::Frame]) {
         let v: Value = serde_json::from_str(f.as_str()).expect("the server only sends JSON");
         assert!(v["type"].is_string(), "{v}");
         if v["type"] == "error" {
-            assert!(ErrorCode::parse(v["code"].as_str().unwrap()).is_some(), "{v}");
+            assert!(
+                ErrorCode::parse(v["code"].as_str().unwrap()).is_some(),
+                "{v}"
+            );
         }
     }
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 proptest! {
