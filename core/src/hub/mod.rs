@@ -1,6 +1,13 @@
 //! The hub: rooms, sessions, routing, replay buffers, acknowledgements and limits —
 //! pure logic with no sockets, drivable by any transport through [`Connection`].
 //!
+//! Transports: instead of the hub calling into "a connection that can be sent
+//! frames", each [`Connection`] owns a bounded [`Outbox`] that the transport drains
+//! (`Outbox::next` gives every queued frame at once, so the transport feeds them
+//! all and flushes once). The hub thus owns the bound and the slow-consumer rule,
+//! pushing never blocks or awaits, and a binding (a Starlette or Node socket) only
+//! needs a read loop calling `handle_text` and a write loop draining the outbox.
+//!
 //! Concurrency: rooms and sessions live in sharded maps; each room and each session
 //! has its own lock. Locks are always taken room → session, never the other way,
 //! and no lock is held across an await. Frames are pushed into per-connection

@@ -83,7 +83,16 @@ pub(crate) async fn run<S>(
             msg = ws.next() => {
                 last_heard = Instant::now();
                 match msg {
-                    Some(Ok(Message::Text(text))) => conn.handle_text(text.as_str()),
+                    Some(Ok(Message::Text(text))) => {
+                        // A bug in one message's handling costs that connection (1011),
+                        // never the server or the other connections.
+                        let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            conn.handle_text(text.as_str())
+                        }));
+                        if handled.is_err() {
+                            conn.close(close::INTERNAL, "internal error");
+                        }
+                    }
                     Some(Ok(Message::Binary(_))) => conn.close(close::UNSUPPORTED_DATA, "binary frames are not accepted"),
                     Some(Ok(Message::Close(frame))) => {
                         client_close = Some(frame.map(|f| u16::from(f.code)).unwrap_or(1005));

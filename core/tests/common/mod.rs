@@ -109,7 +109,7 @@ impl Ws {
                 Some(Ok(Message::Text(t))) => {
                     return serde_json::from_str(t.as_str()).expect("server sends JSON")
                 }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 other => panic!("expected a message, got {other:?}"),
             }
         }
@@ -143,7 +143,7 @@ impl Ws {
             match msg {
                 Some(Ok(Message::Close(Some(f)))) => return u16::from(f.code),
                 Some(Ok(Message::Close(None))) => return 1005,
-                Some(Ok(_)) => continue,
+                Some(Ok(_)) => {}
                 other => panic!("expected a close frame, got {other:?}"),
             }
         }
