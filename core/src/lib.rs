@@ -2,6 +2,7 @@
 //! and relays offer/answer/candidate between them, and a client that survives the
 //! network. See `docs/PROTOCOL.md` for the wire contract.
 
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod event;
@@ -9,6 +10,7 @@ pub mod hub;
 pub mod protocol;
 pub mod server;
 
+pub use client::{Client, ClientBuilder, EventStream, Reply};
 pub use config::ServerConfig;
 pub use error::{Error, ErrorCode, Result};
 pub use event::Event;

@@ -411,6 +411,13 @@ impl Connection {
     fn relay(&mut self, msg: &ClientMessage<'_>) -> Result<(), Refusal> {
         let (room, from) = self.resolve_room(msg.room_id.as_deref())?;
         let body = forward_body(msg, &from, &room.id);
+        // The stamped copy must still fit the receivers' size limit.
+        if body.len() > self.hub.config.max_message_bytes {
+            return refuse(
+                ErrorCode::MessageTooBig,
+                "the message is too big once `from` is added",
+            );
+        }
         let delivered = match msg.to.as_deref() {
             Some(to) => {
                 let target = room.lock().find(to).map(|m| m.session.clone());

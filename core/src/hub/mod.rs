@@ -1,6 +1,13 @@
 //! The hub: rooms, sessions, routing, replay buffers, acknowledgements and limits —
 //! pure logic with no sockets, drivable by any transport through [`Connection`].
 //!
+//! Transports: instead of the hub calling into "a connection that can be sent
+//! frames", each [`Connection`] owns a bounded [`Outbox`] that the transport drains
+//! (`Outbox::next` gives every queued frame at once, so the transport feeds them
+//! all and flushes once). The hub thus owns the bound and the slow-consumer rule,
+//! pushing never blocks or awaits, and a binding (a Starlette or Node socket) only
+//! needs a read loop calling `handle_text` and a write loop draining the outbox.
+//!
 //! Concurrency: rooms and sessions live in sharded maps; each room and each session
 //! has its own lock. Locks are always taken room → session, never the other way,
 //! and no lock is held across an await. Frames are pushed into per-connection
@@ -151,7 +158,7 @@ impl Hub {
     /// Sends a server-originated message (a JSON object with a string `type`) to
     /// one peer of a room.
     pub fn send(&self, room_id: &str, user_id: &str, message: &Value) -> Result<()> {
-        let body = host_message_body(message)?;
+        let body = self.host_message_body(message)?;
         let room = self.room(room_id)?;
         let target = room.lock().find(user_id).map(|m| m.session.clone());
         let target = target.ok_or_else(|| peer_not_found(user_id, room_id))?;
@@ -163,7 +170,7 @@ impl Hub {
 
     /// Sends a server-originated message to every peer of a room; returns how many.
     pub fn broadcast(&self, room_id: &str, message: &Value) -> Result<usize> {
-        let body = host_message_body(message)?;
+        let body = self.host_message_body(message)?;
         let room = self.room(room_id)?;
         let rs = room.lock();
         Ok(rs
@@ -228,6 +235,36 @@ impl Hub {
         }
     }
 
+    /// The body of a host message: a JSON object with a string `type`, within the size limit.
+    fn host_message_body(&self, message: &Value) -> Result<String> {
+        let Value::Object(map) = message else {
+            return Err(Error::protocol(
+                ErrorCode::InvalidMessage,
+                "a message must be a JSON object",
+            ));
+        };
+        if !matches!(map.get("type"), Some(Value::String(_))) {
+            return Err(Error::protocol(
+                ErrorCode::InvalidMessage,
+                "a message needs a string `type`",
+            ));
+        }
+        let mut w = ObjectWriter::with_capacity(128);
+        for (k, v) in map {
+            if k != "seq" {
+                w.serialize(k, v);
+            }
+        }
+        let body = w.finish();
+        if body.len() > self.inner.config.max_message_bytes {
+            return Err(Error::protocol(
+                ErrorCode::MessageTooBig,
+                "the message exceeds max_message_bytes",
+            ));
+        }
+        Ok(body)
+    }
+
     fn room(&self, room_id: &str) -> Result<Arc<Room>> {
         self.inner
             .rooms
@@ -241,28 +278,6 @@ fn peer_not_found(user_id: &str, room_id: &str) -> Error {
         ErrorCode::PeerNotFound,
         format!("no peer `{user_id}` in room `{room_id}`"),
     )
-}
-
-fn host_message_body(message: &Value) -> Result<String> {
-    let Value::Object(map) = message else {
-        return Err(Error::protocol(
-            ErrorCode::InvalidMessage,
-            "a message must be a JSON object",
-        ));
-    };
-    if !matches!(map.get("type"), Some(Value::String(_))) {
-        return Err(Error::protocol(
-            ErrorCode::InvalidMessage,
-            "a message needs a string `type`",
-        ));
-    }
-    let mut w = ObjectWriter::with_capacity(128);
-    for (k, v) in map {
-        if k != "seq" {
-            w.serialize(k, v);
-        }
-    }
-    Ok(w.finish())
 }
 
 fn room_info(room: &Room) -> RoomInfo {

@@ -33,7 +33,7 @@ pub(crate) struct RateLimiter {
 impl RateLimiter {
     /// `None` when rate limiting is off (`per_sec == 0`).
     pub(crate) fn new(burst: u32, per_sec: u32, now: Instant) -> Option<Self> {
-        (per_sec > 0).then(|| RateLimiter {
+        (per_sec > 0).then_some(RateLimiter {
             burst: burst as f64,
             per_sec: per_sec as f64,
             tokens: burst as f64,

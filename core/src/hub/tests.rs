@@ -285,6 +285,24 @@ async fn every_client_triggerable_error_code() {
         g.error_code(json!({"type":"join","roomId":"r5","userId":"alice"})),
         "user-id-taken"
     );
+    // A message that only fits before `from` is stamped is refused, not relayed.
+    let mut small = config();
+    small.max_message_bytes = 256;
+    small.outbound_queue_bytes = 1 << 20;
+    let hub2 = hub_with(small);
+    let mut x = Peer::joined(&hub2, "r", "a-rather-long-user-name-to-grow-the-frame");
+    let mut y = Peer::joined(&hub2, "r", "y");
+    x.recv();
+    let original = json!({"type":"message","to":"y","data":"p".repeat(200)});
+    assert!(original.to_string().len() <= 256);
+    assert_eq!(x.error_code(original), "message-too-big");
+    assert!(y.recv().is_empty());
+    assert_eq!(
+        hub2.broadcast("r", &json!({"type":"n","d":"x".repeat(300)}))
+            .unwrap_err()
+            .code(),
+        "message-too-big"
+    );
     // The error names the message it answers.
     a.send(json!({"type":"offer","to":"nobody","sdp":"x","id":"q1"}));
     assert_eq!(a.recv()[0]["ref"], "q1");

@@ -305,9 +305,8 @@ fn validate(msg: &mut ClientMessage<'_>) -> Result<(), String> {
             }
         }
         MsgType::Join => {
-            match &room_id {
-                None => return Err("`join` needs a string `roomId`".to_owned()),
-                Some(_) => {}
+            if room_id.is_none() {
+                return Err("`join` needs a string `roomId`".to_owned());
             }
             if let Some(u) = msg.str_field("userId")? {
                 id_like(&u, "userId")?;

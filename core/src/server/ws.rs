@@ -8,7 +8,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
-use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
@@ -83,7 +83,16 @@ pub(crate) async fn run<S>(
             msg = ws.next() => {
                 last_heard = Instant::now();
                 match msg {
-                    Some(Ok(Message::Text(text))) => conn.handle_text(text.as_str()),
+                    Some(Ok(Message::Text(text))) => {
+                        // A bug in one message's handling costs that connection (1011),
+                        // never the server or the other connections.
+                        let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            conn.handle_text(text.as_str())
+                        }));
+                        if handled.is_err() {
+                            conn.close(close::INTERNAL, "internal error");
+                        }
+                    }
                     Some(Ok(Message::Binary(_))) => conn.close(close::UNSUPPORTED_DATA, "binary frames are not accepted"),
                     Some(Ok(Message::Close(frame))) => {
                         client_close = Some(frame.map(|f| u16::from(f.code)).unwrap_or(1005));
@@ -97,6 +106,8 @@ pub(crate) async fn run<S>(
                         close_gracefully(&mut ws, close::TOO_BIG, "message too big").await;
                         break;
                     }
+                    // The TCP connection ended without a close frame: a network cut, not a violation.
+                    Some(Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake))) => break,
                     Some(Err(WsError::Protocol(_) | WsError::Utf8(_))) => {
                         conn.close(close::PROTOCOL_ERROR, "protocol error");
                         close_gracefully(&mut ws, close::PROTOCOL_ERROR, "protocol error").await;

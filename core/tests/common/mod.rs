@@ -1,0 +1,200 @@
+//! Test support: start a server on 127.0.0.1:0 and talk to it with a plain
+//! WebSocket client or raw HTTP, with a timeout on every wait.
+#![allow(dead_code, unreachable_pub)]
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use switchboard::{Server, ServerBuilder, ServerHandle};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// A test server builder: localhost, port 0, no rate limit unless a test sets one.
+pub fn builder() -> ServerBuilder {
+    Server::builder().listen("127.0.0.1:0").rate_limit_rps(0)
+}
+
+pub async fn start(b: ServerBuilder) -> ServerHandle {
+    b.build()
+        .expect("valid config")
+        .start()
+        .await
+        .expect("server starts")
+}
+
+pub struct Ws {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// The `connected` message of this connection.
+    pub connected: Value,
+}
+
+/// Why a WebSocket connection could not be opened.
+#[derive(Debug, PartialEq)]
+pub enum Refused {
+    Status(u16),
+    Other(String),
+}
+
+impl Ws {
+    pub async fn connect(url: &str) -> Ws {
+        Ws::connect_with(url, &[]).await.expect("upgrade accepted")
+    }
+
+    pub async fn connect_with(url: &str, headers: &[(&str, &str)]) -> Result<Ws, Refused> {
+        let mut req = url.into_client_request().unwrap();
+        for (k, v) in headers {
+            req.headers_mut().insert(http_name(k), v.parse().unwrap());
+        }
+        let (ws, _resp) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
+            .await
+            .map_err(|_| Refused::Other("timeout".into()))?
+            .map_err(|e| match e {
+                tokio_tungstenite::tungstenite::Error::Http(r) => {
+                    Refused::Status(r.status().as_u16())
+                }
+                e => Refused::Other(e.to_string()),
+            })?;
+        let mut w = Ws {
+            ws,
+            connected: Value::Null,
+        };
+        w.connected = w.recv().await;
+        assert_eq!(
+            w.connected["type"], "connected",
+            "first message is connected"
+        );
+        Ok(w)
+    }
+
+    /// Connects and joins; returns after the room-info.
+    pub async fn joined(url: &str, room: &str, user: &str) -> Ws {
+        let mut w = Ws::connect(url).await;
+        w.send(json!({"type":"join","roomId":room,"userId":user}))
+            .await;
+        let info = w.recv_type("room-info").await;
+        assert_eq!(info["roomId"], room);
+        w
+    }
+
+    pub fn session(&self) -> (String, String) {
+        (
+            self.connected["sessionId"].as_str().unwrap().to_owned(),
+            self.connected["resumeToken"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.send_raw(&v.to_string()).await;
+    }
+
+    pub async fn send_raw(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.expect("send");
+    }
+
+    /// The next JSON message (ping/pong frames skipped); panics on close or timeout.
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a message within the timeout");
+            match msg {
+                Some(Ok(Message::Text(t))) => {
+                    return serde_json::from_str(t.as_str()).expect("server sends JSON")
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                other => panic!("expected a message, got {other:?}"),
+            }
+        }
+    }
+
+    /// Skips messages until one of type `ty`.
+    pub async fn recv_type(&mut self, ty: &str) -> Value {
+        loop {
+            let m = self.recv().await;
+            if m["type"] == ty {
+                return m;
+            }
+        }
+    }
+
+    /// The error code answering the message just sent.
+    pub async fn error_code(&mut self, v: Value) -> String {
+        self.send(v).await;
+        self.recv_type("error").await["code"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Waits for the server's close frame; returns its code (skipping messages).
+    pub async fn expect_close(&mut self) -> u16 {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a close within the timeout");
+            match msg {
+                Some(Ok(Message::Close(Some(f)))) => return u16::from(f.code),
+                Some(Ok(Message::Close(None))) => return 1005,
+                Some(Ok(_)) => {}
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// Asserts that no message arrives for `d`.
+    pub async fn expect_silence(&mut self, d: Duration) {
+        if let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(d, self.ws.next()).await {
+            panic!("expected silence, got {t}");
+        }
+    }
+
+    pub async fn close(mut self, code: u16) {
+        let _ = self
+            .ws
+            .close(Some(CloseFrame {
+                code: CloseCode::from(code),
+                reason: "".into(),
+            }))
+            .await;
+        let _ = tokio::time::timeout(WAIT, async {
+            while let Some(Ok(_)) = self.ws.next().await {}
+        })
+        .await;
+    }
+
+    /// Drops the TCP connection without a close frame (a network cut).
+    pub fn kill(self) {
+        drop(self);
+    }
+}
+
+fn http_name(k: &str) -> tokio_tungstenite::tungstenite::http::HeaderName {
+    tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap()
+}
+
+/// One plain HTTP request; returns (status, body).
+pub async fn http_get(server: &ServerHandle, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(server.local_addr()).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(WAIT, s.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let status = out[9..12].parse().unwrap();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every test of the project on a fresh machine: installs what is missing,
+# then checks formatting and lints, and runs the Rust unit, integration and
+# property tests. Later suites (Python, Node, browser, C/Java, Redis cluster)
+# add their sections here, so this stays the one command to run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n== %s ==\n' "$*"; }
+
+# Rust toolchain components (preinstalled with rustup here; added if missing).
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+  say "installing rustfmt and clippy"
+  rustup component add rustfmt clippy
+fi
+
+say "format"
+cargo fmt --all -- --check
+
+say "clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+say "rust tests"
+cargo test --workspace --locked
+
+say "all tests passed"
