@@ -150,7 +150,7 @@ struct Opts {
     #[arg(long, global = true, default_value_t = 3.0)]
     stop_timeout: f64,
     /// Before each run, wait up to this many seconds for the rest of the
-    /// machine to go quiet (under 15 % of one core busy for 1 s).
+    /// machine to go quiet (under 15 % of one core busy for 1 s); 0: don't.
     #[arg(long, global = true, default_value_t = 60.0)]
     quiet_wait: f64,
     /// idle and joins: connects in progress at once.
@@ -259,6 +259,9 @@ fn main() -> ExitCode {
 /// Wait (at most `max_secs`) until the machine is nearly idle, so that
 /// other work (a build, a test run) does not skew a run.
 fn wait_for_quiet(max_secs: f64) {
+    if max_secs <= 0.0 {
+        return;
+    }
     let deadline = std::time::Instant::now() + Duration::from_secs_f64(max_secs);
     let mut told = false;
     loop {
