@@ -477,7 +477,15 @@ async fn expired_session_rejoins_and_the_peer_sees_left_then_joined() {
 
     proxy.blackhole(true);
     proxy.cut();
-    // Queued while offline, to be sent after the re-join.
+    wait_for(
+        &mut ae,
+        Duration::from_secs(2),
+        "reconnecting",
+        is_kind("reconnecting"),
+    )
+    .await;
+    // Queued while offline (never written on the lost session), to be sent after
+    // the re-join.
     let queued = alice.chat("after the outage");
     let (left, _) = wait_for(
         &mut be,
@@ -1213,5 +1221,272 @@ async fn a_silent_server_is_detected_and_closed_with_4000() {
     .await
     .expect("the server got a close frame");
     assert_eq!(code, 4000);
+    alice.close().await;
+}
+
+/// A server like `start_server`'s but with a tight rate limit.
+async fn start_rate_limited_server(burst: u32, rps: u32) -> ServerHandle {
+    Server::builder()
+        .listen("127.0.0.1:0")
+        .path("/ws")
+        .rate_limit_burst(burst)
+        .rate_limit_rps(rps)
+        .max_conns_per_ip(0)
+        .heartbeat_interval(ms(300))
+        .heartbeat_timeout(ms(300))
+        .resume_window(Duration::from_secs(20))
+        .build()
+        .expect("server config")
+        .start()
+        .await
+        .expect("server start")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limited_messages_are_resent_in_order_and_all_replies_resolve() {
+    const N: u64 = 60;
+    let server = start_rate_limited_server(5, 20).await;
+    // Heartbeats count against the limit too: slow them down so that a dropped
+    // ping cannot make the connection look dead.
+    let builder = |user| {
+        client(server.url(), user)
+            .heartbeat_interval(ms(1000))
+            .heartbeat_timeout(ms(2000))
+    };
+    let (alice, mut ae) = connect(builder("alice")).await;
+    let (bob, be) = connect(builder("bob")).await;
+    join(&alice, "r").await;
+    join(&bob, "r").await;
+    let bob_rx = collect_messages(
+        be,
+        "alice",
+        N as usize,
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(Notify::new()),
+    );
+    // All at once: far over the burst of 5.
+    let replies: Vec<_> = (0..N)
+        .map(|n| alice.send(Some("bob"), json!({ "n": n })))
+        .collect();
+    let (err, _) = wait_for(
+        &mut ae,
+        Duration::from_secs(3),
+        "rate-limited",
+        is_kind("error"),
+    )
+    .await;
+    assert_eq!(err.str_field("code"), Some("rate-limited"));
+    let started = Instant::now();
+    for (n, r) in replies.into_iter().enumerate() {
+        timeout(Duration::from_secs(40), r)
+            .await
+            .unwrap_or_else(|_| panic!("reply {n} hangs"))
+            .unwrap_or_else(|e| panic!("reply {n}: {e}"));
+    }
+    let (got, others) = timeout(Duration::from_secs(10), bob_rx)
+        .await
+        .unwrap()
+        .unwrap();
+    let expected: Vec<u64> = (0..N).collect();
+    assert_eq!(
+        got, expected,
+        "bob got every message exactly once, in order"
+    );
+    // Nothing more trickles in (no duplicate from a retransmission).
+    assert!(!others.iter().any(|e| e.kind() == "message"), "{others:?}");
+    assert!(alice.is_connected(), "no reconnect was needed");
+    assert_eq!(alice.pending(), 0);
+    eprintln!(
+        "{N} messages through a burst-5 limit: all acknowledged {:?} after the first rate-limited",
+        started.elapsed()
+    );
+    alice.close().await;
+    bob.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_while_a_reconnect_is_stuck_in_the_handshake_returns_at_once() {
+    let server = start_server(Duration::from_secs(20), 256).await;
+    let proxy = FaultProxy::start(server.local_addr()).await;
+    // A long connect timeout: without the close signal, close() would wait it out.
+    let builder = client(&proxy.ws_url("/ws"), "alice").connect_timeout(ms(5000));
+    let (alice, mut ae) = connect(builder).await;
+    join(&alice, "r").await;
+    proxy.blackhole(true);
+    wait_for(
+        &mut ae,
+        Duration::from_secs(3),
+        "reconnecting",
+        is_kind("reconnecting"),
+    )
+    .await;
+    wait_for(
+        &mut ae,
+        Duration::from_secs(2),
+        "connecting",
+        is_kind("connecting"),
+    )
+    .await;
+    // The proxy accepts the TCP connection but forwards nothing: the WebSocket
+    // handshake hangs.
+    tokio::time::sleep(ms(100)).await;
+    assert!(!alice.is_connected());
+    let pending = alice.chat("never sent");
+    let start = Instant::now();
+    timeout(Duration::from_secs(6), alice.close())
+        .await
+        .expect("close() returns");
+    let took = start.elapsed();
+    assert!(took < ms(200), "close() took {took:?}");
+    let log = record_until_closed(&mut ae, Duration::from_secs(1)).await;
+    assert_eq!(
+        log.last().unwrap().0,
+        Event::Closed {
+            code: Some(1000),
+            reason: "closed by the application".to_owned()
+        }
+    );
+    assert!(
+        !log.iter().any(|(e, _)| e.kind() == "open"),
+        "the stuck handshake never completed: {log:?}"
+    );
+    assert_eq!(pending.await.unwrap_err().code(), "closed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_resume_failed_messages_written_on_the_lost_session_fail_and_queued_ones_go_out() {
+    // A replay buffer of 8, overflowed while alice is away: her resume fails.
+    let server = start_server(Duration::from_secs(20), 8).await;
+    let proxy = FaultProxy::start(server.local_addr()).await;
+    let (alice, mut ae) = connect(client(&proxy.ws_url("/ws"), "alice")).await;
+    let (bob, mut be) = connect(client(server.url(), "bob")).await;
+    join(&alice, "r").await;
+    join(&bob, "r").await;
+    wait_for(
+        &mut ae,
+        Duration::from_secs(2),
+        "user-joined bob",
+        is_kind("user-joined"),
+    )
+    .await;
+
+    // Written on a connection that has silently died: the server never gets it.
+    proxy.blackhole(true);
+    assert!(alice.is_connected());
+    let stale = alice.send_offer("bob", json!({"type": "offer", "sdp": "stale"}));
+    wait_for(
+        &mut ae,
+        Duration::from_secs(3),
+        "reconnecting",
+        is_kind("reconnecting"),
+    )
+    .await;
+    // The held bytes die with the connection.
+    proxy.cut();
+    // Queued while offline: never written.
+    let fresh = alice.chat("fresh");
+    for n in 0..20 {
+        timeout(Duration::from_secs(2), bob.send(Some("alice"), json!(n)))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    proxy.blackhole(false);
+    let (err, _) = wait_for(
+        &mut ae,
+        Duration::from_secs(5),
+        "resume-failed",
+        is_kind("error"),
+    )
+    .await;
+    assert_eq!(err.str_field("code"), Some("resume-failed"));
+    let e = timeout(Duration::from_secs(3), stale)
+        .await
+        .expect("the stale offer's reply resolves")
+        .unwrap_err();
+    assert_eq!(
+        e.protocol_code(),
+        Some(switchboard::ErrorCode::ResumeFailed),
+        "{e}"
+    );
+    timeout(Duration::from_secs(3), fresh)
+        .await
+        .unwrap()
+        .expect("the queued chat went out after the re-join");
+    // Bob: alice replaced, joined again, then the fresh chat; never the offer.
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let ev = timeout_at_or_panic(&mut be, deadline).await;
+        let done = ev.kind() == "chat" && ev.str_field("content") == Some("fresh");
+        seen.push(ev);
+        if done {
+            break;
+        }
+    }
+    let kinds: Vec<&str> = seen.iter().map(|e| e.kind()).collect();
+    let left = kinds
+        .iter()
+        .position(|k| *k == "user-left")
+        .expect("user-left");
+    let joined = kinds
+        .iter()
+        .position(|k| *k == "user-joined")
+        .expect("user-joined");
+    assert!(left < joined, "{kinds:?}");
+    assert_eq!(seen[left].str_field("reason"), Some("replaced"));
+    assert!(
+        !kinds.contains(&"offer"),
+        "a stale offer reached bob: {kinds:?}"
+    );
+    // Nor later.
+    if let Ok(Some(ev)) = timeout(ms(300), be.next()).await {
+        assert_ne!(ev.kind(), "offer", "a stale offer reached bob late");
+    }
+    assert_eq!(alice.pending(), 0);
+    alice.close().await;
+    bob.close().await;
+}
+
+async fn timeout_at_or_panic(events: &mut EventStream, deadline: Instant) -> Event {
+    match tokio::time::timeout_at(deadline, events.next()).await {
+        Ok(Some(ev)) => ev,
+        Ok(None) => panic!("event stream ended"),
+        Err(_) => panic!("timed out waiting for an event"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_info_answers_only_the_oldest_written_join_of_that_room() {
+    let server = start_server(Duration::from_secs(20), 256).await;
+    // Two in flight: the second join waits in the outbox while the first join's
+    // room-info arrives.
+    let (alice, _ae) = connect(client(server.url(), "alice").max_in_flight(2)).await;
+    let first = alice.join("r");
+    let leave = alice.leave("r");
+    let second = alice.join("r");
+    let first = timeout(Duration::from_secs(3), first)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first["roomId"], "r");
+    timeout(Duration::from_secs(3), leave)
+        .await
+        .unwrap()
+        .unwrap();
+    timeout(Duration::from_secs(3), second)
+        .await
+        .unwrap()
+        .unwrap();
+    // The second join was really sent: alice is in the room at the end.
+    let peers: Vec<String> = server
+        .peers("r")
+        .expect("room r exists")
+        .into_iter()
+        .map(|p| p.user_id)
+        .collect();
+    assert_eq!(peers, ["alice"]);
+    assert_eq!(alice.rooms(), ["r"]);
+    assert_eq!(alice.pending(), 0);
     alice.close().await;
 }

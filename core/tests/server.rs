@@ -637,3 +637,55 @@ async fn server_events_stream() {
         2
     );
 }
+
+#[tokio::test]
+async fn a_client_that_takes_no_frames_is_dropped_after_the_heartbeat_timeout() {
+    // A big outbound queue so the slow-consumer bound is not what ends it: the
+    // bounded write is.
+    let server = start(
+        builder()
+            .heartbeat_timeout(Duration::from_millis(300))
+            .outbound_queue_bytes(256 << 20)
+            .max_message_bytes(64 * 1024),
+    )
+    .await;
+    let mut a = Ws::joined(server.url(), "r", "a").await;
+    let b = Ws::joined(server.url(), "r", "b").await;
+    a.recv_type("user-joined").await;
+    let big = "w".repeat(60_000);
+    let started = std::time::Instant::now();
+    let mut dropped = false;
+    for _ in 0..2000 {
+        a.send(json!({"type":"message","to":"b","data":big})).await;
+        if server
+            .peers("r")
+            .unwrap()
+            .iter()
+            .any(|p| p.user_id == "b" && !p.connected)
+        {
+            dropped = true;
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            break;
+        }
+    }
+    if !dropped {
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while !server
+            .peers("r")
+            .unwrap()
+            .iter()
+            .any(|p| p.user_id == "b" && !p.connected)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the stuck writer never gave up"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // Away, not gone: the session can still resume.
+    assert_eq!(server.peers("r").unwrap().len(), 2);
+    drop(b);
+}

@@ -4,13 +4,14 @@
 //! until the connection ends; then back off and start again, or stop for good.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::{broadcast, oneshot, watch};
 use tokio::time::{sleep, sleep_until, timeout, timeout_at, Instant};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::header::{
@@ -92,6 +93,9 @@ pub(crate) struct Driver {
     current_token: Option<String>,
     /// `draining.retryAfterMs`: the next reconnect waits a random time up to it.
     drain_hint: Option<Duration>,
+    /// After a `rate-limited` error: no outbox writes on this connection before
+    /// this instant.
+    paused_until: Option<Instant>,
 }
 
 /// Marks the client closed and the task done however the task ends (even by a
@@ -128,6 +132,7 @@ impl Driver {
             rejected_token: None,
             current_token: None,
             drain_hint: None,
+            paused_until: None,
         }
     }
 
@@ -247,17 +252,24 @@ impl Driver {
             return End::UserClosed;
         }
         self.emit(Event::Connecting { attempt });
-        let token = match self.token().await {
+        // Each phase can take up to `connect_timeout`; `close()` ends it at once.
+        let mut closing = self.shared.closing.subscribe();
+        let token = match unless_closed(&mut closing, self.token()).await {
             Ok(t) => t,
             Err(end) => return end,
         };
-        let mut ws = match self.open(token.as_deref()).await {
+        let mut ws = match unless_closed(&mut closing, self.open(token.as_deref())).await {
             Ok(ws) => ws,
             Err(end) => return end,
         };
         self.emit(Event::Open);
-        let start = match self.establish(&mut ws).await {
+        let start = match unless_closed(&mut closing, self.establish(&mut ws)).await {
             Ok(start) => start,
+            Err(End::UserClosed) => {
+                // Best effort: the handshake was stuck, so do not wait for it.
+                let _ = timeout(Duration::from_millis(50), ws.close(None)).await;
+                return End::UserClosed;
+            }
             Err(end) => return end,
         };
         if let Some(tx) = ready.take() {
@@ -475,6 +487,7 @@ impl Driver {
                 }
             }
         };
+        let mut lost = Vec::new();
         let rejoin_done = {
             let mut st = self.shared.lock();
             st.connected = true;
@@ -492,6 +505,10 @@ impl Driver {
                 // Re-joins of an earlier failed resume are replaced by new ones.
                 st.outbox
                     .remove_where(|e| matches!(e.kind, Kind::Join { rejoin: true, .. }));
+                // Written on the lost session: not resent into the new one, where
+                // it would reach peers after `user-left`/`user-joined`, exactly
+                // while they renegotiate.
+                lost = st.outbox.remove_where(|e| e.sent);
                 let rooms = st.rooms.clone();
                 let identity = st.identity.clone();
                 st.outbox.push_rejoin_front(&rooms, &identity);
@@ -508,6 +525,23 @@ impl Driver {
             st.outbox.mark_all_unwritten();
             rejoin_done
         };
+        let lost_error = || {
+            Error::protocol(
+                ErrorCode::ResumeFailed,
+                "written on a session the server could not resume; not sent again",
+            )
+        };
+        for mut e in lost {
+            e.answer(Err(lost_error()));
+        }
+        if start == Start::ResumeFailed {
+            // Joins acknowledged whose room-info was lost with the session.
+            for (_, _, tx) in self.awaiting_room_info.drain(..) {
+                let _ = tx.send(Err(lost_error()));
+            }
+        }
+        // A new connection has a new rate-limit bucket on the server.
+        self.paused_until = None;
         if let Some(rooms) = rejoin_done {
             self.emit(Event::Rejoined { rooms });
         }
@@ -612,9 +646,11 @@ impl Driver {
                         self.close_gracefully(&mut ws).await;
                         return End::UserClosed;
                     }
-                    if let Err(reason) = self.flush_outbox(&mut ws, liveness.deadline()).await {
-                        return End::Lost { code: None, reason, stable: stable(since, &self.cfg) };
-                    }
+                    // New messages: written below.
+                }
+                () = sleep_until(self.paused_until.unwrap_or_else(Instant::now)), if self.paused_until.is_some() => {
+                    // The rate-limit pause is over: written below, in order.
+                    self.paused_until = None;
                 }
                 _ = ping.tick() => {
                     outgoing.push(Message::text(json!({"type": "ping", "timestamp": now_millis()}).to_string()));
@@ -645,16 +681,34 @@ impl Driver {
                     };
                 }
             }
+            // New messages, slots freed by acknowledgements, the end of a pause.
+            if let Err(reason) = self.flush_outbox(&mut ws, liveness.deadline()).await {
+                return End::Lost {
+                    code: None,
+                    reason,
+                    stable: stable(since, &self.cfg),
+                };
+            }
         }
     }
 
-    /// Writes the outbox messages not yet written on this connection.
+    /// Writes the outbox messages not yet written on this connection, oldest
+    /// first, up to `max_in_flight` unacknowledged; nothing during a rate-limit
+    /// pause.
     async fn flush_outbox(
         &mut self,
         ws: &mut Ws,
         deadline: Instant,
     ) -> std::result::Result<(), String> {
-        let texts = self.shared.lock().outbox.take_unwritten();
+        if self.paused_until.is_some_and(|t| Instant::now() < t) {
+            return Ok(());
+        }
+        self.paused_until = None;
+        let texts = self
+            .shared
+            .lock()
+            .outbox
+            .take_unwritten(self.cfg.max_in_flight);
         if texts.is_empty() {
             return Ok(());
         }
@@ -669,7 +723,13 @@ impl Driver {
         if self.flush_outbox(ws, deadline).await.is_ok() {
             while self.shared.lock().outbox.len() > 0 {
                 match timeout_at(deadline, ws.next()).await {
-                    Ok(Some(Ok(Message::Text(text)))) => self.on_text(&text),
+                    Ok(Some(Ok(Message::Text(text)))) => {
+                        self.on_text(&text);
+                        // Acknowledgements free in-flight slots.
+                        if self.flush_outbox(ws, deadline).await.is_err() {
+                            break;
+                        }
+                    }
                     Ok(Some(Ok(Message::Close(_)) | Err(_)) | None) | Err(_) => break,
                     Ok(Some(Ok(_))) => {}
                 }
@@ -770,20 +830,26 @@ impl Driver {
                     st.identity.insert("userId".to_owned(), you.into());
                 }
             }
-            st.outbox
-                .remove_where(|e| matches!(&e.kind, Kind::Join { room: r, .. } if *r == room))
-        };
-        for mut e in answered {
-            e.answer(Ok(value.clone()));
-        }
-        let mut i = 0;
-        while i < self.awaiting_room_info.len() {
-            if self.awaiting_room_info[i].1 == room {
-                let (_, _, tx) = self.awaiting_room_info.swap_remove(i);
-                let _ = tx.send(Ok(value.clone()));
-            } else {
-                i += 1;
+            // The oldest join of that room the server has seen: one already
+            // acknowledged, else the oldest one written in this session. A later
+            // join of the same room (say join, leave, join) gets its own room-info.
+            match self
+                .awaiting_room_info
+                .iter()
+                .position(|(_, r, _)| *r == room)
+            {
+                Some(pos) => {
+                    let (_, _, tx) = self.awaiting_room_info.remove(pos);
+                    let _ = tx.send(Ok(value.clone()));
+                    None
+                }
+                None => st.outbox.remove_first(|e| {
+                    e.sent && matches!(&e.kind, Kind::Join { room: r, .. } if *r == room)
+                }),
             }
+        };
+        if let Some(mut e) = answered {
+            e.answer(Ok(value.clone()));
         }
         self.rejoin_progress(&room, true)
     }
@@ -804,11 +870,31 @@ impl Driver {
         Some(Event::Rejoined { rooms })
     }
 
-    /// An `error`: fails the message its `ref` names.
+    /// An `error`: fails the message its `ref` names; `rate-limited` instead
+    /// schedules every unacknowledged message to be written again.
     fn on_error(&mut self, value: &Value) -> Option<Event> {
-        let id = parse_id(&value["ref"])?;
         let code_str = value["code"].as_str().unwrap_or_default();
         let code = ErrorCode::parse(code_str).unwrap_or(ErrorCode::Internal);
+        if code == ErrorCode::RateLimited {
+            // The server dropped one or more messages, named at most one of them,
+            // and will not say so again for a second. Which of the written ones
+            // got through is unknown: write them all again after the pause (the
+            // server acknowledges ids it already has without acting twice).
+            let in_flight = {
+                let mut st = self.shared.lock();
+                let n = st.outbox.in_flight();
+                st.outbox.mark_all_unwritten();
+                n
+            };
+            tracing::debug!(
+                in_flight,
+                pause = ?self.cfg.rate_limit_pause,
+                "rate-limited; writing the unacknowledged messages again after a pause"
+            );
+            self.paused_until = Some(Instant::now() + self.cfg.rate_limit_pause);
+            return None;
+        }
+        let id = parse_id(&value["ref"])?;
         let message = value["message"].as_str().unwrap_or(code_str).to_owned();
         let mut after = None;
         let entry = {
@@ -837,12 +923,25 @@ impl Driver {
                     .iter()
                     .position(|(i, _, _)| *i == id)
                 {
-                    let (_, _, tx) = self.awaiting_room_info.swap_remove(pos);
+                    let (_, _, tx) = self.awaiting_room_info.remove(pos);
                     let _ = tx.send(Err(Error::protocol(code, message)));
                 }
             }
         }
         after
+    }
+}
+
+/// Runs one connection phase unless `close()` is called first.
+async fn unless_closed<T>(
+    closing: &mut watch::Receiver<bool>,
+    phase: impl Future<Output = Result<T, End>>,
+) -> Result<T, End> {
+    tokio::select! {
+        biased;
+        // An error means the sender is gone, i.e. the client with it.
+        _ = closing.wait_for(|closed| *closed) => Err(End::UserClosed),
+        r = phase => r,
     }
 }
 

@@ -6,6 +6,23 @@
 //! [`Client`] is a cheap handle; one background task per client owns the socket
 //! (see `driver`). Messages go through a shared, bounded outbox so that a send is
 //! queued the moment the method is called, not when its future is first polled.
+//!
+//! Pacing: at most `max_in_flight` messages (default 32) are written and not yet
+//! acknowledged at any time; the rest wait in the outbox for acknowledgements.
+//! When the server drops messages over its rate limit it sends one `rate-limited`
+//! error (at most one per second, naming at most one of them), so on any
+//! `rate-limited` error the client pauses its writes for 1 s, then writes every
+//! unacknowledged message again, in order (the server de-duplicates by `id`).
+//! The pause is at least the server's one-error-per-second window, so a message
+//! dropped after it always produces a new error.
+//!
+//! After `resume-failed` the client is in a new session, in no room: it re-joins
+//! its rooms, then sends the messages that were queued but never written. A
+//! message already written on the lost session is not sent again (it may have
+//! reached its peer; resent after the re-join it would arrive as a stale offer or
+//! candidate while the peers renegotiate): its reply fails with
+//! `Error::Protocol { code: ResumeFailed, .. }`. Pending `leave`s succeed (the new
+//! session is in no room).
 
 mod backoff;
 mod driver;
@@ -75,6 +92,11 @@ pub(crate) struct Config {
     pub(crate) event_capacity: usize,
     pub(crate) ack_every: u32,
     pub(crate) ack_delay: Duration,
+    /// Messages written but not yet acknowledged, at most.
+    pub(crate) max_in_flight: usize,
+    /// After a `rate-limited` error: how long to stop writing before writing the
+    /// unacknowledged messages again.
+    pub(crate) rate_limit_pause: Duration,
 }
 
 /// Configures and connects a [`Client`]. No I/O happens before [`connect`](Self::connect).
@@ -82,7 +104,8 @@ pub(crate) struct Config {
 /// Defaults: subprotocol `webrtc-signaling`; reconnect backoff base 1 s, max 30 s,
 /// unlimited attempts, attempt counter reset after 10 s of stable connection;
 /// heartbeat every 15 s, dead after 15 s + 10 s of silence; connect timeout 10 s;
-/// outbox 256 messages / 1 MiB; 64 KiB per message; 1024 buffered events.
+/// outbox 256 messages / 1 MiB; 64 KiB per message; 1024 buffered events; at
+/// most 32 messages in flight.
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `connect()`"]
 pub struct ClientBuilder {
@@ -118,6 +141,11 @@ impl ClientBuilder {
                 event_capacity: 1024,
                 ack_every: 16,
                 ack_delay: Duration::from_millis(100),
+                // Below the server's default burst (50) and its resume memory.
+                max_in_flight: 32,
+                // The server sends at most one `rate-limited` per second: after a
+                // pause this long, a message dropped again yields a new error.
+                rate_limit_pause: Duration::from_secs(1),
             },
         }
     }
@@ -222,6 +250,16 @@ impl ClientBuilder {
         self
     }
 
+    /// How many messages may be written and not yet acknowledged at once
+    /// (default 32); the others wait in the outbox until acknowledgements arrive.
+    /// Keep it below the server's rate-limit burst (default 50) so that a queue
+    /// flushed at once is not throttled. Messages the server drops anyway (error
+    /// `rate-limited`) are written again, in order, after a 1 s pause.
+    pub fn max_in_flight(mut self, messages: usize) -> Self {
+        self.cfg.max_in_flight = messages;
+        self
+    }
+
     /// Largest message the client will send (default 64 KiB, the server's default
     /// frame limit); a longer one fails with `message-too-big` and is not sent.
     pub fn max_message_bytes(mut self, bytes: usize) -> Self {
@@ -264,6 +302,9 @@ impl ClientBuilder {
         if c.queue_max_messages == 0 || c.queue_max_bytes == 0 || c.max_message_bytes == 0 {
             return bad("queue limits and the message size limit must be positive");
         }
+        if c.max_in_flight == 0 {
+            return bad("max_in_flight must be positive");
+        }
         if c.event_capacity == 0 {
             return bad("event capacity must be positive");
         }
@@ -279,6 +320,7 @@ impl ClientBuilder {
         let cfg = self.cfg;
         let (events, first_events) = broadcast::channel(cfg.event_capacity);
         let (done, _) = watch::channel(false);
+        let (closing, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 outbox: Outbox::new(
@@ -297,6 +339,7 @@ impl ClientBuilder {
             events: events.downgrade(),
             first_events: Mutex::new(Some(first_events)),
             done,
+            closing,
         });
         let (ready_tx, ready_rx) = oneshot::channel();
         tokio::spawn(driver::Driver::new(cfg, shared.clone(), events).run(ready_tx));
@@ -343,6 +386,9 @@ pub(crate) struct Shared {
     first_events: Mutex<Option<broadcast::Receiver<Event>>>,
     /// Becomes `true` when the task has ended.
     pub(crate) done: watch::Sender<bool>,
+    /// Becomes `true` when `close()` is called or the last handle is dropped:
+    /// every phase of a connection attempt races against it.
+    pub(crate) closing: watch::Sender<bool>,
 }
 
 impl fmt::Debug for Shared {
@@ -354,6 +400,13 @@ impl fmt::Debug for Shared {
 }
 
 impl Shared {
+    /// Asks the task to close (idempotent).
+    pub(crate) fn request_close(&self) {
+        self.lock().close_requested = true;
+        self.closing.send_replace(true);
+        self.wake.notify_one();
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // The lock is never held across an await or user code, so a poisoned lock
         // only means a panic elsewhere; the state itself is still consistent.
@@ -382,8 +435,7 @@ struct Alive(Arc<Shared>);
 
 impl Drop for Alive {
     fn drop(&mut self) {
-        self.0.lock().close_requested = true;
-        self.0.wake.notify_one();
+        self.0.request_close();
     }
 }
 
@@ -587,11 +639,7 @@ impl Client {
     /// pending fails with [`Error::Closed`]. Resolves when the background task has
     /// ended; later sends fail with [`Error::Closed`].
     pub async fn close(&self) {
-        {
-            let mut st = self.shared.lock();
-            st.close_requested = true;
-        }
-        self.shared.wake.notify_one();
+        self.shared.request_close();
         let mut done = self.shared.done.subscribe();
         let _ = done.wait_for(|d| *d).await;
     }
@@ -634,7 +682,9 @@ enum ReplyState {
 
 /// The outcome of one sent message: resolves when the server has acknowledged it
 /// (or answered a `join` with `room-info`), or with the server's `error` for it,
-/// or [`Error::Closed`] when the client closes first. The message is queued
+/// or [`Error::Closed`] when the client closes first. After `resume-failed`, a
+/// message already written on the lost session fails with `resume-failed`
+/// instead of being sent again (see the module docs). The message is queued
 /// whether or not this future is awaited; dropping it does not un-send it. It has
 /// no timeout of its own (a message waits in the outbox through reconnects): wrap
 /// it in `tokio::time::timeout` where the application needs one.

@@ -38,8 +38,12 @@ pub(crate) struct Entry {
     /// `None` once answered (a join whose `ack` came before its `room-info`), or
     /// for the client's own re-joins.
     pub(crate) reply: Option<ReplyTx>,
-    /// Written on the current connection.
+    /// Written on the current connection (and not since found dropped by the
+    /// server's rate limit).
     pub(crate) written: bool,
+    /// Written at least once in the current server session (on this connection or
+    /// an earlier one that was resumed): the server may have acted on it.
+    pub(crate) sent: bool,
 }
 
 impl Entry {
@@ -138,6 +142,7 @@ impl Outbox {
             text: Frame::from(text),
             reply: Some(tx),
             written: false,
+            sent: false,
         });
         Ok((id, rx))
     }
@@ -166,22 +171,36 @@ impl Outbox {
                 text: Frame::from(text),
                 reply: None,
                 written: false,
+                sent: false,
             });
         }
     }
 
-    /// The texts not yet written on this connection, oldest first; they count as
-    /// written from now on.
-    pub(crate) fn take_unwritten(&mut self) -> Vec<Frame> {
+    /// The texts not yet written on this connection, oldest first, as many as keep
+    /// at most `max_in_flight` messages written but unacknowledged; they count as
+    /// written from now on. The rest wait for acknowledgements to free slots.
+    pub(crate) fn take_unwritten(&mut self, max_in_flight: usize) -> Vec<Frame> {
+        let mut room = max_in_flight.saturating_sub(self.in_flight());
         let mut out = Vec::new();
         for e in self.entries.iter_mut().filter(|e| !e.written) {
+            if room == 0 {
+                break;
+            }
+            room -= 1;
             e.written = true;
+            e.sent = true;
             out.push(e.text.clone());
         }
         out
     }
 
-    /// A new connection: everything is to be written again.
+    /// Messages written on this connection and not acknowledged yet.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.entries.iter().filter(|e| e.written).count()
+    }
+
+    /// A new connection, or the server dropped messages (rate limit): everything
+    /// not acknowledged is to be written again, in order.
     pub(crate) fn mark_all_unwritten(&mut self) {
         for e in &mut self.entries {
             e.written = false;
@@ -192,6 +211,14 @@ impl Outbox {
     pub(crate) fn remove(&mut self, id: u64) -> Option<Entry> {
         // Acknowledgements come in order, so this is almost always the front.
         let pos = self.entries.iter().position(|e| e.id == id)?;
+        let entry = self.entries.remove(pos)?;
+        self.bytes -= entry.text.len();
+        Some(entry)
+    }
+
+    /// Removes and returns the oldest message matching `pred`.
+    pub(crate) fn remove_first(&mut self, pred: impl FnMut(&Entry) -> bool) -> Option<Entry> {
+        let pos = self.entries.iter().position(pred)?;
         let entry = self.entries.remove(pos)?;
         self.bytes -= entry.text.len();
         Some(entry)
@@ -248,17 +275,58 @@ mod tests {
         let (a, _) = o.push(Kind::Other, msg(1)).unwrap();
         let (b, _) = o.push(Kind::Other, msg(1)).unwrap();
         assert_eq!((a, b), (1, 2));
-        let texts = o.take_unwritten();
+        let texts = o.take_unwritten(usize::MAX);
         let v: Value = serde_json::from_str(texts[1].as_str()).unwrap();
         assert_eq!(v["id"], 2);
         assert_eq!(v["type"], "message");
-        assert!(o.take_unwritten().is_empty(), "written once per connection");
+        assert!(
+            o.take_unwritten(usize::MAX).is_empty(),
+            "written once per connection"
+        );
         o.mark_all_unwritten();
         assert_eq!(
-            o.take_unwritten().len(),
+            o.take_unwritten(usize::MAX).len(),
             2,
             "a new connection writes everything again"
         );
+    }
+
+    #[test]
+    fn in_flight_cap_writes_oldest_first_and_waits_for_acks() {
+        let mut o = Outbox::new(10, 10_000, 1000);
+        for _ in 0..5 {
+            o.push(Kind::Other, msg(1)).unwrap();
+        }
+        let ids = |texts: Vec<Frame>| -> Vec<u64> {
+            texts
+                .iter()
+                .map(|t| {
+                    serde_json::from_str::<Value>(t.as_str()).unwrap()["id"]
+                        .as_u64()
+                        .unwrap()
+                })
+                .collect()
+        };
+        assert_eq!(ids(o.take_unwritten(2)), [1, 2]);
+        assert_eq!(o.in_flight(), 2);
+        assert!(o.take_unwritten(2).is_empty(), "the cap is reached");
+        o.remove(1).unwrap();
+        assert_eq!(ids(o.take_unwritten(2)), [3]);
+        // Dropped by the server: written again, in order, still under the cap.
+        o.mark_all_unwritten();
+        assert_eq!(ids(o.take_unwritten(2)), [2, 3]);
+        assert!(o.entries.iter().take(2).all(|e| e.sent));
+        assert!(!o.entries[2].sent, "never written");
+    }
+
+    #[test]
+    fn remove_first_takes_only_the_oldest_match() {
+        let mut o = Outbox::new(10, 10_000, 1000);
+        o.push(Kind::Other, msg(1)).unwrap();
+        o.push(Kind::Other, msg(1)).unwrap();
+        assert_eq!(o.remove_first(|e| e.kind == Kind::Other).unwrap().id, 1);
+        assert_eq!(o.len(), 1);
+        assert!(o.remove_first(|e| e.id == 7).is_none());
     }
 
     #[test]
@@ -302,7 +370,7 @@ mod tests {
         o.push(Kind::Other, msg(1)).unwrap();
         o.push_rejoin_front(&["a".into(), "b".into()], &Map::new());
         let texts: Vec<Value> = o
-            .take_unwritten()
+            .take_unwritten(usize::MAX)
             .iter()
             .map(|t| serde_json::from_str(t.as_str()).unwrap())
             .collect();

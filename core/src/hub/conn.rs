@@ -91,6 +91,11 @@ impl Hub {
             f.insert("ip".into(), info.ip.map(|ip| ip.to_string()).into());
             Event::Connected(f)
         });
+        // Admitted just as a drain began: the drain's sweep may have missed it.
+        if hub.draining.load(Ordering::Acquire) {
+            session.deliver(&hub.draining_body());
+            outbox.close(close::GOING_AWAY, "Server shutting down", Fate::Away);
+        }
         Connection {
             hub: hub.clone(),
             id,
@@ -137,28 +142,35 @@ impl Connection {
             .metrics
             .messages_received
             .fetch_add(1, Ordering::Relaxed);
+        // Once the server decided to close this connection (kick, abuse, slow
+        // consumer), nothing it still sends is acted upon.
+        if self.outbox.is_closing() {
+            return;
+        }
         let msg = match parse_client_message(text) {
             Ok(m) => m,
             Err(e) => {
-                if self.allowed() {
+                if self.allowed(e.id) {
                     self.send_error(e.code, &e.message, e.id);
                 }
                 return;
             }
         };
-        // Acks are cheap and must flow even under a flood, or buffers would grow.
-        if msg.kind != MsgType::Ack && !self.allowed() {
-            return;
-        }
-        if let Some(id) = msg.id {
-            if msg.kind != MsgType::Ack && self.session.lock().seen_id(id.get()) {
+        let id = msg.id.filter(|_| msg.kind != MsgType::Ack);
+        // A retransmit is answered before the rate limit: resending costs no tokens.
+        if let Some(id) = id {
+            if self.session.lock().seen_id(id.get()) {
                 self.send_ack(id);
                 return;
             }
         }
+        // Acks are cheap and must flow even under a flood, or buffers would grow.
+        if msg.kind != MsgType::Ack && !self.allowed(msg.id) {
+            return;
+        }
         match self.dispatch(&msg) {
             Ok(()) => {
-                if let Some(id) = msg.id.filter(|_| msg.kind != MsgType::Ack) {
+                if let Some(id) = id {
                     self.session.lock().remember_id(id.get());
                     self.send_ack(id);
                 }
@@ -167,8 +179,9 @@ impl Connection {
         }
     }
 
-    /// Applies the rate limit; `false` means drop the message.
-    fn allowed(&mut self) -> bool {
+    /// Applies the rate limit; `false` means drop the message. The one
+    /// `rate-limited` error per second names the dropped message's `id`.
+    fn allowed(&mut self, id: Option<&RawValue>) -> bool {
         let Some(rate) = &mut self.rate else {
             return true;
         };
@@ -180,7 +193,7 @@ impl Connection {
                     .rate_limited
                     .fetch_add(1, Ordering::Relaxed);
                 if notify {
-                    self.send_error(ErrorCode::RateLimited, "too many messages; slow down", None);
+                    self.send_error(ErrorCode::RateLimited, "too many messages; slow down", id);
                 }
                 false
             }
@@ -206,7 +219,7 @@ impl Connection {
                     Some(t) => w.raw_value("timestamp", t),
                     None => w.u64("timestamp", now_millis()),
                 };
-                self.session.deliver(&w.finish());
+                self.reply(w.finish());
                 Ok(())
             }
             MsgType::Resume => self.resume(msg),
@@ -229,6 +242,17 @@ impl Connection {
         }
     }
 
+    /// Sends a reply. Before a possible `resume` (while pristine) replies belong to
+    /// the connection, not to a session: they carry no `seq`, so they can not
+    /// collide with the `seq`s a resume is about to replay.
+    fn reply(&self, body: String) {
+        if self.pristine {
+            self.outbox.push(Frame::from(body));
+        } else {
+            self.session.deliver(&body);
+        }
+    }
+
     fn send_error(&self, code: ErrorCode, message: &str, reference: Option<&RawValue>) {
         self.hub.metrics.errors_sent.fetch_add(1, Ordering::Relaxed);
         let mut w = ObjectWriter::typed("error", 96 + message.len());
@@ -236,13 +260,13 @@ impl Connection {
         if let Some(r) = reference {
             w.raw_value("ref", r);
         }
-        self.session.deliver(&w.finish());
+        self.reply(w.finish());
     }
 
     fn send_ack(&self, id: &RawValue) {
         let mut w = ObjectWriter::typed("ack", 48);
         w.raw_value("id", id);
-        self.session.deliver(&w.finish());
+        self.reply(w.finish());
     }
 
     fn join(&mut self, msg: &ClientMessage<'_>) -> Result<(), Refusal> {
@@ -266,6 +290,9 @@ impl Connection {
                 (None, Some(r)) => r.into(),
                 (None, None) => random_uuid().into(),
             };
+            if st.ended {
+                return refuse(ErrorCode::Internal, "the session has ended");
+            }
             let already = st.rooms.iter().any(|r| &*r.id == room_id);
             if !already && st.rooms.len() >= hub.config.max_rooms_per_session {
                 return refuse(
@@ -337,6 +364,13 @@ impl Connection {
             {
                 let mut st = self.session.lock();
                 if st.ended {
+                    // Ended (kicked) meanwhile: leave no empty room behind.
+                    drop(st);
+                    if rs.members.is_empty() {
+                        rs.removed = true;
+                        drop(rs);
+                        hub.unlist_room(&room);
+                    }
                     return refuse(ErrorCode::Internal, "the session has ended");
                 }
                 st.user_id = Some(user_id.clone());
@@ -547,14 +581,11 @@ impl Connection {
         };
         // Closes the outbox for good, so nothing is queued for a dead connection.
         self.outbox.close(close::ABNORMAL, "connection ended", fate);
-        let attached_here = {
-            let st = self.session.lock();
-            st.attached.as_ref().is_some_and(|a| a.conn_id == self.id)
-        };
         match fate {
             Fate::Away => hub.detach(&self.session, self.id),
-            Fate::End if attached_here => hub.end_session(&self.session, LeaveReason::Closed, None),
-            Fate::End | Fate::Detached => {}
+            // Only while still attached here: a resume may have moved the session.
+            Fate::End => hub.end_attached_session(&self.session, self.id, LeaveReason::Closed),
+            Fate::Detached => {}
         }
         let code = server_close
             .map(|c| c.code)

@@ -302,6 +302,15 @@ fn room_info(room: &Room) -> RoomInfo {
 }
 
 impl HubInner {
+    fn draining_body(&self) -> String {
+        let mut w = ObjectWriter::typed("draining", 48);
+        w.u64(
+            "retryAfterMs",
+            self.config.drain_retry_after.as_millis() as u64,
+        );
+        w.finish()
+    }
+
     fn emit(&self, make: impl FnOnce() -> Event) {
         if self.events.receiver_count() > 0 {
             let _ = self.events.send(make());
@@ -383,10 +392,31 @@ impl HubInner {
         reason: LeaveReason,
         close_with: Option<(u16, &'static str)>,
     ) {
+        self.end_session_if(session, reason, close_with, None);
+    }
+
+    /// Ends a session only if connection `conn_id` still carries it (checked under
+    /// the same lock that marks it ended, so a concurrent resume is never undone).
+    fn end_attached_session(&self, session: &Arc<Session>, conn_id: u64, reason: LeaveReason) {
+        self.end_session_if(session, reason, None, Some(conn_id));
+    }
+
+    fn end_session_if(
+        &self,
+        session: &Arc<Session>,
+        reason: LeaveReason,
+        close_with: Option<(u16, &'static str)>,
+        attached_to: Option<u64>,
+    ) {
         let (rooms, attached) = {
             let mut st = session.lock();
             if st.ended {
                 return;
+            }
+            if let Some(id) = attached_to {
+                if st.attached.as_ref().map(|a| a.conn_id) != Some(id) {
+                    return;
+                }
             }
             st.ended = true;
             (std::mem::take(&mut st.rooms), st.attached.take())

@@ -2,6 +2,7 @@
 //! blocking, the transport drains them in batches (feed all, flush once).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use tokio::sync::Notify;
@@ -52,6 +53,8 @@ struct State {
 #[derive(Debug)]
 pub struct Outbox {
     state: Mutex<State>,
+    /// Mirrors `State::close.is_some()` for a lock-free check per inbound message.
+    closing: AtomicBool,
     notify: Notify,
     limit: usize,
 }
@@ -60,6 +63,7 @@ impl Outbox {
     pub(crate) fn new(limit: usize) -> Self {
         Outbox {
             state: Mutex::new(State::default()),
+            closing: AtomicBool::new(false),
             notify: Notify::new(),
             limit,
         }
@@ -75,6 +79,7 @@ impl Outbox {
         if st.bytes + frame.len() > self.limit {
             st.frames.clear();
             st.bytes = 0;
+            self.closing.store(true, Ordering::Release);
             st.close = Some(CloseRequest {
                 code: close::POLICY,
                 reason: "slow consumer",
@@ -99,9 +104,15 @@ impl Outbox {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if st.close.is_none() {
             st.close = Some(CloseRequest { code, reason, fate });
+            self.closing.store(true, Ordering::Release);
         }
         drop(st);
         self.notify.notify_one();
+    }
+
+    /// Whether a close was requested (the connection is on its way out).
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
     }
 
     /// The close the server asked for, if any.

@@ -666,3 +666,105 @@ async fn events_describe_what_happened() {
         ]
     );
 }
+
+#[tokio::test]
+async fn replies_before_resume_carry_no_seq_so_the_replay_is_not_shadowed() {
+    let hub = hub_with(config());
+    let mut a = Peer::joined(&hub, "r", "a");
+    let b = Peer::joined(&hub, "r", "b");
+    a.recv();
+    let sess = hub.inner.sessions.get(&b.session_id()).unwrap();
+    let mut b = b;
+    b.finish(None);
+    a.send(json!({"type":"message","to":"b","data":"missed"}));
+    let mut b2 = Peer::new(&hub);
+    b2.send(json!({"type":"ping","timestamp":1,"id":"p"}));
+    b2.send(json!({"type":"resume","sessionId":&*sess.id,"resumeToken":&*sess.resume_token,"lastSeq":0}));
+    let got = b2.recv();
+    let kinds: Vec<&str> = got.iter().map(|m| m["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["pong", "ack", "resumed", "room-info", "message"]);
+    assert!(
+        got[0].get("seq").is_none() && got[1].get("seq").is_none(),
+        "connection-level replies"
+    );
+    assert_eq!(got[3]["seq"], 1);
+    assert_eq!(got[4]["seq"], 2);
+}
+
+#[tokio::test]
+async fn rate_limited_error_names_the_message_and_retransmits_cost_no_tokens() {
+    let mut cfg = config();
+    cfg.rate_limit_rps = 1;
+    cfg.rate_limit_burst = 2;
+    let hub = hub_with(cfg);
+    let mut a = Peer::joined(&hub, "r", "a");
+    let mut b = Peer::joined(&hub, "r", "b");
+    a.recv();
+    b.send(json!({"type":"message","to":"a","data":1,"id":1}));
+    b.send(json!({"type":"message","to":"a","data":2,"id":2}));
+    let got = b.recv();
+    let e = got
+        .iter()
+        .find(|m| m["type"] == "error")
+        .expect("rate limited");
+    assert_eq!(
+        (e["code"].as_str(), e["ref"].as_u64()),
+        (Some("rate-limited"), Some(2))
+    );
+    // The retransmit of an accepted id is acknowledged without a token.
+    b.send(json!({"type":"message","to":"a","data":1,"id":1}));
+    assert_eq!(b.recv_types(), ["ack"]);
+    assert_eq!(a.recv().len(), 1, "delivered once");
+}
+
+#[tokio::test]
+async fn nothing_is_acted_on_after_a_kick() {
+    let hub = hub_with(config());
+    let mut b = Peer::joined(&hub, "r", "b");
+    hub.kick("r", "b").unwrap();
+    b.send(json!({"type":"join","roomId":"elsewhere"}));
+    assert!(b.recv().is_empty());
+    assert!(
+        hub.rooms().is_empty(),
+        "no room was created for a kicked session"
+    );
+    assert_eq!(
+        hub.metrics()
+            .rooms
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_connection_admitted_during_a_drain_is_told_to_leave() {
+    let hub = hub_with(config());
+    hub.drain();
+    hub.drain(); // idempotent
+    let late = hub.connect(ConnectInfo::default());
+    let mut batch = Vec::new();
+    late.outbox().try_next(&mut batch);
+    let kinds: Vec<Value> = batch
+        .iter()
+        .map(|f| serde_json::from_str::<Value>(f.as_str()).unwrap()["type"].clone())
+        .collect();
+    assert_eq!(kinds, ["connected", "draining"]);
+    assert_eq!(
+        late.outbox().close_request().unwrap().code,
+        close::GOING_AWAY
+    );
+}
+
+#[tokio::test]
+async fn a_resumed_session_survives_its_old_connection_closing_cleanly() {
+    let hub = hub_with(config());
+    let mut a = Peer::joined(&hub, "r", "a");
+    let mut b = Peer::joined(&hub, "r", "b");
+    a.recv();
+    let sess = hub.inner.sessions.get(&b.session_id()).unwrap();
+    let mut b2 = Peer::new(&hub);
+    b2.send(json!({"type":"resume","sessionId":&*sess.id,"resumeToken":&*sess.resume_token,"lastSeq":1}));
+    b.finish(Some(close::NORMAL));
+    assert!(a.recv().is_empty(), "nobody leaves");
+    assert!(!sess.lock().ended);
+}

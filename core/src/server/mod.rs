@@ -239,10 +239,6 @@ impl Drop for Admission {
 impl Shared {
     /// Admission checks of PROTOCOL.md §2, in order; `Err(status)` refuses.
     fn admit(self: &Arc<Self>, req: &Request, ip: IpAddr) -> std::result::Result<Admission, u16> {
-        if self.hub.is_draining() {
-            self.refusals.draining.fetch_add(1, Ordering::Relaxed);
-            return Err(503);
-        }
         if !self.config.allowed_origins.is_empty() {
             if let Some(origin) = req.header("origin") {
                 if !self.config.allowed_origins.iter().any(|o| o == origin) {
@@ -271,6 +267,10 @@ impl Shared {
         };
         if self.config.max_conns > 0 && open >= self.config.max_conns {
             self.refusals.capacity.fetch_add(1, Ordering::Relaxed);
+            return Err(503);
+        }
+        if self.hub.is_draining() {
+            self.refusals.draining.fetch_add(1, Ordering::Relaxed);
             return Err(503);
         }
         Ok(admission)

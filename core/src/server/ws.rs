@@ -63,15 +63,18 @@ pub(crate) async fn run<S>(
         tokio::select! {
             next = outbox.next(&mut batch) => match next {
                 Next::Frames => {
-                    let mut failed = false;
-                    for frame in batch.drain(..) {
-                        if ws.feed(Message::Text(frame)).await.is_err() {
-                            failed = true;
-                            break;
+                    // Bounded: a client that stops taking frames (zero TCP window)
+                    // is dropped after the heartbeat timeout instead of pinning
+                    // this task; its session goes away and can resume.
+                    let write = async {
+                        for frame in batch.drain(..) {
+                            ws.feed(Message::Text(frame)).await?;
                         }
-                    }
+                        ws.flush().await
+                    };
+                    let written = tokio::time::timeout(heartbeat.timeout, write).await;
                     batch.clear();
-                    if failed || ws.flush().await.is_err() {
+                    if !matches!(written, Ok(Ok(()))) {
                         break;
                     }
                 }
@@ -97,7 +100,7 @@ pub(crate) async fn run<S>(
                     Some(Ok(Message::Close(frame))) => {
                         client_close = Some(frame.map(|f| u16::from(f.code)).unwrap_or(1005));
                         // tungstenite queued the close reply; flush it out.
-                        let _ = ws.flush().await;
+                        let _ = tokio::time::timeout(CLOSE_GRACE, ws.flush()).await;
                         break;
                     }
                     Some(Ok(_)) => {} // ping (answered by tungstenite) and pong
@@ -125,7 +128,8 @@ pub(crate) async fn run<S>(
                 }
                 if now >= next_ping {
                     next_ping = now + heartbeat.interval;
-                    if ws.send(Message::Ping(Default::default())).await.is_err() {
+                    let ping = ws.send(Message::Ping(Default::default()));
+                    if !matches!(tokio::time::timeout(heartbeat.timeout, ping).await, Ok(Ok(()))) {
                         break;
                     }
                 }
@@ -145,10 +149,11 @@ where
         code: CloseCode::from(code),
         reason: reason.into(),
     };
-    if ws.close(Some(frame)).await.is_ok() {
-        let _ = tokio::time::timeout(CLOSE_GRACE, async {
+    // Both steps bounded: a client that reads nothing must not hold the task.
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        if ws.close(Some(frame)).await.is_ok() {
             while let Some(Ok(_)) = ws.next().await {}
-        })
-        .await;
-    }
+        }
+    })
+    .await;
 }
