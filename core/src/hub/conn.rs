@@ -11,7 +11,7 @@ use serde_json::value::RawValue;
 use super::outbox::{Fate, Outbox};
 use super::rate::{RateLimiter, Verdict};
 use super::room::{Member, Room};
-use super::session::{Attached, Session};
+use super::session::{Attached, Session, TooBig};
 use super::{
     body_fields, random_id, random_uuid, room_info_body, user_joined_body, user_left_body, Hub,
     HubInner,
@@ -444,27 +444,41 @@ impl Connection {
 
     fn relay(&mut self, msg: &ClientMessage<'_>) -> Result<(), Refusal> {
         let (room, from) = self.resolve_room(msg.room_id.as_deref())?;
-        let body = forward_body(msg, &from, &room.id);
+        let max = self.hub.config.max_message_bytes;
         // The stamped copy must still fit the receivers' size limit.
-        if body.len() > self.hub.config.max_message_bytes {
-            return refuse(
+        let too_big = || {
+            refuse(
                 ErrorCode::MessageTooBig,
                 "the message is too big once `from` is added",
-            );
-        }
+            )
+        };
         let delivered = match msg.to.as_deref() {
             Some(to) => {
                 let target = room.lock().find(to).map(|m| m.session.clone());
-                let delivered = target.and_then(|t| t.deliver(&body)).is_some();
-                if !delivered {
-                    return refuse(
+                let not_found = || {
+                    refuse(
                         ErrorCode::PeerNotFound,
                         format!("no peer `{to}` in room `{}`", room.id),
-                    );
+                    )
+                };
+                let Some(target) = target else {
+                    return not_found();
+                };
+                // One receiver: build its frame, `seq` included, in one pass.
+                let built = target
+                    .lock()
+                    .deliver_built(max, |seq| forward_body(msg, Some(seq), &from, &room.id));
+                match built {
+                    Ok(Some(_)) => 1,
+                    Ok(None) => return not_found(),
+                    Err(TooBig) => return too_big(),
                 }
-                1
             }
             None => {
+                let body = forward_body(msg, None, &from, &room.id);
+                if body.len() + MAX_SEQ_STAMP > max {
+                    return too_big();
+                }
                 let include_self = msg.kind == MsgType::Chat;
                 let rs = room.lock();
                 rs.members
@@ -479,7 +493,7 @@ impl Connection {
             .messages_relayed
             .fetch_add(delivered as u64, Ordering::Relaxed);
         self.hub.emit(|| {
-            let fields = body_fields(&body);
+            let fields = body_fields(&forward_body(msg, None, &from, &room.id));
             match msg.kind {
                 MsgType::Offer => Event::Offer(fields),
                 MsgType::Answer => Event::Answer(fields),
@@ -607,16 +621,23 @@ impl Drop for Connection {
     }
 }
 
+/// Room-wide copies get `"seq":N,` prefixed per receiver: at most this many bytes.
+const MAX_SEQ_STAMP: usize = 28;
+
 /// The forwarded copy of a client message: its fields in order, without the
 /// client's own `from`/`seq`/`id` (every duplicate of them), plus the stamped `from`.
-fn forward_body(msg: &ClientMessage<'_>, from: &str, room_id: &str) -> String {
+fn forward_body(msg: &ClientMessage<'_>, seq: Option<u64>, from: &str, room_id: &str) -> String {
     let len: usize = msg
         .entries
         .0
         .iter()
         .map(|(k, v)| k.0.len() + v.get().len() + 4)
         .sum();
-    let mut w = ObjectWriter::typed(msg.kind.as_str(), len + from.len() + room_id.len() + 64);
+    let mut w = ObjectWriter::with_capacity(len + from.len() + room_id.len() + 96);
+    if let Some(seq) = seq {
+        w.u64("seq", seq);
+    }
+    w.str("type", msg.kind.as_str());
     let is_chat = msg.kind == MsgType::Chat;
     for (k, v) in &msg.entries.0 {
         match &*k.0 {

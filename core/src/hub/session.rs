@@ -90,14 +90,40 @@ impl Session {
     }
 }
 
+/// A frame that would exceed the size limit was not delivered.
+#[derive(Debug)]
+pub(crate) struct TooBig;
+
 impl SessionState {
     pub(crate) fn deliver(&mut self, body: &str) -> Option<u64> {
         if self.ended {
             return None;
         }
+        let frame = Frame::from(stamp_seq(body, self.next_seq));
+        self.push_frame(frame)
+    }
+
+    /// Builds the frame for this session's next `seq` in one pass (one allocation,
+    /// no re-copy to prefix the `seq`), unless it would exceed `max_len` bytes.
+    pub(crate) fn deliver_built(
+        &mut self,
+        max_len: usize,
+        build: impl FnOnce(u64) -> String,
+    ) -> Result<Option<u64>, TooBig> {
+        if self.ended {
+            return Ok(None);
+        }
+        let text = build(self.next_seq);
+        if text.len() > max_len {
+            return Err(TooBig);
+        }
+        Ok(self.push_frame(Frame::from(text)))
+    }
+
+    /// Buffers and queues a frame stamped with `next_seq`.
+    fn push_frame(&mut self, frame: Frame) -> Option<u64> {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let frame = stamp_seq(body, seq);
         // Bound: the oldest unacknowledged frames are dropped; a later resume from
         // before them fails with `resume-failed` instead of leaving a silent gap.
         self.replay_bytes += frame.len();

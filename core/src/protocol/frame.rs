@@ -135,7 +135,7 @@ pub(crate) fn push_json_str(buf: &mut String, s: &str) {
 ///
 /// The body is built once per message; each receiver gets its own copy with its
 /// own sequence number (one allocation and one copy per receiver).
-pub(crate) fn stamp_seq(body: &str, seq: u64) -> Frame {
+pub(crate) fn stamp_seq(body: &str, seq: u64) -> String {
     debug_assert!(body.starts_with('{') && body.len() >= 2);
     let mut out = String::with_capacity(body.len() + 24);
     use std::fmt::Write;
@@ -144,7 +144,7 @@ pub(crate) fn stamp_seq(body: &str, seq: u64) -> Frame {
         out.push(',');
     }
     out.push_str(&body[1..]);
-    Frame::from(out)
+    out
 }
 
 #[cfg(test)]
@@ -169,8 +169,10 @@ mod tests {
 
     #[test]
     fn stamp_puts_seq_first() {
-        let f = stamp_seq(r#"{"type":"pong"}"#, 7);
-        assert_eq!(f.as_str(), r#"{"seq":7,"type":"pong"}"#);
-        assert_eq!(stamp_seq("{}", 1).as_str(), r#"{"seq":1}"#);
+        assert_eq!(
+            stamp_seq(r#"{"type":"pong"}"#, 7),
+            r#"{"seq":7,"type":"pong"}"#
+        );
+        assert_eq!(stamp_seq("{}", 1), r#"{"seq":1}"#);
     }
 }

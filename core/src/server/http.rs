@@ -53,14 +53,20 @@ pub(crate) async fn read_request<S: AsyncRead + Unpin>(
     timeout: Duration,
 ) -> Result<Request, HeadError> {
     let read = async {
+        // Read straight into the Vec's spare room: an array here would live on
+        // in every connection task's future for the connection's whole life.
         let mut buf = Vec::with_capacity(1024);
-        let mut chunk = [0u8; 1024];
         loop {
-            let n = stream.read(&mut chunk).await.map_err(|_| HeadError::Gone)?;
+            if buf.len() == buf.capacity() {
+                buf.reserve(1024);
+            }
+            let n = stream
+                .read_buf(&mut buf)
+                .await
+                .map_err(|_| HeadError::Gone)?;
             if n == 0 {
                 return Err(HeadError::Gone);
             }
-            buf.extend_from_slice(&chunk[..n]);
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut req = httparse::Request::new(&mut headers);
             match req.parse(&buf) {

@@ -15,6 +15,7 @@ use futures_util::Stream;
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
@@ -143,8 +144,6 @@ struct Shared {
     refusals: Refusals,
     /// Signalled whenever `open` drops to zero.
     all_closed: Notify,
-    /// Set at the end of a drain: every connection task ends at once.
-    force_close: watch::Sender<bool>,
     stop_accepting: Notify,
     stopped: watch::Sender<bool>,
 }
@@ -186,7 +185,6 @@ impl Server {
             per_ip: Mutex::new(HashMap::new()),
             refusals: Refusals::default(),
             all_closed: Notify::new(),
-            force_close: watch::channel(false).0,
             stop_accepting: Notify::new(),
             stopped: watch::channel(false).0,
         });
@@ -197,11 +195,16 @@ impl Server {
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    // The connection tasks, so a drain that times out can cut the rest. Finished
+    // tasks are reaped on each accept, so the set holds live ones plus at most
+    // those that ended since the last accept.
+    let mut tasks = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    tokio::spawn(handle_socket(stream, peer, shared.clone()));
+                    while tasks.try_join_next().is_some() {}
+                    tasks.spawn(handle_socket(stream, peer, shared.clone()));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -212,6 +215,10 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             _ = shared.stop_accepting.notified() => break,
         }
     }
+    drop(listener);
+    // Anything still running outlived the drain: abort it (its session goes away).
+    tasks.shutdown().await;
+    let _ = shared.stopped.send(true);
 }
 
 /// Releases a connection's admission slots when the connection ends.
@@ -420,7 +427,7 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
         interval: shared.config.heartbeat_interval,
         timeout: shared.config.heartbeat_timeout,
     };
-    ws::run(ws, conn, heartbeat, shared.force_close.subscribe()).await;
+    ws::run(ws, conn, heartbeat).await;
     drop(admission);
 }
 
@@ -517,10 +524,9 @@ impl ServerHandle {
                 left = s.open.load(Ordering::Relaxed),
                 "drain timeout passed; closing the rest"
             );
-            let _ = s.force_close.send(true);
         }
         s.stop_accepting.notify_one();
-        let _ = s.stopped.send(true);
+        self.stopped().await;
         info!("stopped");
     }
 
