@@ -47,6 +47,41 @@ pub(crate) enum HeadError {
     Bad(u16),
 }
 
+/// Parses a complete request head; `None` while more bytes are needed. Kept
+/// synchronous so the 1.5 KiB header array lives on the stack, not inside the
+/// connection task's future for the connection's whole life.
+fn parse_head(buf: &[u8]) -> Option<Result<Request, HeadError>> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => {
+            let target = req.path.unwrap_or("/");
+            let path = target.split_once('?').map_or(target, |(p, _)| p).to_owned();
+            let headers = req
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_owned(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect();
+            Some(Ok(Request {
+                method: req.method.unwrap_or("").to_owned(),
+                path,
+                headers,
+                rest: buf[len..].to_vec(),
+            }))
+        }
+        Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD_BYTES => None,
+        Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
+            Some(Err(HeadError::Bad(431)))
+        }
+        Err(_) => Some(Err(HeadError::Bad(400))),
+    }
+}
+
 /// Reads and parses one request head.
 pub(crate) async fn read_request<S: AsyncRead + Unpin>(
     stream: &mut S,
@@ -67,33 +102,8 @@ pub(crate) async fn read_request<S: AsyncRead + Unpin>(
             if n == 0 {
                 return Err(HeadError::Gone);
             }
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut req = httparse::Request::new(&mut headers);
-            match req.parse(&buf) {
-                Ok(httparse::Status::Complete(len)) => {
-                    let target = req.path.unwrap_or("/");
-                    let path = target.split_once('?').map_or(target, |(p, _)| p).to_owned();
-                    let headers = req
-                        .headers
-                        .iter()
-                        .map(|h| {
-                            (
-                                h.name.to_owned(),
-                                String::from_utf8_lossy(h.value).into_owned(),
-                            )
-                        })
-                        .collect();
-                    return Ok(Request {
-                        method: req.method.unwrap_or("").to_owned(),
-                        path,
-                        headers,
-                        rest: buf[len..].to_vec(),
-                    });
-                }
-                Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD_BYTES => {}
-                Ok(httparse::Status::Partial) => return Err(HeadError::Bad(431)),
-                Err(httparse::Error::TooManyHeaders) => return Err(HeadError::Bad(431)),
-                Err(_) => return Err(HeadError::Bad(400)),
+            if let Some(parsed) = parse_head(&buf) {
+                return parsed;
             }
         }
     };

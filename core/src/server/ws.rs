@@ -80,7 +80,7 @@ where
                     }
                 }
                 Next::Close(req) => {
-                    close_gracefully(&mut ws, req.code, req.reason).await;
+                    Box::pin(close_gracefully(&mut ws, req.code, req.reason)).await;
                     break;
                 }
             },
@@ -107,14 +107,14 @@ where
                     Some(Ok(_)) => {} // ping (answered by tungstenite) and pong
                     Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
                         conn.close(close::TOO_BIG, "message too big");
-                        close_gracefully(&mut ws, close::TOO_BIG, "message too big").await;
+                        Box::pin(close_gracefully(&mut ws, close::TOO_BIG, "message too big")).await;
                         break;
                     }
                     // The TCP connection ended without a close frame: a network cut, not a violation.
                     Some(Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake))) => break,
                     Some(Err(WsError::Protocol(_) | WsError::Utf8(_))) => {
                         conn.close(close::PROTOCOL_ERROR, "protocol error");
-                        close_gracefully(&mut ws, close::PROTOCOL_ERROR, "protocol error").await;
+                        Box::pin(close_gracefully(&mut ws, close::PROTOCOL_ERROR, "protocol error")).await;
                         break;
                     }
                     Some(Err(_)) | None => break,
@@ -129,8 +129,13 @@ where
                 }
                 if now >= next_ping {
                     next_ping = now + heartbeat.interval;
-                    let ping = ws.send(Message::Ping(Default::default()));
-                    if !matches!(tokio::time::timeout(heartbeat.timeout, ping).await, Ok(Ok(()))) {
+                    // Rare paths are boxed: their state would otherwise sit inline
+                    // in every connection's future for the connection's whole life.
+                    let ping = Box::pin(tokio::time::timeout(
+                        heartbeat.timeout,
+                        ws.send(Message::Ping(Default::default())),
+                    ));
+                    if !matches!(ping.await, Ok(Ok(()))) {
                         break;
                     }
                 }
