@@ -148,11 +148,6 @@ impl Outbox {
         }
         None
     }
-
-    /// Bytes queued and not yet taken by the transport.
-    pub fn queued_bytes(&self) -> usize {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).bytes
-    }
 }
 
 #[cfg(test)]
