@@ -5,7 +5,9 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
-use tokio::sync::Notify;
+use std::task::{Context, Poll};
+
+use futures_util::task::AtomicWaker;
 
 use crate::protocol::{close, Frame};
 
@@ -55,7 +57,8 @@ pub struct Outbox {
     state: Mutex<State>,
     /// Mirrors `State::close.is_some()` for a lock-free check per inbound message.
     closing: AtomicBool,
-    notify: Notify,
+    /// The transport's task, woken when frames or a close arrive.
+    waker: AtomicWaker,
     limit: usize,
 }
 
@@ -64,7 +67,7 @@ impl Outbox {
         Outbox {
             state: Mutex::new(State::default()),
             closing: AtomicBool::new(false),
-            notify: Notify::new(),
+            waker: AtomicWaker::new(),
             limit,
         }
     }
@@ -86,7 +89,7 @@ impl Outbox {
                 fate: Fate::Away,
             });
             drop(st);
-            self.notify.notify_one();
+            self.waker.wake();
             return false;
         }
         let was_empty = st.frames.is_empty();
@@ -94,7 +97,7 @@ impl Outbox {
         st.frames.push_back(frame);
         drop(st);
         if was_empty {
-            self.notify.notify_one();
+            self.waker.wake();
         }
         true
     }
@@ -107,7 +110,7 @@ impl Outbox {
             self.closing.store(true, Ordering::Release);
         }
         drop(st);
-        self.notify.notify_one();
+        self.waker.wake();
     }
 
     /// Whether a close was requested (the connection is on its way out).
@@ -126,11 +129,20 @@ impl Outbox {
 
     /// Waits for frames (appended to `batch`) or the close request. Cancel-safe.
     pub async fn next(&self, batch: &mut Vec<Frame>) -> Next {
-        loop {
-            if let Some(next) = self.try_next(batch) {
-                return next;
-            }
-            self.notify.notified().await;
+        std::future::poll_fn(|cx| self.poll_next(cx, batch)).await
+    }
+
+    /// Poll form of [`Outbox::next`]: registers the task to be woken by the next
+    /// push or close. Only one task may poll an outbox.
+    pub fn poll_next(&self, cx: &mut Context<'_>, batch: &mut Vec<Frame>) -> Poll<Next> {
+        if let Some(next) = self.try_next(batch) {
+            return Poll::Ready(next);
+        }
+        self.waker.register(cx.waker());
+        // A push between the check and the registration would have found no waker.
+        match self.try_next(batch) {
+            Some(next) => Poll::Ready(next),
+            None => Poll::Pending,
         }
     }
 

@@ -1,20 +1,30 @@
 //! One WebSocket connection: reads frames into the hub, writes the outbox in
 //! batches (feed every queued frame, flush once), pings, and enforces the
 //! heartbeat, size and frame-type rules.
+//!
+//! It is a hand-written `Future` rather than an `async fn` with `select!`: the
+//! task lives as long as the connection, and a generated state machine kept
+//! ~2 KiB per connection where these fields need ~0.8 KiB (the idle-memory
+//! benchmark counts every byte of it). Every source is polled once per turn and
+//! registers its waker; the turn repeats while any made progress.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{Sink, Stream};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::hub::{Connection, Next};
-use crate::protocol::close;
+use crate::hub::{Connection, Next, Outbox};
+use crate::protocol::{close, Frame};
 
 /// Read buffer per connection. tungstenite's 128 KiB default is allocated per
 /// connection and zero-filled before every read. Signaling frames are ~0.4 KiB;
@@ -24,7 +34,7 @@ use crate::protocol::close;
 pub(crate) const READ_BUFFER_BYTES: usize = 1024;
 /// The write buffer only has to hold one batch before the flush; it grows on demand.
 const WRITE_BUFFER_BYTES: usize = 64 * 1024;
-/// How long to wait for the client's close reply after sending a close frame.
+/// How long to wait for the close handshake to finish after a close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 pub(crate) fn ws_config(max_message_bytes: usize) -> WebSocketConfig {
@@ -43,123 +53,383 @@ pub(crate) struct Heartbeat {
     pub timeout: Duration,
 }
 
-/// Runs a connection to its end, then settles its session in the hub.
-pub(crate) async fn run<S>(mut ws: WebSocketStream<S>, mut conn: Connection, heartbeat: Heartbeat)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let outbox = conn.outbox().clone();
-    let mut batch = Vec::new();
-    let mut last_heard = Instant::now();
-    let silence_limit = heartbeat.interval + heartbeat.timeout;
-    let mut next_ping = Instant::now() + heartbeat.interval;
-    let mut deadline = last_heard + silence_limit;
-    let mut client_close: Option<u16> = None;
-    // One timer for the connection's life, re-armed only when it fires: a new
-    // `sleep_until` per loop turn would register with the timer driver per message.
-    let timer = tokio::time::sleep_until(next_ping.min(deadline));
-    tokio::pin!(timer);
-
-    loop {
-        tokio::select! {
-            next = outbox.next(&mut batch) => match next {
-                Next::Frames => {
-                    // Bounded: a client that stops taking frames (zero TCP window)
-                    // is dropped after the heartbeat timeout instead of pinning
-                    // this task; its session goes away and can resume.
-                    let write = async {
-                        for frame in batch.drain(..) {
-                            ws.feed(Message::Text(frame)).await?;
-                        }
-                        ws.flush().await
-                    };
-                    let written = tokio::time::timeout(heartbeat.timeout, write).await;
-                    batch.clear();
-                    if !matches!(written, Ok(Ok(()))) {
-                        break;
-                    }
-                }
-                Next::Close(req) => {
-                    Box::pin(close_gracefully(&mut ws, req.code, req.reason)).await;
-                    break;
-                }
-            },
-            msg = ws.next() => {
-                last_heard = Instant::now();
-                match msg {
-                    Some(Ok(Message::Text(text))) => {
-                        // A bug in one message's handling costs that connection (1011),
-                        // never the server or the other connections.
-                        let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            conn.handle_text(text.as_str())
-                        }));
-                        if handled.is_err() {
-                            conn.close(close::INTERNAL, "internal error");
-                        }
-                    }
-                    Some(Ok(Message::Binary(_))) => conn.close(close::UNSUPPORTED_DATA, "binary frames are not accepted"),
-                    Some(Ok(Message::Close(frame))) => {
-                        client_close = Some(frame.map(|f| u16::from(f.code)).unwrap_or(1005));
-                        // tungstenite queued the close reply; flush it out.
-                        let _ = tokio::time::timeout(CLOSE_GRACE, ws.flush()).await;
-                        break;
-                    }
-                    Some(Ok(_)) => {} // ping (answered by tungstenite) and pong
-                    Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
-                        conn.close(close::TOO_BIG, "message too big");
-                        Box::pin(close_gracefully(&mut ws, close::TOO_BIG, "message too big")).await;
-                        break;
-                    }
-                    // The TCP connection ended without a close frame: a network cut, not a violation.
-                    Some(Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake))) => break,
-                    Some(Err(WsError::Protocol(_) | WsError::Utf8(_))) => {
-                        conn.close(close::PROTOCOL_ERROR, "protocol error");
-                        Box::pin(close_gracefully(&mut ws, close::PROTOCOL_ERROR, "protocol error")).await;
-                        break;
-                    }
-                    Some(Err(_)) | None => break,
-                }
-            },
-            () = &mut timer => {
-                let now = Instant::now();
-                deadline = last_heard + silence_limit;
-                if now >= deadline {
-                    // Missed heartbeat: drop the TCP connection; the session is away.
-                    break;
-                }
-                if now >= next_ping {
-                    next_ping = now + heartbeat.interval;
-                    // Rare paths are boxed: their state would otherwise sit inline
-                    // in every connection's future for the connection's whole life.
-                    let ping = Box::pin(tokio::time::timeout(
-                        heartbeat.timeout,
-                        ws.send(Message::Ping(Default::default())),
-                    ));
-                    if !matches!(ping.await, Ok(Ok(()))) {
-                        break;
-                    }
-                }
-                timer.as_mut().reset(next_ping.min(deadline));
-            },
-        }
-    }
-    conn.finish(client_close);
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Reading, and waiting for the outbox.
+    Open,
+    /// Feeding `batch[next..]` to the socket, then one flush.
+    Writing {
+        next: usize,
+    },
+    /// A close frame is on its way (`sent`): flush it, then read until the
+    /// client's reply or the grace deadline. `reply` is set when the client
+    /// closed first (tungstenite queued our answer already): flushing ends it.
+    Closing {
+        code: u16,
+        reason: &'static str,
+        sent: bool,
+        flushed: bool,
+        reply: bool,
+    },
+    Done,
 }
 
-/// Sends a close frame and waits briefly for the client's reply.
-async fn close_gracefully<S>(ws: &mut WebSocketStream<S>, code: u16, reason: &'static str)
+/// Runs a connection to its end, then settles its session in the hub.
+pub(crate) struct ConnectionTask<S> {
+    ws: WebSocketStream<S>,
+    conn: Option<Connection>,
+    outbox: Arc<Outbox>,
+    batch: Vec<Frame>,
+    phase: Phase,
+    heartbeat: Heartbeat,
+    last_heard: Instant,
+    next_ping: Instant,
+    ping_due: bool,
+    /// When the current write started: a write stuck past the heartbeat timeout
+    /// (a client that takes no frames) drops the connection; its session goes away.
+    write_started: Option<Instant>,
+    client_close: Option<u16>,
+    /// One timer for the connection's life, re-armed only when it fires, never per
+    /// message. It fires at least every heartbeat timeout to check the deadlines.
+    timer: Pin<Box<Sleep>>,
+}
+
+impl<S> std::fmt::Debug for ConnectionTask<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionTask")
+            .field("phase", &self.phase)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> ConnectionTask<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let frame = CloseFrame {
-        code: CloseCode::from(code),
-        reason: reason.into(),
-    };
-    // Both steps bounded: a client that reads nothing must not hold the task.
-    let _ = tokio::time::timeout(CLOSE_GRACE, async {
-        if ws.close(Some(frame)).await.is_ok() {
-            while let Some(Ok(_)) = ws.next().await {}
+    pub(crate) fn new(ws: WebSocketStream<S>, conn: Connection, heartbeat: Heartbeat) -> Self {
+        let now = Instant::now();
+        let outbox = conn.outbox().clone();
+        let mut task = ConnectionTask {
+            ws,
+            conn: Some(conn),
+            outbox,
+            batch: Vec::new(),
+            phase: Phase::Open,
+            heartbeat,
+            last_heard: now,
+            next_ping: now + heartbeat.interval,
+            ping_due: false,
+            write_started: None,
+            client_close: None,
+            timer: Box::pin(tokio::time::sleep_until(now)),
+        };
+        task.rearm(now);
+        task
+    }
+
+    fn rearm(&mut self, now: Instant) {
+        let silence = self.last_heard + self.heartbeat.interval + self.heartbeat.timeout;
+        let deadline = self
+            .next_ping
+            .min(silence)
+            .min(now + self.heartbeat.timeout);
+        self.timer.as_mut().reset(deadline);
+    }
+
+    fn start_close(&mut self, code: u16, reason: &'static str) {
+        if matches!(self.phase, Phase::Closing { .. } | Phase::Done) {
+            return;
         }
-    })
-    .await;
+        self.phase = Phase::Closing {
+            code,
+            reason,
+            sent: false,
+            flushed: false,
+            reply: false,
+        };
+        self.timer.as_mut().reset(Instant::now() + CLOSE_GRACE);
+    }
+
+    fn conn(&mut self) -> &mut Connection {
+        self.conn
+            .as_mut()
+            .expect("the connection lives until the task ends")
+    }
+
+    /// One inbound frame (or the end of the stream).
+    fn on_inbound(&mut self, item: Option<Result<Message, WsError>>) {
+        let closing = matches!(self.phase, Phase::Closing { .. });
+        if let Some(Ok(_)) = &item {
+            self.last_heard = Instant::now();
+        }
+        match item {
+            Some(Ok(Message::Text(text))) if !closing => {
+                // A bug in one message's handling costs that connection (1011),
+                // never the server or the other connections.
+                let conn = self.conn();
+                let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    conn.handle_text(text.as_str())
+                }));
+                if handled.is_err() {
+                    conn.close(close::INTERNAL, "internal error");
+                }
+            }
+            Some(Ok(Message::Binary(_))) if !closing => {
+                self.conn()
+                    .close(close::UNSUPPORTED_DATA, "binary frames are not accepted");
+            }
+            Some(Ok(Message::Close(frame))) => {
+                if closing {
+                    // The client's answer to our close: the handshake is complete.
+                    self.phase = Phase::Done;
+                    return;
+                }
+                self.client_close = Some(frame.map(|f| u16::from(f.code)).unwrap_or(1005));
+                // tungstenite queued the close reply; flushing it ends the connection.
+                self.phase = Phase::Closing {
+                    code: close::NORMAL,
+                    reason: "",
+                    sent: true,
+                    flushed: false,
+                    reply: true,
+                };
+                self.timer.as_mut().reset(Instant::now() + CLOSE_GRACE);
+            }
+            Some(Ok(_)) => {} // ping (answered by tungstenite), pong, data while closing
+            Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) if !closing => {
+                self.conn().close(close::TOO_BIG, "message too big");
+                self.start_close(close::TOO_BIG, "message too big");
+            }
+            // The TCP connection ended without a close frame: a network cut, not a violation.
+            Some(Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake))) => {
+                self.phase = Phase::Done
+            }
+            Some(Err(WsError::Protocol(_) | WsError::Utf8(_))) if !closing => {
+                self.conn().close(close::PROTOCOL_ERROR, "protocol error");
+                self.start_close(close::PROTOCOL_ERROR, "protocol error");
+            }
+            Some(Err(_)) | None => self.phase = Phase::Done,
+        }
+    }
+
+    /// Drives the outbound side one step; `true` when it made progress.
+    fn poll_outbound(&mut self, cx: &mut Context<'_>) -> bool {
+        match self.phase {
+            Phase::Open => {
+                if self.ping_due {
+                    return match Pin::new(&mut self.ws).poll_ready(cx) {
+                        Poll::Ready(Ok(())) => {
+                            self.ping_due = false;
+                            if Pin::new(&mut self.ws)
+                                .start_send(Message::Ping(Default::default()))
+                                .is_err()
+                            {
+                                self.phase = Phase::Done;
+                            } else {
+                                self.begin_write(self.batch.len());
+                            }
+                            true
+                        }
+                        Poll::Ready(Err(_)) => {
+                            self.phase = Phase::Done;
+                            true
+                        }
+                        Poll::Pending => false,
+                    };
+                }
+                match self.outbox.poll_next(cx, &mut self.batch) {
+                    Poll::Ready(Next::Frames) => {
+                        self.begin_write(0);
+                        true
+                    }
+                    Poll::Ready(Next::Close(req)) => {
+                        self.start_close(req.code, req.reason);
+                        true
+                    }
+                    Poll::Pending => false,
+                }
+            }
+            Phase::Writing { mut next } => {
+                let mut progress = false;
+                while next < self.batch.len() {
+                    match Pin::new(&mut self.ws).poll_ready(cx) {
+                        Poll::Ready(Ok(())) => {
+                            let frame = std::mem::take(&mut self.batch[next]);
+                            next += 1;
+                            progress = true;
+                            if Pin::new(&mut self.ws)
+                                .start_send(Message::Text(frame))
+                                .is_err()
+                            {
+                                self.phase = Phase::Done;
+                                return true;
+                            }
+                        }
+                        Poll::Ready(Err(_)) => {
+                            self.phase = Phase::Done;
+                            return true;
+                        }
+                        Poll::Pending => {
+                            self.phase = Phase::Writing { next };
+                            return progress;
+                        }
+                    }
+                }
+                self.phase = Phase::Writing { next };
+                match Pin::new(&mut self.ws).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => {
+                        self.batch.clear();
+                        self.write_started = None;
+                        self.phase = Phase::Open;
+                        true
+                    }
+                    Poll::Ready(Err(_)) => {
+                        self.phase = Phase::Done;
+                        true
+                    }
+                    Poll::Pending => progress,
+                }
+            }
+            Phase::Closing {
+                code,
+                reason,
+                sent,
+                flushed,
+                reply,
+            } => {
+                if !sent {
+                    return match Pin::new(&mut self.ws).poll_ready(cx) {
+                        Poll::Ready(Ok(())) => {
+                            let frame = CloseFrame {
+                                code: CloseCode::from(code),
+                                reason: reason.into(),
+                            };
+                            let sent_ok = Pin::new(&mut self.ws)
+                                .start_send(Message::Close(Some(frame)))
+                                .is_ok();
+                            self.phase = if sent_ok {
+                                Phase::Closing {
+                                    code,
+                                    reason,
+                                    sent: true,
+                                    flushed,
+                                    reply,
+                                }
+                            } else {
+                                Phase::Done
+                            };
+                            true
+                        }
+                        Poll::Ready(Err(_)) => {
+                            self.phase = Phase::Done;
+                            true
+                        }
+                        Poll::Pending => false,
+                    };
+                }
+                if flushed {
+                    return false;
+                }
+                match Pin::new(&mut self.ws).poll_flush(cx) {
+                    Poll::Ready(Ok(())) if !reply => {
+                        self.phase = Phase::Closing {
+                            code,
+                            reason,
+                            sent,
+                            flushed: true,
+                            reply,
+                        };
+                        true
+                    }
+                    Poll::Ready(_) => {
+                        self.phase = Phase::Done;
+                        true
+                    }
+                    Poll::Pending => false,
+                }
+            }
+            Phase::Done => false,
+        }
+    }
+
+    /// Whether to read now. Not while our close frame is still on its way: after
+    /// a fatal read error (1009, 1002) a further read would only fail again and
+    /// end the connection before the close frame went out.
+    fn reading(&self) -> bool {
+        match self.phase {
+            Phase::Open | Phase::Writing { .. } => true,
+            Phase::Closing { flushed, .. } => flushed,
+            Phase::Done => false,
+        }
+    }
+
+    fn begin_write(&mut self, next: usize) {
+        self.phase = Phase::Writing { next };
+        self.write_started.get_or_insert_with(Instant::now);
+    }
+
+    /// The timer fired: deadlines, pings, re-arm.
+    fn on_timer(&mut self) {
+        let now = Instant::now();
+        if matches!(self.phase, Phase::Closing { .. }) {
+            // The close handshake did not finish in time.
+            self.phase = Phase::Done;
+            return;
+        }
+        let silent_for = now.saturating_duration_since(self.last_heard);
+        let stuck = self
+            .write_started
+            .is_some_and(|t| now.saturating_duration_since(t) >= self.heartbeat.timeout);
+        if silent_for >= self.heartbeat.interval + self.heartbeat.timeout || stuck {
+            // Missed heartbeat, or a client that takes no frames: drop the TCP
+            // connection; the session is away and can resume.
+            self.phase = Phase::Done;
+            return;
+        }
+        if now >= self.next_ping {
+            self.next_ping = now + self.heartbeat.interval;
+            self.ping_due = true;
+        }
+        self.rearm(now);
+    }
+}
+
+impl<S> Future for ConnectionTask<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        loop {
+            if this.phase == Phase::Done {
+                let client_close = this.client_close;
+                if let Some(conn) = this.conn.take() {
+                    conn.finish(client_close);
+                }
+                return Poll::Ready(());
+            }
+            let mut progress = false;
+            // Everything already readable is handled before writing, so the
+            // replies it triggers leave in one batch.
+            while this.reading() {
+                let Poll::Ready(item) = Pin::new(&mut this.ws).poll_next(cx) else {
+                    break;
+                };
+                progress = true;
+                this.on_inbound(item);
+            }
+            if this.phase != Phase::Done && this.poll_outbound(cx) {
+                progress = true;
+            }
+            if this.phase != Phase::Done && this.timer.as_mut().poll(cx).is_ready() {
+                progress = true;
+                this.on_timer();
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+    }
 }
