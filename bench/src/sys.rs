@@ -236,18 +236,28 @@ impl Drop for ServerProc {
     /// SIGTERM, up to `stop_timeout` to exit (a profiler wrapped around the
     /// server then writes its data), then SIGKILL.
     fn drop(&mut self) {
-        if signal(self.pid, rustix::process::Signal::TERM) {
-            let deadline = std::time::Instant::now() + self.stop_timeout;
-            while std::time::Instant::now() < deadline {
-                if !matches!(self.child.try_wait(), Ok(None)) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop_child(
+            &mut self.child,
+            self.pid,
+            rustix::process::Signal::TERM,
+            self.stop_timeout,
+        );
     }
+}
+
+/// Sends `sig`, gives the child up to `grace` to exit, then kills it.
+fn stop_child(child: &mut Child, pid: u32, sig: rustix::process::Signal, grace: Duration) {
+    if signal(pid, sig) {
+        let deadline = std::time::Instant::now() + grace;
+        while std::time::Instant::now() < deadline {
+            if !matches!(child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 fn signal(pid: u32, sig: rustix::process::Signal) -> bool {
@@ -287,16 +297,13 @@ impl PerfRecord {
 
 impl Drop for PerfRecord {
     fn drop(&mut self) {
-        signal(self.child.id(), rustix::process::Signal::INT);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::time::Instant::now() < deadline {
-            if !matches!(self.child.try_wait(), Ok(None)) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let pid = self.child.id();
+        stop_child(
+            &mut self.child,
+            pid,
+            rustix::process::Signal::INT,
+            Duration::from_secs(10),
+        );
     }
 }
 

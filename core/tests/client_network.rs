@@ -104,6 +104,35 @@ async fn join(c: &Client, room: &str) -> Value {
         .expect("join")
 }
 
+/// A server; alice connected through a fault proxy, bob directly, both in room
+/// "r", and alice has seen bob join.
+async fn alice_via_proxy_and_bob(
+    resume_window: Duration,
+    replay_messages: usize,
+) -> (
+    ServerHandle,
+    FaultProxy,
+    Client,
+    EventStream,
+    Client,
+    EventStream,
+) {
+    let server = start_server(resume_window, replay_messages).await;
+    let proxy = FaultProxy::start(server.local_addr()).await;
+    let (alice, mut ae) = connect(client(&proxy.ws_url("/ws"), "alice")).await;
+    let (bob, be) = connect(client(server.url(), "bob")).await;
+    join(&alice, "r").await;
+    join(&bob, "r").await;
+    wait_for(
+        &mut ae,
+        Duration::from_secs(2),
+        "user-joined bob",
+        is_kind("user-joined"),
+    )
+    .await;
+    (server, proxy, alice, ae, bob, be)
+}
+
 /// An address where nothing listens (bound, then released).
 async fn dead_addr() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -280,19 +309,8 @@ async fn cut_mid_exchange_delivers_every_message_exactly_once_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blackhole_longer_than_the_heartbeat_is_detected_and_resumed() {
-    let server = start_server(Duration::from_secs(20), 256).await;
-    let proxy = FaultProxy::start(server.local_addr()).await;
-    let (alice, mut ae) = connect(client(&proxy.ws_url("/ws"), "alice")).await;
-    let (bob, mut be) = connect(client(server.url(), "bob")).await;
-    join(&alice, "r").await;
-    join(&bob, "r").await;
-    wait_for(
-        &mut ae,
-        Duration::from_secs(2),
-        "user-joined bob",
-        is_kind("user-joined"),
-    )
-    .await;
+    let (_server, proxy, alice, mut ae, bob, mut be) =
+        alice_via_proxy_and_bob(Duration::from_secs(20), 256).await;
 
     let session = alice.session_id();
     let start = Instant::now();
@@ -1356,19 +1374,8 @@ async fn close_while_a_reconnect_is_stuck_in_the_handshake_returns_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_resume_failed_messages_written_on_the_lost_session_fail_and_queued_ones_go_out() {
     // A replay buffer of 8, overflowed while alice is away: her resume fails.
-    let server = start_server(Duration::from_secs(20), 8).await;
-    let proxy = FaultProxy::start(server.local_addr()).await;
-    let (alice, mut ae) = connect(client(&proxy.ws_url("/ws"), "alice")).await;
-    let (bob, mut be) = connect(client(server.url(), "bob")).await;
-    join(&alice, "r").await;
-    join(&bob, "r").await;
-    wait_for(
-        &mut ae,
-        Duration::from_secs(2),
-        "user-joined bob",
-        is_kind("user-joined"),
-    )
-    .await;
+    let (_server, proxy, alice, mut ae, bob, mut be) =
+        alice_via_proxy_and_bob(Duration::from_secs(20), 8).await;
 
     // Written on a connection that has silently died: the server never gets it.
     proxy.blackhole(true);

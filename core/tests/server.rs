@@ -46,14 +46,7 @@ async fn classic_client_message_set_works_unchanged() {
     assert_eq!(c["candidate"]["sdpMid"], "0");
     b.send(json!({"type":"leave","roomId":"room1"})).await;
     let left = a.recv().await;
-    assert_eq!(
-        (
-            left["type"].as_str(),
-            left["userId"].as_str(),
-            left["reason"].as_str()
-        ),
-        (Some("user-left"), Some("bob"), Some("leave"))
-    );
+    assert_user_left(&left, "bob", "leave");
 }
 
 #[tokio::test]
@@ -269,10 +262,7 @@ async fn size_limit_closes_with_1009_and_binary_with_1003() {
     assert_eq!(b.expect_close().await, 1009);
     // Nothing of that message reached the room; b left (its connection was closed for a violation).
     let left = a.recv().await;
-    assert_eq!(
-        (left["type"].as_str(), left["reason"].as_str()),
-        (Some("user-left"), Some("closed"))
-    );
+    assert_user_left(&left, "b", "closed");
     let mut c = Ws::connect(server.url()).await;
     c.ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
     assert_eq!(c.expect_close().await, 1003);
@@ -372,14 +362,7 @@ async fn away_session_times_out_with_user_left_timeout() {
     b.kill();
     a.expect_silence(Duration::from_millis(150)).await;
     let left = a.recv().await;
-    assert_eq!(
-        (
-            left["type"].as_str(),
-            left["userId"].as_str(),
-            left["reason"].as_str()
-        ),
-        (Some("user-left"), Some("b"), Some("timeout"))
-    );
+    assert_user_left(&left, "b", "timeout");
 }
 
 #[tokio::test]
@@ -392,10 +375,7 @@ async fn rejoin_after_a_blip_replaces_the_old_session() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     let _b2 = Ws::joined(server.url(), "r", "b").await;
     let left = a.recv().await;
-    assert_eq!(
-        (left["type"].as_str(), left["reason"].as_str()),
-        (Some("user-left"), Some("replaced"))
-    );
+    assert_user_left(&left, "b", "replaced");
     let joined = a.recv().await;
     assert_eq!(
         (joined["type"].as_str(), joined["userId"].as_str()),
@@ -412,10 +392,7 @@ async fn clean_close_1000_and_1001_end_membership_at_once() {
         a.recv_type("user-joined").await;
         w.close(code).await;
         let left = a.recv().await;
-        assert_eq!(
-            (left["userId"].as_str(), left["reason"].as_str()),
-            (Some(user), Some("closed"))
-        );
+        assert_user_left(&left, user, "closed");
     }
     // 4000 (the client stopped hearing us) keeps the session for a resume.
     let w = Ws::joined(server.url(), "r", "d").await;

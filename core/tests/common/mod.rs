@@ -198,3 +198,16 @@ pub async fn http_get(server: &ServerHandle, path: &str) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
+
+/// Asserts `msg` is a `user-left` for `user` with `reason`.
+pub fn assert_user_left(msg: &Value, user: &str, reason: &str) {
+    assert_eq!(
+        (
+            msg["type"].as_str(),
+            msg["userId"].as_str(),
+            msg["reason"].as_str()
+        ),
+        (Some("user-left"), Some(user), Some(reason)),
+        "{msg}"
+    );
+}
