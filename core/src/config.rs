@@ -1,7 +1,10 @@
 //! Server configuration: every limit and timeout, with the protocol's defaults.
 
+use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::auth::AuthConfig;
 use crate::error::{Error, Result};
 
 /// Every option of the server. `0` turns a count limit off where the field says so.
@@ -49,6 +52,54 @@ pub struct ServerConfig {
     /// Events buffered for each `events()` reader; a reader that falls further
     /// behind loses the oldest events (a warning is logged).
     pub event_buffer: usize,
+    /// How clients authenticate (off by default).
+    pub auth: AuthConfig,
+    /// With auth on: how long a connection without a handshake token has to send
+    /// its first `auth` message before it is closed with 4401.
+    pub auth_timeout: Duration,
+    /// Serve `wss://` with this certificate and key.
+    pub tls: Option<TlsConfig>,
+    /// Peers (CIDRs such as `10.0.0.0/8` or single addresses) whose
+    /// `X-Forwarded-For` / `X-Real-IP` headers are believed.
+    pub trusted_proxies: Vec<String>,
+    /// TURN REST credentials handed out in `room-info` as `iceServers`.
+    pub turn: Option<TurnConfig>,
+    /// Cluster mode: the Redis backplane shared by every node (`redis://…`).
+    pub redis_url: Option<String>,
+    /// Serve the demo call page at `/` (implies `serve_client`).
+    pub demo: bool,
+    /// Serve the browser client at `/switchboard.js`.
+    pub serve_client: bool,
+}
+
+/// PEM files for TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// Certificate chain, PEM.
+    pub cert_path: PathBuf,
+    /// Private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key_path: PathBuf,
+}
+
+/// TURN REST API credentials (coturn `use-auth-secret`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct TurnConfig {
+    /// The secret shared with the TURN server.
+    pub secret: String,
+    /// TURN/STUN URLs, e.g. `turn:turn.example.com:3478?transport=udp`.
+    pub urls: Vec<String>,
+    /// Credential lifetime.
+    pub ttl: Duration,
+}
+
+impl fmt::Debug for TurnConfig {
+    // Never prints the secret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TurnConfig")
+            .field("urls", &self.urls)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for ServerConfig {
@@ -74,6 +125,14 @@ impl Default for ServerConfig {
             drain_timeout: Duration::from_secs(10),
             drain_retry_after: Duration::from_secs(5),
             event_buffer: 1024,
+            auth: AuthConfig::Off,
+            auth_timeout: Duration::from_secs(5),
+            tls: None,
+            trusted_proxies: Vec::new(),
+            turn: None,
+            redis_url: None,
+            demo: false,
+            serve_client: false,
         }
     }
 }

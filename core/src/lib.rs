@@ -2,6 +2,7 @@
 //! and relays offer/answer/candidate between them, and a client that survives the
 //! network. See `docs/PROTOCOL.md` for the wire contract.
 
+pub mod auth;
 pub mod client;
 pub mod config;
 pub mod error;
@@ -10,8 +11,9 @@ pub mod hub;
 pub mod protocol;
 pub mod server;
 
+pub use auth::{AuthConfig, AuthHook, AuthRequest, Identity, JwtConfig, JwtKey};
 pub use client::{Client, ClientBuilder, EventStream, Reply};
-pub use config::ServerConfig;
+pub use config::{ServerConfig, TlsConfig, TurnConfig};
 pub use error::{Error, ErrorCode, Result};
 pub use event::Event;
 pub use hub::{Hub, PeerInfo, RoomInfo};

@@ -7,6 +7,7 @@ mod ws;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,7 +22,8 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, info, warn};
 
-use crate::config::ServerConfig;
+use crate::auth::{AuthConfig, AuthHook, JwtConfig};
+use crate::config::{ServerConfig, TlsConfig, TurnConfig};
 use crate::error::Result;
 use crate::event::Event;
 use crate::hub::{ConnectInfo, Hub, PeerInfo, RoomInfo};
@@ -85,6 +87,75 @@ impl ServerBuilder {
         handshake_timeout: Duration;
         /// Events buffered per `events()` reader.
         event_buffer: usize;
+        /// How long a connection may wait before its first `auth` message (auth on).
+        auth_timeout: Duration;
+        /// Serve the demo page at `/` (and the browser client).
+        demo: bool;
+        /// Serve the browser client at `/switchboard.js`.
+        serve_client: bool;
+    }
+
+    /// Static tokens: token → userId.
+    pub fn auth_tokens<I, T, U>(mut self, tokens: I) -> Self
+    where
+        I: IntoIterator<Item = (T, U)>,
+        T: Into<String>,
+        U: Into<String>,
+    {
+        let table = tokens
+            .into_iter()
+            .map(|(t, u)| (t.into(), u.into()))
+            .collect();
+        self.config.auth = AuthConfig::Tokens(table);
+        self
+    }
+
+    /// JWT authentication.
+    pub fn jwt(mut self, jwt: JwtConfig) -> Self {
+        self.config.auth = AuthConfig::Jwt(jwt);
+        self
+    }
+
+    /// Host callback authentication: `Some(identity)` admits, `None` refuses.
+    pub fn auth_hook(mut self, hook: impl AuthHook) -> Self {
+        self.config.auth = AuthConfig::Hook(Arc::new(hook));
+        self
+    }
+
+    /// Serve `wss://` with a PEM certificate chain and key.
+    pub fn tls(mut self, cert_path: impl Into<PathBuf>, key_path: impl Into<PathBuf>) -> Self {
+        self.config.tls = Some(TlsConfig {
+            cert_path: cert_path.into(),
+            key_path: key_path.into(),
+        });
+        self
+    }
+
+    /// Proxies (CIDRs or addresses) whose forwarding headers are believed.
+    pub fn trusted_proxies<I: IntoIterator<Item = S>, S: Into<String>>(mut self, cidrs: I) -> Self {
+        self.config.trusted_proxies = cidrs.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// TURN REST credentials in `room-info`.
+    pub fn turn<I: IntoIterator<Item = S>, S: Into<String>>(
+        mut self,
+        secret: impl Into<String>,
+        urls: I,
+        ttl: Duration,
+    ) -> Self {
+        self.config.turn = Some(TurnConfig {
+            secret: secret.into(),
+            urls: urls.into_iter().map(Into::into).collect(),
+            ttl,
+        });
+        self
+    }
+
+    /// Cluster mode over Redis (`redis://host:port`).
+    pub fn redis_url(mut self, url: impl Into<String>) -> Self {
+        self.config.redis_url = Some(url.into());
+        self
     }
 
     /// Address to bind (`host:port`; port 0 picks a free one).
