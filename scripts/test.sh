@@ -23,4 +23,12 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 say "rust tests"
 cargo test --workspace --locked
 
+# Suites of the bindings, the browser client and the cluster; each installs what
+# it needs (apt-get, venv, npm) and is runnable on its own.
+run_suite() {
+  say "$1"
+  "./scripts/$2"
+}
+# (suites are added here, one line each)
+
 say "all tests passed"

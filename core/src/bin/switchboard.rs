@@ -1,11 +1,13 @@
 //! The `switchboard` command: a stand-alone signaling server. Every option is a
 //! flag and an environment variable (`SWITCHBOARD_…`); `--help` lists them.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use switchboard::{Server, ServerConfig};
+use switchboard::{AuthConfig, JwtConfig, JwtKey, Server, ServerConfig, TlsConfig, TurnConfig};
 use tracing::{error, info, warn};
 
 /// WebRTC signaling server: rooms, offer/answer/ICE relay, sessions with resume.
@@ -93,12 +95,65 @@ struct Cli {
         default_value_t = 10_000
     )]
     handshake_timeout_ms: u64,
+    /// Static tokens, comma-separated `token:userId` pairs (small setups).
+    #[arg(long, env = "SWITCHBOARD_AUTH_TOKENS", value_delimiter = ',')]
+    auth_tokens: Vec<String>,
+    /// JWT auth with HS256 and this shared secret.
+    #[arg(long, env = "SWITCHBOARD_JWT_SECRET", conflicts_with_all = ["jwt_public_key", "auth_tokens"])]
+    jwt_secret: Option<String>,
+    /// JWT auth with RS256/ES256: PEM public key file.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_JWT_PUBLIC_KEY",
+        conflicts_with = "auth_tokens"
+    )]
+    jwt_public_key: Option<PathBuf>,
+    /// Required JWT `aud`.
+    #[arg(long, env = "SWITCHBOARD_JWT_AUDIENCE")]
+    jwt_audience: Option<String>,
+    /// Required JWT `iss`.
+    #[arg(long, env = "SWITCHBOARD_JWT_ISSUER")]
+    jwt_issuer: Option<String>,
+    /// Clock skew allowed on JWT `exp`/`nbf`, ms.
+    #[arg(long, env = "SWITCHBOARD_JWT_LEEWAY_MS", default_value_t = 30_000)]
+    jwt_leeway_ms: u64,
+    /// With auth on: time allowed for a first `auth` message, ms (then 4401).
+    #[arg(long, env = "SWITCHBOARD_AUTH_TIMEOUT_MS", default_value_t = 5_000)]
+    auth_timeout_ms: u64,
+    /// TLS certificate chain (PEM); with --tls-key serves wss://.
+    #[arg(long, env = "SWITCHBOARD_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "SWITCHBOARD_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Proxies whose X-Forwarded-For / X-Real-IP are believed (CIDRs, comma-separated).
+    #[arg(long, env = "SWITCHBOARD_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Vec<String>,
+    /// TURN REST shared secret (coturn `use-auth-secret`); adds iceServers to room-info.
+    #[arg(long, env = "SWITCHBOARD_TURN_SECRET", requires = "turn_urls")]
+    turn_secret: Option<String>,
+    /// TURN/STUN URLs, comma-separated.
+    #[arg(long, env = "SWITCHBOARD_TURN_URLS", value_delimiter = ',')]
+    turn_urls: Vec<String>,
+    /// TURN credential lifetime, seconds.
+    #[arg(long, env = "SWITCHBOARD_TURN_TTL", default_value_t = 3600)]
+    turn_ttl: u64,
+    /// Cluster mode: Redis backplane shared by every node.
+    #[arg(long, env = "SWITCHBOARD_REDIS_URL")]
+    redis_url: Option<String>,
+    /// Serve the demo call page at / and the browser client at /switchboard.js.
+    #[arg(long, env = "SWITCHBOARD_DEMO")]
+    demo: bool,
+    /// Serve the browser client at /switchboard.js (without the demo page).
+    #[arg(long, env = "SWITCHBOARD_SERVE_CLIENT")]
+    serve_client: bool,
 }
 
 impl Cli {
-    fn into_config(self) -> ServerConfig {
+    fn into_config(self) -> Result<ServerConfig, String> {
         let ms = Duration::from_millis;
-        ServerConfig {
+        let auth = self.auth_config()?;
+        Ok(ServerConfig {
             listen: self.listen,
             path: self.path,
             max_message_bytes: self.max_message_bytes,
@@ -114,17 +169,66 @@ impl Cli {
             replay_buffer_messages: self.replay_buffer_messages,
             replay_buffer_bytes: self.replay_buffer_bytes,
             outbound_queue_bytes: self.outbound_queue_bytes,
-            allowed_origins: self
-                .allowed_origins
-                .into_iter()
-                .filter(|o| !o.is_empty())
-                .collect(),
+            allowed_origins: non_empty(self.allowed_origins),
             drain_timeout: ms(self.drain_timeout_ms),
             drain_retry_after: ms(self.drain_retry_after_ms),
             handshake_timeout: ms(self.handshake_timeout_ms),
+            auth,
+            auth_timeout: ms(self.auth_timeout_ms),
+            tls: match (self.tls_cert, self.tls_key) {
+                (Some(cert_path), Some(key_path)) => Some(TlsConfig {
+                    cert_path,
+                    key_path,
+                }),
+                _ => None,
+            },
+            trusted_proxies: non_empty(self.trusted_proxies),
+            turn: self.turn_secret.map(|secret| TurnConfig {
+                secret,
+                urls: non_empty(self.turn_urls),
+                ttl: Duration::from_secs(self.turn_ttl),
+            }),
+            redis_url: self.redis_url,
+            demo: self.demo,
+            serve_client: self.serve_client || self.demo,
             ..ServerConfig::default()
-        }
+        })
     }
+
+    fn auth_config(&self) -> Result<AuthConfig, String> {
+        let key = if let Some(secret) = &self.jwt_secret {
+            JwtKey::Secret(secret.clone().into_bytes())
+        } else if let Some(path) = &self.jwt_public_key {
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("cannot read --jwt-public-key {}: {e}", path.display()))?;
+            JwtKey::PublicKeyPem(pem)
+        } else {
+            let mut table = HashMap::new();
+            for pair in self.auth_tokens.iter().filter(|p| !p.is_empty()) {
+                let Some((token, user)) = pair.split_once(':') else {
+                    return Err(format!(
+                        "--auth-tokens: expected token:userId, got {pair:?}"
+                    ));
+                };
+                table.insert(token.to_owned(), user.to_owned());
+            }
+            return Ok(if table.is_empty() {
+                AuthConfig::Off
+            } else {
+                AuthConfig::Tokens(table)
+            });
+        };
+        Ok(AuthConfig::Jwt(JwtConfig {
+            key,
+            audience: self.jwt_audience.clone(),
+            issuer: self.jwt_issuer.clone(),
+            leeway: Duration::from_millis(self.jwt_leeway_ms),
+        }))
+    }
+}
+
+fn non_empty(list: Vec<String>) -> Vec<String> {
+    list.into_iter().filter(|s| !s.is_empty()).collect()
 }
 
 fn main() -> ExitCode {
@@ -152,7 +256,14 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let server = match Server::builder().config(cli.into_config()).build() {
+        let config = match cli.into_config() {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("switchboard: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let server = match Server::builder().config(config).build() {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("switchboard: {e}");
