@@ -66,6 +66,11 @@ pub struct ServerConfig {
     pub turn: Option<TurnConfig>,
     /// Cluster mode: the Redis backplane shared by every node (`redis://…`).
     pub redis_url: Option<String>,
+    /// Cluster mode: how often a node refreshes its liveness in Redis.
+    pub cluster_heartbeat: Duration,
+    /// Cluster mode: a node silent for this long is dead; its peers leave
+    /// (`timeout`) unless they resumed on another node first.
+    pub cluster_node_ttl: Duration,
     /// Serve the demo call page at `/` (implies `serve_client`).
     pub demo: bool,
     /// Serve the browser client at `/switchboard.js`.
@@ -131,6 +136,8 @@ impl Default for ServerConfig {
             trusted_proxies: Vec::new(),
             turn: None,
             redis_url: None,
+            cluster_heartbeat: Duration::from_secs(1),
+            cluster_node_ttl: Duration::from_secs(5),
             demo: false,
             serve_client: false,
         }
@@ -167,6 +174,11 @@ impl ServerConfig {
         }
         if self.event_buffer == 0 {
             return fail("event_buffer must be at least 1");
+        }
+        if self.redis_url.is_some()
+            && (self.cluster_heartbeat.is_zero() || self.cluster_node_ttl <= self.cluster_heartbeat)
+        {
+            return fail("cluster_node_ttl must be longer than a positive cluster_heartbeat");
         }
         Ok(())
     }

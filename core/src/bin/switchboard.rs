@@ -141,6 +141,12 @@ struct Cli {
     /// Cluster mode: Redis backplane shared by every node.
     #[arg(long, env = "SWITCHBOARD_REDIS_URL")]
     redis_url: Option<String>,
+    /// Cluster mode: how often this node refreshes its liveness in Redis, ms.
+    #[arg(long, env = "SWITCHBOARD_CLUSTER_HEARTBEAT_MS", default_value_t = 1_000)]
+    cluster_heartbeat_ms: u64,
+    /// Cluster mode: a node silent this long is dead; its peers leave (timeout), ms.
+    #[arg(long, env = "SWITCHBOARD_CLUSTER_NODE_TTL_MS", default_value_t = 5_000)]
+    cluster_node_ttl_ms: u64,
     /// Serve the demo call page at / and the browser client at /switchboard.js.
     #[arg(long, env = "SWITCHBOARD_DEMO")]
     demo: bool,
@@ -189,6 +195,8 @@ impl Cli {
                 ttl: Duration::from_secs(self.turn_ttl),
             }),
             redis_url: self.redis_url,
+            cluster_heartbeat: ms(self.cluster_heartbeat_ms),
+            cluster_node_ttl: ms(self.cluster_node_ttl_ms),
             demo: self.demo,
             serve_client: self.serve_client || self.demo,
             ..ServerConfig::default()

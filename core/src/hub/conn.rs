@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use serde_json::value::RawValue;
 
+use super::backplane::{ClaimRequest, ClaimSlot, ClaimState, MemberRecord, NodeTargets};
 use super::outbox::{Fate, Outbox};
 use super::rate::{RateLimiter, Verdict};
 use super::room::{Member, Room};
@@ -50,6 +51,16 @@ pub struct Connection {
     /// True until the first message that changes state: only then may `resume` come.
     pristine: bool,
     finished: bool,
+    /// Cluster mode: a `resume` of a session held by another node, in progress.
+    claim: Option<Arc<ClaimSlot>>,
+}
+
+/// A message was accepted now (`ack` at once), or handed to the cluster, which
+/// answers once the peer's node accepted it.
+#[derive(Debug, PartialEq, Eq)]
+enum Accepted {
+    Now,
+    Later,
 }
 
 impl Hub {
@@ -69,6 +80,10 @@ impl Hub {
             },
         ));
         hub.insert_session(&session);
+        if let Some(bp) = hub.backplane() {
+            session.lock().set_mirror(session.id.clone(), bp.clone());
+            bp.session_opened(&session.id, &session.resume_token);
+        }
         hub.metrics.connections.fetch_add(1, Ordering::Relaxed);
         hub.metrics
             .connections_total
@@ -109,6 +124,7 @@ impl Hub {
             ),
             pristine: true,
             finished: false,
+            claim: None,
         }
     }
 }
@@ -147,6 +163,7 @@ impl Connection {
         if self.outbox.is_closing() {
             return;
         }
+        let claiming = self.claim.is_some() && self.take_claim();
         let msg = match parse_client_message(text) {
             Ok(m) => m,
             Err(e) => {
@@ -168,11 +185,17 @@ impl Connection {
         if msg.kind != MsgType::Ack && !self.allowed(msg.id) {
             return;
         }
+        if claiming && !matches!(msg.kind, MsgType::Ack | MsgType::Ping | MsgType::Auth) {
+            let why = "a `resume` is in progress; wait for `resumed`";
+            return self.send_error(ErrorCode::InvalidMessage, why, msg.id);
+        }
         match self.dispatch(&msg) {
-            Ok(()) => {
+            Ok(accepted) => {
                 if let Some(id) = id {
                     self.session.lock().remember_id(id.get());
-                    self.send_ack(id);
+                    if accepted == Accepted::Now {
+                        self.send_ack(id);
+                    }
                 }
             }
             Err((code, message)) => self.send_error(code, &message, msg.id),
@@ -205,8 +228,9 @@ impl Connection {
         }
     }
 
-    fn dispatch(&mut self, msg: &ClientMessage<'_>) -> Result<(), Refusal> {
-        match msg.kind {
+    fn dispatch(&mut self, msg: &ClientMessage<'_>) -> Result<Accepted, Refusal> {
+        let now = |r: Result<(), Refusal>| r.map(|()| Accepted::Now);
+        now(match msg.kind {
             // Without configured authentication there is nothing to check.
             MsgType::Auth => Ok(()),
             MsgType::Ack => {
@@ -237,9 +261,9 @@ impl Connection {
             | MsgType::Message
             | MsgType::Chat => {
                 self.pristine = false;
-                self.relay(msg)
+                return self.relay(msg);
             }
-        }
+        })
     }
 
     /// Sends a reply. Before a possible `resume` (while pristine) replies belong to
@@ -311,11 +335,12 @@ impl Connection {
         let metadata = msg
             .raw_field("metadata")
             .map_err(|m| (ErrorCode::InvalidMessage, m))?;
-        let me = Member {
+        let mut me = Member {
             user_id: user_id.clone(),
             session: self.session.clone(),
             display_name: display_name.map(|d| d.as_ref().into()),
             metadata: metadata.map(|m| m.get().into()),
+            order: 0,
         };
 
         loop {
@@ -335,7 +360,7 @@ impl Connection {
                         .filter(|m| !Arc::ptr_eq(&m.session, &self.session))
                         .cloned()
                         .collect();
-                    let info = room_info_body(&room.id, &others, &rs.members[pos]);
+                    let info = room_info_body(&room.id, &others, &rs.remote, &rs.members[pos]);
                     self.session.deliver(&info);
                     return Ok(());
                 }
@@ -352,10 +377,22 @@ impl Connection {
                     m.session.deliver(&left);
                 }
                 hub.emit(|| Event::UserLeft(body_fields(&left)));
+                if let Some(bp) = hub.backplane() {
+                    bp.left(&room.id, &old.user_id, &holder.id, LeaveReason::Replaced);
+                }
                 replaced = Some(holder);
+            } else if rs.find_remote(&user_id).is_some() {
+                // Held by a session on another node (cluster mode).
+                return refuse(
+                    ErrorCode::UserIdTaken,
+                    format!("`{user_id}` is already in room `{room_id}` (on another node)"),
+                );
+            }
+            if let Some(bp) = hub.backplane().filter(|_| !rs.remote.is_empty()) {
+                bp.available().map_err(|u| (ErrorCode::Internal, u.0))?;
             }
             let max = hub.config.max_room_size;
-            if max > 0 && rs.members.len() >= max {
+            if max > 0 && rs.members.len() + rs.remote.len() >= max {
                 return refuse(
                     ErrorCode::RoomFull,
                     format!("room `{room_id}` is full ({max} peers)"),
@@ -366,7 +403,7 @@ impl Connection {
                 if st.ended {
                     // Ended (kicked) meanwhile: leave no empty room behind.
                     drop(st);
-                    if rs.members.is_empty() {
+                    if rs.is_empty() {
                         rs.removed = true;
                         drop(rs);
                         hub.unlist_room(&room);
@@ -376,13 +413,20 @@ impl Connection {
                 st.user_id = Some(user_id.clone());
                 st.rooms.push(room.clone());
             }
+            if let Some(bp) = hub.backplane() {
+                // Taken under the room lock, so local join order and `order` agree.
+                me.order = bp.next_order();
+            }
             let joined = user_joined_body(&room.id, &me);
             for m in &rs.members {
                 m.session.deliver(&joined);
             }
             // room-info goes out under the room lock, so it precedes every later
             // user-joined or message that mentions this peer.
-            let info = room_info_body(&room.id, &rs.members, &me);
+            let info = room_info_body(&room.id, &rs.members, &rs.remote, &me);
+            if let Some(bp) = hub.backplane() {
+                bp.joined(MemberRecord::of(&room.id, &me));
+            }
             rs.members.push(me);
             self.session.deliver(&info);
             drop(rs);
@@ -442,7 +486,7 @@ impl Connection {
         }
     }
 
-    fn relay(&mut self, msg: &ClientMessage<'_>) -> Result<(), Refusal> {
+    fn relay(&mut self, msg: &ClientMessage<'_>) -> Result<Accepted, Refusal> {
         let (room, from) = self.resolve_room(msg.room_id.as_deref())?;
         let max = self.hub.config.max_message_bytes;
         // The stamped copy must still fit the receivers' size limit.
@@ -452,26 +496,42 @@ impl Connection {
                 "the message is too big once `from` is added",
             )
         };
+        let mut accepted = Accepted::Now;
         let delivered = match msg.to.as_deref() {
             Some(to) => {
-                let target = room.lock().find(to).map(|m| m.session.clone());
+                let (target, remote) = {
+                    let rs = room.lock();
+                    match rs.find(to) {
+                        Some(m) => (Some(m.session.clone()), None),
+                        None => (None, rs.find_remote(to).map(NodeTargets::of)),
+                    }
+                };
                 let not_found = || {
                     refuse(
                         ErrorCode::PeerNotFound,
                         format!("no peer `{to}` in room `{}`", room.id),
                     )
                 };
-                let Some(target) = target else {
-                    return not_found();
-                };
-                // One receiver: build its frame, `seq` included, in one pass.
-                let built = target
-                    .lock()
-                    .deliver_built(max, |seq| forward_body(msg, Some(seq), &from, &room.id));
-                match built {
-                    Ok(Some(_)) => 1,
-                    Ok(None) => return not_found(),
-                    Err(TooBig) => return too_big(),
+                match (target, remote) {
+                    // One receiver: build its frame, `seq` included, in one pass.
+                    (Some(target), _) => match target
+                        .lock()
+                        .deliver_built(max, |seq| forward_body(msg, Some(seq), &from, &room.id))
+                    {
+                        Ok(Some(_)) => 1,
+                        Ok(None) => return not_found(),
+                        Err(TooBig) => return too_big(),
+                    },
+                    // On another node (cluster mode): it counts as relayed there.
+                    (None, Some(remote)) => {
+                        let body = forward_body(msg, None, &from, &room.id);
+                        if body.len() + MAX_SEQ_STAMP > max {
+                            return too_big();
+                        }
+                        accepted = self.send_remote(&room.id, vec![remote], body, true, msg)?;
+                        0
+                    }
+                    (None, None) => return not_found(),
                 }
             }
             None => {
@@ -481,11 +541,22 @@ impl Connection {
                 }
                 let include_self = msg.kind == MsgType::Chat;
                 let rs = room.lock();
-                rs.members
+                let remote = NodeTargets::group(&rs.remote);
+                if !remote.is_empty() {
+                    // All or nothing: no local copies when the other nodes can't be reached.
+                    let bp = self.hub.backplane().expect("remote members mean a cluster");
+                    bp.available().map_err(|u| (ErrorCode::Internal, u.0))?;
+                }
+                let n = rs
+                    .members
                     .iter()
                     .filter(|m| include_self || !Arc::ptr_eq(&m.session, &self.session))
                     .filter(|m| m.session.deliver(&body).is_some())
-                    .count()
+                    .count();
+                if !remote.is_empty() {
+                    accepted = self.send_remote(&room.id, remote, body, false, msg)?;
+                }
+                n
             }
         };
         self.hub
@@ -502,7 +573,28 @@ impl Connection {
                 _ => Event::Message(fields),
             }
         });
-        Ok(())
+        Ok(accepted)
+    }
+
+    /// Hands a message for peers on other nodes to the cluster.
+    fn send_remote(
+        &self,
+        room_id: &str,
+        targets: Vec<NodeTargets>,
+        body: String,
+        unicast: bool,
+        msg: &ClientMessage<'_>,
+    ) -> Result<Accepted, Refusal> {
+        let bp = self.hub.backplane().expect("remote members mean a cluster");
+        let id = msg.id.map(|i| i.get());
+        let reply = id.map(|i| (&self.session.id, i));
+        bp.send(room_id, targets, body, unicast, reply)
+            .map_err(|u| (ErrorCode::Internal, u.0))?;
+        Ok(if id.is_some() {
+            Accepted::Later
+        } else {
+            Accepted::Now
+        })
     }
 
     fn resume(&mut self, msg: &ClientMessage<'_>) -> Result<(), Refusal> {
@@ -521,6 +613,10 @@ impl Connection {
         };
         let target = match self.hub.sessions.get(&session_id) {
             Some(s) if constant_time_eq(s.resume_token.as_bytes(), token.as_bytes()) => s,
+            // Cluster mode: the session may be held by another node, or orphaned.
+            None if self.hub.backplane().is_some() => {
+                return self.start_claim(session_id.into_owned(), token.into_owned(), last_seq)
+            }
             _ => return failed(&self.hub, "unknown or expired session"),
         };
         if Arc::ptr_eq(&target, &self.session) {
@@ -546,6 +642,9 @@ impl Connection {
                 outbox: self.outbox.clone(),
             });
             st.away_generation += 1;
+            if let Some(bp) = self.hub.backplane() {
+                bp.session_away(&target.id, false);
+            }
             // Queued under the session lock: no live message can slip in between.
             let mut w = ObjectWriter::typed("resumed", 96);
             w.str("sessionId", &target.id)
@@ -557,6 +656,61 @@ impl Connection {
             }
             n
         };
+        self.took_over(target, replayed);
+        Ok(())
+    }
+
+    /// Asks the cluster for a session this node does not have; the outcome (the
+    /// `resumed` and the replay, or `resume-failed`) reaches the outbox directly and
+    /// the connection picks the session up with its next message or at its end.
+    fn start_claim(
+        &mut self,
+        session_id: String,
+        resume_token: String,
+        last_seq: u64,
+    ) -> Result<(), Refusal> {
+        let bp = self.hub.backplane().expect("claims only happen in a cluster");
+        if let Err(u) = bp.available() {
+            self.hub
+                .metrics
+                .resume_failures
+                .fetch_add(1, Ordering::Relaxed);
+            return refuse(ErrorCode::ResumeFailed, u.0);
+        }
+        let slot = Arc::new(ClaimSlot::default());
+        self.claim = Some(slot.clone());
+        bp.claim(ClaimRequest {
+            session_id,
+            resume_token,
+            last_seq,
+            conn_id: self.id,
+            outbox: self.outbox.clone(),
+            slot,
+        });
+        Ok(())
+    }
+
+    /// Picks up the outcome of a cluster claim; `true` while it is still running.
+    fn take_claim(&mut self) -> bool {
+        let Some(slot) = self.claim.clone() else {
+            return false;
+        };
+        match slot.take() {
+            ClaimState::Waiting => true,
+            ClaimState::Resumed(session, replayed) => {
+                self.claim = None;
+                self.took_over(session, replayed);
+                false
+            }
+            ClaimState::Over => {
+                self.claim = None;
+                false
+            }
+        }
+    }
+
+    /// This connection now carries `target` (resumed); its fresh session is dropped.
+    fn took_over(&mut self, target: Arc<Session>, replayed: usize) {
         let fresh = std::mem::replace(&mut self.session, target);
         fresh.lock().ended = true;
         self.hub.unlist_session(&fresh);
@@ -569,7 +723,6 @@ impl Connection {
             f.insert("replayed".into(), replayed.into());
             Event::Resumed(f)
         });
-        Ok(())
     }
 
     /// Ends the connection. `client_close` is the close code the client sent, or
@@ -583,6 +736,11 @@ impl Connection {
             return;
         }
         self.finished = true;
+        if let Some(slot) = self.claim.take() {
+            if let Some(session) = slot.finish() {
+                self.took_over(session, 0);
+            }
+        }
         let hub = &self.hub;
         hub.metrics.connections.fetch_sub(1, Ordering::Relaxed);
         let server_close = self.outbox.close_request();

@@ -13,6 +13,7 @@
 //! and no lock is held across an await. Frames are pushed into per-connection
 //! bounded [`Outbox`]es without blocking; transports drain them.
 
+pub(crate) mod backplane;
 mod conn;
 mod metrics;
 pub mod outbox;
@@ -38,6 +39,8 @@ use crate::config::ServerConfig;
 use crate::error::{Error, ErrorCode, Result};
 use crate::event::{Event, Fields};
 use crate::protocol::{close, LeaveReason, ObjectWriter};
+use backplane::{remote_member_fields, Backplane};
+pub(crate) use room::RemoteMember;
 use room::{Member, Room};
 use session::{ReplayBounds, Session};
 
@@ -116,14 +119,41 @@ struct HubInner {
     events: broadcast::Sender<Event>,
     draining: AtomicBool,
     next_conn_id: AtomicU64,
+    /// Cluster mode (`crate::cluster`); `None` in memory.
+    backplane: Option<Arc<dyn Backplane>>,
+}
+
+/// A hub that a backplane can hold without keeping it alive.
+#[derive(Debug, Clone)]
+pub(crate) struct WeakHub(std::sync::Weak<HubInner>);
+
+impl WeakHub {
+    pub(crate) fn upgrade(&self) -> Option<Hub> {
+        self.0.upgrade().map(|inner| Hub { inner })
+    }
 }
 
 impl Hub {
     /// A hub with these limits. Needs a tokio runtime (resume-window timers).
     pub fn new(config: Arc<ServerConfig>) -> Hub {
+        Hub::build(config, |_| None)
+    }
+
+    /// A hub that is part of a cluster through `make`'s backplane.
+    pub(crate) fn with_backplane(
+        config: Arc<ServerConfig>,
+        make: impl FnOnce(WeakHub) -> Arc<dyn Backplane>,
+    ) -> Hub {
+        Hub::build(config, |weak| Some(make(weak)))
+    }
+
+    fn build(
+        config: Arc<ServerConfig>,
+        make: impl FnOnce(WeakHub) -> Option<Arc<dyn Backplane>>,
+    ) -> Hub {
         let (events, _) = broadcast::channel(config.event_buffer);
         Hub {
-            inner: Arc::new(HubInner {
+            inner: Arc::new_cyclic(|weak| HubInner {
                 config,
                 rooms: Shards::new(),
                 sessions: Shards::new(),
@@ -131,6 +161,7 @@ impl Hub {
                 events,
                 draining: AtomicBool::new(false),
                 next_conn_id: AtomicU64::new(1),
+                backplane: make(WeakHub(weak.clone())),
             }),
         }
     }
@@ -297,6 +328,17 @@ fn room_info(room: &Room) -> RoomInfo {
                     .and_then(|t| serde_json::from_str(t).ok()),
                 connected: m.session.lock().attached.is_some(),
             })
+            .chain(rs.remote.iter().map(|m| PeerInfo {
+                user_id: m.user_id.to_string(),
+                session_id: m.session_id.to_string(),
+                display_name: m.display_name.as_deref().map(str::to_owned),
+                metadata: m
+                    .metadata
+                    .as_deref()
+                    .and_then(|t| serde_json::from_str(t).ok()),
+                // On another node: as far as this node knows, connected.
+                connected: true,
+            }))
             .collect(),
     }
 }
@@ -359,6 +401,9 @@ impl HubInner {
         {
             shard.remove(&session.id);
             self.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
+            if let Some(bp) = &self.backplane {
+                bp.session_closed(&session.id);
+            }
         }
     }
 
@@ -373,7 +418,10 @@ impl HubInner {
         for m in &rs.members {
             m.session.deliver(&body);
         }
-        let empty = rs.members.is_empty();
+        if let Some(bp) = &self.backplane {
+            bp.left(&room.id, &left.user_id, &session.id, reason);
+        }
+        let empty = rs.is_empty();
         if empty {
             rs.removed = true;
         }
@@ -442,19 +490,7 @@ impl HubInner {
             st.away_generation += 1;
             st.away_generation
         };
-        let hub = Arc::clone(self);
-        let session = Arc::clone(session);
-        let window = self.config.resume_window;
-        tokio::spawn(async move {
-            tokio::time::sleep(window).await;
-            let expired = {
-                let st = session.lock();
-                !st.ended && st.attached.is_none() && st.away_generation == generation
-            };
-            if expired {
-                hub.end_session(&session, LeaveReason::Timeout, None);
-            }
-        });
+        self.schedule_timeout(session, generation);
     }
 }
 
@@ -481,23 +517,49 @@ fn user_joined_body(room_id: &str, m: &Member) -> String {
     w.finish()
 }
 
-fn room_info_body(room_id: &str, others: &[Member], you: &Member) -> String {
-    let mut w = ObjectWriter::typed("room-info", 128 + others.len() * 96);
+/// `room-info` for `you`: the other local members and the remote ones (cluster
+/// mode), merged in join order.
+fn room_info_body(
+    room_id: &str,
+    others: &[Member],
+    remote: &[RemoteMember],
+    you: &Member,
+) -> String {
+    let n = others.len() + remote.len();
+    let mut w = ObjectWriter::typed("room-info", 128 + n * 96);
     w.str("roomId", room_id);
-    let users: Vec<&str> = others.iter().map(|m| &*m.user_id).collect();
-    w.serialize("users", &users);
+    // Both lists are in join order; a remote member's order decides its place.
+    let (mut l, mut r) = (others.iter().peekable(), remote.iter().peekable());
+    let mut users: Vec<&str> = Vec::with_capacity(n);
     let mut peers = String::from("[");
-    for (i, m) in others.iter().enumerate() {
-        if i > 0 {
+    loop {
+        let take_local = match (l.peek(), r.peek()) {
+            (Some(a), Some(b)) => a.order <= b.order,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        if !users.is_empty() {
             peers.push(',');
         }
         let mut p = ObjectWriter::with_capacity(96);
-        member_fields(&mut p, m);
-        // The receiver is the newcomer: polite toward everyone already there.
-        p.bool("polite", true);
+        if take_local {
+            let m = l.next().expect("peeked");
+            users.push(&m.user_id);
+            member_fields(&mut p, m);
+            // The receiver is the newcomer: polite toward everyone already there.
+            p.bool("polite", true);
+        } else {
+            let m = r.next().expect("peeked");
+            users.push(&m.user_id);
+            remote_member_fields(&mut p, m);
+            // A peer that joined elsewhere at the same moment may be the later one.
+            p.bool("polite", you.order > m.order);
+        }
         peers.push_str(&p.finish());
     }
     peers.push(']');
+    w.serialize("users", &users);
     w.raw("peers", &peers);
     let mut y = ObjectWriter::with_capacity(96);
     member_fields(&mut y, you);

@@ -1,5 +1,6 @@
 //! Rooms: the ordered member list (join order gives the polite flag) behind one
-//! lock per room, so routing never takes a global lock.
+//! lock per room, so routing never takes a global lock. In cluster mode a room also
+//! lists its peers on other nodes (`remote`), kept up to date by the backplane.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -12,6 +13,19 @@ pub(crate) struct Member {
     pub display_name: Option<Arc<str>>,
     /// Raw JSON text of the member's metadata.
     pub metadata: Option<Arc<str>>,
+    /// Cluster-wide join order (0 without a cluster: the Vec order is the join order).
+    pub order: u64,
+}
+
+/// A peer of the room whose session lives on another node (cluster mode).
+#[derive(Debug, Clone)]
+pub(crate) struct RemoteMember {
+    pub user_id: Arc<str>,
+    pub session_id: Arc<str>,
+    pub node: Arc<str>,
+    pub display_name: Option<Arc<str>>,
+    pub metadata: Option<Arc<str>>,
+    pub order: u64,
 }
 
 #[derive(Debug)]
@@ -25,6 +39,8 @@ pub(crate) struct RoomState {
     /// In join order: of any two members the later one is the polite one.
     /// A Vec: rooms are small (a mesh call), lookups by id scan it.
     pub members: Vec<Member>,
+    /// Peers on other nodes, by `order` (always empty without a cluster).
+    pub remote: Vec<RemoteMember>,
     /// Set when the last member left and the room was unlisted; a join that
     /// raced with that looks the room up again.
     pub removed: bool,
@@ -33,6 +49,15 @@ pub(crate) struct RoomState {
 impl RoomState {
     pub(crate) fn find(&self, user_id: &str) -> Option<&Member> {
         self.members.iter().find(|m| &*m.user_id == user_id)
+    }
+
+    pub(crate) fn find_remote(&self, user_id: &str) -> Option<&RemoteMember> {
+        self.remote.iter().find(|m| &*m.user_id == user_id)
+    }
+
+    /// No peer at all, local or remote: the room can be unlisted.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.members.is_empty() && self.remote.is_empty()
     }
 
     pub(crate) fn position_of_session(&self, session: &Arc<Session>) -> Option<usize> {

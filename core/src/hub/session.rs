@@ -4,6 +4,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::backplane::Backplane;
 use super::outbox::Outbox;
 use super::room::Room;
 use crate::protocol::frame::stamp_seq;
@@ -50,6 +51,9 @@ pub(crate) struct SessionState {
     bounds: ReplayBounds,
     seen_ids: HashSet<Box<str>>,
     seen_order: VecDeque<Box<str>>,
+    /// Cluster mode: every buffered frame is mirrored here, so another node can
+    /// resume this session.
+    mirror: Option<(Arc<str>, Arc<dyn Backplane>)>,
 }
 
 impl Session {
@@ -75,6 +79,7 @@ impl Session {
                 bounds,
                 seen_ids: HashSet::new(),
                 seen_order: VecDeque::new(),
+                mirror: None,
             }),
         }
     }
@@ -137,10 +142,50 @@ impl SessionState {
                 None => break,
             }
         }
+        if let Some((id, backplane)) = &self.mirror {
+            backplane.mirror(id, seq, &frame, self.first_seq);
+        }
         if let Some(a) = &self.attached {
             a.outbox.push(frame);
         }
         Some(seq)
+    }
+
+    /// Mirrors every frame buffered from now on to the cluster.
+    pub(crate) fn set_mirror(&mut self, session_id: Arc<str>, backplane: Arc<dyn Backplane>) {
+        self.mirror = Some((session_id, backplane));
+    }
+
+    /// The state of a session read back from the cluster: the next seq, the
+    /// buffered frames (oldest first, trimmed to the bounds) and the answered ids.
+    pub(crate) fn restore(&mut self, next_seq: u64, frames: Vec<(u64, Frame)>, seen: &[String]) {
+        self.next_seq = next_seq;
+        self.replay.clear();
+        self.replay_bytes = 0;
+        self.first_seq = frames.first().map_or(next_seq, |(s, _)| *s);
+        for (_, f) in frames {
+            self.replay_bytes += f.len();
+            self.replay.push_back(f);
+        }
+        while self.replay.len() > self.bounds.messages || self.replay_bytes > self.bounds.bytes {
+            match self.replay.pop_front() {
+                Some(f) => {
+                    self.replay_bytes -= f.len();
+                    self.first_seq += 1;
+                }
+                None => break,
+            }
+        }
+        for id in seen {
+            self.remember_id(id);
+        }
+    }
+
+    /// The buffered frames with their seqs (for a cluster resync).
+    pub(crate) fn buffered_frames(&self) -> Vec<(u64, Frame)> {
+        (self.first_seq..)
+            .zip(self.replay.iter().cloned())
+            .collect()
     }
 
     /// Cumulative acknowledgement: frees every buffered message up to `seq`.

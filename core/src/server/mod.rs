@@ -23,6 +23,7 @@ use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, info, warn};
 
 use crate::auth::{AuthConfig, AuthHook, JwtConfig};
+use crate::cluster::Cluster;
 use crate::config::{ServerConfig, TlsConfig, TurnConfig};
 use crate::error::Result;
 use crate::event::Event;
@@ -89,6 +90,10 @@ impl ServerBuilder {
         event_buffer: usize;
         /// How long a connection may wait before its first `auth` message (auth on).
         auth_timeout: Duration;
+        /// Cluster mode: how often this node refreshes its liveness in Redis.
+        cluster_heartbeat: Duration;
+        /// Cluster mode: silence after which a node counts as dead.
+        cluster_node_ttl: Duration;
         /// Serve the demo page at `/` (and the browser client).
         demo: bool;
         /// Serve the browser client at `/switchboard.js`.
@@ -207,6 +212,8 @@ struct Refusals {
 struct Shared {
     config: Arc<ServerConfig>,
     hub: Hub,
+    /// Cluster mode: this node's link to the others.
+    cluster: Option<Arc<Cluster>>,
     local_addr: SocketAddr,
     url: String,
     /// Open WebSocket connections (admission counts these, not the hub's).
@@ -247,8 +254,10 @@ impl Server {
         }
         let config = Arc::new(self.config);
         let url = format!("ws://{local_addr}{}", config.path);
+        let (hub, cluster) = crate::cluster::hub(config.clone())?;
         let shared = Arc::new(Shared {
-            hub: Hub::new(config.clone()),
+            hub,
+            cluster,
             config,
             local_addr,
             url,
@@ -386,6 +395,9 @@ impl Shared {
             "# HELP switchboard_draining 1 while the server drains.\n# TYPE switchboard_draining gauge\nswitchboard_draining {}\n",
             u8::from(self.hub.is_draining())
         ));
+        if let Some(cluster) = &self.cluster {
+            cluster.render_metrics(&mut out);
+        }
         out
     }
 }
@@ -408,11 +420,14 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
         }
         ("GET" | "HEAD", "/ready") => {
             let (status, body) = if shared.hub.is_draining() {
-                (503, "draining\n")
+                (503, "draining\n".to_owned())
+            } else if let Some(why) = shared.cluster.as_ref().and_then(|c| c.down_reason()) {
+                // Cut off from the cluster: only rooms that are wholly here work.
+                (503, format!("redis unavailable: {why}\n"))
             } else {
-                (200, "ready\n")
+                (200, "ready\n".to_owned())
             };
-            return respond(&mut stream, status, "text/plain", &[], body).await;
+            return respond(&mut stream, status, "text/plain", &[], &body).await;
         }
         ("GET" | "HEAD", "/metrics") => {
             let body = shared.metrics_text();
@@ -527,6 +542,11 @@ impl ServerHandle {
         &self.shared.hub
     }
 
+    /// Cluster mode: this node's link to the cluster (`None` in memory).
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.shared.cluster.as_ref()
+    }
+
     /// A stream of server events. Bounded: a reader more than `event_buffer`
     /// events behind loses the oldest ones (logged as a warning).
     pub fn events(&self) -> impl Stream<Item = Event> + Send + Unpin + 'static {
@@ -604,6 +624,10 @@ impl ServerHandle {
                 left = s.open.load(Ordering::Relaxed),
                 "drain timeout passed; closing the rest"
             );
+        }
+        if let Some(cluster) = &s.cluster {
+            // Every session is away now: hand them over to the cluster.
+            cluster.shutdown().await;
         }
         s.stop_accepting.notify_one();
         self.stopped().await;

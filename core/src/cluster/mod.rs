@@ -1,0 +1,546 @@
+//! Cluster mode: several `switchboard` processes behind a load balancer behave as
+//! one server, with Redis as the backplane. This module owns every Redis detail; the
+//! hub sees it only through [`crate::hub::backplane::Backplane`].
+//!
+//! Design (the full text, with the reasons, is `docs/CLUSTER.md`):
+//!
+//! - **Delivery: pub/sub, one inbox channel per node** (`sb:n:{node}`), and one
+//!   membership channel for all (`sb:m`). Every message has exactly one destination
+//!   node, so per-node channels need no subscription churn as rooms come and go.
+//!   Everything a node sends leaves through one ordered writer task on one
+//!   connection, and each node reads both channels on one subscriber connection:
+//!   Redis keeps the order of one connection's `PUBLISH`es to a subscriber, so one
+//!   sender's messages reach a receiver in order, and a `user-joined` precedes the
+//!   newcomer's first offer. Pub/sub keeps nothing: what could be lost (a node that
+//!   is not subscribed, Redis down) is made visible by the answers below instead.
+//! - **`ack` after the owning node accepted**: a message with an `id` for a peer on
+//!   another node is answered there (`a` on the origin's inbox) once it entered the
+//!   receiver's session (delivered or buffered); only then does the sender get its
+//!   `ack`, or the `error` (`peer-not-found`, …). `PUBLISH` reporting no subscriber
+//!   means the node is gone: the message is buffered straight into the receiver's
+//!   replay stream if its node drained (`BUFFER_ORPHAN`), else refused. Answers that
+//!   never come are refused after a timeout.
+//! - **Membership**: the hash `sb:members` (one field per room, user and session,
+//!   with node, display name, metadata and join order) is the record a node loads
+//!   when it (re)connects; changes are announced on `sb:m` and applied by every
+//!   node to its rooms' remote members, so `room-info`, `user-joined` and
+//!   `user-left` span the cluster. Join order is a clock-based number comparable
+//!   across nodes, from which both sides of a pair derive complementary `polite`.
+//! - **Node liveness**: `sb:node:{id}` with a TTL, refreshed every heartbeat. A node
+//!   whose key expired is reaped by one survivor (lock `sb:reap:{id}`): each of its
+//!   sessions that no other node claimed meanwhile ends (`user-left` `timeout`).
+//! - **Sessions reachable from any node**: every frame a session buffers is mirrored
+//!   to the stream `sb:r:{session}` (entry id = its `seq`, trimmed with `MINID` to
+//!   exactly the in-memory replay buffer), next to `sb:s:{session}` (resume token,
+//!   owner, `away_until`). A `resume` for a session this node does not have claims
+//!   it with one atomic script: from a live owner it first asks for a hand-over
+//!   (`rel`/`reld`: the owner closes the old connection with 4409 and flushes), from
+//!   a dead or drained one directly; then it reads the stream and replays exactly.
+//! - **Drain** hands every session over: they stay away with `away_until` = now +
+//!   resume window, and the draining node removes its liveness key when it stops, so
+//!   a resume elsewhere claims at once and messages meanwhile are buffered into the
+//!   streams; the reaper ends what was not resumed when the window passes.
+//! - **Redis down**: local rooms keep working; cross-node sends, joins into rooms
+//!   with remote peers and resumes of remote sessions are refused (`internal`,
+//!   "cluster unavailable: …"); `/ready` answers 503 and
+//!   `switchboard_cluster_redis_up` is 0. On reconnect the node re-registers,
+//!   rewrites its sessions, streams and memberships (Redis may have restarted empty),
+//!   announces a snapshot that replaces what the others knew of it, and reloads
+//!   theirs.
+//!
+//! Every queue is bounded: the writer's operation queue ([`OP_QUEUE`]; at the bound
+//! a cross-node send is refused and state writes are dropped, then rewritten by a
+//! full resync), the replay streams (the replay buffer bound), the pending answers
+//! (one per sent message with an `id`, each timed out), the hand-over tombstones
+//! (expire after the resume window) and the deliveries held for a session being
+//! claimed (bounded per session; past it they are refused).
+
+mod keys;
+mod link;
+mod wire;
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::value::RawValue;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::info;
+
+use crate::config::ServerConfig;
+use crate::error::{Error, Result};
+use crate::hub::backplane::{
+    Backplane, ClaimRequest, MemberRecord, NodeTargets, Unavailable,
+};
+use crate::hub::{Hub, WeakHub};
+use crate::protocol::{now_millis, Frame, LeaveReason, ObjectWriter};
+
+/// Operations queued for Redis, at most. Past it cross-node sends are refused and a
+/// full resync is scheduled for the state writes that had to be dropped.
+const OP_QUEUE: usize = 65_536;
+/// Deliveries held for one session while it is being claimed; past it, refused.
+const HELD_PER_CLAIM: usize = 1024;
+/// How long a hand-over may take before the claimant takes the session anyway.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Timings of the cluster.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    heartbeat: Duration,
+    node_ttl: Duration,
+    resume_window: Duration,
+    replay_messages: usize,
+    /// A cross-node message not answered within this is refused.
+    answer_timeout: Duration,
+}
+
+/// One node's membership of the cluster: the backplane of its hub.
+#[derive(Debug)]
+pub struct Cluster {
+    /// This cluster node itself, for the tasks it spawns.
+    me: std::sync::Weak<Cluster>,
+    node: Arc<str>,
+    client: redis::Client,
+    settings: Settings,
+    hub: WeakHub,
+    ops: mpsc::Sender<Op>,
+    /// Taken by the link task when it starts.
+    ops_rx: Mutex<Option<mpsc::Receiver<Op>>>,
+    up: AtomicBool,
+    /// Why Redis is not usable (for errors and logs).
+    down_reason: Mutex<String>,
+    /// State writes were dropped: rewrite everything once Redis is back.
+    needs_resync: AtomicBool,
+    last_order: AtomicU64,
+    /// Sent messages waiting for their answer: (sender session, id) → pending.
+    pending: Mutex<HashMap<(Arc<str>, Box<str>), Pending>>,
+    /// Sessions handed over to another node: deliveries that still come here follow.
+    tombstones: Mutex<HashMap<Arc<str>, (Arc<str>, Instant)>>,
+    /// Sessions being claimed here: deliveries wait until they are installed.
+    claims: Mutex<HashMap<Arc<str>, Vec<wire::Delivery>>>,
+    /// Hand-overs this node waits for.
+    releases: Mutex<HashMap<Arc<str>, oneshot::Sender<()>>>,
+    /// A connection for queries outside the writer (claims, reaper).
+    query_conn: Mutex<Option<redis::aio::MultiplexedConnection>>,
+    stop: watch::Sender<bool>,
+    stats: Stats,
+}
+
+#[derive(Debug)]
+struct Pending {
+    remaining: usize,
+    error: Option<(String, String)>,
+    since: Instant,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+struct Stats {
+    sent: AtomicU64,
+    received: AtomicU64,
+    refused: AtomicU64,
+    buffered_orphan: AtomicU64,
+    claims: AtomicU64,
+    claim_failures: AtomicU64,
+    handovers: AtomicU64,
+    reaped: AtomicU64,
+    resyncs: AtomicU64,
+    redis_errors: AtomicU64,
+    nodes: AtomicU64,
+}
+
+/// What the writer task does for the hub, in call order.
+#[derive(Debug)]
+enum Op {
+    Open {
+        sid: Arc<str>,
+        token: Arc<str>,
+    },
+    Mirror {
+        sid: Arc<str>,
+        seq: u64,
+        frame: Frame,
+        first_seq: u64,
+    },
+    Away {
+        sid: Arc<str>,
+        until: Option<u64>,
+    },
+    Close {
+        sid: Arc<str>,
+    },
+    Join(wire::Member),
+    Leave {
+        room: Arc<str>,
+        user: Arc<str>,
+        sid: Arc<str>,
+        reason: LeaveReason,
+    },
+    Deliver {
+        node: Arc<str>,
+        delivery: Box<wire::Delivery>,
+    },
+    Publish {
+        channel: String,
+        payload: String,
+    },
+    /// The session now belongs to `node` (after a hand-over from here).
+    Owner {
+        sid: Arc<str>,
+        node: Arc<str>,
+    },
+    /// Answers once every earlier operation has been carried out.
+    Barrier(oneshot::Sender<()>),
+}
+
+/// Builds the hub of a server: in memory without a Redis URL, else a cluster node.
+pub(crate) fn hub(config: Arc<ServerConfig>) -> Result<(Hub, Option<Arc<Cluster>>)> {
+    let Some(url) = config.redis_url.clone() else {
+        return Ok((Hub::new(config), None));
+    };
+    let client = redis::Client::open(url.as_str())
+        .map_err(|e| Error::Config(format!("redis_url: {e}")))?;
+    let settings = Settings {
+        heartbeat: config.cluster_heartbeat,
+        node_ttl: config.cluster_node_ttl,
+        resume_window: config.resume_window,
+        replay_messages: config.replay_buffer_messages,
+        answer_timeout: (config.cluster_node_ttl * 2).max(Duration::from_secs(5)),
+    };
+    let node: Arc<str> = format!("{:016x}", rand::random::<u64>()).into();
+    let mut made = None;
+    let hub = Hub::with_backplane(config, |weak| {
+        let (ops, rx) = mpsc::channel(OP_QUEUE);
+        let cluster = Arc::new_cyclic(|me| Cluster {
+            me: me.clone(),
+            node: node.clone(),
+            client,
+            settings,
+            hub: weak,
+            ops,
+            ops_rx: Mutex::new(Some(rx)),
+            up: AtomicBool::new(false),
+            down_reason: Mutex::new("connecting to Redis".to_owned()),
+            needs_resync: AtomicBool::new(false),
+            last_order: AtomicU64::new(0),
+            pending: Mutex::new(HashMap::new()),
+            tombstones: Mutex::new(HashMap::new()),
+            claims: Mutex::new(HashMap::new()),
+            releases: Mutex::new(HashMap::new()),
+            query_conn: Mutex::new(None),
+            stop: watch::channel(false).0,
+            stats: Stats::default(),
+        });
+        made = Some(cluster.clone());
+        cluster as Arc<dyn Backplane>
+    });
+    let cluster = made.expect("the backplane was made");
+    info!(node = %cluster.node, "cluster mode: joining through Redis");
+    tokio::spawn(link::run(cluster.clone()));
+    Ok((hub, Some(cluster)))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Cluster {
+    /// This node's id in the cluster.
+    pub fn node_id(&self) -> &str {
+        &self.node
+    }
+
+    /// Whether Redis is reachable and this node is in sync with it.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    /// Why Redis is not usable, while it is not.
+    pub fn down_reason(&self) -> Option<String> {
+        (!self.is_up()).then(|| lock(&self.down_reason).clone())
+    }
+
+    fn unavailable(&self) -> Unavailable {
+        self.stats.refused.fetch_add(1, Ordering::Relaxed);
+        Unavailable(format!(
+            "cluster unavailable: {}; only peers on this node can be reached",
+            lock(&self.down_reason)
+        ))
+    }
+
+    /// Queues a state write; at the bound it is dropped and a resync scheduled.
+    fn queue(&self, op: Op) {
+        if !self.is_up() {
+            // Not written now: the resync after the reconnect rewrites everything.
+            self.needs_resync.store(true, Ordering::Release);
+            return;
+        }
+        if self.ops.try_send(op).is_err() {
+            self.needs_resync.store(true, Ordering::Release);
+        }
+    }
+
+    /// Appends the cluster's metrics in Prometheus text format.
+    pub fn render_metrics(&self, out: &mut String) {
+        let s = &self.stats;
+        let c = |v: &AtomicU64| v.load(Ordering::Relaxed);
+        let rows: [(&str, &str, &str, u64); 13] = [
+            ("switchboard_cluster_redis_up", "gauge", "1 while Redis is reachable and this node is in sync with it.", u64::from(self.is_up())),
+            ("switchboard_cluster_nodes", "gauge", "Live nodes seen at the last heartbeat, this one included.", c(&s.nodes)),
+            ("switchboard_cluster_backlog", "gauge", "Operations queued for Redis.", (OP_QUEUE - self.ops.capacity()) as u64),
+            ("switchboard_cluster_sent_total", "counter", "Messages sent to peers on other nodes (per node).", c(&s.sent)),
+            ("switchboard_cluster_received_total", "counter", "Messages received from other nodes.", c(&s.received)),
+            ("switchboard_cluster_refused_total", "counter", "Cross-node operations refused (Redis down, backlog full, no answer).", c(&s.refused)),
+            ("switchboard_cluster_orphan_buffered_total", "counter", "Messages buffered in Redis for sessions whose node is gone.", c(&s.buffered_orphan)),
+            ("switchboard_cluster_claims_total", "counter", "Sessions resumed here from another node.", c(&s.claims)),
+            ("switchboard_cluster_claim_failures_total", "counter", "Resumes of other nodes' sessions refused.", c(&s.claim_failures)),
+            ("switchboard_cluster_handovers_total", "counter", "Sessions handed over to another node.", c(&s.handovers)),
+            ("switchboard_cluster_reaped_sessions_total", "counter", "Sessions of dead nodes ended by this node.", c(&s.reaped)),
+            ("switchboard_cluster_resyncs_total", "counter", "Full rewrites of this node's state to Redis (after connecting).", c(&s.resyncs)),
+            ("switchboard_cluster_redis_errors_total", "counter", "Redis connections lost or commands failed.", c(&s.redis_errors)),
+        ];
+        for (name, kind, help, value) in rows {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        }
+    }
+
+    /// Leaves the cluster after a drain: every session's state is in Redis (away,
+    /// resumable on any node for the resume window), and the liveness key goes, so
+    /// other nodes claim without waiting for this one. Call after the connections closed.
+    pub async fn shutdown(&self) {
+        if self.is_up() {
+            let (tx, rx) = oneshot::channel();
+            if self.ops.send(Op::Barrier(tx)).await.is_ok() {
+                let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
+            }
+        }
+        let _ = self.stop.send(true);
+        link::leave(self).await;
+        info!(node = %self.node, "left the cluster");
+    }
+
+    /// Registers an expected answer for a message sent with an `id`.
+    fn expect_answer(&self, sender: &Arc<str>, id: &str, nodes: usize) {
+        lock(&self.pending).insert(
+            (sender.clone(), id.into()),
+            Pending {
+                remaining: nodes,
+                error: None,
+                since: Instant::now(),
+            },
+        );
+    }
+
+    /// One node's answer (or a local verdict) for a sent message.
+    fn answered(&self, sender: &Arc<str>, id: &RawValue, error: Option<(String, String)>) {
+        let key = (sender.clone(), Box::<str>::from(id.get()));
+        let done = {
+            let mut pending = lock(&self.pending);
+            let Some(p) = pending.get_mut(&key) else {
+                return;
+            };
+            p.remaining = p.remaining.saturating_sub(1);
+            if p.error.is_none() {
+                p.error = error;
+            }
+            if p.remaining > 0 {
+                return;
+            }
+            pending.remove(&key).map(|p| p.error)
+        };
+        if let Some(error) = done {
+            self.reply(sender, id, error);
+        }
+    }
+
+    /// The sender's `ack`, or its `error` with `ref`.
+    fn reply(&self, sender: &str, id: &RawValue, error: Option<(String, String)>) {
+        let Some(hub) = self.hub.upgrade() else {
+            return;
+        };
+        let body = match error {
+            None => {
+                let mut w = ObjectWriter::typed("ack", 48);
+                w.raw_value("id", id);
+                w.finish()
+            }
+            Some((code, message)) => {
+                let mut w = ObjectWriter::typed("error", 96 + message.len());
+                w.str("code", &code).str("message", &message).raw_value("ref", id);
+                w.finish()
+            }
+        };
+        hub.deliver_to_session(sender, &body);
+    }
+
+    /// Refuses answers that did not come in time.
+    fn expire_pending(&self) {
+        let timeout = self.settings.answer_timeout;
+        let expired: Vec<(Arc<str>, Box<str>)> = {
+            let mut pending = lock(&self.pending);
+            let keys: Vec<_> = pending
+                .iter()
+                .filter(|(_, p)| p.since.elapsed() >= timeout)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in &keys {
+                pending.remove(k);
+            }
+            keys
+        };
+        for (sender, id) in expired {
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            if let Ok(id) = RawValue::from_string(id.into()) {
+                self.reply(
+                    &sender,
+                    &id,
+                    Some((
+                        "internal".into(),
+                        "cluster: no answer from the peer's node".into(),
+                    )),
+                );
+            }
+        }
+        let window = self.settings.resume_window;
+        lock(&self.tombstones).retain(|_, (_, at)| at.elapsed() < window);
+    }
+}
+
+impl Backplane for Cluster {
+    fn available(&self) -> std::result::Result<(), Unavailable> {
+        if self.is_up() {
+            Ok(())
+        } else {
+            Err(self.unavailable())
+        }
+    }
+
+    fn next_order(&self) -> u64 {
+        // Microseconds since the epoch with 10 low bits from the node id: unique
+        // across nodes, increasing on each, comparable everywhere.
+        let salt = u64::from_str_radix(&self.node[..4], 16).unwrap_or(0) & 0x3ff;
+        let now = (now_millis() * 1000) << 10 | salt;
+        let mut last = self.last_order.load(Ordering::Relaxed);
+        loop {
+            let next = now.max(last + (1 << 10));
+            match self.last_order.compare_exchange_weak(
+                last,
+                next,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return next,
+                Err(v) => last = v,
+            }
+        }
+    }
+
+    fn session_opened(&self, session_id: &Arc<str>, resume_token: &str) {
+        self.queue(Op::Open {
+            sid: session_id.clone(),
+            token: resume_token.into(),
+        });
+    }
+
+    fn mirror(&self, session_id: &Arc<str>, seq: u64, frame: &Frame, first_seq: u64) {
+        self.queue(Op::Mirror {
+            sid: session_id.clone(),
+            seq,
+            frame: frame.clone(),
+            first_seq,
+        });
+    }
+
+    fn session_away(&self, session_id: &Arc<str>, away: bool) {
+        let until = away.then(|| now_millis() + self.settings.resume_window.as_millis() as u64);
+        self.queue(Op::Away {
+            sid: session_id.clone(),
+            until,
+        });
+    }
+
+    fn session_closed(&self, session_id: &Arc<str>) {
+        self.queue(Op::Close {
+            sid: session_id.clone(),
+        });
+    }
+
+    fn joined(&self, member: MemberRecord) {
+        self.queue(Op::Join(wire::Member::from_local(&self.node, member)));
+    }
+
+    fn left(&self, room_id: &str, user_id: &str, session_id: &Arc<str>, reason: LeaveReason) {
+        self.queue(Op::Leave {
+            room: room_id.into(),
+            user: user_id.into(),
+            sid: session_id.clone(),
+            reason,
+        });
+    }
+
+    fn send(
+        &self,
+        room_id: &str,
+        targets: Vec<NodeTargets>,
+        body: String,
+        unicast: bool,
+        reply: Option<(&Arc<str>, &str)>,
+    ) -> std::result::Result<(), Unavailable> {
+        self.available()?;
+        let body = RawValue::from_string(body).map_err(|_| Unavailable("bad body".into()))?;
+        let id = match reply {
+            Some((_, id)) => Some(
+                RawValue::from_string(id.to_owned()).map_err(|_| Unavailable("bad id".into()))?,
+            ),
+            None => None,
+        };
+        if self.ops.capacity() < targets.len() {
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(Unavailable(
+                "cluster unavailable: too many messages waiting for Redis".into(),
+            ));
+        }
+        if let Some((sender, id)) = reply {
+            self.expect_answer(sender, id, targets.len());
+        }
+        let room: Arc<str> = room_id.into();
+        for t in targets {
+            let delivery = wire::Delivery {
+                o: self.node.clone(),
+                r: room.clone(),
+                t: t.sessions,
+                u: unicast,
+                b: body.clone(),
+                s: reply.map(|(s, _)| s.clone()),
+                i: id.clone(),
+            };
+            self.stats.sent.fetch_add(1, Ordering::Relaxed);
+            if self
+                .ops
+                .try_send(Op::Deliver {
+                    node: t.node,
+                    delivery: Box::new(delivery),
+                })
+                .is_err()
+            {
+                if let (Some((sender, _)), Some(id)) = (reply, &id) {
+                    self.answered(
+                        sender,
+                        id,
+                        Some(("internal".into(), "cluster: backlog full".into())),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn claim(&self, request: ClaimRequest) {
+        let (Some(hub), Some(me)) = (self.hub.upgrade(), self.me.upgrade()) else {
+            return;
+        };
+        tokio::spawn(link::claim(me, hub, request));
+    }
+}
