@@ -28,6 +28,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long one claim may take in all.
 const CLAIM_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest pause between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// Pause before re-sending to a node that is not listening but not expired.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
 /// Runs the node's link to Redis until the cluster stops: connect, resync, serve;
 /// while Redis is down, refuse what is queued and retry with a backoff.
@@ -46,6 +50,7 @@ pub(super) async fn run(cluster: Arc<Cluster>) {
                 backoff = Duration::from_millis(100);
                 let reason = serve(&cluster, conn, pubsub, &mut rx, &mut stop).await;
                 if *stop.borrow() {
+                    cluster.up.store(false, Ordering::Release);
                     break;
                 }
                 set_down(&cluster, reason);
@@ -63,22 +68,63 @@ pub(super) async fn run(cluster: Arc<Cluster>) {
                 _ = stop.changed() => break,
             }
         }
-        backoff = (backoff * 2).min(Duration::from_secs(2));
+        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
     cluster.up.store(false, Ordering::Release);
     *lock(&cluster.down_reason) = "this node left the cluster".into();
+    *lock(&cluster.query_conn) = None;
     while let Ok(op) = rx.try_recv() {
         refuse(&cluster, op);
     }
+    let _ = cluster.exited.send(true);
 }
 
-/// Removes this node's liveness key so other nodes claim its sessions at once.
-pub(super) async fn leave(cluster: &Cluster) {
-    let conn = lock(&cluster.query_conn).take();
-    if let Some(mut conn) = conn {
-        let mut del = redis::cmd("DEL");
-        del.arg(keys::node_alive(&cluster.node));
-        let _ = tokio::time::timeout(RESPONSE_TIMEOUT, del.query_async::<()>(&mut conn)).await;
+/// Leaves the cluster in order: stop listening (senders now find no subscriber and
+/// retry), write everything queued, then remove the liveness key, after which
+/// senders buffer into Redis and other nodes claim this node's sessions at once.
+async fn leave(
+    cluster: &Arc<Cluster>,
+    conn: &mut MultiplexedConnection,
+    rx: &mut mpsc::Receiver<Op>,
+) -> RedisResult<()> {
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        batch.clear();
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        if batch.is_empty() {
+            break;
+        }
+        write(cluster, conn, &mut batch).await?;
+    }
+    redis::cmd("DEL")
+        .arg(keys::node_alive(&cluster.node))
+        .query_async::<()>(conn)
+        .await
+}
+
+/// Re-sends deliveries to nodes that were not listening, in order, after a pause.
+pub(super) async fn retry(cluster: Arc<Cluster>) {
+    let Some(mut rx) = lock(&cluster.retry_rx).take() else {
+        return;
+    };
+    let mut exited = cluster.exited.subscribe();
+    loop {
+        let (at, node, delivery) = tokio::select! {
+            item = rx.recv() => match item {
+                Some(item) => item,
+                None => return,
+            },
+            _ = exited.wait_for(|e| *e) => return,
+        };
+        tokio::time::sleep_until(at).await;
+        if cluster.ops.send(Op::Deliver { node, delivery }).await.is_err() {
+            return;
+        }
     }
 }
 
@@ -104,9 +150,6 @@ fn refuse(cluster: &Cluster, op: Op) {
                 cluster.stats.refused.fetch_add(1, Ordering::Relaxed);
                 cluster.answered(s, i, Some(("internal".into(), why)));
             }
-        }
-        Op::Barrier(tx) => {
-            let _ = tx.send(());
         }
         _ => cluster.needs_resync.store(true, Ordering::Release),
     }
@@ -174,7 +217,14 @@ async fn serve(
                     break format!("Redis write failed: {e}");
                 }
             }
-            _ = stop.changed() => break "stopped".into(),
+            _ = stop.changed() => {
+                sub.abort();
+                tick.abort();
+                if let Err(e) = leave(cluster, &mut conn, rx).await {
+                    warn!(error = %e, "cluster: could not leave cleanly; the others will reap this node");
+                }
+                break "stopped".into();
+            }
         }
     };
     sub.abort();
@@ -344,7 +394,6 @@ async fn write(
     pipe.ignore_errors();
     let mut n = 0usize;
     let mut publishes: Vec<(usize, Arc<str>, Box<Delivery>)> = Vec::new();
-    let mut barriers = Vec::new();
     for op in batch.drain(..) {
         match op {
             Op::Open { sid, token } => {
@@ -440,7 +489,6 @@ async fn write(
                 pipe.cmd("SADD").arg(keys::node_sessions(&to)).arg(&*sid);
                 n += 3;
             }
-            Op::Barrier(tx) => barriers.push(tx),
         }
     }
     if n > 0 {
@@ -450,9 +498,6 @@ async fn write(
                 orphan(cluster, conn, &to, *delivery).await?;
             }
         }
-    }
-    for tx in barriers {
-        let _ = tx.send(());
     }
     Ok(())
 }
@@ -500,6 +545,24 @@ async fn orphan(
                         delivery: Box::new(moved),
                     });
                 }
+                _ if d.tries < max_tries(cluster) => {
+                    // Its node stopped listening but has not expired yet (stopping,
+                    // or just died): try again shortly, in order.
+                    let mut again = d.clone();
+                    again.t = vec![sid.clone()];
+                    again.tries += 1;
+                    if !d.u {
+                        again.s = None;
+                        again.i = None;
+                    } else {
+                        redirected = true;
+                    }
+                    let at = Instant::now() + RETRY_PAUSE;
+                    if cluster.retry.try_send((at, to.clone(), Box::new(again))).is_err() {
+                        unreachable = true;
+                        redirected = false;
+                    }
+                }
                 _ => unreachable = true,
             },
             _ => {}
@@ -521,6 +584,11 @@ async fn orphan(
         }
     }
     Ok(())
+}
+
+/// Re-sends to a silent node for at most a node TTL (then its key has expired).
+fn max_tries(cluster: &Cluster) -> u32 {
+    (cluster.settings.node_ttl.as_millis() / RETRY_PAUSE.as_millis()) as u32 + 2
 }
 
 fn not_found_error() -> (String, String) {
@@ -713,9 +781,9 @@ async fn ticker(cluster: Arc<Cluster>, mut conn: MultiplexedConnection, fail: mp
             return;
         }
         cluster.expire_pending();
-        // After a reconnect (Redis restarted empty) the others need a heartbeat
-        // to register again before their absence means anything.
-        if connected_at.elapsed() >= settings.node_ttl {
+        // After a reconnect (Redis restarted empty) the others need time to
+        // reconnect and register again before their absence means anything.
+        if connected_at.elapsed() >= settings.node_ttl + MAX_BACKOFF * 2 {
             if let Err(e) = reap(&cluster, &mut conn).await {
                 debug!(error = %e, "cluster: reaping failed; retried next heartbeat");
             }
@@ -907,17 +975,18 @@ async fn read_claimed(
                 let owner = value_str(r.get(1)).unwrap_or_default();
                 let (tx, rx) = oneshot::channel();
                 lock(&cluster.releases).insert(sid.clone(), tx);
-                let ask = Op::Publish {
-                    channel: keys::inbox(&owner),
-                    payload: encode(&Inbox::Release {
-                        s: sid.clone(),
-                        by: cluster.node.clone(),
-                    }),
-                };
-                if cluster.ops.send(ask).await.is_err() {
-                    return Err("cluster unavailable".into());
-                }
-                if tokio::time::timeout(RELEASE_TIMEOUT, rx).await.is_err() {
+                let ask = encode(&Inbox::Release {
+                    s: sid.clone(),
+                    by: cluster.node.clone(),
+                });
+                let listeners: i64 = redis::cmd("PUBLISH")
+                    .arg(keys::inbox(&owner))
+                    .arg(ask)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(redis_err)?;
+                // Nobody listening: the owner died and its key has not expired yet.
+                if listeners > 0 && tokio::time::timeout(RELEASE_TIMEOUT, rx).await.is_err() {
                     warn!(session = %sid, %owner, "cluster: no hand-over answer; taking the session");
                 }
                 lock(&cluster.releases).remove(sid);

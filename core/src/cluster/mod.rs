@@ -125,6 +125,12 @@ pub struct Cluster {
     /// A connection for queries outside the writer (claims, reaper).
     query_conn: Mutex<Option<redis::aio::MultiplexedConnection>>,
     stop: watch::Sender<bool>,
+    /// Set once the link task has left the cluster.
+    exited: watch::Sender<bool>,
+    /// Deliveries to a node that is unsubscribed but not yet expired, re-sent in
+    /// order after a pause (a node stopping, or one that just died).
+    retry: mpsc::Sender<(tokio::time::Instant, Arc<str>, Box<wire::Delivery>)>,
+    retry_rx: Mutex<Option<mpsc::Receiver<(tokio::time::Instant, Arc<str>, Box<wire::Delivery>)>>>,
     stats: Stats,
 }
 
@@ -191,8 +197,6 @@ enum Op {
         sid: Arc<str>,
         node: Arc<str>,
     },
-    /// Answers once every earlier operation has been carried out.
-    Barrier(oneshot::Sender<()>),
 }
 
 /// Builds the hub of a server: in memory without a Redis URL, else a cluster node.
@@ -213,6 +217,7 @@ pub(crate) fn hub(config: Arc<ServerConfig>) -> Result<(Hub, Option<Arc<Cluster>
     let mut made = None;
     let hub = Hub::with_backplane(config, |weak| {
         let (ops, rx) = mpsc::channel(OP_QUEUE);
+        let (retry, retry_rx) = mpsc::channel(OP_QUEUE);
         let cluster = Arc::new_cyclic(|me| Cluster {
             me: me.clone(),
             node: node.clone(),
@@ -231,6 +236,9 @@ pub(crate) fn hub(config: Arc<ServerConfig>) -> Result<(Hub, Option<Arc<Cluster>
             releases: Mutex::new(HashMap::new()),
             query_conn: Mutex::new(None),
             stop: watch::channel(false).0,
+            exited: watch::channel(false).0,
+            retry,
+            retry_rx: Mutex::new(Some(retry_rx)),
             stats: Stats::default(),
         });
         made = Some(cluster.clone());
@@ -239,6 +247,7 @@ pub(crate) fn hub(config: Arc<ServerConfig>) -> Result<(Hub, Option<Arc<Cluster>
     let cluster = made.expect("the backplane was made");
     info!(node = %cluster.node, "cluster mode: joining through Redis");
     tokio::spawn(link::run(cluster.clone()));
+    tokio::spawn(link::retry(cluster.clone()));
     Ok((hub, Some(cluster)))
 }
 
@@ -310,14 +319,12 @@ impl Cluster {
     /// resumable on any node for the resume window), and the liveness key goes, so
     /// other nodes claim without waiting for this one. Call after the connections closed.
     pub async fn shutdown(&self) {
-        if self.is_up() {
-            let (tx, rx) = oneshot::channel();
-            if self.ops.send(Op::Barrier(tx)).await.is_ok() {
-                let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
-            }
-        }
+        // The link stops listening, writes what is queued, then removes the
+        // liveness key: messages for this node's sessions meanwhile are retried by
+        // their senders until they can be buffered in Redis.
         let _ = self.stop.send(true);
-        link::leave(self).await;
+        let mut exited = self.exited.subscribe();
+        let _ = tokio::time::timeout(Duration::from_secs(10), exited.wait_for(|e| *e)).await;
         info!(node = %self.node, "left the cluster");
     }
 
@@ -515,6 +522,7 @@ impl Backplane for Cluster {
                 b: body.clone(),
                 s: reply.map(|(s, _)| s.clone()),
                 i: id.clone(),
+                tries: 0,
             };
             self.stats.sent.fetch_add(1, Ordering::Relaxed);
             if self

@@ -1,6 +1,8 @@
 //! The messages nodes exchange through Redis pub/sub: membership events on the
 //! shared channel, deliveries, answers and hand-over requests on each node's inbox.
-//! JSON, with client payloads embedded raw (never re-encoded as strings).
+//! JSON, with client payloads embedded raw (never re-encoded as strings); the enums
+//! are adjacently tagged (`{"k":…,"v":…}`), which serde reads without buffering,
+//! as raw values require.
 
 use std::sync::Arc;
 
@@ -64,7 +66,7 @@ impl Member {
 
 /// On the membership channel.
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "k")]
+#[serde(tag = "k", content = "v")]
 pub(crate) enum Membership {
     /// A peer joined (or, after a hand-over, its session now lives on `m.n`).
     #[serde(rename = "j")]
@@ -88,7 +90,7 @@ pub(crate) enum Membership {
 
 /// On a node's inbox.
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "k")]
+#[serde(tag = "k", content = "v")]
 pub(crate) enum Inbox {
     /// A message for sessions `t` of room `r` on this node.
     #[serde(rename = "d")]
@@ -128,6 +130,9 @@ pub(crate) struct Delivery {
     pub s: Option<Arc<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub i: Option<Box<RawValue>>,
+    /// Re-sends so far to a node that was not listening (never on the wire).
+    #[serde(skip)]
+    pub tries: u32,
 }
 
 /// Serializes a message (only fails on non-string map keys, which these have none of).
