@@ -189,7 +189,8 @@ async fn serve(
 ) -> String {
     // Subscribed first, so nothing announced during the resync is missed.
     let (fail_tx, mut fail_rx) = mpsc::channel::<String>(4);
-    let sub = tokio::spawn(subscriber(cluster.clone(), pubsub, fail_tx.clone()));
+    let (finish, finished) = oneshot::channel();
+    let mut sub = tokio::spawn(subscriber(cluster.clone(), pubsub, fail_tx.clone(), finished));
     cluster.needs_resync.store(false, Ordering::Release);
     if let Err(e) = resync(cluster, &mut conn).await {
         sub.abort();
@@ -218,8 +219,11 @@ async fn serve(
                 }
             }
             _ = stop.changed() => {
-                sub.abort();
                 tick.abort();
+                let _ = finish.send(());
+                if tokio::time::timeout(RESPONSE_TIMEOUT * 2, &mut sub).await.is_err() {
+                    sub.abort();
+                }
                 if let Err(e) = leave(cluster, &mut conn, rx).await {
                     warn!(error = %e, "cluster: could not leave cleanly; the others will reap this node");
                 }
@@ -608,31 +612,51 @@ fn value_str(v: Option<&Value>) -> Option<String> {
     }
 }
 
-/// Applies what arrives on this node's channels, in order.
+/// Applies what arrives on this node's channels, in order. When told to finish,
+/// it unsubscribes and still handles everything published before that (Redis
+/// sends it ahead of the unsubscribe confirmation), so a stopping node loses nothing.
 async fn subscriber(
     cluster: Arc<Cluster>,
     pubsub: redis::aio::PubSub,
     fail: mpsc::Sender<String>,
+    mut finish: oneshot::Receiver<()>,
 ) {
-    let mut messages = pubsub.into_on_message();
-    while let Some(msg) = messages.next().await {
-        let Some(hub) = cluster.hub.upgrade() else {
-            return;
-        };
-        let payload = msg.get_payload_bytes();
-        if msg.get_channel_name() == keys::MEMBERSHIP {
-            match serde_json::from_slice::<Membership>(payload) {
-                Ok(m) => membership(&cluster, &hub, m),
-                Err(e) => warn!(error = %e, "cluster: unreadable membership event"),
-            }
-        } else {
-            match serde_json::from_slice::<Inbox>(payload) {
-                Ok(m) => inbox(&cluster, &hub, m),
-                Err(e) => warn!(error = %e, "cluster: unreadable inbox message"),
-            }
+    let (mut sink, mut messages) = pubsub.split();
+    loop {
+        tokio::select! {
+            msg = messages.next() => match msg {
+                Some(msg) => handle(&cluster, &msg),
+                None => {
+                    let _ = fail.send("the Redis subscription was lost".into()).await;
+                    return;
+                }
+            },
+            _ = &mut finish => break,
         }
     }
-    let _ = fail.send("the Redis subscription was lost".into()).await;
+    let channels = [keys::MEMBERSHIP.to_owned(), keys::inbox(&cluster.node)];
+    let _ = tokio::time::timeout(RESPONSE_TIMEOUT, sink.unsubscribe(&channels)).await;
+    while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(50), messages.next()).await {
+        handle(&cluster, &msg);
+    }
+}
+
+fn handle(cluster: &Cluster, msg: &redis::Msg) {
+    let Some(hub) = cluster.hub.upgrade() else {
+        return;
+    };
+    let payload = msg.get_payload_bytes();
+    if msg.get_channel_name() == keys::MEMBERSHIP {
+        match serde_json::from_slice::<Membership>(payload) {
+            Ok(m) => membership(cluster, &hub, m),
+            Err(e) => warn!(error = %e, "cluster: unreadable membership event"),
+        }
+    } else {
+        match serde_json::from_slice::<Inbox>(payload) {
+            Ok(m) => inbox(cluster, &hub, m),
+            Err(e) => warn!(error = %e, "cluster: unreadable inbox message"),
+        }
+    }
 }
 
 fn membership(cluster: &Cluster, hub: &Hub, event: Membership) {
