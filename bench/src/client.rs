@@ -68,6 +68,45 @@ pub(crate) async fn join(ws: &mut Ws, room: &str, user: &str) -> Result<u64, Str
     Ok(last_seq)
 }
 
+/// Like [`join`], but returns only once `peer` is known to be in the room: in
+/// `room-info`, or (on a cluster, when it joined on another node at the same
+/// moment) by a later `user-joined`.
+pub(crate) async fn join_seeing(
+    ws: &mut Ws,
+    room: &str,
+    user: &str,
+    peer: &str,
+) -> Result<u64, String> {
+    let frame = format!(r#"{{"type":"join","roomId":"{room}","userId":"{user}"}}"#);
+    ws.send(Message::text(frame))
+        .await
+        .map_err(|e| format!("send join: {e}"))?;
+    let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
+    let mut last_seq = 0;
+    loop {
+        let next = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .map_err(|_| format!("{user} never saw {peer} in {room}"))?;
+        let Some(Ok(Message::Text(text))) = next else {
+            continue;
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(text.as_str()).map_err(|e| format!("bad frame {text}: {e}"))?;
+        last_seq = last_seq.max(v["seq"].as_u64().unwrap_or(0));
+        let seen = match v["type"].as_str() {
+            Some("room-info") => v["users"]
+                .as_array()
+                .is_some_and(|u| u.iter().any(|u| u == peer)),
+            Some("user-joined") => v["userId"] == peer,
+            Some("error") => return Err(format!("server error while joining: {text}")),
+            _ => false,
+        };
+        if seen {
+            return Ok(last_seq);
+        }
+    }
+}
+
 /// Read frames until one of type `ty` arrives (others are skipped), bounded
 /// by [`STEP_TIMEOUT`]. `last_seq` follows the server's `seq`.
 pub(crate) async fn wait_for(ws: &mut Ws, ty: &str, last_seq: &mut u64) -> Result<(), String> {

@@ -21,7 +21,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::report::{Report, Row};
 use crate::scenarios::RelayParams;
-use crate::sys::ServerProc;
+use crate::sys::{RedisProc, ServerProc, Servers};
 
 const DEFAULT_SERVER_CMD: &str =
     "target/release/switchboard --listen 127.0.0.1:0 --rate-limit-rps 0 --max-conns-per-ip 0";
@@ -65,6 +65,10 @@ enum ServerKind {
     Reference,
     /// The classic Node `ws` relay (bench/node/ws-server.js), if `ws` is installed.
     Node,
+    /// Two nodes of the server under test (--server-cmd plus --redis-url) sharing a
+    /// redis-server (--redis-cmd), all on the server core; relay pairs are split
+    /// across them (A on one node, B on the other). Relay only.
+    Cluster,
 }
 
 impl ServerKind {
@@ -73,6 +77,7 @@ impl ServerKind {
             ServerKind::Switchboard => "switchboard",
             ServerKind::Reference => "reference",
             ServerKind::Node => "node-ws",
+            ServerKind::Cluster => "cluster-2-nodes",
         }
     }
 }
@@ -89,6 +94,9 @@ struct Opts {
     /// Command line of the Node `ws` reference.
     #[arg(long, global = true, default_value = DEFAULT_NODE_CMD)]
     node_cmd: String,
+    /// Command line of the Redis behind `cluster` runs (`--port` and friends are added).
+    #[arg(long, global = true, default_value = "redis-server")]
+    redis_cmd: String,
     /// Servers to run, in this order within each repeat.
     #[arg(
         long,
@@ -300,10 +308,36 @@ struct Bench<'a> {
 impl Bench<'_> {
     fn cmdline(&self, kind: ServerKind) -> String {
         match kind {
-            ServerKind::Switchboard => self.opts.server_cmd.clone(),
+            ServerKind::Switchboard | ServerKind::Cluster => self.opts.server_cmd.clone(),
             ServerKind::Reference => self.reference_cmd.clone(),
             ServerKind::Node => self.opts.node_cmd.clone(),
         }
+    }
+
+    /// Starts the servers of one run: one process, or (cluster) a Redis and two
+    /// nodes of the server under test, ready.
+    fn start(&self, kind: ServerKind) -> Result<Servers, String> {
+        let stop = Duration::from_secs_f64(self.opts.stop_timeout);
+        let cmd = self.cmdline(kind);
+        if kind != ServerKind::Cluster {
+            let node = ServerProc::spawn(&cmd, self.server_pin, stop)?;
+            return Ok(Servers {
+                nodes: vec![node],
+                redis: None,
+            });
+        }
+        let redis = RedisProc::spawn(&self.opts.redis_cmd, self.server_pin)?;
+        let cmd = format!("{cmd} --redis-url redis://127.0.0.1:{}", redis.port);
+        let mut nodes = Vec::new();
+        for _ in 0..2 {
+            let node = ServerProc::spawn(&cmd, self.server_pin, stop)?;
+            sys::wait_ready(&node.url)?;
+            nodes.push(node);
+        }
+        Ok(Servers {
+            nodes,
+            redis: Some(redis),
+        })
     }
 
     /// Run `scenario` R times against every available server, interleaved
@@ -312,9 +346,10 @@ impl Bench<'_> {
         &mut self,
         title: &str,
         slug: &str,
+        with_cluster: bool,
         mut scenario: impl FnMut(
             &tokio::runtime::Runtime,
-            &ServerProc,
+            &Servers,
             Option<PathBuf>,
         ) -> Result<T, String>,
     ) -> Vec<(ServerKind, Vec<T>)> {
@@ -322,16 +357,16 @@ impl Bench<'_> {
         let mut results: Vec<(ServerKind, Vec<T>)> = Vec::new();
         for rep in 0..self.opts.repeats {
             for &kind in &self.opts.servers {
-                if self.unavailable.contains(&kind) {
+                if self.unavailable.contains(&kind)
+                    || (kind == ServerKind::Cluster && !with_cluster)
+                {
                     continue;
                 }
                 let mut attempt = 0;
                 let (out, server) = loop {
                     attempt += 1;
                     wait_for_quiet(self.opts.quiet_wait);
-                    let cmd = self.cmdline(kind);
-                    let stop = Duration::from_secs_f64(self.opts.stop_timeout);
-                    let server = match ServerProc::spawn(&cmd, self.server_pin, stop) {
+                    let server = match self.start(kind) {
                         Ok(s) => s,
                         Err(e) => break (Err(e), None),
                     };
@@ -415,8 +450,14 @@ impl Bench<'_> {
             p.pairs, p.frame_bytes, self.opts.duration, self.opts.warmup, p.ack_every
         );
         let slug = format!("relay-p{pairs}-w{window}");
-        let results = self.each(&title, &slug, |rt, s, perf| {
-            let r = rt.block_on(scenarios::relay(&s.url, s.pid, &p, perf.as_deref()))?;
+        let results = self.each(&title, &slug, true, |rt, s, perf| {
+            let r = rt.block_on(scenarios::relay(
+                s.url(),
+                s.url_b(),
+                &s.pids(),
+                &p,
+                perf.as_deref(),
+            ))?;
             eprintln!(
                 "   {:>8.0} msg/s  p50 {:>6.1} µs  p99 {:>7.1} µs  server {:>5.2} µs/msg ({:.0} % CPU)  load {:.0} % CPU  others {:.0} % CPU  lost {} reordered {} invalid {}",
                 r.msgs_per_s, r.p50_us, r.p99_us, r.server_cpu_us_per_msg, r.server_cpu_pct,
@@ -489,8 +530,8 @@ impl Bench<'_> {
                 "idle after offer/answer: {n} joined connections in rooms of 2, each pair exchanged {sdp_bytes}-byte SDPs (and acked), RSS once settled"
             )
         };
-        let results = self.each(&title, "idle", |rt, s, _perf| {
-            let r = rt.block_on(scenarios::idle(&s.url, s.pid, n, c, sdp_bytes))?;
+        let results = self.each(&title, "idle", false, |rt, s, _perf| {
+            let r = rt.block_on(scenarios::idle(s.url(), s.pid(), n, c, sdp_bytes))?;
             eprintln!(
                 "   RSS {:.1} → {:.1} MiB: {:.2} KiB per connection (setup {:.0} joins/s)",
                 r.rss_before_mib, r.rss_after_mib, r.kib_per_conn, r.setup_joins_per_s
@@ -525,8 +566,8 @@ impl Bench<'_> {
     fn joins(&mut self) {
         let (n, c) = (self.opts.join_conns, self.opts.concurrency);
         let title = format!("joins: {n} connections connect + join (rooms of 2), {c} at a time");
-        let results = self.each(&title, "joins", |rt, s, perf| {
-            let r = rt.block_on(scenarios::joins(&s.url, s.pid, n, c, perf.as_deref()))?;
+        let results = self.each(&title, "joins", false, |rt, s, perf| {
+            let r = rt.block_on(scenarios::joins(s.url(), s.pid(), n, c, perf.as_deref()))?;
             eprintln!(
                 "   {:>6.0} joins/s  server {:.1} µs/join  load {:.0} % CPU  others {:.0} % CPU",
                 r.joins_per_s, r.server_cpu_us_per_join, r.loadgen_cpu_pct, r.others_cpu_pct

@@ -122,13 +122,20 @@ impl Clock {
     }
 }
 
-async fn setup_pair(url: &str, i: usize, frame_bytes: usize) -> Result<(Peer, Peer), String> {
+/// One pair in its own room: A connects to `url_a`, B to `url_b` (the same server,
+/// or another node of a cluster).
+async fn setup_pair(
+    url_a: &str,
+    url_b: &str,
+    i: usize,
+    frame_bytes: usize,
+) -> Result<(Peer, Peer), String> {
     let room = format!("bench-relay-{i}");
     let (na, nb) = (format!("a{i}"), format!("b{i}"));
-    let mut wa = client::connect(url).await?;
+    let mut wa = client::connect(url_a).await?;
     let seq_a = client::join(&mut wa, &room, &na).await?;
-    let mut wb = client::connect(url).await?;
-    let seq_b = client::join(&mut wb, &room, &nb).await?;
+    let mut wb = client::connect(url_b).await?;
+    let seq_b = client::join_seeing(&mut wb, &room, &nb, &na).await?;
     let mut seq_a2 = seq_a;
     client::wait_for(&mut wa, "user-joined", &mut seq_a2).await?;
     let peer = |ws, me: &str, to: &str, seq| Peer {
@@ -345,16 +352,19 @@ async fn run_pair(
 }
 
 /// Closed-loop relay: `pairs` pairs, each in its own room; A sends
-/// candidates to B and B to A, `window` in flight per direction.
+/// candidates to B and B to A, `window` in flight per direction. A side on
+/// `url_a`, B side on `url_b`; server CPU is summed over `pids` (cluster: both
+/// nodes and Redis); `perf` samples the first.
 pub(crate) async fn relay(
-    url: &str,
-    pid: u32,
+    url_a: &str,
+    url_b: &str,
+    pids: &[u32],
     p: &RelayParams,
     perf: Option<&Path>,
 ) -> Result<RelayResult, String> {
     let mut pairs = Vec::with_capacity(p.pairs);
     for i in 0..p.pairs {
-        pairs.push(setup_pair(url, i, p.frame_bytes).await?);
+        pairs.push(setup_pair(url_a, url_b, i, p.frame_bytes).await?);
     }
     let base = Instant::now();
     let clock = Arc::new(Clock {
@@ -367,10 +377,10 @@ pub(crate) async fn relay(
         .map(|(a, b)| tokio::spawn(run_pair(a, b, Arc::clone(&clock), p.window, p.ack_every)))
         .collect();
     tokio::time::sleep_until(clock.measure_from).await;
-    let recorder = perf.and_then(|out| sys::PerfRecord::start(pid, out));
-    let cpu0 = sys::CpuSample::take(pid);
+    let recorder = perf.and_then(|out| sys::PerfRecord::start(pids[0], out));
+    let cpu0 = sys::CpuSample::take(pids);
     tokio::time::sleep_until(clock.stop_at).await;
-    let cpu = sys::CpuSample::take(pid).since(&cpu0);
+    let cpu = sys::CpuSample::take(pids).since(&cpu0);
     drop(recorder);
 
     let mut total = PairStats::default();
@@ -586,9 +596,9 @@ pub(crate) async fn joins(
 ) -> Result<JoinsResult, String> {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let recorder = perf.and_then(|out| sys::PerfRecord::start(pid, out));
-    let cpu0 = sys::CpuSample::take(pid);
+    let cpu0 = sys::CpuSample::take(&[pid]);
     let conns = connect_many(url, n, concurrency, "join").await?;
-    let cpu = sys::CpuSample::take(pid).since(&cpu0);
+    let cpu = sys::CpuSample::take(&[pid]).since(&cpu0);
     drop(recorder);
     drop(conns);
     Ok(JoinsResult {

@@ -91,10 +91,11 @@ pub(crate) struct CpuUse {
 }
 
 impl CpuSample {
-    pub(crate) fn take(server_pid: u32) -> Self {
+    /// `server` sums the processes in `server_pids` (a cluster: nodes and Redis).
+    pub(crate) fn take(server_pids: &[u32]) -> Self {
         CpuSample {
             at: std::time::Instant::now(),
-            server: cpu_seconds(server_pid),
+            server: server_pids.iter().map(|&p| cpu_seconds(p)).sum(),
             own: self_cpu_seconds(),
             machine: machine_busy_seconds(),
         }
@@ -321,6 +322,145 @@ fn drain_stderr(stderr: impl Read + Send + 'static, tail: Arc<Mutex<Vec<String>>
             line.clear();
         }
     });
+}
+
+/// A `redis-server` for cluster runs: no persistence, 127.0.0.1 on a free port.
+#[derive(Debug)]
+pub(crate) struct RedisProc {
+    child: Child,
+    pub(crate) pid: u32,
+    pub(crate) port: u16,
+}
+
+impl RedisProc {
+    /// Starts `cmd` (split on whitespace) pinned like a server, and waits
+    /// until it answers `PING`.
+    pub(crate) fn spawn(cmd: &str, pin_cpu: Option<usize>) -> Result<Self, String> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free port: {e}"))?
+            .port();
+        let words: Vec<&str> = cmd.split_whitespace().collect();
+        let Some((prog, args)) = words.split_first() else {
+            return Err("empty redis command".into());
+        };
+        let mut c = match pin_cpu {
+            Some(cpu) if taskset_available() => {
+                let mut c = Command::new("taskset");
+                c.arg("-c").arg(cpu.to_string()).arg(prog);
+                c
+            }
+            _ => Command::new(prog),
+        };
+        c.args(args)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = c.spawn().map_err(|e| {
+            format!("cannot start {prog}: {e} (Debian: apt-get install redis-server)")
+        })?;
+        let mut proc = RedisProc {
+            pid: child.id(),
+            child,
+            port,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !http_like(port, b"PING\r\n", b"+PONG") {
+            if std::time::Instant::now() >= deadline || !matches!(proc.child.try_wait(), Ok(None)) {
+                return Err(format!("`{cmd}` did not answer PING on port {port}"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(proc)
+    }
+}
+
+impl Drop for RedisProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends `request` to 127.0.0.1:`port` and checks the answer starts with `expect`.
+fn http_like(port: u16, request: &[u8], expect: &[u8]) -> bool {
+    use std::io::Write;
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut buf = [0u8; 64];
+    s.write_all(request).is_ok()
+        && matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(expect))
+}
+
+/// Waits until the server at `ws://HOST:PORT/…` answers `/ready` with 200
+/// (a cluster node: connected to Redis and in sync).
+pub(crate) fn wait_ready(url: &str) -> Result<(), String> {
+    let port: u16 = url
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .and_then(|hp| hp.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| format!("no port in {url}"))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !http_like(
+        port,
+        b"GET /ready HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"HTTP/1.1 200",
+    ) {
+        if std::time::Instant::now() >= deadline {
+            return Err(format!("{url} never became ready"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// The servers of one run: one process, or two cluster nodes sharing a Redis.
+#[derive(Debug)]
+pub(crate) struct Servers {
+    pub(crate) nodes: Vec<ServerProc>,
+    pub(crate) redis: Option<RedisProc>,
+}
+
+impl Servers {
+    /// Where the A side of each pair (and every other client) connects.
+    pub(crate) fn url(&self) -> &str {
+        &self.nodes[0].url
+    }
+
+    /// Where the B side of each pair connects (the second node of a cluster).
+    pub(crate) fn url_b(&self) -> &str {
+        &self.nodes[self.nodes.len() - 1].url
+    }
+
+    /// The first server process (RSS, perf).
+    pub(crate) fn pid(&self) -> u32 {
+        self.nodes[0].pid
+    }
+
+    /// Every process whose CPU counts as the server's.
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        let mut p: Vec<u32> = self.nodes.iter().map(|n| n.pid).collect();
+        p.extend(self.redis.as_ref().map(|r| r.pid));
+        p
+    }
+
+    pub(crate) fn alive(&mut self) -> bool {
+        self.nodes.iter_mut().all(ServerProc::alive)
+    }
+
+    pub(crate) fn stderr_tail(&self) -> String {
+        self.nodes
+            .iter()
+            .map(ServerProc::stderr_tail)
+            .collect::<Vec<_>>()
+            .join(" || ")
+    }
 }
 
 fn taskset_available() -> bool {

@@ -88,7 +88,9 @@ impl Redis {
             if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
                 let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
                 let mut buf = [0u8; 16];
-                if s.write_all(b"PING\r\n").is_ok() && matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG")) {
+                if s.write_all(b"PING\r\n").is_ok()
+                    && matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
+                {
                     return;
                 }
             }
@@ -333,7 +335,13 @@ impl Peer {
     /// Reads until `acks` acknowledgements with ids `tag-i` for `range` and the
     /// messages `want` (by `data.n` from `from`) arrived; checks order and that
     /// nothing came twice. Returns the message numbers in arrival order.
-    async fn collect(&mut self, tag: &str, acks: std::ops::Range<u64>, from: &str, want: usize) -> Vec<u64> {
+    async fn collect(
+        &mut self,
+        tag: &str,
+        acks: std::ops::Range<u64>,
+        from: &str,
+        want: usize,
+    ) -> Vec<u64> {
         let mut acked = HashSet::new();
         let mut got = Vec::new();
         while acked.len() < acks.clone().count() || got.len() < want {
@@ -353,7 +361,11 @@ impl Peer {
             }
         }
         for i in acks {
-            assert!(acked.contains(&format!("{tag}-{i}")), "{}: no ack for {tag}-{i}", self.user);
+            assert!(
+                acked.contains(&format!("{tag}-{i}")),
+                "{}: no ack for {tag}-{i}",
+                self.user
+            );
         }
         got
     }
@@ -367,9 +379,13 @@ impl Peer {
 /// and the `resumed` message.
 async fn resume(url: &str, session: &(String, String), last_seq: u64) -> (Ws, Value) {
     let mut ws = Ws::connect(url).await;
-    ws.send(json!({"type":"resume","sessionId":session.0,"resumeToken":session.1,"lastSeq":last_seq}))
-        .await;
-    let answer = next_within(&mut ws, LONG).await.expect("an answer to resume");
+    ws.send(
+        json!({"type":"resume","sessionId":session.0,"resumeToken":session.1,"lastSeq":last_seq}),
+    )
+    .await;
+    let answer = next_within(&mut ws, LONG)
+        .await
+        .expect("an answer to resume");
     assert_eq!(answer["type"], "resumed", "resume refused: {answer}");
     (ws, answer)
 }
@@ -422,13 +438,20 @@ async fn peers_on_two_nodes_share_a_room_and_exchange_1000_messages_each_way() {
         .send(json!({"type":"chat","content":"hi","id":"c1"}))
         .await;
     let chat = bob.recv_type("chat").await;
-    assert_eq!((chat["from"].as_str(), chat["content"].as_str()), (Some("alice"), Some("hi")));
+    assert_eq!(
+        (chat["from"].as_str(), chat["content"].as_str()),
+        (Some("alice"), Some("hi"))
+    );
     assert_eq!(alice.recv_type("chat").await["from"], "alice");
     assert_eq!(alice.recv_type("ack").await["id"], "c1");
 
     // A peer that joins later sees both, each with the metadata given at its join.
     let carol = Peer::join(&a.url, "room", "carol").await;
-    assert!(carol.known.contains("alice") && carol.known.contains("bob"), "{:?}", carol.known);
+    assert!(
+        carol.known.contains("alice") && carol.known.contains("bob"),
+        "{:?}",
+        carol.known
+    );
     let bob_joined = alice.recv_type("user-joined").await;
     assert_eq!(bob_joined["userId"], "carol");
 
@@ -519,11 +542,7 @@ async fn a_killed_node_its_peers_leave_after_the_ttl_unless_they_resume_elsewher
     let mut carol = Peer::join(&c.url, "room", "carol").await;
     let everyone = ["alice", "bob", "dave", "carol"];
     for p in [&mut alice, &mut bob, &mut dave, &mut carol] {
-        let others: Vec<&str> = everyone
-            .iter()
-            .copied()
-            .filter(|u| *u != p.user)
-            .collect();
+        let others: Vec<&str> = everyone.iter().copied().filter(|u| *u != p.user).collect();
         p.knows(&others).await;
     }
     // Something for Bob to have read before the crash.
@@ -609,7 +628,11 @@ async fn a_draining_node_hands_its_clients_over_without_loss() {
         if let Some(status) = b.child.try_wait().expect("wait") {
             break status;
         }
-        assert!(Instant::now() < deadline, "node b did not exit: {}", b.log_tail());
+        assert!(
+            Instant::now() < deadline,
+            "node b did not exit: {}",
+            b.log_tail()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "node b exits cleanly after the drain");
@@ -625,7 +648,10 @@ async fn a_draining_node_hands_its_clients_over_without_loss() {
         last_seq,
     };
     let replayed = resumed["replayed"].as_u64().unwrap();
-    assert!(replayed >= 20, "at least the 20 messages sent meanwhile: {resumed}");
+    assert!(
+        replayed >= 20,
+        "at least the 20 messages sent meanwhile: {resumed}"
+    );
     while got.len() < 40 {
         let m = bob.recv().await;
         if m["type"] == "message" {
@@ -657,7 +683,10 @@ async fn redis_restarted_local_rooms_keep_working_and_cross_node_traffic_resumes
     let (_, ready) = http_get(a.addr, "/ready").await;
     assert!(ready.contains("redis unavailable"), "{ready}");
     let (_, metrics) = http_get(a.addr, "/metrics").await;
-    assert!(metrics.contains("switchboard_cluster_redis_up 0"), "{metrics}");
+    assert!(
+        metrics.contains("switchboard_cluster_redis_up 0"),
+        "{metrics}"
+    );
 
     // A room wholly on this node keeps working.
     carl.send(json!({"type":"message","to":"cora","id":"l1","data":{"n":1}}))
@@ -669,20 +698,36 @@ async fn redis_restarted_local_rooms_keep_working_and_cross_node_traffic_resumes
         .send(json!({"type":"message","to":"bob","id":"x1","data":{"n":1}}))
         .await;
     let err = alice.recv_type("error").await;
-    assert_eq!((err["code"].as_str(), err["ref"].as_str()), (Some("internal"), Some("x1")));
-    assert!(err["message"].as_str().unwrap().contains("cluster unavailable"), "{err}");
+    assert_eq!(
+        (err["code"].as_str(), err["ref"].as_str()),
+        (Some("internal"), Some("x1"))
+    );
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("cluster unavailable"),
+        "{err}"
+    );
 
     redis.restart();
     a.ready().await;
     b.ready().await;
     let (_, metrics) = http_get(a.addr, "/metrics").await;
-    assert!(metrics.contains("switchboard_cluster_redis_up 1"), "{metrics}");
+    assert!(
+        metrics.contains("switchboard_cluster_redis_up 1"),
+        "{metrics}"
+    );
 
     alice.send_many("bob", "y", 0..10).await;
     alice.collect("y", 0..10, "bob", 0).await;
     let mut got = Vec::new();
     while got.len() < 10 {
-        got.push(bob.recv_type("message").await["data"]["n"].as_u64().unwrap());
+        got.push(
+            bob.recv_type("message").await["data"]["n"]
+                .as_u64()
+                .unwrap(),
+        );
     }
     sequential(&got, 0);
     bob.send_many("alice", "z", 0..10).await;

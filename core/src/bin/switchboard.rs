@@ -142,7 +142,11 @@ struct Cli {
     #[arg(long, env = "SWITCHBOARD_REDIS_URL")]
     redis_url: Option<String>,
     /// Cluster mode: how often this node refreshes its liveness in Redis, ms.
-    #[arg(long, env = "SWITCHBOARD_CLUSTER_HEARTBEAT_MS", default_value_t = 1_000)]
+    #[arg(
+        long,
+        env = "SWITCHBOARD_CLUSTER_HEARTBEAT_MS",
+        default_value_t = 1_000
+    )]
     cluster_heartbeat_ms: u64,
     /// Cluster mode: a node silent this long is dead; its peers leave (timeout), ms.
     #[arg(long, env = "SWITCHBOARD_CLUSTER_NODE_TTL_MS", default_value_t = 5_000)]

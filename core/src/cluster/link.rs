@@ -16,7 +16,7 @@ use tracing::{debug, info, warn};
 
 use super::wire::{self, encode, Delivery, Inbox, Membership};
 use super::{keys, lock, Cluster, Op, HELD_PER_CLAIM, RELEASE_TIMEOUT};
-use crate::hub::backplane::{ClaimRequest, Delivered, SessionParts};
+use crate::hub::backplane::{ClaimRequest, Delivered, LocalSession, SessionParts};
 use crate::hub::Hub;
 use crate::protocol::{now_millis, Frame, LeaveReason};
 
@@ -122,7 +122,12 @@ pub(super) async fn retry(cluster: Arc<Cluster>) {
             _ = exited.wait_for(|e| *e) => return,
         };
         tokio::time::sleep_until(at).await;
-        if cluster.ops.send(Op::Deliver { node, delivery }).await.is_err() {
+        if cluster
+            .ops
+            .send(Op::Deliver { node, delivery })
+            .await
+            .is_err()
+        {
             return;
         }
     }
@@ -155,9 +160,7 @@ fn refuse(cluster: &Cluster, op: Op) {
     }
 }
 
-async fn connect(
-    cluster: &Cluster,
-) -> RedisResult<(MultiplexedConnection, redis::aio::PubSub)> {
+async fn connect(cluster: &Cluster) -> RedisResult<(MultiplexedConnection, redis::aio::PubSub)> {
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
         .set_response_timeout(Some(RESPONSE_TIMEOUT));
@@ -173,9 +176,7 @@ async fn connect(
     };
     let pubsub = tokio::time::timeout(CONNECT_TIMEOUT * 2, subscribe)
         .await
-        .map_err(|_| {
-            redis::RedisError::from((redis::ErrorKind::Io, "subscribe timed out"))
-        })??;
+        .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "subscribe timed out")))??;
     Ok((conn, pubsub))
 }
 
@@ -190,7 +191,12 @@ async fn serve(
     // Subscribed first, so nothing announced during the resync is missed.
     let (fail_tx, mut fail_rx) = mpsc::channel::<String>(4);
     let (finish, finished) = oneshot::channel();
-    let mut sub = tokio::spawn(subscriber(cluster.clone(), pubsub, fail_tx.clone(), finished));
+    let mut sub = tokio::spawn(subscriber(
+        cluster.clone(),
+        pubsub,
+        fail_tx.clone(),
+        finished,
+    ));
     cluster.needs_resync.store(false, Ordering::Release);
     if let Err(e) = resync(cluster, &mut conn).await {
         sub.abort();
@@ -245,13 +251,30 @@ async fn resync(cluster: &Arc<Cluster>, conn: &mut MultiplexedConnection) -> Red
     let node = &cluster.node;
     let ttl = cluster.settings.node_ttl.as_millis() as u64;
     let mut pipe = Chunked::new();
-    pipe.cmd(redis::cmd("SET").arg(keys::node_alive(node)).arg(1).arg("PX").arg(ttl).clone());
+    pipe.cmd(
+        redis::cmd("SET")
+            .arg(keys::node_alive(node))
+            .arg(1)
+            .arg("PX")
+            .arg(ttl)
+            .clone(),
+    );
     pipe.cmd(redis::cmd("SADD").arg(keys::NODES).arg(&**node).clone());
     let window = cluster.settings.resume_window.as_millis() as u64;
-    for (sid, token, away, frames) in hub.local_sessions() {
+    for LocalSession {
+        id: sid,
+        resume_token: token,
+        away,
+        frames,
+    } in hub.local_sessions()
+    {
         let meta = keys::session_meta(&sid);
         let mut hset = redis::cmd("HSET");
-        hset.arg(&meta).arg("token").arg(&*token).arg("owner").arg(&**node);
+        hset.arg(&meta)
+            .arg("token")
+            .arg(&*token)
+            .arg("owner")
+            .arg(&**node);
         if away {
             hset.arg("away_until").arg(now_millis() + window);
         }
@@ -259,7 +282,12 @@ async fn resync(cluster: &Arc<Cluster>, conn: &mut MultiplexedConnection) -> Red
         if !away {
             pipe.cmd(redis::cmd("HDEL").arg(&meta).arg("away_until").clone());
         }
-        pipe.cmd(redis::cmd("SADD").arg(keys::node_sessions(node)).arg(&*sid).clone());
+        pipe.cmd(
+            redis::cmd("SADD")
+                .arg(keys::node_sessions(node))
+                .arg(&*sid)
+                .clone(),
+        );
         let stream = keys::session_replay(&sid);
         pipe.cmd(redis::cmd("DEL").arg(&stream).clone());
         for (seq, frame) in frames {
@@ -281,7 +309,13 @@ async fn resync(cluster: &Arc<Cluster>, conn: &mut MultiplexedConnection) -> Red
         .collect();
     let mine_fields: HashSet<String> = mine.iter().map(wire::Member::field).collect();
     for m in &mine {
-        pipe.cmd(redis::cmd("HSET").arg(keys::MEMBERS).arg(m.field()).arg(encode(m)).clone());
+        pipe.cmd(
+            redis::cmd("HSET")
+                .arg(keys::MEMBERS)
+                .arg(m.field())
+                .arg(encode(m))
+                .clone(),
+        );
     }
     pipe.flush(conn).await?;
     // What Redis still lists for this node but this node no longer holds.
@@ -448,7 +482,10 @@ async fn write(
                 n += 2;
             }
             Op::Join(m) => {
-                pipe.cmd("HSET").arg(keys::MEMBERS).arg(m.field()).arg(encode(&m));
+                pipe.cmd("HSET")
+                    .arg(keys::MEMBERS)
+                    .arg(m.field())
+                    .arg(encode(&m));
                 pipe.cmd("PUBLISH")
                     .arg(keys::MEMBERSHIP)
                     .arg(encode(&Membership::Joined { m }));
@@ -463,14 +500,14 @@ async fn write(
                 pipe.cmd("HDEL")
                     .arg(keys::MEMBERS)
                     .arg(keys::member_field(&room, &user, &sid));
-                pipe.cmd("PUBLISH").arg(keys::MEMBERSHIP).arg(encode(
-                    &Membership::Left {
+                pipe.cmd("PUBLISH")
+                    .arg(keys::MEMBERSHIP)
+                    .arg(encode(&Membership::Left {
                         n: node.clone(),
                         r: room,
                         s: sid,
                         why: reason,
-                    },
-                ));
+                    }));
                 n += 2;
             }
             Op::Deliver { node: to, delivery } => {
@@ -531,7 +568,10 @@ async fn orphan(
         match word.as_deref() {
             Some("ok") => {
                 accepted += 1;
-                cluster.stats.buffered_orphan.fetch_add(1, Ordering::Relaxed);
+                cluster
+                    .stats
+                    .buffered_orphan
+                    .fetch_add(1, Ordering::Relaxed);
             }
             Some("live") => match value_str(r.get(1)) {
                 Some(owner) if *owner != **to => {
@@ -562,7 +602,11 @@ async fn orphan(
                         redirected = true;
                     }
                     let at = Instant::now() + RETRY_PAUSE;
-                    if cluster.retry.try_send((at, to.clone(), Box::new(again))).is_err() {
+                    if cluster
+                        .retry
+                        .try_send((at, to.clone(), Box::new(again)))
+                        .is_err()
+                    {
                         unreachable = true;
                         redirected = false;
                     }
@@ -596,10 +640,7 @@ fn max_tries(cluster: &Cluster) -> u32 {
 }
 
 fn not_found_error() -> (String, String) {
-    (
-        "peer-not-found".into(),
-        "the peer left the room".into(),
-    )
+    ("peer-not-found".into(), "the peer left the room".into())
 }
 
 fn value_str(v: Option<&Value>) -> Option<String> {
@@ -636,7 +677,8 @@ async fn subscriber(
     }
     let channels = [keys::MEMBERSHIP.to_owned(), keys::inbox(&cluster.node)];
     let _ = tokio::time::timeout(RESPONSE_TIMEOUT, sink.unsubscribe(&channels)).await;
-    while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(50), messages.next()).await {
+    while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(50), messages.next()).await
+    {
         handle(&cluster, &msg);
     }
 }
@@ -708,7 +750,8 @@ fn inbox(cluster: &Cluster, hub: &Hub, msg: Inbox) {
         Inbox::Release { s, by } => {
             if hub.release(&s, &by).is_some() {
                 cluster.stats.handovers.fetch_add(1, Ordering::Relaxed);
-                lock(&cluster.tombstones).insert(s.clone(), (by.clone(), std::time::Instant::now()));
+                lock(&cluster.tombstones)
+                    .insert(s.clone(), (by.clone(), std::time::Instant::now()));
                 // After every frame already queued for it, so the claimant reads them all.
                 cluster.queue(Op::Owner {
                     sid: s.clone(),
@@ -786,7 +829,11 @@ fn deliver(
 }
 
 /// Every heartbeat: refresh this node's liveness, time out answers, reap dead nodes.
-async fn ticker(cluster: Arc<Cluster>, mut conn: MultiplexedConnection, fail: mpsc::Sender<String>) {
+async fn ticker(
+    cluster: Arc<Cluster>,
+    mut conn: MultiplexedConnection,
+    fail: mpsc::Sender<String>,
+) {
     let settings = cluster.settings.clone();
     let mut interval = tokio::time::interval(settings.heartbeat);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -820,7 +867,10 @@ async fn reap(cluster: &Cluster, conn: &mut MultiplexedConnection) -> RedisResul
     let Some(hub) = cluster.hub.upgrade() else {
         return Ok(());
     };
-    let registered: Vec<String> = redis::cmd("SMEMBERS").arg(keys::NODES).query_async(conn).await?;
+    let registered: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(keys::NODES)
+        .query_async(conn)
+        .await?;
     let mut nodes: HashSet<Arc<str>> = registered.into_iter().map(Arc::from).collect();
     nodes.extend(hub.remote_members().into_iter().map(|(_, m)| m.node));
     nodes.remove(&cluster.node);
@@ -852,8 +902,15 @@ async fn reap(cluster: &Cluster, conn: &mut MultiplexedConnection) -> RedisResul
 
 /// Ends the sessions of a dead node that nobody resumed and whose resume window
 /// (for a drained node) passed; once none is left, the node is forgotten.
-async fn reap_node(cluster: &Cluster, conn: &mut MultiplexedConnection, dead: &Arc<str>) -> RedisResult<()> {
-    let all: HashMap<String, String> = redis::cmd("HGETALL").arg(keys::MEMBERS).query_async(conn).await?;
+async fn reap_node(
+    cluster: &Cluster,
+    conn: &mut MultiplexedConnection,
+    dead: &Arc<str>,
+) -> RedisResult<()> {
+    let all: HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(keys::MEMBERS)
+        .query_async(conn)
+        .await?;
     let members: Vec<wire::Member> = all
         .values()
         .filter_map(|v| serde_json::from_str::<wire::Member>(v).ok())
@@ -876,22 +933,21 @@ async fn reap_node(cluster: &Cluster, conn: &mut MultiplexedConnection, dead: &A
             .invoke_async(conn)
             .await?;
         match verdict.as_str() {
-            "wait" => {
-                waiting = true;
-                continue;
-            }
+            "wait" => waiting = true,
             "reaped" => {
                 cluster.stats.reaped.fetch_add(1, Ordering::Relaxed);
                 let mut pipe = redis::pipe();
                 pipe.ignore_errors();
                 for m in members.iter().filter(|m| m.s == sid) {
                     pipe.cmd("HDEL").arg(keys::MEMBERS).arg(m.field());
-                    pipe.cmd("PUBLISH").arg(keys::MEMBERSHIP).arg(encode(&Membership::Left {
-                        n: dead.clone(),
-                        r: m.r.clone(),
-                        s: sid.clone(),
-                        why: LeaveReason::Timeout,
-                    }));
+                    pipe.cmd("PUBLISH")
+                        .arg(keys::MEMBERSHIP)
+                        .arg(encode(&Membership::Left {
+                            n: dead.clone(),
+                            r: m.r.clone(),
+                            s: sid.clone(),
+                            why: LeaveReason::Timeout,
+                        }));
                 }
                 pipe.cmd("SREM").arg(keys::node_sessions(dead)).arg(&*sid);
                 let _: Vec<RedisResult<Value>> = pipe.query_async(conn).await?;
@@ -927,7 +983,10 @@ pub(super) async fn claim(cluster: Arc<Cluster>, hub: Hub, request: ClaimRequest
         if claims.contains_key(&sid) {
             drop(claims);
             cluster.stats.claim_failures.fetch_add(1, Ordering::Relaxed);
-            hub.claim_failed(&request, "the session is being resumed on another connection");
+            hub.claim_failed(
+                &request,
+                "the session is being resumed on another connection",
+            );
             return;
         }
         claims.insert(sid.clone(), Vec::new());

@@ -71,9 +71,7 @@ use tracing::info;
 
 use crate::config::ServerConfig;
 use crate::error::{Error, Result};
-use crate::hub::backplane::{
-    Backplane, ClaimRequest, MemberRecord, NodeTargets, Unavailable,
-};
+use crate::hub::backplane::{Backplane, ClaimRequest, MemberRecord, NodeTargets, Unavailable};
 use crate::hub::{Hub, WeakHub};
 use crate::protocol::{now_millis, Frame, LeaveReason, ObjectWriter};
 
@@ -115,9 +113,9 @@ pub struct Cluster {
     needs_resync: AtomicBool,
     last_order: AtomicU64,
     /// Sent messages waiting for their answer: (sender session, id) → pending.
-    pending: Mutex<HashMap<(Arc<str>, Box<str>), Pending>>,
+    pending: Mutex<HashMap<PendingKey, Pending>>,
     /// Sessions handed over to another node: deliveries that still come here follow.
-    tombstones: Mutex<HashMap<Arc<str>, (Arc<str>, Instant)>>,
+    tombstones: Mutex<HashMap<Arc<str>, Tombstone>>,
     /// Sessions being claimed here: deliveries wait until they are installed.
     claims: Mutex<HashMap<Arc<str>, Vec<wire::Delivery>>>,
     /// Hand-overs this node waits for.
@@ -129,10 +127,17 @@ pub struct Cluster {
     exited: watch::Sender<bool>,
     /// Deliveries to a node that is unsubscribed but not yet expired, re-sent in
     /// order after a pause (a node stopping, or one that just died).
-    retry: mpsc::Sender<(tokio::time::Instant, Arc<str>, Box<wire::Delivery>)>,
-    retry_rx: Mutex<Option<mpsc::Receiver<(tokio::time::Instant, Arc<str>, Box<wire::Delivery>)>>>,
+    retry: mpsc::Sender<Retry>,
+    retry_rx: Mutex<Option<mpsc::Receiver<Retry>>>,
     stats: Stats,
 }
+
+/// A sent message awaiting answers: (sender session, message id as JSON text).
+type PendingKey = (Arc<str>, Box<str>);
+/// Where a handed-over session went, and when.
+type Tombstone = (Arc<str>, Instant);
+/// A delivery to re-send at an instant to a node.
+type Retry = (tokio::time::Instant, Arc<str>, Box<wire::Delivery>);
 
 #[derive(Debug)]
 struct Pending {
@@ -204,8 +209,8 @@ pub(crate) fn hub(config: Arc<ServerConfig>) -> Result<(Hub, Option<Arc<Cluster>
     let Some(url) = config.redis_url.clone() else {
         return Ok((Hub::new(config), None));
     };
-    let client = redis::Client::open(url.as_str())
-        .map_err(|e| Error::Config(format!("redis_url: {e}")))?;
+    let client =
+        redis::Client::open(url.as_str()).map_err(|e| Error::Config(format!("redis_url: {e}")))?;
     let settings = Settings {
         heartbeat: config.cluster_heartbeat,
         node_ttl: config.cluster_node_ttl,
@@ -296,22 +301,90 @@ impl Cluster {
         let s = &self.stats;
         let c = |v: &AtomicU64| v.load(Ordering::Relaxed);
         let rows: [(&str, &str, &str, u64); 13] = [
-            ("switchboard_cluster_redis_up", "gauge", "1 while Redis is reachable and this node is in sync with it.", u64::from(self.is_up())),
-            ("switchboard_cluster_nodes", "gauge", "Live nodes seen at the last heartbeat, this one included.", c(&s.nodes)),
-            ("switchboard_cluster_backlog", "gauge", "Operations queued for Redis.", (OP_QUEUE - self.ops.capacity()) as u64),
-            ("switchboard_cluster_sent_total", "counter", "Messages sent to peers on other nodes (per node).", c(&s.sent)),
-            ("switchboard_cluster_received_total", "counter", "Messages received from other nodes.", c(&s.received)),
-            ("switchboard_cluster_refused_total", "counter", "Cross-node operations refused (Redis down, backlog full, no answer).", c(&s.refused)),
-            ("switchboard_cluster_orphan_buffered_total", "counter", "Messages buffered in Redis for sessions whose node is gone.", c(&s.buffered_orphan)),
-            ("switchboard_cluster_claims_total", "counter", "Sessions resumed here from another node.", c(&s.claims)),
-            ("switchboard_cluster_claim_failures_total", "counter", "Resumes of other nodes' sessions refused.", c(&s.claim_failures)),
-            ("switchboard_cluster_handovers_total", "counter", "Sessions handed over to another node.", c(&s.handovers)),
-            ("switchboard_cluster_reaped_sessions_total", "counter", "Sessions of dead nodes ended by this node.", c(&s.reaped)),
-            ("switchboard_cluster_resyncs_total", "counter", "Full rewrites of this node's state to Redis (after connecting).", c(&s.resyncs)),
-            ("switchboard_cluster_redis_errors_total", "counter", "Redis connections lost or commands failed.", c(&s.redis_errors)),
+            (
+                "switchboard_cluster_redis_up",
+                "gauge",
+                "1 while Redis is reachable and this node is in sync with it.",
+                u64::from(self.is_up()),
+            ),
+            (
+                "switchboard_cluster_nodes",
+                "gauge",
+                "Live nodes seen at the last heartbeat, this one included.",
+                c(&s.nodes),
+            ),
+            (
+                "switchboard_cluster_backlog",
+                "gauge",
+                "Operations queued for Redis.",
+                (OP_QUEUE - self.ops.capacity()) as u64,
+            ),
+            (
+                "switchboard_cluster_sent_total",
+                "counter",
+                "Messages sent to peers on other nodes (per node).",
+                c(&s.sent),
+            ),
+            (
+                "switchboard_cluster_received_total",
+                "counter",
+                "Messages received from other nodes.",
+                c(&s.received),
+            ),
+            (
+                "switchboard_cluster_refused_total",
+                "counter",
+                "Cross-node operations refused (Redis down, backlog full, no answer).",
+                c(&s.refused),
+            ),
+            (
+                "switchboard_cluster_orphan_buffered_total",
+                "counter",
+                "Messages buffered in Redis for sessions whose node is gone.",
+                c(&s.buffered_orphan),
+            ),
+            (
+                "switchboard_cluster_claims_total",
+                "counter",
+                "Sessions resumed here from another node.",
+                c(&s.claims),
+            ),
+            (
+                "switchboard_cluster_claim_failures_total",
+                "counter",
+                "Resumes of other nodes' sessions refused.",
+                c(&s.claim_failures),
+            ),
+            (
+                "switchboard_cluster_handovers_total",
+                "counter",
+                "Sessions handed over to another node.",
+                c(&s.handovers),
+            ),
+            (
+                "switchboard_cluster_reaped_sessions_total",
+                "counter",
+                "Sessions of dead nodes ended by this node.",
+                c(&s.reaped),
+            ),
+            (
+                "switchboard_cluster_resyncs_total",
+                "counter",
+                "Full rewrites of this node's state to Redis (after connecting).",
+                c(&s.resyncs),
+            ),
+            (
+                "switchboard_cluster_redis_errors_total",
+                "counter",
+                "Redis connections lost or commands failed.",
+                c(&s.redis_errors),
+            ),
         ];
         for (name, kind, help, value) in rows {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
         }
     }
 
@@ -375,7 +448,9 @@ impl Cluster {
             }
             Some((code, message)) => {
                 let mut w = ObjectWriter::typed("error", 96 + message.len());
-                w.str("code", &code).str("message", &message).raw_value("ref", id);
+                w.str("code", &code)
+                    .str("message", &message)
+                    .raw_value("ref", id);
                 w.finish()
             }
         };
@@ -385,7 +460,7 @@ impl Cluster {
     /// Refuses answers that did not come in time.
     fn expire_pending(&self) {
         let timeout = self.settings.answer_timeout;
-        let expired: Vec<(Arc<str>, Box<str>)> = {
+        let expired: Vec<PendingKey> = {
             let mut pending = lock(&self.pending);
             let keys: Vec<_> = pending
                 .iter()

@@ -190,6 +190,17 @@ pub(crate) struct SessionParts {
     pub seen_ids: Vec<String>,
 }
 
+/// A local session as a resync writes it to the cluster.
+#[derive(Debug)]
+pub(crate) struct LocalSession {
+    pub id: Arc<str>,
+    pub resume_token: Arc<str>,
+    /// Without a connection (resumable).
+    pub away: bool,
+    /// The replay buffer, oldest first, with seqs.
+    pub frames: Vec<(u64, Frame)>,
+}
+
 /// The result of a remote delivery to one node.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Delivered {
@@ -311,21 +322,19 @@ impl Hub {
         out
     }
 
-    /// Every live local session with its resume token and buffered frames (for a resync).
-    pub(crate) fn local_sessions(&self) -> Vec<(Arc<str>, Arc<str>, bool, Vec<(u64, Frame)>)> {
+    /// Every live local session with its buffered frames (for a resync).
+    pub(crate) fn local_sessions(&self) -> Vec<LocalSession> {
         self.inner
             .sessions
             .values()
             .into_iter()
             .filter_map(|s| {
                 let st = s.lock();
-                (!st.ended).then(|| {
-                    (
-                        s.id.clone(),
-                        s.resume_token.clone(),
-                        st.attached.is_none(),
-                        st.buffered_frames(),
-                    )
+                (!st.ended).then(|| LocalSession {
+                    id: s.id.clone(),
+                    resume_token: s.resume_token.clone(),
+                    away: st.attached.is_none(),
+                    frames: st.buffered_frames(),
                 })
             })
             .collect()
@@ -451,11 +460,7 @@ impl Hub {
         let mut user_id = None;
         for room in hub.rooms.values() {
             let mut rs = room.lock();
-            let Some(pos) = rs
-                .remote
-                .iter()
-                .position(|m| m.session_id == session.id)
-            else {
+            let Some(pos) = rs.remote.iter().position(|m| m.session_id == session.id) else {
                 continue;
             };
             let r = rs.remote.remove(pos);

@@ -669,7 +669,10 @@ impl Connection {
         resume_token: String,
         last_seq: u64,
     ) -> Result<(), Refusal> {
-        let bp = self.hub.backplane().expect("claims only happen in a cluster");
+        let bp = self
+            .hub
+            .backplane()
+            .expect("claims only happen in a cluster");
         if let Err(u) = bp.available() {
             self.hub
                 .metrics

@@ -328,16 +328,18 @@ fn room_info(room: &Room) -> RoomInfo {
                     .and_then(|t| serde_json::from_str(t).ok()),
                 connected: m.session.lock().attached.is_some(),
             })
-            .chain(rs.remote.iter().map(|m| PeerInfo {
-                user_id: m.user_id.to_string(),
-                session_id: m.session_id.to_string(),
-                display_name: m.display_name.as_deref().map(str::to_owned),
-                metadata: m
-                    .metadata
-                    .as_deref()
-                    .and_then(|t| serde_json::from_str(t).ok()),
-                // On another node: as far as this node knows, connected.
-                connected: true,
+            .chain(rs.remote.iter().map(|m| {
+                PeerInfo {
+                    user_id: m.user_id.to_string(),
+                    session_id: m.session_id.to_string(),
+                    display_name: m.display_name.as_deref().map(str::to_owned),
+                    metadata: m
+                        .metadata
+                        .as_deref()
+                        .and_then(|t| serde_json::from_str(t).ok()),
+                    // On another node: as far as this node knows, connected.
+                    connected: true,
+                }
             }))
             .collect(),
     }
