@@ -180,6 +180,10 @@ impl ServerConfig {
         {
             return fail("cluster_node_ttl must be longer than a positive cluster_heartbeat");
         }
+        crate::auth::validate(&self.auth)?;
+        if self.auth.is_on() && self.auth_timeout.is_zero() {
+            return fail("auth_timeout must be positive when auth is on");
+        }
         Ok(())
     }
 }

@@ -19,7 +19,8 @@ pub(crate) fn node_sessions(node: &str) -> String {
     format!("sb:ns:{node}")
 }
 
-/// A session's credentials and owner: hash `token`, `owner`, `away_until` (ms).
+/// A session's credentials and owner: hash `token`, `owner`, `user` (once joined),
+/// `away_until` (ms).
 pub(crate) fn session_meta(sid: &str) -> String {
     format!("sb:s:{sid}")
 }
@@ -51,11 +52,13 @@ pub(crate) fn reap_lock(node: &str) -> String {
 }
 
 /// Takes a session over for a resume on this node.
-/// KEYS: meta. ARGV: token, this node, force ("1": even from a live owner).
+/// KEYS: meta. ARGV: token, this node, force ("1": even from a live owner), the
+/// authenticated user asking ("" with auth off).
 /// Returns `{"unknown"}`, `{"live", owner}` or `{"ok", previous owner}`.
 pub(crate) const CLAIM: &str = r#"
-local meta = redis.call('HMGET', KEYS[1], 'token', 'owner')
+local meta = redis.call('HMGET', KEYS[1], 'token', 'owner', 'user')
 if not meta[1] or meta[1] ~= ARGV[1] then return {'unknown'} end
+if ARGV[4] ~= '' and meta[3] and meta[3] ~= ARGV[4] then return {'unknown'} end
 local owner = meta[2] or ''
 if owner ~= ARGV[2] and ARGV[3] ~= '1' and owner ~= ''
    and redis.call('EXISTS', 'sb:node:' .. owner) == 1 then

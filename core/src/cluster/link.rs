@@ -486,10 +486,14 @@ async fn write(
                     .arg(keys::MEMBERS)
                     .arg(m.field())
                     .arg(encode(&m));
+                pipe.cmd("HSET")
+                    .arg(keys::session_meta(&m.s))
+                    .arg("user")
+                    .arg(&*m.u);
                 pipe.cmd("PUBLISH")
                     .arg(keys::MEMBERSHIP)
                     .arg(encode(&Membership::Joined { m }));
-                n += 2;
+                n += 3;
             }
             Op::Leave {
                 room,
@@ -1049,6 +1053,7 @@ async fn read_claimed(
             .arg(&request.resume_token)
             .arg(&*cluster.node)
             .arg(if force { "1" } else { "0" })
+            .arg(request.user_id.as_deref().unwrap_or(""))
             .invoke_async(&mut conn)
             .await
             .map_err(redis_err)?;

@@ -115,6 +115,8 @@ pub(crate) trait Backplane: Send + Sync + fmt::Debug {
 pub(crate) struct ClaimRequest {
     pub session_id: String,
     pub resume_token: String,
+    /// The authenticated user asking (auth on): the session must be theirs.
+    pub user_id: Option<String>,
     pub last_seq: u64,
     pub conn_id: u64,
     pub outbox: Arc<Outbox>,
@@ -554,7 +556,8 @@ impl HubInner {
         if let Some(bp) = self.backplane() {
             bp.session_away(&session.id, true);
         }
-        tokio::spawn(async move {
+        // On the hub's runtime: a binding may call in from a thread of its own.
+        self.spawn(async move {
             tokio::time::sleep(window).await;
             let expired = {
                 let st = session.lock();
