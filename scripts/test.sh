@@ -14,6 +14,14 @@ if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 
   rustup component add rustfmt clippy
 fi
 
+# The cluster tests (core/tests/cluster.rs) start their own redis-server (a
+# random port on 127.0.0.1, a temp dir); only the binary is needed.
+if ! command -v redis-server >/dev/null 2>&1; then
+  say "installing redis-server"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y redis-server || { apt-get update && apt-get install -y redis-server; }
+fi
+
 say "format"
 cargo fmt --all -- --check
 
