@@ -279,6 +279,16 @@ impl Peer {
         p
     }
 
+    /// A connection that resumed `user`'s session after `last_seq`.
+    fn resumed(ws: Ws, user: &str, last_seq: u64) -> Peer {
+        Peer {
+            ws,
+            user: user.to_owned(),
+            known: HashSet::new(),
+            last_seq,
+        }
+    }
+
     async fn recv(&mut self) -> Value {
         let m = next_within(&mut self.ws, LONG)
             .await
@@ -488,12 +498,7 @@ async fn a_cut_peer_resumes_on_another_node_with_an_exact_replay() {
     // Bob comes back through node a.
     let (ws, resumed) = resume(&a.url, &session, last_seq).await;
     assert_eq!(resumed["sessionId"], session.0.as_str());
-    let mut bob = Peer {
-        ws,
-        user: "bob".into(),
-        known: HashSet::new(),
-        last_seq,
-    };
+    let mut bob = Peer::resumed(ws, "bob", last_seq);
     let replayed = resumed["replayed"].as_u64().unwrap() as usize;
     let mut got = Vec::new();
     for _ in 0..replayed {
@@ -560,12 +565,7 @@ async fn a_killed_node_its_peers_leave_after_the_ttl_unless_they_resume_elsewher
     // Bob reconnects to a survivor at once and resumes.
     let (ws, resumed) = resume(&c.url, &session, last_seq).await;
     assert_eq!(resumed["replayed"], 0);
-    let mut bob = Peer {
-        ws,
-        user: "bob".into(),
-        known: HashSet::new(),
-        last_seq,
-    };
+    let mut bob = Peer::resumed(ws, "bob", last_seq);
 
     // Dave did not: both survivors report him gone (timeout), and only him.
     for p in [&mut alice, &mut carol] {
@@ -641,12 +641,7 @@ async fn a_draining_node_hands_its_clients_over_without_loss() {
 
     // Bob resumes through node a: nothing lost, nothing twice, in order.
     let (ws, resumed) = resume(&a.url, &session, last_seq).await;
-    let mut bob = Peer {
-        ws,
-        user: "bob".into(),
-        known: HashSet::new(),
-        last_seq,
-    };
+    let mut bob = Peer::resumed(ws, "bob", last_seq);
     let replayed = resumed["replayed"].as_u64().unwrap();
     assert!(
         replayed >= 20,

@@ -2,7 +2,7 @@
 //! ordered writer, the subscriber that applies what other nodes say, the heartbeat
 //! and the reaper of dead nodes, and claiming sessions for a resume.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,7 +76,7 @@ pub(super) async fn run(cluster: Arc<Cluster>) {
     while let Ok(op) = rx.try_recv() {
         refuse(&cluster, op);
     }
-    let _ = cluster.exited.send(true);
+    cluster.exited.send_replace(true);
 }
 
 /// Leaves the cluster in order: stop listening (senders now find no subscriber and
@@ -86,6 +86,7 @@ async fn leave(
     cluster: &Arc<Cluster>,
     conn: &mut MultiplexedConnection,
     rx: &mut mpsc::Receiver<Op>,
+    held: &mut Held,
 ) -> RedisResult<()> {
     let mut batch = Vec::with_capacity(BATCH);
     loop {
@@ -99,38 +100,13 @@ async fn leave(
         if batch.is_empty() {
             break;
         }
-        write(cluster, conn, &mut batch).await?;
+        write(cluster, conn, &mut batch, held).await?;
     }
+    retry_held(cluster, conn, held).await?;
     redis::cmd("DEL")
         .arg(keys::node_alive(&cluster.node))
         .query_async::<()>(conn)
         .await
-}
-
-/// Re-sends deliveries to nodes that were not listening, in order, after a pause.
-pub(super) async fn retry(cluster: Arc<Cluster>) {
-    let Some(mut rx) = lock(&cluster.retry_rx).take() else {
-        return;
-    };
-    let mut exited = cluster.exited.subscribe();
-    loop {
-        let (at, node, delivery) = tokio::select! {
-            item = rx.recv() => match item {
-                Some(item) => item,
-                None => return,
-            },
-            _ = exited.wait_for(|e| *e) => return,
-        };
-        tokio::time::sleep_until(at).await;
-        if cluster
-            .ops
-            .send(Op::Deliver { node, delivery })
-            .await
-            .is_err()
-        {
-            return;
-        }
-    }
 }
 
 fn set_down(cluster: &Cluster, reason: String) {
@@ -207,6 +183,7 @@ async fn serve(
     info!(node = %cluster.node, "cluster: connected to Redis and in sync");
     let tick = tokio::spawn(ticker(cluster.clone(), conn.clone(), fail_tx));
     let mut batch = Vec::with_capacity(BATCH);
+    let mut held = Held::default();
     let reason = loop {
         if cluster.needs_resync.swap(false, Ordering::AcqRel) {
             if let Err(e) = resync(cluster, &mut conn).await {
@@ -220,7 +197,12 @@ async fn serve(
                 if n == 0 {
                     break "stopped".into();
                 }
-                if let Err(e) = write(cluster, &mut conn, &mut batch).await {
+                if let Err(e) = write(cluster, &mut conn, &mut batch, &mut held).await {
+                    break format!("Redis write failed: {e}");
+                }
+            }
+            _ = tokio::time::sleep(RETRY_PAUSE), if !held.0.is_empty() => {
+                if let Err(e) = retry_held(cluster, &mut conn, &mut held).await {
                     break format!("Redis write failed: {e}");
                 }
             }
@@ -230,7 +212,7 @@ async fn serve(
                 if tokio::time::timeout(RESPONSE_TIMEOUT * 2, &mut sub).await.is_err() {
                     sub.abort();
                 }
-                if let Err(e) = leave(cluster, &mut conn, rx).await {
+                if let Err(e) = leave(cluster, &mut conn, rx, &mut held).await {
                     warn!(error = %e, "cluster: could not leave cleanly; the others will reap this node");
                 }
                 break "stopped".into();
@@ -426,6 +408,7 @@ async fn write(
     cluster: &Arc<Cluster>,
     conn: &mut MultiplexedConnection,
     batch: &mut Vec<Op>,
+    held: &mut Held,
 ) -> RedisResult<()> {
     let node = &cluster.node;
     let mut pipe = redis::pipe();
@@ -515,6 +498,10 @@ async fn write(
                 n += 2;
             }
             Op::Deliver { node: to, delivery } => {
+                if held.holds(&to) {
+                    held.hold(&to, delivery);
+                    continue;
+                }
                 pipe.cmd("PUBLISH")
                     .arg(keys::inbox(&to))
                     .arg(encode(&Inbox::Deliver(delivery.clone())));
@@ -540,36 +527,69 @@ async fn write(
         let results: Vec<RedisResult<Value>> = pipe.query_async(conn).await?;
         for (i, to, delivery) in publishes {
             if let Some(Ok(Value::Int(0))) = results.get(i) {
-                orphan(cluster, conn, &to, *delivery).await?;
+                if held.holds(&to) {
+                    held.hold(&to, delivery);
+                } else if let Orphan::Hold(rest) = orphan(cluster, conn, &to, delivery).await? {
+                    held.hold(&to, rest);
+                }
             }
         }
     }
     Ok(())
 }
 
+/// Deliveries held for nodes that stopped listening but whose liveness key has not
+/// expired yet (in the last moments of a drain, or just dead): per node, in
+/// order, re-tried every [`RETRY_PAUSE`] until they can be delivered or buffered,
+/// for at most a node TTL. Everything for such a node queues behind them, so one
+/// sender's messages keep their order.
+#[derive(Debug, Default)]
+struct Held(HashMap<Arc<str>, (Instant, VecDeque<Box<Delivery>>)>);
+
+impl Held {
+    fn hold(&mut self, node: &Arc<str>, d: Box<Delivery>) {
+        self.0
+            .entry(node.clone())
+            .or_insert_with(|| (Instant::now(), VecDeque::new()))
+            .1
+            .push_back(d);
+    }
+
+    fn holds(&self, node: &Arc<str>) -> bool {
+        self.0.contains_key(node)
+    }
+}
+
+/// What became of a delivery no node was subscribed for.
+enum Orphan {
+    Done,
+    /// Its node is silent but not expired: hold these targets (the rest is done).
+    Hold(Box<Delivery>),
+}
+
 /// A delivery that no node was subscribed for: its node drained or died. Each
 /// receiver's session is buffered in Redis if it awaits a resume, redirected if
-/// another node claimed it meanwhile, or refused.
+/// another node claimed it meanwhile, refused if it is gone; if the node has not
+/// expired yet, the rest is held.
 async fn orphan(
     cluster: &Arc<Cluster>,
     conn: &mut MultiplexedConnection,
     to: &Arc<str>,
-    d: Delivery,
-) -> RedisResult<()> {
+    mut d: Box<Delivery>,
+) -> RedisResult<Orphan> {
     let script = Script::new(keys::BUFFER_ORPHAN);
     let mut accepted = 0usize;
-    let mut unreachable = false;
     let mut redirected = false;
-    for sid in &d.t {
+    for k in 0..d.t.len() {
+        let sid = d.t[k].clone();
         let r: Vec<Value> = script
-            .key(keys::session_meta(sid))
-            .key(keys::session_replay(sid))
+            .key(keys::session_meta(&sid))
+            .key(keys::session_replay(&sid))
             .arg(d.b.get())
             .arg(cluster.settings.replay_messages)
             .invoke_async(conn)
             .await?;
-        let word = value_str(r.first());
-        match word.as_deref() {
+        match value_str(r.first()).as_deref() {
             Some("ok") => {
                 accepted += 1;
                 cluster
@@ -581,66 +601,79 @@ async fn orphan(
                 Some(owner) if *owner != **to => {
                     // Claimed by another node meanwhile: follow it there.
                     let mut moved = d.clone();
-                    moved.t = vec![sid.clone()];
-                    if !d.u {
+                    moved.t = vec![sid];
+                    if d.u {
+                        redirected = true;
+                    } else {
                         moved.s = None;
                         moved.i = None;
-                    } else {
-                        redirected = true;
                     }
                     let _ = cluster.ops.try_send(Op::Deliver {
                         node: owner.into(),
-                        delivery: Box::new(moved),
+                        delivery: moved,
                     });
                 }
-                _ if d.tries < max_tries(cluster) => {
-                    // Its node stopped listening but has not expired yet (stopping,
-                    // or just died): try again shortly, in order.
-                    let mut again = d.clone();
-                    again.t = vec![sid.clone()];
-                    again.tries += 1;
-                    if !d.u {
-                        again.s = None;
-                        again.i = None;
-                    } else {
-                        redirected = true;
-                    }
-                    let at = Instant::now() + RETRY_PAUSE;
-                    if cluster
-                        .retry
-                        .try_send((at, to.clone(), Box::new(again)))
-                        .is_err()
-                    {
-                        unreachable = true;
-                        redirected = false;
-                    }
+                _ => {
+                    d.t.drain(..k);
+                    return Ok(Orphan::Hold(d));
                 }
-                _ => unreachable = true,
             },
             _ => {}
         }
     }
     if let (Some(s), Some(i)) = (&d.s, &d.i) {
         if !redirected {
-            let error = if unreachable {
-                Some((
-                    "internal".to_owned(),
-                    "cluster: the peer's node is not reachable".to_owned(),
-                ))
-            } else if d.u && accepted == 0 {
-                Some(not_found_error())
-            } else {
-                None
-            };
+            let error = (d.u && accepted == 0).then(not_found_error);
             cluster.answered(s, i, error);
         }
     }
-    Ok(())
+    Ok(Orphan::Done)
 }
 
-/// Re-sends to a silent node for at most a node TTL (then its key has expired).
-fn max_tries(cluster: &Cluster) -> u32 {
-    (cluster.settings.node_ttl.as_millis() / RETRY_PAUSE.as_millis()) as u32 + 2
+/// Re-tries the held deliveries of every silent node, in order per node; those of
+/// a node still silent and unexpired well past its TTL are refused.
+async fn retry_held(
+    cluster: &Arc<Cluster>,
+    conn: &mut MultiplexedConnection,
+    held: &mut Held,
+) -> RedisResult<()> {
+    let nodes: Vec<Arc<str>> = held.0.keys().cloned().collect();
+    let give_up = cluster.settings.node_ttl + RETRY_PAUSE * 5;
+    for node in nodes {
+        let Some((since, mut queue)) = held.0.remove(&node) else {
+            continue;
+        };
+        while let Some(d) = queue.pop_front() {
+            // It may listen again (its subscription came back).
+            let listeners: i64 = redis::cmd("PUBLISH")
+                .arg(keys::inbox(&node))
+                .arg(encode(&Inbox::Deliver(d.clone())))
+                .query_async(conn)
+                .await?;
+            if listeners > 0 {
+                continue;
+            }
+            if let Orphan::Hold(rest) = orphan(cluster, conn, &node, d).await? {
+                queue.push_front(rest);
+                break;
+            }
+        }
+        if queue.is_empty() {
+            continue;
+        }
+        if since.elapsed() < give_up {
+            held.0.insert(node, (since, queue));
+            continue;
+        }
+        for d in queue {
+            if let (Some(s), Some(i)) = (&d.s, &d.i) {
+                cluster.stats.refused.fetch_add(1, Ordering::Relaxed);
+                let why = "cluster: the peer's node is not reachable".to_owned();
+                cluster.answered(s, i, Some(("internal".into(), why)));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn not_found_error() -> (String, String) {

@@ -125,10 +125,6 @@ pub struct Cluster {
     stop: watch::Sender<bool>,
     /// Set once the link task has left the cluster.
     exited: watch::Sender<bool>,
-    /// Deliveries to a node that is unsubscribed but not yet expired, re-sent in
-    /// order after a pause (a node stopping, or one that just died).
-    retry: mpsc::Sender<Retry>,
-    retry_rx: Mutex<Option<mpsc::Receiver<Retry>>>,
     stats: Stats,
 }
 
@@ -136,8 +132,6 @@ pub struct Cluster {
 type PendingKey = (Arc<str>, Box<str>);
 /// Where a handed-over session went, and when.
 type Tombstone = (Arc<str>, Instant);
-/// A delivery to re-send at an instant to a node.
-type Retry = (tokio::time::Instant, Arc<str>, Box<wire::Delivery>);
 
 #[derive(Debug)]
 struct Pending {
@@ -222,7 +216,6 @@ pub(crate) fn hub(config: Arc<ServerConfig>) -> Result<(Hub, Option<Arc<Cluster>
     let mut made = None;
     let hub = Hub::with_backplane(config, |weak| {
         let (ops, rx) = mpsc::channel(OP_QUEUE);
-        let (retry, retry_rx) = mpsc::channel(OP_QUEUE);
         let cluster = Arc::new_cyclic(|me| Cluster {
             me: me.clone(),
             node: node.clone(),
@@ -242,8 +235,6 @@ pub(crate) fn hub(config: Arc<ServerConfig>) -> Result<(Hub, Option<Arc<Cluster>
             query_conn: Mutex::new(None),
             stop: watch::channel(false).0,
             exited: watch::channel(false).0,
-            retry,
-            retry_rx: Mutex::new(Some(retry_rx)),
             stats: Stats::default(),
         });
         made = Some(cluster.clone());
@@ -252,7 +243,6 @@ pub(crate) fn hub(config: Arc<ServerConfig>) -> Result<(Hub, Option<Arc<Cluster>
     let cluster = made.expect("the backplane was made");
     info!(node = %cluster.node, "cluster mode: joining through Redis");
     tokio::spawn(link::run(cluster.clone()));
-    tokio::spawn(link::retry(cluster.clone()));
     Ok((hub, Some(cluster)))
 }
 
@@ -395,8 +385,8 @@ impl Cluster {
         // The link stops listening, writes what is queued, then removes the
         // liveness key: messages for this node's sessions meanwhile are retried by
         // their senders until they can be buffered in Redis.
-        let _ = self.stop.send(true);
         let mut exited = self.exited.subscribe();
+        self.stop.send_replace(true);
         let _ = tokio::time::timeout(Duration::from_secs(10), exited.wait_for(|e| *e)).await;
         info!(node = %self.node, "left the cluster");
     }
@@ -597,7 +587,6 @@ impl Backplane for Cluster {
                 b: body.clone(),
                 s: reply.map(|(s, _)| s.clone()),
                 i: id.clone(),
-                tries: 0,
             };
             self.stats.sent.fetch_add(1, Ordering::Relaxed);
             if self

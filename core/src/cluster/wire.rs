@@ -130,9 +130,6 @@ pub(crate) struct Delivery {
     pub s: Option<Arc<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub i: Option<Box<RawValue>>,
-    /// Re-sends so far to a node that was not listening (never on the wire).
-    #[serde(skip)]
-    pub tries: u32,
 }
 
 /// Serializes a message (only fails on non-string map keys, which these have none of).

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use super::outbox::{Fate, Outbox};
 use super::room::{Member, RemoteMember};
-use super::session::{Attached, Session};
+use super::session::{queue_resumed, Attached, Session};
 use super::{user_left_body, Hub, HubInner};
 use crate::protocol::{close, Frame, LeaveReason, ObjectWriter};
 
@@ -494,30 +494,17 @@ impl Hub {
                     conn_id: request.conn_id,
                     outbox: request.outbox.clone(),
                 });
-                let mut w = ObjectWriter::typed("resumed", 96);
-                w.str("sessionId", &session.id)
-                    .u64("replayed", frames.len() as u64);
-                request.outbox.push(Frame::from(w.finish()));
-                let n = frames.len();
-                for f in frames {
-                    request.outbox.push(f);
-                }
+                let n = queue_resumed(&request.outbox, &session.id, frames);
                 drop(st);
                 *slot = SlotState::Ready(session.clone(), n);
                 true
             }
             (SlotState::Waiting, None) => {
-                hub.metrics.resume_failures.fetch_add(1, Ordering::Relaxed);
-                let mut w = ObjectWriter::typed("error", 128);
-                w.str("code", "resume-failed").str(
-                    "message",
-                    &format!(
-                        "messages after seq {} are no longer buffered",
-                        request.last_seq
-                    ),
+                let why = format!(
+                    "messages after seq {} are no longer buffered",
+                    request.last_seq
                 );
-                request.outbox.push(Frame::from(w.finish()));
-                *slot = SlotState::Failed;
+                self.fail_slot(&mut slot, request, &why);
                 false
             }
             _ => false,
@@ -535,15 +522,20 @@ impl Hub {
     pub(crate) fn claim_failed(&self, request: &ClaimRequest, why: &str) {
         let mut slot = request.slot.lock();
         if matches!(*slot, SlotState::Waiting) {
-            self.inner
-                .metrics
-                .resume_failures
-                .fetch_add(1, Ordering::Relaxed);
-            let mut w = ObjectWriter::typed("error", 96 + why.len());
-            w.str("code", "resume-failed").str("message", why);
-            request.outbox.push(Frame::from(w.finish()));
-            *slot = SlotState::Failed;
+            self.fail_slot(&mut slot, request, why);
         }
+    }
+
+    /// Answers the waiting connection `resume-failed`; it keeps its fresh session.
+    fn fail_slot(&self, slot: &mut SlotState, request: &ClaimRequest, why: &str) {
+        self.inner
+            .metrics
+            .resume_failures
+            .fetch_add(1, Ordering::Relaxed);
+        let mut w = ObjectWriter::typed("error", 96 + why.len());
+        w.str("code", "resume-failed").str("message", why);
+        request.outbox.push(Frame::from(w.finish()));
+        *slot = SlotState::Failed;
     }
 }
 

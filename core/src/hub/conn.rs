@@ -13,7 +13,7 @@ use super::backplane::{ClaimRequest, ClaimSlot, ClaimState, MemberRecord, NodeTa
 use super::outbox::{Fate, Outbox};
 use super::rate::{RateLimiter, Verdict};
 use super::room::{Member, Room};
-use super::session::{Attached, Session, TooBig};
+use super::session::{queue_resumed, Attached, Session, TooBig};
 use super::{
     body_fields, random_id, random_uuid, room_info_body, user_joined_body, user_left_body, Hub,
     HubInner,
@@ -783,16 +783,7 @@ impl ConnCore {
             if let Some(bp) = self.hub.backplane() {
                 bp.session_away(&target.id, false);
             }
-            // Queued under the session lock: no live message can slip in between.
-            let mut w = ObjectWriter::typed("resumed", 96);
-            w.str("sessionId", &target.id)
-                .u64("replayed", frames.len() as u64);
-            self.outbox.push(Frame::from(w.finish()));
-            let n = frames.len();
-            for f in frames {
-                self.outbox.push(f);
-            }
-            n
+            queue_resumed(&self.outbox, &target.id, frames)
         };
         self.took_over(target, replayed);
         Ok(())

@@ -95,6 +95,21 @@ impl Session {
     }
 }
 
+/// Queues `resumed` and then the replayed frames on `outbox`; returns how many
+/// were replayed. Called under the session's lock, so no live message slips in
+/// between.
+pub(crate) fn queue_resumed(outbox: &Outbox, session_id: &str, frames: Vec<Frame>) -> usize {
+    let mut w = crate::protocol::ObjectWriter::typed("resumed", 96);
+    w.str("sessionId", session_id)
+        .u64("replayed", frames.len() as u64);
+    outbox.push(Frame::from(w.finish()));
+    let n = frames.len();
+    for f in frames {
+        outbox.push(f);
+    }
+    n
+}
+
 /// A frame that would exceed the size limit was not delivered.
 #[derive(Debug)]
 pub(crate) struct TooBig;
@@ -133,6 +148,18 @@ impl SessionState {
         // before them fails with `resume-failed` instead of leaving a silent gap.
         self.replay_bytes += frame.len();
         self.replay.push_back(frame.clone());
+        self.trim_to_bounds();
+        if let Some((id, backplane)) = &self.mirror {
+            backplane.mirror(id, seq, &frame, self.first_seq);
+        }
+        if let Some(a) = &self.attached {
+            a.outbox.push(frame);
+        }
+        Some(seq)
+    }
+
+    /// Drops the oldest buffered frames beyond the message and byte bounds.
+    fn trim_to_bounds(&mut self) {
         while self.replay.len() > self.bounds.messages || self.replay_bytes > self.bounds.bytes {
             match self.replay.pop_front() {
                 Some(f) => {
@@ -142,13 +169,6 @@ impl SessionState {
                 None => break,
             }
         }
-        if let Some((id, backplane)) = &self.mirror {
-            backplane.mirror(id, seq, &frame, self.first_seq);
-        }
-        if let Some(a) = &self.attached {
-            a.outbox.push(frame);
-        }
-        Some(seq)
     }
 
     /// Mirrors every frame buffered from now on to the cluster.
@@ -167,15 +187,7 @@ impl SessionState {
             self.replay_bytes += f.len();
             self.replay.push_back(f);
         }
-        while self.replay.len() > self.bounds.messages || self.replay_bytes > self.bounds.bytes {
-            match self.replay.pop_front() {
-                Some(f) => {
-                    self.replay_bytes -= f.len();
-                    self.first_seq += 1;
-                }
-                None => break,
-            }
-        }
+        self.trim_to_bounds();
         for id in seen {
             self.remember_id(id);
         }

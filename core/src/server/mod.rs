@@ -299,7 +299,8 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     drop(listener);
     // Anything still running outlived the drain: abort it (its session goes away).
     tasks.shutdown().await;
-    let _ = shared.stopped.send(true);
+    // `send_replace`: stored even while nobody waits yet (a `send` would be lost).
+    shared.stopped.send_replace(true);
 }
 
 /// Releases a connection's admission slots when the connection ends.
