@@ -309,7 +309,9 @@ export class SignalingClient {
         const g = globalThis;
         if (typeof g.addEventListener === 'function')
             g.addEventListener('online', this.onOnline);
-        this.connect();
+        // On the next microtask, so that handlers attached right after construction
+        // see the first `connecting`.
+        queueMicrotask(() => void this.connect());
     }
     // -- public API -----------------------------------------------------------
     /** Joins a room; resolves with its `room-info`, or rejects with `room-full`, `user-id-taken`, … */

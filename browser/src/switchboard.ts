@@ -591,7 +591,9 @@ export class SignalingClient {
 
     const g = globalThis as { addEventListener?: (t: string, f: () => void) => void };
     if (typeof g.addEventListener === 'function') g.addEventListener('online', this.onOnline);
-    this.connect();
+    // On the next microtask, so that handlers attached right after construction
+    // see the first `connecting`.
+    queueMicrotask(() => void this.connect());
   }
 
   // -- public API -----------------------------------------------------------
