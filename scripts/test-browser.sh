@@ -14,7 +14,7 @@ if [ ! -x /usr/bin/chromium ]; then
   say "installing chromium"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
-  apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core
+  apt-get install -y -q chromium
 fi
 
 say "npm ci (browser)"
