@@ -524,10 +524,8 @@ export class SignalingClient {
         this.timers[name] = null;
     }
     clearTimers() {
-        for (const name of Object.keys(this.timers))
-            this.clearTimer(name);
-        if (this.timers.ping !== null)
-            clearInterval(this.timers.ping);
+        this.stopServing();
+        this.clearTimer('reconnect');
     }
     async connect() {
         if (this.closeRequested)

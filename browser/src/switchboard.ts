@@ -824,8 +824,8 @@ export class SignalingClient {
   }
 
   private clearTimers(): void {
-    for (const name of Object.keys(this.timers) as (keyof SignalingClient['timers'])[]) this.clearTimer(name);
-    if (this.timers.ping !== null) clearInterval(this.timers.ping);
+    this.stopServing();
+    this.clearTimer('reconnect');
   }
 
   private async connect(): Promise<void> {

@@ -181,15 +181,15 @@ describe('browser client in Chromium', { timeout: 120000 }, () => {
       await waitConnected(b.page, 'a');
       const ufragBefore = (await b.page.evaluate(() => window.sb.peerState('a'))).remoteUfrag;
 
-      // Cut every connection through the proxy, and refuse new ones for a while.
-      const refuse = setInterval(() => proxy.cut(), 20);
+      // Cut a's connection, and refuse new ones for a while.
+      proxy.refuse(true);
       proxy.cut();
       await waitInPage(a.page, () => window.sb.events.some((e) => e.type === 'reconnecting'), null, { what: 'a noticing the cut' });
       // While a is away: b's messages are acknowledged (buffered for a), a's are queued.
       await b.page.evaluate((n) => Promise.all(Array.from({ length: n }, (_, i) => window.sb.client.send('a', { n: i, from: 'b' }))), N);
       const aSends = a.page.evaluate((n) => Promise.all(Array.from({ length: n }, (_, i) => window.sb.client.send('b', { n: i, from: 'a' }))), N);
       assert.ok((await a.page.evaluate(() => window.sb.client.pending)) >= N, 'a queues while offline');
-      clearInterval(refuse);
+      proxy.refuse(false);
 
       await aSends; // every one acknowledged after the resume
       await waitInPage(a.page, (n) => window.sb.messages.length >= n, N, { what: "b's messages at a" });
@@ -225,6 +225,43 @@ describe('browser client in Chromium', { timeout: 120000 }, () => {
     } finally {
       await closeAll(a, b);
       await proxy.close();
+    }
+  });
+
+  test('a session that expired while away is re-joined (rejoined) and the call is renegotiated', async () => {
+    // A server of its own with a short resume window.
+    const shortWindow = await startServer(['--resume-window-ms', '800']);
+    const proxy = await startProxy(shortWindow.port);
+    const room = newRoom('expire');
+    const url = `ws://127.0.0.1:${proxy.port}${shortWindow.wsPath}`;
+    const a = await participant(room, { userId: 'a', url, media: false });
+    const b = await participant(room, { userId: 'b', url: shortWindow.wsUrl, media: false });
+    try {
+      await waitConnected(a.page, 'b');
+      await waitConnected(b.page, 'a');
+      proxy.refuse(true);
+      proxy.cut();
+      // The window passes: b is told a left for good.
+      await waitInPage(b.page, () => window.sb.events.some((e) => e.type === 'user-left' && e.userId === 'a' && e.reason === 'timeout'), null, { what: 'user-left (timeout) at b' });
+      await waitInPage(b.page, () => window.sb.peers().length === 0, null, { what: 'b closing its connection to a' });
+      const queued = a.page.evaluate(() => window.sb.client.send('b', { n: 'queued while away' }));
+      proxy.refuse(false);
+
+      await waitInPage(a.page, () => window.sb.events.some((e) => e.type === 'rejoined'), null, { what: 'rejoined at a' });
+      const aEvents = await a.page.evaluate(() => window.sb.events);
+      assert.ok(aEvents.some((e) => e.type === 'error' && e.code === 'resume-failed'), 'the server refused the resume');
+      assert.deepEqual(aEvents.find((e) => e.type === 'rejoined').rooms, [room]);
+      assert.ok(!aEvents.some((e) => e.type === 'resumed'), 'no resume: the session was gone');
+      await queued; // never written on the lost session: sent after the re-join
+      await waitInPage(b.page, () => window.sb.messages.some((m) => m.n === 'queued while away'), null, { what: 'the queued message at b' });
+      await waitInPage(b.page, () => window.sb.events.some((e) => e.type === 'user-joined' && e.userId === 'a'), null, { what: 'user-joined at b' });
+      await waitConnected(a.page, 'b');
+      await waitConnected(b.page, 'a');
+      await dcRoundTrip(a, b, 'after the re-join');
+    } finally {
+      await closeAll(a, b);
+      await proxy.close();
+      await shortWindow.stop();
     }
   });
 

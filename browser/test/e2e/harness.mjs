@@ -41,7 +41,10 @@ export async function startServer(extraArgs = []) {
     return { wsUrl: process.env.SWITCHBOARD_URL, ...origins(process.env.SWITCHBOARD_URL), stop: async () => {} };
   }
   const bin = process.env.SWITCHBOARD_BIN || path.join(repoRoot, 'target/debug/switchboard');
-  const child = spawn(bin, ['--listen', '127.0.0.1:0', '--demo', ...extraArgs], { stdio: ['ignore', 'pipe', 'inherit'] });
+  fs.mkdirSync(path.join(repoRoot, 'target', 'e2e'), { recursive: true });
+  const log = fs.openSync(path.join(repoRoot, 'target', 'e2e', 'extra-server.log'), 'a');
+  const child = spawn(bin, ['--listen', '127.0.0.1:0', '--demo', ...extraArgs], { stdio: ['ignore', 'pipe', log] });
+  fs.closeSync(log);
   const wsUrl = await new Promise((resolve, reject) => {
     let out = '';
     child.stdout.on('data', (d) => {
@@ -56,7 +59,15 @@ export async function startServer(extraArgs = []) {
     ...origins(wsUrl),
     stop: () =>
       new Promise((resolve) => {
-        child.once('exit', resolve);
+        // A graceful drain takes at most the drain timeout (10 s); never hang on it.
+        const kill = setTimeout(() => {
+          console.log('warning: the server did not stop 12 s after SIGTERM; killing it');
+          child.kill('SIGKILL');
+        }, 12000);
+        child.once('exit', () => {
+          clearTimeout(kill);
+          resolve();
+        });
         child.kill('SIGTERM');
       }),
   };
@@ -138,14 +149,20 @@ export async function waitConnected(page, peerId, opts = {}) {
 }
 
 /**
- * A TCP proxy on 127.0.0.1 in front of the server: `cut()` destroys every
+ * A TCP proxy on 127.0.0.1 in front of the server: `cut()` resets every
  * connection through it (no WebSocket close frame: the server keeps the session
- * away, the client sees 1006), `stall()`/`release()` stop and restart forwarding.
+ * away, the client sees 1006), `refuse()` resets new ones, `stall()`/`release()`
+ * stop and restart forwarding.
  */
 export async function startProxy(targetPort) {
   const pairs = new Set();
   let stalled = false;
+  let refusing = false;
   const server = net.createServer((client) => {
+    if (refusing) {
+      client.resetAndDestroy();
+      return;
+    }
     const upstream = net.connect(targetPort, '127.0.0.1');
     const pair = { client, upstream };
     pairs.add(pair);
@@ -176,6 +193,10 @@ export async function startProxy(targetPort) {
         upstream.resetAndDestroy();
       }
       pairs.clear();
+    },
+    /** While on, new connections are reset at once (the server looks unreachable). */
+    refuse(on) {
+      refusing = on;
     },
     stall() {
       stalled = true;
