@@ -752,9 +752,11 @@ export class SignalingClient {
             this.emit({ ...msg, restored });
             this.established('resumed');
         }
-        else if (msg.type === 'error') {
-            // `resume-failed` (or anything refusing the resume): the session of this
-            // connection's `connected` is ours now, and its first message is this error.
+        else if (msg.type === 'error' && msg.code !== 'unauthorized') {
+            // `resume-failed` (or anything else refusing the resume): the session of
+            // this connection's `connected` is ours now, and its first message is this
+            // error. (`unauthorized` answers the `auth` message; the 4401 close follows
+            // and the old session stays ours to resume with a new token.)
             this.restored = false;
             this.adopt();
             this.acceptSeq(msg.seq);

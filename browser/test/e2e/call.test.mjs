@@ -302,6 +302,38 @@ describe('browser client in Chromium', { timeout: 120000 }, () => {
     }
   });
 
+  test('with auth on, the token goes in the first message; a wrong one is refused for good', async () => {
+    const authServer = await startServer(['--auth-tokens', 'tok-ann:ann,tok-bo:bo']);
+    const room = newRoom('auth');
+    const people = [];
+    try {
+      for (const token of ['tok-ann', 'tok-bo']) {
+        const page = await openTestPage(browser, authServer);
+        const joined = await page.evaluate((config) => window.sb.start(config), { url: authServer.wsUrl, room, media: false, clientOptions: { token } });
+        people.push({ page, userId: joined.userId });
+      }
+      assert.deepEqual(people.map((p) => p.userId), ['ann', 'bo'], 'the user ids come from the tokens');
+      await waitConnected(people[0].page, 'bo');
+      await waitConnected(people[1].page, 'ann');
+
+      const intruder = await openTestPage(browser, authServer);
+      people.push({ page: intruder });
+      const outcome = await intruder.evaluate((config) => window.sb.start(config).catch((e) => ({ error: e.code })), {
+        url: authServer.wsUrl,
+        room,
+        media: false,
+        clientOptions: { token: 'forged' },
+      });
+      assert.deepEqual(outcome, { error: 'closed' });
+      const closed = await intruder.evaluate(() => window.sb.events.find((e) => e.type === 'closed'));
+      assert.equal(closed.code, 4401);
+      assert.ok(!(await people[0].page.evaluate(() => window.sb.events.some((e) => e.type === 'user-joined' && e.userId !== 'bo'))));
+    } finally {
+      await closeAll(...people);
+      await authServer.stop();
+    }
+  });
+
   test('the demo page: two participants in a video call with chat (screenshot saved)', async () => {
     const room = newRoom('demo');
     const pages = [];

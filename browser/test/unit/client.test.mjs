@@ -367,6 +367,32 @@ describe('resume', () => {
   });
 });
 
+describe('auth', () => {
+  test('a refused token during a resume keeps the old session for the next attempt', async () => {
+    mock.method(Math, 'random', () => 0);
+    let n = 0;
+    const { c } = await client({ token: () => `t${++n}` });
+    await flush();
+    FakeWebSocket.last.accept('s1');
+    FakeWebSocket.last.drop();
+    mock.timers.tick(0);
+    await flush();
+    const ws = FakeWebSocket.last;
+    ws.accept('s-fresh');
+    assert.equal(ws.sentOf('resume')[0].sessionId, 's1');
+    ws.receive({ type: 'error', code: 'unauthorized', message: 'token expired' });
+    ws.drop(4401, 'token expired');
+    mock.timers.tick(0);
+    await flush();
+    const ws3 = FakeWebSocket.last;
+    ws3.accept('s-fresh-2');
+    assert.deepEqual(ws3.sent.map((m) => m.type), ['auth', 'resume']);
+    assert.equal(ws3.sentOf('resume')[0].sessionId, 's1', 'still the old session');
+    assert.equal(ws3.sent[0].token, 't3');
+    await c.close();
+  });
+});
+
 describe('close and reload', () => {
   test('close() writes what is queued, waits for its ack, closes with 1000; later sends fail', async () => {
     const { c, events, ws } = await joined();
