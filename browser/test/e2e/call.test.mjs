@@ -42,8 +42,8 @@ after(async () => {
 });
 
 /** Opens a test page and starts a participant in it. */
-async function participant(room, { userId, url = server.wsUrl, media = true, clientOptions } = {}) {
-  const page = await openTestPage(browser, server);
+async function participant(room, { userId, srv = server, url = srv.wsUrl, media = true, clientOptions } = {}) {
+  const page = await openTestPage(browser, srv);
   const joined = await page.evaluate((config) => window.sb.start(config), { url, userId, room, media, clientOptions });
   return { page, userId: joined.userId, peersAtJoin: joined.peers };
 }
@@ -61,6 +61,16 @@ async function dcRoundTrip(a, b, text) {
   await b.page.evaluate(([id, t]) => window.sb.sendDc(id, t), [a.userId, `${text} from ${b.userId}`]);
   await waitInPage(b.page, ([id, t]) => window.sb.dcReceived[id]?.includes(t), [a.userId, `${text} from ${a.userId}`], { what: `"${text}" at ${b.userId}` });
   await waitInPage(a.page, ([id, t]) => window.sb.dcReceived[id]?.includes(t), [b.userId, `${text} from ${b.userId}`], { what: `"${text}" at ${a.userId}` });
+}
+
+/** `aId` joins through a TCP proxy (which the test can cut or stall), `bId` directly; resolves once their call is up. */
+async function proxiedPair(srv, room, [aId, bId], options = {}) {
+  const proxy = await startProxy(srv.port);
+  const a = await participant(room, { ...options, srv, userId: aId, url: `ws://127.0.0.1:${proxy.port}${srv.wsPath}` });
+  const b = await participant(room, { ...options, srv, userId: bId });
+  await waitConnected(a.page, bId);
+  await waitConnected(b.page, aId);
+  return { proxy, a, b };
 }
 
 async function closeAll(...participants) {
@@ -170,15 +180,9 @@ describe('browser client in Chromium', { timeout: 120000 }, () => {
   });
 
   test('a cut connection resumes without losing a message, and the call survives', async () => {
-    const room = newRoom('cut');
-    const proxy = await startProxy(server.port);
-    const proxiedUrl = `ws://127.0.0.1:${proxy.port}${server.wsPath}`;
-    const a = await participant(room, { userId: 'a', url: proxiedUrl });
-    const b = await participant(room, { userId: 'b' });
+    const { proxy, a, b } = await proxiedPair(server, newRoom('cut'), ['a', 'b']);
     const N = 30;
     try {
-      await waitConnected(a.page, 'b');
-      await waitConnected(b.page, 'a');
       const ufragBefore = (await b.page.evaluate(() => window.sb.peerState('a'))).remoteUfrag;
 
       // Cut a's connection, and refuse new ones for a while.
@@ -231,14 +235,9 @@ describe('browser client in Chromium', { timeout: 120000 }, () => {
   test('a session that expired while away is re-joined (rejoined) and the call is renegotiated', async () => {
     // A server of its own with a short resume window.
     const shortWindow = await startServer(['--resume-window-ms', '800']);
-    const proxy = await startProxy(shortWindow.port);
     const room = newRoom('expire');
-    const url = `ws://127.0.0.1:${proxy.port}${shortWindow.wsPath}`;
-    const a = await participant(room, { userId: 'a', url, media: false });
-    const b = await participant(room, { userId: 'b', url: shortWindow.wsUrl, media: false });
+    const { proxy, a, b } = await proxiedPair(shortWindow, room, ['a', 'b'], { media: false });
     try {
-      await waitConnected(a.page, 'b');
-      await waitConnected(b.page, 'a');
       proxy.refuse(true);
       proxy.cut();
       // The window passes: b is told a left for good.
@@ -266,14 +265,8 @@ describe('browser client in Chromium', { timeout: 120000 }, () => {
   });
 
   test('glare: both sides offer at once and the call still connects', async () => {
-    const room = newRoom('glare');
-    const proxy = await startProxy(server.port);
-    const proxiedUrl = `ws://127.0.0.1:${proxy.port}${server.wsPath}`;
-    const first = await participant(room, { userId: 'first', url: proxiedUrl, media: false });
-    const second = await participant(room, { userId: 'second', media: false });
+    const { proxy, a: first, b: second } = await proxiedPair(server, newRoom('glare'), ['first', 'second'], { media: false });
     try {
-      await waitConnected(first.page, 'second');
-      await waitConnected(second.page, 'first');
       // Hold first's signaling, so both offers are out before either arrives.
       proxy.stall();
       await first.page.evaluate(() => window.sb.renegotiate('second'));
@@ -307,11 +300,7 @@ describe('browser client in Chromium', { timeout: 120000 }, () => {
     const room = newRoom('auth');
     const people = [];
     try {
-      for (const token of ['tok-ann', 'tok-bo']) {
-        const page = await openTestPage(browser, authServer);
-        const joined = await page.evaluate((config) => window.sb.start(config), { url: authServer.wsUrl, room, media: false, clientOptions: { token } });
-        people.push({ page, userId: joined.userId });
-      }
+      for (const token of ['tok-ann', 'tok-bo']) people.push(await participant(room, { srv: authServer, media: false, clientOptions: { token } }));
       assert.deepEqual(people.map((p) => p.userId), ['ann', 'bo'], 'the user ids come from the tokens');
       await waitConnected(people[0].page, 'bo');
       await waitConnected(people[1].page, 'ann');
