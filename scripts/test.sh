@@ -38,5 +38,6 @@ run_suite() {
   "./scripts/$2"
 }
 # (suites are added here, one line each)
+run_suite "browser client, demo page, Chromium end-to-end" test-browser.sh
 
 say "all tests passed"
