@@ -862,3 +862,69 @@ async fn hub_owns_the_auth_timeout_and_the_expiry() {
     assert_eq!(left.last().unwrap()["reason"], "closed");
     assert!(carol.close_request().is_none(), "no expiry: never closed");
 }
+
+/// A peer on another node (what a cluster backplane announces).
+fn remote(user: &str, session: &str, order: u64) -> RemoteMember {
+    RemoteMember {
+        user_id: user.into(),
+        session_id: session.into(),
+        node: "n2".into(),
+        display_name: Some("Remote".into()),
+        metadata: Some(r#"{"k":1}"#.into()),
+        order,
+    }
+}
+
+#[tokio::test]
+async fn remote_members_appear_in_room_info_and_come_and_go_with_events() {
+    let hub = hub_with(config());
+    let mut a = Peer::joined(&hub, "r", "alice");
+    // Announced twice (the second time as a hand-over): listed once, told once.
+    hub.remote_joined("r", remote("bob", "s-bob", 5));
+    hub.remote_joined("r", remote("bob", "s-bob", 5));
+    let got = a.recv();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        (got[0]["type"].as_str(), got[0]["userId"].as_str()),
+        (Some("user-joined"), Some("bob"))
+    );
+    assert_eq!(got[0]["displayName"], "Remote");
+    assert_eq!(got[0]["metadata"], json!({"k":1}));
+    assert_eq!(hub.peers("r").unwrap().len(), 2);
+
+    // A newcomer sees both, in join order; capacity counts the remote one.
+    let mut c = Peer::new(&hub);
+    c.send(json!({"type":"join","roomId":"r","userId":"carol"}));
+    let info = c.recv().pop().unwrap();
+    assert_eq!(info["users"], json!(["alice", "bob"]));
+    assert_eq!(info["peers"][1]["userId"], "bob");
+    // A user id held on another node is taken.
+    let mut d = Peer::new(&hub);
+    d.send(json!({"type":"join","roomId":"r","userId":"bob"}));
+    assert_eq!(d.recv().pop().unwrap()["code"], "user-id-taken");
+
+    hub.remote_left("r", "s-bob", LeaveReason::Timeout);
+    let left = a.recv();
+    assert_eq!(left.last().unwrap()["type"], "user-left");
+    assert_eq!(left.last().unwrap()["reason"], "timeout");
+    assert_eq!(hub.peers("r").unwrap().len(), 2, "alice and carol");
+
+    // A room known only through remote members is listed, and goes with them.
+    hub.remote_joined("far", remote("x", "s-x", 1));
+    assert!(hub.rooms().iter().any(|r| r.room_id == "far"));
+    hub.remote_left("far", "s-x", LeaveReason::Leave);
+    assert!(hub.peers("far").is_none());
+}
+
+#[tokio::test]
+async fn room_capacity_counts_remote_members() {
+    let hub = hub_with(ServerConfig {
+        max_room_size: 2,
+        ..config()
+    });
+    let _a = Peer::joined(&hub, "r", "alice");
+    hub.remote_joined("r", remote("bob", "s-bob", 5));
+    let mut c = Peer::new(&hub);
+    c.send(json!({"type":"join","roomId":"r","userId":"carol"}));
+    assert_eq!(c.recv().pop().unwrap()["code"], "room-full");
+}
