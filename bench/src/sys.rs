@@ -155,14 +155,7 @@ impl ServerProc {
         if prog.contains('/') && !Path::new(prog).exists() {
             return Err(format!("{prog} not found"));
         }
-        let mut cmd = match pin_cpu {
-            Some(cpu) if taskset_available() => {
-                let mut c = Command::new("taskset");
-                c.arg("-c").arg(cpu.to_string()).arg(prog);
-                c
-            }
-            _ => Command::new(prog),
-        };
+        let mut cmd = pinned(prog, pin_cpu);
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -344,14 +337,7 @@ impl RedisProc {
         let Some((prog, args)) = words.split_first() else {
             return Err("empty redis command".into());
         };
-        let mut c = match pin_cpu {
-            Some(cpu) if taskset_available() => {
-                let mut c = Command::new("taskset");
-                c.arg("-c").arg(cpu.to_string()).arg(prog);
-                c
-            }
-            _ => Command::new(prog),
-        };
+        let mut c = pinned(prog, pin_cpu);
         c.args(args)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
@@ -460,6 +446,18 @@ impl Servers {
             .map(ServerProc::stderr_tail)
             .collect::<Vec<_>>()
             .join(" || ")
+    }
+}
+
+/// `prog`, under `taskset -c CPU` when pinning is asked for and available.
+fn pinned(prog: &str, pin_cpu: Option<usize>) -> Command {
+    match pin_cpu {
+        Some(cpu) if taskset_available() => {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg(cpu.to_string()).arg(prog);
+            c
+        }
+        _ => Command::new(prog),
     }
 }
 

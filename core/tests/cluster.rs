@@ -400,6 +400,20 @@ async fn resume(url: &str, session: &(String, String), last_seq: u64) -> (Ws, Va
     (ws, answer)
 }
 
+/// Redis, nodes a and b (`b_args` for b), alice on a and bob on b in "room",
+/// each knowing the other.
+async fn two_nodes_one_room(b_args: &[&str]) -> (Redis, Node, Node, Peer, Peer) {
+    let redis = Redis::start();
+    let (a, b) = (Node::start(&redis, &[]), Node::start(&redis, b_args));
+    a.ready().await;
+    b.ready().await;
+    let mut alice = Peer::join(&a.url, "room", "alice").await;
+    let mut bob = Peer::join(&b.url, "room", "bob").await;
+    alice.knows(&["bob"]).await;
+    bob.knows(&["alice"]).await;
+    (redis, a, b, alice, bob)
+}
+
 fn sequential(got: &[u64], from: u64) {
     let want: Vec<u64> = (from..from + got.len() as u64).collect();
     assert_eq!(got, want, "lost, doubled or reordered messages");
@@ -473,14 +487,7 @@ async fn peers_on_two_nodes_share_a_room_and_exchange_1000_messages_each_way() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_peer_resumes_on_another_node_with_an_exact_replay() {
-    let redis = Redis::start();
-    let (a, b) = (Node::start(&redis, &[]), Node::start(&redis, &[]));
-    a.ready().await;
-    b.ready().await;
-    let mut alice = Peer::join(&a.url, "room", "alice").await;
-    let mut bob = Peer::join(&b.url, "room", "bob").await;
-    alice.knows(&["bob"]).await;
-    bob.knows(&["alice"]).await;
+    let (_redis, a, _b, mut alice, mut bob) = two_nodes_one_room(&[]).await;
 
     // Bob reads two of five, then his connection is cut.
     alice.send_many("bob", "m", 0..5).await;
@@ -595,15 +602,8 @@ async fn a_killed_node_its_peers_leave_after_the_ttl_unless_they_resume_elsewher
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_draining_node_hands_its_clients_over_without_loss() {
-    let redis = Redis::start();
-    let a = Node::start(&redis, &[]);
-    let mut b = Node::start(&redis, &["--drain-retry-after-ms", "100"]);
-    a.ready().await;
-    b.ready().await;
-    let mut alice = Peer::join(&a.url, "room", "alice").await;
-    let mut bob = Peer::join(&b.url, "room", "bob").await;
-    alice.knows(&["bob"]).await;
-    bob.knows(&["alice"]).await;
+    let (_redis, a, mut b, mut alice, mut bob) =
+        two_nodes_one_room(&["--drain-retry-after-ms", "100"]).await;
 
     alice.send_many("bob", "m", 0..20).await;
     alice.collect("m", 0..20, "bob", 0).await;
