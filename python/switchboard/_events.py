@@ -70,12 +70,12 @@ class EventStream:
             if feed is None:
                 return None
             self._ready.clear()
-            batch = feed.drain()
-            if batch is None:
+            drained = feed.drain()
+            if drained is None:
                 self.close()
                 return None
-            if batch:
-                return batch
+            if drained:
+                return drained
             await self._ready.wait()
 
     @property

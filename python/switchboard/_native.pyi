@@ -2,9 +2,29 @@
 import asyncio
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple, Union
 
+from typing_extensions import final
+
+__all__ = [
+    "AuthReply",
+    "Event",
+    "EventFeed",
+    "NativeClient",
+    "NativeHub",
+    "RouteConnection",
+    "ServerOptions",
+    "TokenReply",
+    "EVENT_TYPES",
+    "__version__",
+    "connect_client",
+    "create_hub",
+    "kinds_mask",
+    "start_server",
+]
+
 __version__: str
 EVENT_TYPES: List[str]
 
+@final
 class Event:
     """One event: ``type`` is the protocol's type string, ``data`` the message."""
 
@@ -18,10 +38,11 @@ class Event:
     def user_id(self) -> Optional[str]: ...
     @property
     def sender(self) -> Optional[str]: ...
-    def __getitem__(self, key: str) -> Any: ...
-    def __contains__(self, key: str) -> bool: ...
+    def __getitem__(self, key: str, /) -> Any: ...
+    def __contains__(self, key: str, /) -> bool: ...
     def get(self, key: str, default: Any = None) -> Any: ...
 
+@final
 class EventFeed:
     def start(self, event_loop: asyncio.AbstractEventLoop, callback: Callable[[], Any]) -> None: ...
     def drain(self) -> Optional[List[Event]]: ...
@@ -30,6 +51,7 @@ class EventFeed:
     def missed(self) -> int: ...
     def close(self) -> None: ...
 
+@final
 class ServerOptions:
     def __new__(cls, **options: Any) -> ServerOptions: ...
     @property
@@ -45,6 +67,7 @@ class ServerOptions:
     @property
     def auth(self) -> bool: ...
 
+@final
 class RouteConnection:
     @property
     def client_id(self) -> str: ...
@@ -53,6 +76,7 @@ class RouteConnection:
     def next_batch(self) -> Awaitable[Union[List[str], Tuple[int, str]]]: ...
     def finish(self, client_close: Optional[int] = None) -> None: ...
 
+@final
 class NativeHub:
     @property
     def url(self) -> Optional[str]: ...
@@ -71,6 +95,7 @@ class NativeHub:
         self, ip: Optional[str] = None, origin: Optional[str] = None
     ) -> Tuple[int, Optional[RouteConnection]]: ...
 
+@final
 class NativeClient:
     def join(self, room_id: str) -> Awaitable[Dict[str, Any]]: ...
     def leave(self, room_id: str) -> Awaitable[None]: ...
@@ -93,9 +118,11 @@ class NativeClient:
     @property
     def pending(self) -> int: ...
 
+@final
 class TokenReply:
     def __call__(self, token: Optional[str], error: Optional[str] = None) -> None: ...
 
+@final
 class AuthReply:
     def __call__(self, identity: Any) -> None: ...
 

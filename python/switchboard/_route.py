@@ -23,8 +23,13 @@ log = logging.getLogger("switchboard")
 SUBPROTOCOL = "webrtc-signaling"
 # How long to wait for the client's answer to our close frame.
 CLOSE_GRACE = 2.0
-# Close codes that mean "no close frame": the session stays resumable.
-_NO_CLOSE_FRAME = {1006}
+# Disconnect codes treated as "no close frame" (the session stays resumable).
+# ASGI servers report a lost TCP connection as 1005 (uvicorn, hypercorn) or 1006,
+# and their own shutdown as 1012; a close frame without a status code is also
+# 1005, indistinguishable here, so route mode treats it as a lost connection too.
+# Clients that leave for good close with 1000 or 1001 (all Switchboard clients
+# do) or send `leave`.
+_NO_CLOSE_FRAME = {1005, 1006, 1012}
 
 
 async def _deny(websocket: Any, status: int) -> None:

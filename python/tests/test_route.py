@@ -61,7 +61,7 @@ async def test_route_mode_relays_between_rust_and_plain_clients() -> None:
             await ws.send(json.dumps({"type": "candidate", "to": "alice", "candidate": {"c": 1}}))
             assert (await next_event(ae, "candidate"))["candidate"] == {"c": 1}
 
-            await ws.send(json.dumps({"type": "offer", "to": "ghost", "id": "x"}))
+            await ws.send(json.dumps({"type": "offer", "to": "ghost", "sdp": {}, "id": "x"}))
             err = await ws_recv(ws, "error")
             assert err["code"] == "peer-not-found" and err["ref"] == "x"
 
