@@ -92,8 +92,13 @@ class NativeHub:
     def peers(self, room_id: str) -> Optional[List[Dict[str, Any]]]: ...
     def shutdown(self) -> Awaitable[None]: ...
     def open_route(
-        self, ip: Optional[str] = None, origin: Optional[str] = None
-    ) -> Tuple[int, Optional[RouteConnection]]: ...
+        self,
+        ip: Optional[str] = None,
+        origin: Optional[str] = None,
+        path: str = ...,
+        query: Optional[str] = None,
+        authorization: Optional[str] = None,
+    ) -> Awaitable[Tuple[int, Optional[RouteConnection]]]: ...
 
 @final
 class NativeClient:

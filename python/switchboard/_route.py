@@ -2,7 +2,9 @@
 port, middleware and dependencies apply. A receive loop feeds ``handle_text``; a
 send loop drains the connection's bounded outbox; close codes pass through both
 ways. Admission follows PROTOCOL.md section 2 (origin 403, per-IP 429, capacity
-or draining 503) before the WebSocket is accepted.
+or draining 503, then the handshake token ``?token=`` or ``Authorization:
+Bearer``: 401) before the WebSocket is accepted; the core checks the token (static
+table, JWT or the ``authenticate`` hook), so both modes authenticate alike.
 
 Liveness: an ASGI app can not send WebSocket pings; the ASGI server does (uvicorn
 ``--ws-ping-interval``/``--ws-ping-timeout``, 20 s each by default) and reports a
@@ -49,8 +51,11 @@ async def _deny(websocket: Any, status: int) -> None:
 async def serve(hub: _native.NativeHub, write_timeout: float, websocket: Any) -> None:
     client = getattr(websocket, "client", None)
     ip = client.host if client is not None else None
-    origin = websocket.headers.get("origin")
-    status, conn = hub.open_route(ip, origin)
+    headers = websocket.headers
+    url = websocket.url
+    status, conn = await hub.open_route(
+        ip, headers.get("origin"), url.path, url.query or None, headers.get("authorization")
+    )
     if conn is None:
         await _deny(websocket, status)
         return

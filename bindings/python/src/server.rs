@@ -15,7 +15,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 use switchboard::hub::{ConnectInfo, Connection, Next};
 use switchboard::protocol::{close, Frame};
-use switchboard::{AuthConfig, Hub, JwtConfig, Server, ServerConfig, ServerHandle};
+use switchboard::auth::token_from_request;
+use switchboard::{AuthConfig, AuthRequest, Hub, JwtConfig, Server, ServerConfig, ServerHandle};
 use tokio::sync::Notify;
 
 use crate::auth::{PyAuthHook, SharedHook};
@@ -614,34 +615,74 @@ impl NativeHub {
         })
     }
 
-    /// Admits one route-mode WebSocket: `(0, connection)`, or `(status, None)`
-    /// when refused (403 origin, 429 per-IP, 503 capacity or draining).
-    #[pyo3(signature = (ip=None, origin=None))]
-    fn open_route(
+    /// Admits one route-mode WebSocket (PROTOCOL.md §2: origin 403, per-IP 429,
+    /// capacity or draining 503, then the handshake token: 401). Resolves with
+    /// `(0, connection)`, or `(status, None)` when refused.
+    #[pyo3(signature = (ip=None, origin=None, path=String::new(), query=None, authorization=None))]
+    fn open_route<'py>(
         &self,
+        py: Python<'py>,
         ip: Option<&str>,
-        origin: Option<&str>,
-    ) -> PyResult<(u16, Option<RouteConnection>)> {
+        origin: Option<String>,
+        path: String,
+        query: Option<String>,
+        authorization: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         self.check()?;
         let ip: Option<IpAddr> = ip.and_then(|s| s.parse().ok());
-        let slot = match self.admit(ip, origin) {
-            Ok(s) => s,
-            Err(status) => return Ok((status, None)),
-        };
-        let rt = runtime::handle();
-        let _entered = rt.enter();
-        let conn = self.hub.connect(ConnectInfo { ip });
-        Ok((
-            0,
-            Some(RouteConnection {
+        let admitted = self.admit(ip, origin.as_deref());
+        let hub = self.hub.clone();
+        awaitable(py, async move {
+            let slot = match admitted {
+                Ok(slot) => slot,
+                Err(status) => return Ok(Opened::Refused(status)),
+            };
+            let request = AuthRequest {
+                token: token_from_request(query.as_deref(), authorization.as_deref()),
+                origin: origin.clone(),
+                ip,
+                path: path.clone(),
+            };
+            let identity = match hub.authenticate_handshake(&request).await {
+                Ok(identity) => identity,
+                Err(_) => return Ok(Opened::Refused(401)),
+            };
+            let conn = hub.connect(ConnectInfo {
+                ip,
+                origin,
+                path,
+                token: None,
+                identity,
+            });
+            Ok(Opened::Open(RouteConnection {
                 outbox: conn.outbox().clone(),
                 client_id: conn.client_id().to_owned(),
                 conn: Mutex::new(Some(conn)),
-                max_message_bytes: self.hub.config().max_message_bytes,
+                max_message_bytes: hub.config().max_message_bytes,
                 _slot: Mutex::new(Some(slot)),
                 pid: runtime::pid(),
-            }),
-        ))
+            }))
+        })
+    }
+}
+
+/// What `open_route` resolves with.
+#[derive(Debug)]
+enum Opened {
+    Open(RouteConnection),
+    Refused(u16),
+}
+
+impl<'py> IntoPyObject<'py> for Opened {
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        match self {
+            Opened::Open(conn) => Ok((0u16, Bound::new(py, conn)?).into_pyobject(py)?.into_any()),
+            Opened::Refused(status) => Ok((status, py.None()).into_pyobject(py)?.into_any()),
+        }
     }
 }
 
