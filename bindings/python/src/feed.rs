@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use futures_util::{Stream, StreamExt};
+use futures_util::{FutureExt, Stream, StreamExt};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyString};
 use switchboard::Event;
@@ -82,6 +82,8 @@ pub(crate) struct FeedShared {
     missed: AtomicU64,
     capacity: usize,
     waker: Mutex<Option<Arc<Waker>>>,
+    /// Asks the pump to take what its source has ready, then end.
+    finish: tokio::sync::Notify,
 }
 
 impl FeedShared {
@@ -147,6 +149,18 @@ impl FeedShared {
             self.wake();
         }
     }
+
+    /// Ends the feed once the events its source already holds are queued (the
+    /// owner stopped: nothing new will come, but nothing produced is lost).
+    pub(crate) fn finish(&self) {
+        self.finish.notify_one();
+    }
+
+    fn accept(self: &Arc<Self>, event: Event) {
+        if self.mask.load(Ordering::Relaxed) & kind_bit(event.kind()) != 0 && self.push(event) {
+            self.wake();
+        }
+    }
 }
 
 /// A bounded queue of events fed from a core stream, drained by Python.
@@ -179,6 +193,7 @@ impl EventFeed {
                 missed: AtomicU64::new(0),
                 capacity: capacity.max(1),
                 waker: Mutex::new(None),
+                finish: tokio::sync::Notify::new(),
             }),
             source: Mutex::new(Some(Box::pin(stream))),
             task: Mutex::new(None),
@@ -210,12 +225,18 @@ impl EventFeed {
         }));
         let shared = self.shared.clone();
         let task = runtime::spawn(async move {
-            while let Some(event) = stream.next().await {
-                if shared.mask.load(Ordering::Relaxed) & kind_bit(event.kind()) == 0 {
-                    continue;
-                }
-                if shared.push(event) {
-                    shared.wake();
+            loop {
+                tokio::select! {
+                    next = stream.next() => match next {
+                        Some(event) => shared.accept(event),
+                        None => break,
+                    },
+                    () = shared.finish.notified() => {
+                        while let Some(Some(event)) = stream.next().now_or_never() {
+                            shared.accept(event);
+                        }
+                        break;
+                    }
                 }
             }
             shared.end_and_wake();

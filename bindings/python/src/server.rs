@@ -606,10 +606,10 @@ impl NativeHub {
                 tokio::join!(route_closed, server_done);
             })
             .await;
-            // Events of the drain (user-left, disconnected) are queued by now.
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            // Every connection is closed: the feeds take the events already
+            // produced (the drain's user-left, disconnected), then end.
             for f in feeds.iter().filter_map(Weak::upgrade) {
-                f.end_and_wake();
+                f.finish();
             }
             Ok(Json(serde_json::Value::Null))
         })
