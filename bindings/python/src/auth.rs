@@ -133,9 +133,7 @@ fn to_identity(obj: &Bound<'_, PyAny>) -> PyResult<Identity> {
         } else {
             expires.extract()?
         };
-        identity.expires_at = Some(
-            SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs.max(0.0)),
-        );
+        identity.expires_at = Some(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs.max(0.0)));
     }
     Ok(identity)
 }

@@ -58,7 +58,9 @@ impl TokenProvider {
                     tx: Mutex::new(Some(tx)),
                 };
                 let scheduled = (|| -> PyResult<()> {
-                    let run = py.import("switchboard._auth")?.getattr("run_token_provider")?;
+                    let run = py
+                        .import("switchboard._auth")?
+                        .getattr("run_token_provider")?;
                     call.bind(py)
                         .call1((run, this.func.bind(py), Bound::new(py, reply)?))?;
                     Ok(())
@@ -104,20 +106,23 @@ fn build(
     for key in opts.keys() {
         let key: String = key.extract()?;
         if !OPTION_NAMES.contains(&key.as_str()) {
-            return Err(PyTypeError::new_err(format!("unknown client option {key:?}")));
+            return Err(PyTypeError::new_err(format!(
+                "unknown client option {key:?}"
+            )));
         }
     }
     let get = |k: &str| -> PyResult<Option<Bound<'_, PyAny>>> {
         Ok(opts.get_item(k)?.filter(|v| !v.is_none()))
     };
-    let secs = |k: &str| -> PyResult<Option<Duration>> {
-        get(k)?.map(|v| duration(&v, k)).transpose()
-    };
+    let secs =
+        |k: &str| -> PyResult<Option<Duration>> { get(k)?.map(|v| duration(&v, k)).transpose() };
     if let Some(v) = get("user_id")? {
         b = b.user_id(v.extract::<String>()?);
     }
     match (get("token")?, get("token_provider")?) {
-        (Some(_), Some(_)) => return Err(config_error("token and token_provider exclude each other")),
+        (Some(_), Some(_)) => {
+            return Err(config_error("token and token_provider exclude each other"))
+        }
         (Some(t), None) => b = b.token(t.extract::<String>()?),
         (None, Some(f)) => {
             if !f.is_callable() {
@@ -133,7 +138,9 @@ fn build(
                 async move {
                     match rx.await {
                         Ok(Ok(t)) => Ok(t),
-                        Ok(Err(e)) => Err(switchboard::Error::Config(format!("token provider: {e}"))),
+                        Ok(Err(e)) => {
+                            Err(switchboard::Error::Config(format!("token provider: {e}")))
+                        }
                         Err(_) => Err(switchboard::Error::Closed(
                             "the event loop of the token provider is gone".into(),
                         )),
@@ -177,8 +184,12 @@ fn build(
     if let Some(d) = secs("connect_timeout")? {
         b = b.connect_timeout(d);
     }
-    let qm = get("queue_max_messages")?.map(|v| v.extract::<usize>()).transpose()?;
-    let qb = get("queue_max_bytes")?.map(|v| v.extract::<usize>()).transpose()?;
+    let qm = get("queue_max_messages")?
+        .map(|v| v.extract::<usize>())
+        .transpose()?;
+    let qb = get("queue_max_bytes")?
+        .map(|v| v.extract::<usize>())
+        .transpose()?;
     if qm.is_some() || qb.is_some() {
         b = b.queue_limits(qm.unwrap_or(256), qb.unwrap_or(1024 * 1024));
     }
@@ -214,10 +225,12 @@ pub(crate) fn connect_client<'py>(
         .and_then(|v| v.extract::<usize>().ok())
         .unwrap_or(1024);
     awaitable(py, async move {
-        Ok(Outcome(builder.connect().await.map(|client| NativeClient {
-            client,
-            pid: runtime::pid(),
-            capacity,
+        Ok(Outcome(builder.connect().await.map(|client| {
+            NativeClient {
+                client,
+                pid: runtime::pid(),
+                capacity,
+            }
         })))
     })
 }
@@ -233,7 +246,12 @@ pub(crate) struct NativeClient {
 
 impl NativeClient {
     /// Awaits a reply of the core client (queued already).
-    fn reply<'py, T, U>(&self, py: Python<'py>, reply: Reply<T>, map: fn(T) -> U) -> PyResult<Bound<'py, PyAny>>
+    fn reply<'py, T, U>(
+        &self,
+        py: Python<'py>,
+        reply: Reply<T>,
+        map: fn(T) -> U,
+    ) -> PyResult<Bound<'py, PyAny>>
     where
         T: Send + 'static,
         U: for<'a> IntoPyObject<'a> + Send + 'static,
@@ -274,13 +292,23 @@ impl NativeClient {
         self.reply(py, r, unit)
     }
 
-    fn send_offer<'py>(&self, py: Python<'py>, to: &str, sdp: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    fn send_offer<'py>(
+        &self,
+        py: Python<'py>,
+        to: &str,
+        sdp: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         self.check()?;
         let r = self.client.send_offer(to, from_py(sdp)?);
         self.reply(py, r, unit)
     }
 
-    fn send_answer<'py>(&self, py: Python<'py>, to: &str, sdp: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    fn send_answer<'py>(
+        &self,
+        py: Python<'py>,
+        to: &str,
+        sdp: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         self.check()?;
         let r = self.client.send_answer(to, from_py(sdp)?);
         self.reply(py, r, unit)
@@ -299,7 +327,12 @@ impl NativeClient {
 
     /// Application data to one peer (`to`) or every other peer of the room.
     #[pyo3(signature = (data, to=None))]
-    fn send<'py>(&self, py: Python<'py>, data: &Bound<'py, PyAny>, to: Option<&str>) -> PyResult<Bound<'py, PyAny>> {
+    fn send<'py>(
+        &self,
+        py: Python<'py>,
+        data: &Bound<'py, PyAny>,
+        to: Option<&str>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         self.check()?;
         let r = self.client.send(to, from_py(data)?);
         self.reply(py, r, unit)
@@ -313,7 +346,11 @@ impl NativeClient {
 
     /// Any client message as a dict with its `type`; resolves with the
     /// `room-info` for a join, `None` otherwise.
-    fn send_json<'py>(&self, py: Python<'py>, message: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    fn send_json<'py>(
+        &self,
+        py: Python<'py>,
+        message: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         self.check()?;
         let r = self.client.send_json(from_py(message)?);
         self.reply(py, r, Json)

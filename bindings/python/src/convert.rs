@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::IntoPyObjectExt;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::IntoPyObjectExt;
 use serde_json::{Map, Number, Value};
 
 /// Nesting limit for Python → JSON (a self-referencing list would never end).
@@ -163,9 +163,7 @@ pub(crate) fn duration(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Duration>
         )));
     } else {
         obj.extract().map_err(|_| {
-            PyTypeError::new_err(format!(
-                "{name}: seconds as int or float, or a timedelta"
-            ))
+            PyTypeError::new_err(format!("{name}: seconds as int or float, or a timedelta"))
         })?
     };
     if !secs.is_finite() || secs < 0.0 {

@@ -50,10 +50,7 @@ pub(crate) const KINDS: [&str; 21] = [
 pub(crate) const ALL_KINDS: u32 = (1 << KINDS.len()) - 1;
 
 fn kind_bit(kind: &str) -> u32 {
-    KINDS
-        .iter()
-        .position(|k| *k == kind)
-        .map_or(0, |i| 1 << i)
+    KINDS.iter().position(|k| *k == kind).map_or(0, |i| 1 << i)
 }
 
 type BoxedEvents = std::pin::Pin<Box<dyn Stream<Item = Event> + Send>>;
@@ -124,12 +121,7 @@ impl FeedShared {
 
     /// Hands a wake-up to the loop: on the blocking pool, since it needs the GIL.
     fn wake(self: &Arc<Self>) {
-        let Some(waker) = self
-            .waker
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-        else {
+        let Some(waker) = self.waker.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
             return;
         };
         runtime::spawn_blocking(move || {
@@ -211,12 +203,7 @@ impl EventFeed {
     /// Starts pumping; `callback` is scheduled on `loop` (with
     /// `call_soon_threadsafe`) whenever events arrive after a drain.
     fn start(&self, event_loop: &Bound<'_, PyAny>, callback: Py<PyAny>) -> PyResult<()> {
-        let Some(mut stream) = self
-            .source
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        else {
+        let Some(mut stream) = self.source.lock().unwrap_or_else(|p| p.into_inner()).take() else {
             return Ok(()); // started already
         };
         *self.shared.waker.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(Waker {
@@ -293,7 +280,12 @@ impl EventFeed {
 
 impl Drop for EventFeed {
     fn drop(&mut self) {
-        if let Some(task) = self.task.get_mut().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(task) = self
+            .task
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
             task.abort();
         }
     }
@@ -356,7 +348,11 @@ impl PyEvent {
             .get_item(name)
             .ok()
             .flatten()
-            .and_then(|v| v.cast::<PyString>().ok().and_then(|s| s.to_cow().ok().map(|c| c.into_owned())))
+            .and_then(|v| {
+                v.cast::<PyString>()
+                    .ok()
+                    .and_then(|s| s.to_cow().ok().map(|c| c.into_owned()))
+            })
     }
 }
 

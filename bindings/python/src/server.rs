@@ -13,9 +13,9 @@ use std::time::Duration;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
+use switchboard::auth::token_from_request;
 use switchboard::hub::{ConnectInfo, Connection, Next};
 use switchboard::protocol::{close, Frame};
-use switchboard::auth::token_from_request;
 use switchboard::{AuthConfig, AuthRequest, Hub, JwtConfig, Server, ServerConfig, ServerHandle};
 use tokio::sync::Notify;
 
@@ -415,7 +415,10 @@ impl NativeHub {
             state: self.route.clone(),
             ip,
         };
-        let server_open = self.handle.as_ref().map_or(0, ServerHandle::connection_count);
+        let server_open = self
+            .handle
+            .as_ref()
+            .map_or(0, ServerHandle::connection_count);
         if config.max_conns > 0 && open + server_open >= config.max_conns {
             return Err(503);
         }
@@ -487,7 +490,9 @@ impl NativeHub {
 
     /// Open connections (the listener's and route mode's).
     fn connection_count(&self) -> usize {
-        self.handle.as_ref().map_or(0, ServerHandle::connection_count)
+        self.handle
+            .as_ref()
+            .map_or(0, ServerHandle::connection_count)
             + self.route.open.load(Ordering::Relaxed)
     }
 
@@ -506,7 +511,10 @@ impl NativeHub {
                 match rx.recv().await {
                     Ok(e) => return Some((e, rx)),
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(missed = n, "server events dropped: a Python reader fell behind");
+                        tracing::warn!(
+                            missed = n,
+                            "server events dropped: a Python reader fell behind"
+                        );
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                 }
@@ -545,7 +553,10 @@ impl NativeHub {
         self.check()?;
         let message = from_py(message)?;
         let hub = self.hub.clone();
-        awaitable(py, async move { Ok(Outcome(hub.broadcast(&room_id, &message))) })
+        awaitable(
+            py,
+            async move { Ok(Outcome(hub.broadcast(&room_id, &message))) },
+        )
     }
 
     /// Removes a peer from a room (`user-left` `kicked`, close 4403).
@@ -584,7 +595,8 @@ impl NativeHub {
         let hub = self.hub.clone();
         let handle = self.handle.clone();
         let route = self.route.clone();
-        let feeds: Vec<_> = std::mem::take(&mut *self.feeds.lock().unwrap_or_else(|p| p.into_inner()));
+        let feeds: Vec<_> =
+            std::mem::take(&mut *self.feeds.lock().unwrap_or_else(|p| p.into_inner()));
         awaitable(py, async move {
             let timeout = hub.config().drain_timeout;
             hub.drain();
@@ -783,7 +795,10 @@ impl Drop for RouteConnection {
         // resume-window timer, which needs the runtime.
         let rt = runtime::handle();
         let _entered = rt.enter();
-        self.conn.get_mut().unwrap_or_else(|p| p.into_inner()).take();
+        self.conn
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
     }
 }
 
