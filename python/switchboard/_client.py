@@ -18,26 +18,9 @@ from ._events import EventStream, H, Handler, Handlers
 Seconds = Union[float, int, datetime.timedelta]
 Json = Any
 
-CLIENT_EVENTS = [
-    "connected",
-    "room-info",
-    "user-joined",
-    "user-left",
-    "offer",
-    "answer",
-    "candidate",
-    "message",
-    "chat",
-    "resumed",
-    "draining",
-    "error",
-    "connecting",
-    "open",
-    "reconnecting",
-    "rejoined",
-    "reconnect-failed",
-    "closed",
-]
+# Every event but the server-only `disconnected`, and `pong`/`ack`, which the
+# client consumes itself.
+CLIENT_EVENTS = [k for k in _native.EVENT_TYPES if k not in ("disconnected", "pong", "ack")]
 
 _UNSET: Any = object()
 

@@ -5,11 +5,13 @@ and a TCP proxy that can cut connections."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, Optional
 
 import pytest
+from fastapi import FastAPI, WebSocket
 
 import switchboard
 
@@ -149,3 +151,25 @@ class Proxy:
             for w in (a, b):
                 w.transport.abort()
         self.pairs.clear()
+
+
+def make_app(hub: switchboard.Hub) -> FastAPI:
+    """A FastAPI app whose lifespan runs ``hub`` and whose ``/ws`` serves it; also
+    ``GET /rooms`` (the app's own HTTP routes on the same port)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with hub:
+            yield
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.websocket("/ws")
+    async def signaling(websocket: WebSocket) -> None:
+        await hub.serve(websocket)
+
+    @app.get("/rooms")
+    def rooms() -> Any:
+        return [r.room_id for r in hub.rooms()]
+
+    return app

@@ -6,20 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import hashlib
 import hmac
 import json
 import logging
 import time
-from typing import Any, AsyncIterator, List, Optional
+from typing import List, Optional
 
 import pytest
 import websockets
-from fastapi import FastAPI, WebSocket
 
 import switchboard
-from conftest import LOOSE, TIMEOUT, Uvicorn, next_event, ws_recv
+from conftest import make_app, LOOSE, TIMEOUT, Uvicorn, next_event, ws_recv
 
 
 class Hook:
@@ -106,21 +104,6 @@ async def test_auth_message_after_connect_and_4401() -> None:
                 while True:
                     await asyncio.wait_for(ws.recv(), TIMEOUT)
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
-
-
-def make_app(hub: switchboard.Hub) -> FastAPI:
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with hub:
-            yield
-
-    app = FastAPI(lifespan=lifespan)
-
-    @app.websocket("/ws")
-    async def signaling(websocket: WebSocket) -> None:
-        await hub.serve(websocket)
-
-    return app
 
 
 async def test_hook_in_route_mode() -> None:

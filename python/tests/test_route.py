@@ -5,35 +5,13 @@ admission), and a server can serve its port and a route over one hub."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from typing import Any, AsyncIterator
 
 import pytest
 import websockets
-from fastapi import FastAPI, WebSocket
 
 import switchboard
-from conftest import TIMEOUT, Uvicorn, eventually, next_event, ws_recv
-
-
-def make_app(hub: switchboard.Hub) -> FastAPI:
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with hub:
-            yield
-
-    app = FastAPI(lifespan=lifespan)
-
-    @app.websocket("/ws")
-    async def signaling(websocket: WebSocket) -> None:
-        await hub.serve(websocket)
-
-    @app.get("/rooms")
-    def rooms() -> Any:
-        return [r.room_id for r in hub.rooms()]
-
-    return app
+from conftest import make_app, TIMEOUT, Uvicorn, eventually, next_event, ws_recv
 
 
 async def test_route_mode_relays_between_rust_and_plain_clients() -> None:

@@ -245,11 +245,12 @@ pub(crate) struct NativeClient {
 }
 
 impl NativeClient {
-    /// Awaits a reply of the core client (queued already).
+    /// Queues a message with `send` (after the fork check) and returns an
+    /// awaitable of its reply.
     fn reply<'py, T, U>(
         &self,
         py: Python<'py>,
-        reply: Reply<T>,
+        send: impl FnOnce(&Client) -> PyResult<Reply<T>>,
         map: fn(T) -> U,
     ) -> PyResult<Bound<'py, PyAny>>
     where
@@ -257,7 +258,19 @@ impl NativeClient {
         U: for<'a> IntoPyObject<'a> + Send + 'static,
     {
         check_pid(self.pid, "client")?;
+        let reply = send(&self.client)?;
         awaitable(py, async move { Ok(Outcome(reply.await.map(map))) })
+    }
+
+    /// `offer`, `answer` and `candidate`: a JSON payload to one peer.
+    fn signal<'py>(
+        &self,
+        py: Python<'py>,
+        to: &str,
+        payload: &Bound<'py, PyAny>,
+        send: fn(&Client, &str, Value) -> Reply<()>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.reply(py, |c| Ok(send(c, to, from_py(payload)?)), unit)
     }
 
     fn check(&self) -> PyResult<()> {
@@ -273,23 +286,17 @@ fn unit(_: ()) -> Json {
 impl NativeClient {
     /// Joins a room; resolves with the `room-info` message (a dict).
     fn join<'py>(&self, py: Python<'py>, room_id: &str) -> PyResult<Bound<'py, PyAny>> {
-        self.check()?;
-        let r = self.client.join(room_id);
-        self.reply(py, r, Json)
+        self.reply(py, |c| Ok(c.join(room_id)), Json)
     }
 
     /// Leaves a room.
     fn leave<'py>(&self, py: Python<'py>, room_id: &str) -> PyResult<Bound<'py, PyAny>> {
-        self.check()?;
-        let r = self.client.leave(room_id);
-        self.reply(py, r, unit)
+        self.reply(py, |c| Ok(c.leave(room_id)), unit)
     }
 
     /// Leaves every room.
     fn leave_all<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.check()?;
-        let r = self.client.leave_all();
-        self.reply(py, r, unit)
+        self.reply(py, |c| Ok(c.leave_all()), unit)
     }
 
     fn send_offer<'py>(
@@ -298,9 +305,7 @@ impl NativeClient {
         to: &str,
         sdp: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.check()?;
-        let r = self.client.send_offer(to, from_py(sdp)?);
-        self.reply(py, r, unit)
+        self.signal(py, to, sdp, |c, to, v| c.send_offer(to, v))
     }
 
     fn send_answer<'py>(
@@ -309,9 +314,7 @@ impl NativeClient {
         to: &str,
         sdp: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.check()?;
-        let r = self.client.send_answer(to, from_py(sdp)?);
-        self.reply(py, r, unit)
+        self.signal(py, to, sdp, |c, to, v| c.send_answer(to, v))
     }
 
     fn send_candidate<'py>(
@@ -320,9 +323,7 @@ impl NativeClient {
         to: &str,
         candidate: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.check()?;
-        let r = self.client.send_candidate(to, from_py(candidate)?);
-        self.reply(py, r, unit)
+        self.signal(py, to, candidate, |c, to, v| c.send_candidate(to, v))
     }
 
     /// Application data to one peer (`to`) or every other peer of the room.
@@ -333,15 +334,11 @@ impl NativeClient {
         data: &Bound<'py, PyAny>,
         to: Option<&str>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.check()?;
-        let r = self.client.send(to, from_py(data)?);
-        self.reply(py, r, unit)
+        self.reply(py, |c| Ok(c.send(to, from_py(data)?)), unit)
     }
 
     fn chat<'py>(&self, py: Python<'py>, content: &str) -> PyResult<Bound<'py, PyAny>> {
-        self.check()?;
-        let r = self.client.chat(content);
-        self.reply(py, r, unit)
+        self.reply(py, |c| Ok(c.chat(content)), unit)
     }
 
     /// Any client message as a dict with its `type`; resolves with the
@@ -351,9 +348,7 @@ impl NativeClient {
         py: Python<'py>,
         message: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.check()?;
-        let r = self.client.send_json(from_py(message)?);
-        self.reply(py, r, Json)
+        self.reply(py, |c| Ok(c.send_json(from_py(message)?)), Json)
     }
 
     /// A feed of the client's events. The first call gets every event since
