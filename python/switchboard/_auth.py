@@ -56,7 +56,7 @@ def _spawn(coro: Awaitable[None]) -> None:
     task.add_done_callback(_tasks.discard)
 
 
-def run_hook(func: AuthHook, request: tuple, timeout: float, reply: Callable[[Any], None]) -> None:
+def run_hook(func: AuthHook, request: "tuple[Any, ...]", timeout: float, reply: Callable[[Any], None]) -> None:
     """Runs on the loop: answers ``reply`` with the hook's Identity or None."""
 
     async def run() -> None:

@@ -120,6 +120,6 @@ async def serve(hub: _native.NativeHub, write_timeout: float, websocket: Any) ->
         conn.finish(client_close)
 
 
-async def _write_all(websocket: Any, frames: list) -> None:
+async def _write_all(websocket: Any, frames: "list[str]") -> None:
     for frame in frames:
         await websocket.send_text(frame)

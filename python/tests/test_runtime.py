@@ -127,3 +127,12 @@ def test_stubs_match_the_native_module(tmp_path) -> None:
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    # And the package type-checks strictly against its own stubs (py.typed).
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "-p", "switchboard"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
