@@ -34,7 +34,7 @@ CLOSE_GRACE = 2.0
 _NO_CLOSE_FRAME = {1005, 1006, 1012}
 
 
-async def _deny(websocket: Any, status: int) -> None:
+async def deny(websocket: Any, status: int) -> None:
     extensions = websocket.scope.get("extensions") or {}
     if "websocket.http.response" in extensions and hasattr(websocket, "send_denial_response"):
         from starlette.responses import PlainTextResponse
@@ -57,7 +57,7 @@ async def serve(hub: _native.NativeHub, write_timeout: float, websocket: Any) ->
         ip, headers.get("origin"), url.path, url.query or None, headers.get("authorization")
     )
     if conn is None:
-        await _deny(websocket, status)
+        await deny(websocket, status)
         return
     try:
         offered = websocket.scope.get("subprotocols") or []

@@ -246,6 +246,10 @@ class Hub:
     async def serve(self, websocket: Any) -> None:
         """Serves one Starlette/FastAPI WebSocket (not yet accepted) until it
         closes: ``@app.websocket("/ws") async def ws(w): await hub.serve(w)``."""
+        if not self.running:
+            # Before start or after stop, as while draining: 503, no WebSocket.
+            await _route.deny(websocket, 503)
+            return
         await _route.serve(self._hub(), self._options.heartbeat_timeout, websocket)
 
 

@@ -160,3 +160,7 @@ async def test_hub_stop_drains_route_connections() -> None:
         assert hub.connection_count == 0
         with pytest.raises(switchboard.ClosedError):
             hub.rooms()
+        # A stopped hub refuses new WebSockets before the upgrade.
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await websockets.connect(web.url())
+        assert refused.value.response.status_code in (503, 403)
