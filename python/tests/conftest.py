@@ -112,6 +112,10 @@ class Proxy:
         self.pairs: List[tuple] = []
         self.server: Optional[asyncio.AbstractServer] = None
         self.connections = 0
+        # `frozen`: client bytes are swallowed (written, never delivered);
+        # `refusing`: new connections are dropped at once.
+        self.frozen = False
+        self.refusing = False
 
     async def __aenter__(self) -> "Proxy":
         self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
@@ -129,13 +133,18 @@ class Proxy:
         return self.server.sockets[0].getsockname()[1]
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refusing:
+            writer.transport.abort()
+            return
         self.connections += 1
         up_r, up_w = await asyncio.open_connection("127.0.0.1", self.target_port)
         self.pairs.append((writer, up_w))
 
-        async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        async def pipe(r: asyncio.StreamReader, w: asyncio.StreamWriter, upstream: bool) -> None:
             try:
                 while data := await r.read(65536):
+                    if upstream and self.frozen:
+                        continue
                     w.write(data)
                     await w.drain()
             except (ConnectionError, OSError):
@@ -143,7 +152,7 @@ class Proxy:
             finally:
                 w.close()
 
-        await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
+        await asyncio.gather(pipe(reader, up_w, True), pipe(up_r, writer, False))
 
     def cut(self) -> None:
         """Drops every open connection without a close frame."""

@@ -44,6 +44,33 @@ async def test_reconnect_and_resume_through_a_cut(server) -> None:
         await bob.close()
 
 
+async def test_resume_failed_fails_the_lost_messages() -> None:
+    """A message written on a session the server then forgets (its resume window
+    passed) fails with ResumeFailedError; the client rejoins its rooms."""
+    async with switchboard.Server(**LOOSE, resume_window=0.2) as server:
+        async with Proxy(server.address[1]) as proxy:
+            url = f"ws://127.0.0.1:{proxy.port}/ws"
+            c = await switchboard.Client.connect(url, user_id="lost", reconnect_base=0.05, reconnect_max=0.1)
+            events = c.events()
+            server_events = server.events()
+            await c.join("r")
+            proxy.frozen = True  # the chat is written, the server never reads it
+            lost = asyncio.ensure_future(c.chat("into the void"))
+            await asyncio.sleep(0.2)
+            proxy.refusing = True
+            proxy.cut()
+            left = await next_event(server_events, "user-left", userId="lost")
+            assert left["reason"] == "timeout"
+            proxy.frozen = proxy.refusing = False
+            with pytest.raises(switchboard.ResumeFailedError) as e:
+                await asyncio.wait_for(lost, TIMEOUT)
+            assert e.value.code == "resume-failed"
+            rejoined = await next_event(events, "rejoined")
+            assert rejoined["rooms"] == ["r"]
+            assert [p.user_id for p in server.peers("r")] == ["lost"]
+            await c.close()
+
+
 async def test_client_handlers_sync_and_async(server, clients) -> None:
     a = await clients("a")
     b = await clients("b")
