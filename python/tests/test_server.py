@@ -243,3 +243,58 @@ async def test_bad_options_raise_config_errors() -> None:
         # The address is taken.
         async with switchboard.Server(**LOOSE) as s:
             await switchboard.Server.start(listen=f"127.0.0.1:{s.address[1]}")
+
+
+async def test_slow_event_reader_loses_the_oldest_not_the_server(clients) -> None:
+    """Every event queue is bounded: a reader that does not keep up loses the
+    oldest events (counted in ``missed``) and nothing else slows down."""
+    async with switchboard.Server(**LOOSE, event_buffer=8) as server:
+        stream = server.events()
+        a = await switchboard.Client.connect(server.url, user_id="a")
+        b = await switchboard.Client.connect(server.url, user_id="b")
+        be = b.events()
+        await a.join("r")
+        await b.join("r")
+        for i in range(100):
+            await a.send_candidate("b", {"n": i})
+        # The peer got all of them, in order, whatever the slow reader does.
+        got = [(await next_event(be, "candidate"))["candidate"]["n"] for _ in range(100)]
+        assert got == list(range(100))
+        await asyncio.sleep(0.2)  # let the feed fill up past its bound
+        batch = await stream.next_batch()
+        assert batch is not None and len(batch) <= 8
+        assert batch[-1]["candidate"] == {"n": 99}  # the newest are kept
+        assert stream.missed >= 100 + 4 - len(batch)  # and every loss is counted
+        await a.close()
+        await b.close()
+
+
+async def test_server_relays_while_the_event_loop_is_blocked(server) -> None:
+    """The Rust server needs neither the GIL nor the event loop to relay: two
+    clients in another process exchange messages while this loop is stuck."""
+    import subprocess
+    import sys
+    import time
+
+    server.on("offer", lambda e: None)  # a handler: events queue for the loop
+    script = f"""
+import asyncio, json, websockets
+async def main():
+    async with websockets.connect({server.url!r}) as a, websockets.connect({server.url!r}) as b:
+        for ws, user in ((a, "a"), (b, "b")):
+            await ws.send(json.dumps({{"type": "join", "roomId": "r", "userId": user}}))
+        for i in range(200):
+            await a.send(json.dumps({{"type": "offer", "to": "b", "sdp": {{"n": i}}}}))
+            while json.loads(await b.recv()).get("type") != "offer":
+                pass
+        print("done")
+asyncio.run(main())
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    spins = 0
+    while proc.poll() is None and time.monotonic() < deadline:
+        spins += sum(range(1000))  # pure Python: holds the GIL, never yields to the loop
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and out.strip() == "done"
+    assert spins > 0

@@ -76,7 +76,8 @@ struct Waker {
 pub(crate) struct FeedShared {
     state: Mutex<State>,
     mask: AtomicU32,
-    missed: AtomicU64,
+    /// Shared with the source, which adds what it dropped itself.
+    missed: Arc<AtomicU64>,
     capacity: usize,
     waker: Mutex<Option<Arc<Waker>>>,
     /// Asks the pump to take what its source has ready, then end.
@@ -178,11 +179,21 @@ impl EventFeed {
         mask: u32,
         capacity: usize,
     ) -> EventFeed {
+        EventFeed::counting(stream, mask, capacity, Arc::default())
+    }
+
+    /// [`EventFeed::new`] with a `missed` counter the source also adds to.
+    pub(crate) fn counting(
+        stream: impl Stream<Item = Event> + Send + 'static,
+        mask: u32,
+        capacity: usize,
+        missed: Arc<AtomicU64>,
+    ) -> EventFeed {
         EventFeed {
             shared: Arc::new(FeedShared {
                 state: Mutex::new(State::default()),
                 mask: AtomicU32::new(mask),
-                missed: AtomicU64::new(0),
+                missed,
                 capacity: capacity.max(1),
                 waker: Mutex::new(None),
                 finish: tokio::sync::Notify::new(),

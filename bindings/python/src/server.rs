@@ -506,21 +506,27 @@ impl NativeHub {
     fn subscribe(&self, mask: u32) -> PyResult<EventFeed> {
         self.check()?;
         let rx = self.hub.subscribe();
-        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(e) => return Some((e, rx)),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(
-                            missed = n,
-                            "server events dropped: a Python reader fell behind"
-                        );
+        let missed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = missed.clone();
+        let stream = futures_util::stream::unfold(rx, move |mut rx| {
+            let counter = counter.clone();
+            async move {
+                loop {
+                    match rx.recv().await {
+                        Ok(e) => return Some((e, rx)),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            counter.fetch_add(n, Ordering::Relaxed);
+                            tracing::warn!(
+                                missed = n,
+                                "server events dropped: a Python reader fell behind"
+                            );
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                     }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                 }
             }
         });
-        let feed = EventFeed::new(stream, mask, self.hub.config().event_buffer);
+        let feed = EventFeed::counting(stream, mask, self.hub.config().event_buffer, missed);
         let mut feeds = self.feeds.lock().unwrap_or_else(|p| p.into_inner());
         feeds.retain(|f| f.strong_count() > 0);
         feeds.push(feed.weak());
