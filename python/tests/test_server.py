@@ -298,3 +298,23 @@ asyncio.run(main())
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0 and out.strip() == "done"
     assert spins > 0
+
+
+async def test_demo_and_browser_client_options() -> None:
+    import httpx
+
+    async with httpx.AsyncClient() as http:
+        async with switchboard.Server(listen="127.0.0.1:0") as plain:
+            base = plain.url.rsplit("/", 1)[0].replace("ws://", "http://")
+            assert (await http.get(f"{base}/switchboard.js")).status_code == 404
+            health = (await http.get(f"{base}/health")).json()
+            assert health["status"] == "ok"
+        async with switchboard.Server(listen="127.0.0.1:0", serve_client=True) as s:
+            base = s.url.rsplit("/", 1)[0].replace("ws://", "http://")
+            js = await http.get(f"{base}/switchboard.js")
+            assert js.status_code == 200 and "javascript" in js.headers["content-type"]
+            assert (await http.get(f"{base}/")).status_code == 404
+        async with switchboard.Server(listen="127.0.0.1:0", demo=True) as s:
+            base = s.url.rsplit("/", 1)[0].replace("ws://", "http://")
+            page = await http.get(f"{base}/")
+            assert page.status_code == 200 and "<html" in page.text.lower()
