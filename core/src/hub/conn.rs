@@ -114,7 +114,10 @@ impl Hub {
     pub fn connect(&self, info: ConnectInfo) -> Connection {
         let hub = &self.inner;
         let id = hub.next_conn_id.fetch_add(1, Ordering::Relaxed);
-        let outbox = Arc::new(Outbox::new(hub.config.outbound_queue_bytes));
+        let outbox = Arc::new(Outbox::with_metrics(
+            hub.config.outbound_queue_bytes,
+            hub.metrics.clone(),
+        ));
         let session = Arc::new(Session::new(
             random_id().into(),
             random_id().into(),
@@ -260,12 +263,14 @@ impl ConnCore {
         let msg = match parse_client_message(text) {
             Ok(m) => m,
             Err(e) => {
+                self.hub.metrics.message_in(None);
                 if self.allowed(e.id) {
                     self.send_error(e.code, &e.message, e.id);
                 }
                 return;
             }
         };
+        self.hub.metrics.message_in(Some(msg.kind));
         let id = msg.id.filter(|_| msg.kind != MsgType::Ack);
         // A retransmit is answered before the rate limit: resending costs no tokens.
         if let Some(id) = id {
@@ -285,7 +290,20 @@ impl ConnCore {
         if let Err((code, message)) = self.require_auth(msg.kind) {
             return self.send_error(code, &message, msg.id);
         }
-        match self.dispatch(&msg) {
+        let routed = matches!(
+            msg.kind,
+            MsgType::Offer
+                | MsgType::Answer
+                | MsgType::Candidate
+                | MsgType::Message
+                | MsgType::Chat
+        )
+        .then(Instant::now);
+        let outcome = self.dispatch(&msg);
+        if let Some(started) = routed {
+            self.hub.metrics.routed(started.elapsed());
+        }
+        match outcome {
             Ok(()) => {
                 if let Some(id) = id {
                     self.session.lock().remember_id(id.get());
@@ -371,7 +389,7 @@ impl ConnCore {
     }
 
     pub(super) fn send_error(&self, code: ErrorCode, message: &str, reference: Option<&RawValue>) {
-        self.hub.metrics.errors_sent.fetch_add(1, Ordering::Relaxed);
+        self.hub.metrics.error_sent(code);
         let mut w = ObjectWriter::typed("error", 96 + message.len());
         w.str("code", code.as_str()).str("message", message);
         if let Some(r) = reference {
@@ -675,9 +693,17 @@ impl ConnCore {
                     &format!("messages after seq {last_seq} are no longer buffered"),
                 );
             };
-            if let Some(old) = st.attached.take() {
-                old.outbox
-                    .close(close::REPLACED, "session taken over", Fate::Detached);
+            match st.attached.take() {
+                Some(old) => {
+                    old.outbox
+                        .close(close::REPLACED, "session taken over", Fate::Detached);
+                }
+                None => {
+                    self.hub
+                        .metrics
+                        .sessions_away
+                        .fetch_sub(1, Ordering::Relaxed);
+                }
             }
             st.attached = Some(Attached {
                 conn_id: self.id,

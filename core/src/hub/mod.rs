@@ -32,7 +32,7 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 pub use conn::{ConnectInfo, Connection};
-pub use metrics::Metrics;
+pub use metrics::{CounterCell, GaugeCell, Metrics, Refusal, CONTENT_TYPE as METRICS_CONTENT_TYPE};
 pub use outbox::{CloseRequest, Fate, Next, Outbox};
 
 use crate::auth::Verifier;
@@ -114,7 +114,8 @@ struct HubInner {
     config: Arc<ServerConfig>,
     rooms: Shards<Arc<Room>>,
     sessions: Shards<Arc<Session>>,
-    metrics: Metrics,
+    /// Shared with every connection's outbox (messages out, slow consumers).
+    metrics: Arc<Metrics>,
     events: broadcast::Sender<Event>,
     draining: AtomicBool,
     next_conn_id: AtomicU64,
@@ -143,7 +144,7 @@ impl Hub {
                 config,
                 rooms: Shards::new(),
                 sessions: Shards::new(),
-                metrics: Metrics::default(),
+                metrics: Arc::new(Metrics::new()),
                 events,
                 draining: AtomicBool::new(false),
                 next_conn_id: AtomicU64::new(1),
@@ -237,6 +238,7 @@ impl Hub {
     /// sessions stay away (resumable elsewhere in a cluster).
     pub fn drain(&self) {
         self.inner.draining.store(true, Ordering::Release);
+        self.inner.metrics.draining.store(1, Ordering::Relaxed);
         let retry = self.inner.config.drain_retry_after.as_millis() as u64;
         let mut w = ObjectWriter::typed("draining", 48);
         w.u64("retryAfterMs", retry);
@@ -435,6 +437,9 @@ impl HubInner {
                 }
             }
             st.ended = true;
+            if st.attached.is_none() {
+                self.metrics.sessions_away.fetch_sub(1, Ordering::Relaxed);
+            }
             (std::mem::take(&mut st.rooms), st.attached.take())
         };
         if let (Some(a), Some((code, why))) = (attached, close_with) {
@@ -456,6 +461,7 @@ impl HubInner {
             }
             st.attached = None;
             st.away_generation += 1;
+            self.metrics.sessions_away.fetch_add(1, Ordering::Relaxed);
             st.away_generation
         };
         let hub = Arc::clone(self);

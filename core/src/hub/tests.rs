@@ -813,12 +813,7 @@ async fn unverified_handshake_token_is_checked_by_the_hub() {
     );
     assert_eq!(first[0]["code"], "unauthorized");
     assert_eq!(bad.close_request().unwrap().code, close::UNAUTHORIZED);
-    assert_eq!(
-        hub.metrics()
-            .auth_failures
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(hub.metrics().auth_failures("invalid"), 1);
 }
 
 #[tokio::test(start_paused = true)]

@@ -8,7 +8,7 @@ mod ws;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,7 +26,7 @@ use crate::auth::{token_from_request, AuthConfig, AuthHook, AuthRequest, JwtConf
 use crate::config::{ServerConfig, TlsConfig, TurnConfig};
 use crate::error::Result;
 use crate::event::Event;
-use crate::hub::{ConnectInfo, Hub, PeerInfo, RoomInfo};
+use crate::hub::{ConnectInfo, Hub, PeerInfo, Refusal, RoomInfo, METRICS_CONTENT_TYPE};
 use crate::protocol::SUBPROTOCOL_JSON;
 use http::{read_request, respond, switch_protocols, HeadError, Request};
 
@@ -194,16 +194,6 @@ impl ServerBuilder {
     }
 }
 
-/// Handshakes refused before the upgrade, by reason.
-#[derive(Debug, Default)]
-struct Refusals {
-    origin: AtomicU64,
-    per_ip: AtomicU64,
-    capacity: AtomicU64,
-    draining: AtomicU64,
-    unauthorized: AtomicU64,
-}
-
 #[derive(Debug)]
 struct Shared {
     config: Arc<ServerConfig>,
@@ -213,7 +203,6 @@ struct Shared {
     /// Open WebSocket connections (admission counts these, not the hub's).
     open: AtomicUsize,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
-    refusals: Refusals,
     /// Signalled whenever `open` drops to zero.
     all_closed: Notify,
     stop_accepting: Notify,
@@ -255,7 +244,6 @@ impl Server {
             url,
             open: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),
-            refusals: Refusals::default(),
             all_closed: Notify::new(),
             stop_accepting: Notify::new(),
             stopped: watch::channel(false).0,
@@ -316,12 +304,16 @@ impl Drop for Admission {
 }
 
 impl Shared {
+    fn refused(&self, why: Refusal) {
+        self.hub.metrics().handshake_refused(why);
+    }
+
     /// Admission checks of PROTOCOL.md §2, in order; `Err(status)` refuses.
     fn admit(self: &Arc<Self>, req: &Request, ip: IpAddr) -> std::result::Result<Admission, u16> {
         if !self.config.allowed_origins.is_empty() {
             if let Some(origin) = req.header("origin") {
                 if !self.config.allowed_origins.iter().any(|o| o == origin) {
-                    self.refusals.origin.fetch_add(1, Ordering::Relaxed);
+                    self.refused(Refusal::Origin);
                     return Err(403);
                 }
             }
@@ -333,7 +325,7 @@ impl Shared {
                 if *n == 0 {
                     per_ip.remove(&ip);
                 }
-                self.refusals.per_ip.fetch_add(1, Ordering::Relaxed);
+                self.refused(Refusal::PerIp);
                 return Err(429);
             }
             *n += 1;
@@ -345,11 +337,11 @@ impl Shared {
             ip,
         };
         if self.config.max_conns > 0 && open >= self.config.max_conns {
-            self.refusals.capacity.fetch_add(1, Ordering::Relaxed);
+            self.refused(Refusal::Capacity);
             return Err(503);
         }
         if self.hub.is_draining() {
-            self.refusals.draining.fetch_add(1, Ordering::Relaxed);
+            self.refused(Refusal::Draining);
             return Err(503);
         }
         Ok(admission)
@@ -367,27 +359,8 @@ impl Shared {
     }
 
     fn metrics_text(&self) -> String {
-        let mut out = String::with_capacity(2048);
+        let mut out = String::with_capacity(8192);
         self.hub.metrics().render(&mut out);
-        out.push_str("# HELP switchboard_handshakes_refused_total WebSocket upgrades refused before the handshake.\n");
-        out.push_str("# TYPE switchboard_handshakes_refused_total counter\n");
-        let r = &self.refusals;
-        for (reason, v) in [
-            ("origin", &r.origin),
-            ("per_ip", &r.per_ip),
-            ("capacity", &r.capacity),
-            ("draining", &r.draining),
-            ("unauthorized", &r.unauthorized),
-        ] {
-            out.push_str(&format!(
-                "switchboard_handshakes_refused_total{{reason=\"{reason}\"}} {}\n",
-                v.load(Ordering::Relaxed)
-            ));
-        }
-        out.push_str(&format!(
-            "# HELP switchboard_draining 1 while the server drains.\n# TYPE switchboard_draining gauge\nswitchboard_draining {}\n",
-            u8::from(self.hub.is_draining())
-        ));
         out
     }
 }
@@ -418,7 +391,7 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
         }
         ("GET" | "HEAD", "/metrics") => {
             let body = shared.metrics_text();
-            return respond(&mut stream, 200, "text/plain; version=0.0.4", &[], &body).await;
+            return respond(&mut stream, 200, METRICS_CONTENT_TYPE, &[], &body).await;
         }
         _ => return respond(&mut stream, 404, "text/plain", &[], "not found\n").await,
     }
@@ -491,7 +464,7 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
     let identity = match Box::pin(shared.hub.authenticate_handshake(&auth_request)).await {
         Ok(identity) => identity,
         Err(e) => {
-            shared.refusals.unauthorized.fetch_add(1, Ordering::Relaxed);
+            shared.refused(Refusal::Unauthorized);
             debug!(%peer, ip = %client_ip, reason = e.reason(), "upgrade refused: {e}");
             return respond(
                 &mut stream,
