@@ -169,6 +169,9 @@ impl ServerConfig {
             return fail("event_buffer must be at least 1");
         }
         crate::auth::validate(&self.auth)?;
+        if let Some(turn) = &self.turn {
+            turn.validate()?;
+        }
         if self.auth.is_on() && self.auth_timeout.is_zero() {
             return fail("auth_timeout must be positive when auth is on");
         }

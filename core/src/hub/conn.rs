@@ -483,6 +483,7 @@ impl ConnCore {
                         .cloned()
                         .collect();
                     let info = room_info_body(&room.id, &others, &rs.members[pos]);
+                    let info = hub.with_ice_servers(info, &user_id);
                     self.session.deliver(&info);
                     return Ok(());
                 }
@@ -532,6 +533,7 @@ impl ConnCore {
             // room-info goes out under the room lock, so it precedes every later
             // user-joined or message that mentions this peer.
             let info = room_info_body(&room.id, &rs.members, &me);
+            let info = hub.with_ice_servers(info, &user_id);
             rs.members.push(me);
             self.session.deliver(&info);
             drop(rs);

@@ -320,6 +320,20 @@ fn room_info(room: &Room) -> RoomInfo {
 }
 
 impl HubInner {
+    /// A `room-info` body with `iceServers` added when TURN credentials are
+    /// configured (fresh ones on every `room-info`).
+    fn with_ice_servers(&self, mut body: String, user_id: &str) -> String {
+        if let Some(turn) = &self.config.turn {
+            let servers = turn.ice_servers(user_id, std::time::SystemTime::now());
+            // The body is an object this hub built: insert before its final `}`.
+            body.pop();
+            body.push_str(",\"iceServers\":");
+            body.push_str(&servers.to_string());
+            body.push('}');
+        }
+        body
+    }
+
     fn draining_body(&self) -> String {
         let mut w = ObjectWriter::typed("draining", 48);
         w.u64(
