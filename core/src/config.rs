@@ -169,6 +169,8 @@ impl ServerConfig {
             return fail("event_buffer must be at least 1");
         }
         crate::auth::validate(&self.auth)?;
+        crate::server::TrustedProxies::new(&self.trusted_proxies)
+            .map_err(|e| Error::Config(format!("trusted_proxies: {e}")))?;
         if let Some(turn) = &self.turn {
             turn.validate()?;
         }

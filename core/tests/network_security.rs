@@ -64,3 +64,83 @@ async fn room_info_carries_turn_rest_credentials() {
         .await;
     assert!(b.recv_type("room-info").await.get("iceServers").is_none());
 }
+
+/// The client IP the server settled on for the next connection (its `connected`
+/// event), after connecting with these headers.
+async fn seen_ip(
+    server: &switchboard::ServerHandle,
+    headers: &[(&str, &str)],
+) -> Result<(String, Ws), Refused> {
+    use futures_util::StreamExt;
+    let mut events = server.events();
+    let ws = Ws::connect_with(server.url(), headers).await?;
+    loop {
+        let e = tokio::time::timeout(WAIT, events.next())
+            .await
+            .expect("an event")
+            .expect("events go on");
+        if e.kind() == "connected" {
+            let ip = e.fields().unwrap()["ip"].as_str().unwrap().to_owned();
+            return Ok((ip, ws));
+        }
+    }
+}
+
+#[tokio::test]
+async fn forwarding_headers_from_an_untrusted_peer_are_ignored() {
+    // The test client (127.0.0.1) is not a trusted proxy here.
+    let server = start(
+        builder()
+            .trusted_proxies(["10.0.0.0/8"])
+            .max_conns_per_ip(1),
+    )
+    .await;
+    let (ip, _a) = seen_ip(
+        &server,
+        &[
+            ("x-forwarded-for", "203.0.113.7"),
+            ("x-real-ip", "203.0.113.8"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(ip, "127.0.0.1", "spoofed headers are not believed");
+    // Nor can they dodge the per-IP limit.
+    let second = Ws::connect_with(server.url(), &[("x-forwarded-for", "198.51.100.1")]).await;
+    assert_eq!(second.err(), Some(Refused::Status(429)));
+}
+
+#[tokio::test]
+async fn forwarding_headers_from_a_trusted_proxy_give_the_client_ip() {
+    let server = start(
+        builder()
+            .trusted_proxies(["127.0.0.1/32"])
+            .max_conns_per_ip(1),
+    )
+    .await;
+    let (ip, _a) = seen_ip(&server, &[("x-forwarded-for", "203.0.113.7")])
+        .await
+        .unwrap();
+    assert_eq!(ip, "203.0.113.7");
+    // The client forged the left entry; the proxy appended what it saw.
+    let (ip, _b) = seen_ip(
+        &server,
+        &[("x-forwarded-for", "198.51.100.99, 203.0.113.9")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(ip, "203.0.113.9");
+    let (ip, _c) = seen_ip(&server, &[("x-real-ip", "203.0.113.10")])
+        .await
+        .unwrap();
+    assert_eq!(ip, "203.0.113.10");
+    // The per-IP limit applies to the client behind the proxy, not the proxy.
+    let again = Ws::connect_with(server.url(), &[("x-forwarded-for", "203.0.113.7")]).await;
+    assert_eq!(again.err(), Some(Refused::Status(429)));
+}
+
+#[tokio::test]
+async fn bad_proxy_lists_fail_at_build() {
+    assert!(builder().trusted_proxies(["10.0.0.0/33"]).build().is_err());
+    assert!(builder().trusted_proxies(["proxy.local"]).build().is_err());
+}

@@ -3,7 +3,10 @@
 //! port, runs one task per connection over the hub, and drains on shutdown.
 
 mod http;
+mod proxy;
 mod ws;
+
+pub use proxy::{Cidr, TrustedProxies};
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -203,6 +206,7 @@ struct Shared {
     /// Open WebSocket connections (admission counts these, not the hub's).
     open: AtomicUsize,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
+    proxies: TrustedProxies,
     /// Signalled whenever `open` drops to zero.
     all_closed: Notify,
     stop_accepting: Notify,
@@ -239,6 +243,8 @@ impl Server {
         let url = format!("ws://{local_addr}{}", config.path);
         let shared = Arc::new(Shared {
             hub: Hub::new(config.clone()),
+            // Validated by `build()`.
+            proxies: TrustedProxies::new(&config.trusted_proxies).unwrap_or_default(),
             config,
             local_addr,
             url,
@@ -439,10 +445,18 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
         )
         .await;
     };
-    let admission = match shared.admit(&req, peer.ip()) {
+    let client_ip = shared.proxies.client_ip(
+        peer.ip(),
+        req.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("x-forwarded-for"))
+            .map(|(_, v)| v.as_str()),
+        req.header("x-real-ip"),
+    );
+    let admission = match shared.admit(&req, client_ip) {
         Ok(a) => a,
         Err(status) => {
-            debug!(%peer, status, "upgrade refused");
+            debug!(%peer, ip = %client_ip, status, "upgrade refused");
             return respond(
                 &mut stream,
                 status,
@@ -453,7 +467,6 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
             .await;
         }
     };
-    let client_ip = admission.ip;
     let auth_request = AuthRequest {
         token: token_from_request(req.query.as_deref(), req.header("authorization")),
         origin: req.header("origin").map(str::to_owned),
