@@ -144,3 +144,210 @@ async fn bad_proxy_lists_fail_at_build() {
     assert!(builder().trusted_proxies(["10.0.0.0/33"]).build().is_err());
     assert!(builder().trusted_proxies(["proxy.local"]).build().is_err());
 }
+
+// ---- TLS ----
+
+/// A self-signed certificate for localhost / 127.0.0.1, written to a fresh
+/// directory: (cert PEM, cert path, key path).
+struct TestCert {
+    pem: String,
+    cert_path: std::path::PathBuf,
+    key_path: std::path::PathBuf,
+}
+
+fn test_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "switchboard-tls-{name}-{}-{}",
+        std::process::id(),
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Makes a new certificate (new key) and writes it over `dir/cert.pem`, `dir/key.pem`.
+fn write_cert(dir: &std::path::Path) -> TestCert {
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let cert_path = dir.join("cert.pem");
+    let key_path = dir.join("key.pem");
+    // Written beside, then renamed: a reload never sees half a file.
+    std::fs::write(dir.join("cert.tmp"), ck.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.tmp"), ck.signing_key.serialize_pem()).unwrap();
+    std::fs::rename(dir.join("cert.tmp"), &cert_path).unwrap();
+    std::fs::rename(dir.join("key.tmp"), &key_path).unwrap();
+    TestCert {
+        pem: ck.cert.pem(),
+        cert_path,
+        key_path,
+    }
+}
+
+async fn tls_client(url: &str, root_pem: &str, user: &str) -> switchboard::Result<Client> {
+    Client::builder(url)
+        .tls_root_certificate_pem(root_pem)
+        .user_id(user)
+        .max_reconnect_attempts(Some(0))
+        .connect_timeout(Duration::from_secs(3))
+        .connect()
+        .await
+}
+
+use futures_util::StreamExt;
+use switchboard::{Client, Event};
+
+async fn next_event(events: &mut switchboard::EventStream, kind: &str) -> Event {
+    loop {
+        let e = tokio::time::timeout(WAIT, events.next())
+            .await
+            .expect("an event in time")
+            .expect("the stream goes on");
+        if e.kind() == kind {
+            return e;
+        }
+    }
+}
+
+#[tokio::test]
+async fn tls_handshake_and_message_exchange() {
+    let dir = test_dir("exchange");
+    let cert = write_cert(&dir);
+    let server = start(builder().tls(&cert.cert_path, &cert.key_path)).await;
+    let url = server.url().to_owned();
+    assert!(url.starts_with("wss://127.0.0.1:"), "{url}");
+
+    let alice = tls_client(&url, &cert.pem, "alice").await.unwrap();
+    let mut alice_events = alice.events();
+    alice.join("r").await.unwrap();
+    let bob = tls_client(&url, &cert.pem, "bob").await.unwrap();
+    let info = bob.join("r").await.unwrap();
+    assert_eq!(info["users"], json!(["alice"]));
+    bob.send_offer("alice", json!({"type":"offer","sdp":"v=0\r\n"}))
+        .await
+        .unwrap();
+    let offer = next_event(&mut alice_events, "offer").await;
+    let f = offer.fields().unwrap();
+    assert_eq!(f["from"], "bob");
+    assert_eq!(f["sdp"]["sdp"], "v=0\r\n");
+
+    // Without the root the certificate is refused; plain ws:// gets no WebSocket.
+    let untrusted = Client::builder(&url)
+        .max_reconnect_attempts(Some(0))
+        .connect()
+        .await;
+    assert!(untrusted.is_err(), "an unknown certificate must be refused");
+    let plain = url.replacen("wss://", "ws://", 1);
+    assert!(Ws::connect_with(&plain, &[]).await.is_err());
+    alice.close().await;
+    bob.close().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn tls_certificate_reload_keeps_connections() {
+    let dir = test_dir("reload");
+    let first = write_cert(&dir);
+    let server = start(builder().tls(&first.cert_path, &first.key_path)).await;
+    let url = server.url().to_owned();
+    let alice = tls_client(&url, &first.pem, "alice").await.unwrap();
+    alice.join("r").await.unwrap();
+
+    let second = write_cert(&dir);
+    server.reload_tls().unwrap();
+    // New handshakes present the new certificate.
+    let bob = tls_client(&url, &second.pem, "bob").await.unwrap();
+    bob.join("r").await.unwrap();
+    assert!(
+        tls_client(&url, &first.pem, "carol").await.is_err(),
+        "the old certificate is no longer presented"
+    );
+    // The connection made before the reload still relays.
+    let mut bob_events = bob.events();
+    alice
+        .send(Some("bob"), json!({"hello":"after reload"}))
+        .await
+        .unwrap();
+    let m = next_event(&mut bob_events, "message").await;
+    assert_eq!(m.fields().unwrap()["data"], json!({"hello":"after reload"}));
+
+    // A broken file is refused and the current certificate stays.
+    std::fs::write(&second.key_path, "not a key").unwrap();
+    assert!(server.reload_tls().is_err());
+    assert!(tls_client(&url, &second.pem, "dave").await.is_ok());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn tls_with_missing_files_fails_at_start() {
+    let r = builder()
+        .tls("/nonexistent/cert.pem", "/nonexistent/key.pem")
+        .build()
+        .unwrap()
+        .start()
+        .await;
+    assert!(r.is_err());
+}
+
+#[tokio::test]
+async fn binary_reloads_the_certificate_on_sighup() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = test_dir("sighup");
+    let first = write_cert(&dir);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["--listen", "127.0.0.1:0", "--tls-cert"])
+        .arg(&first.cert_path)
+        .arg("--tls-key")
+        .arg(&first.key_path)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("the listening line")
+        .to_owned();
+    assert!(url.starts_with("wss://"), "{url}");
+    let alice = tls_client(&url, &first.pem, "alice").await.unwrap();
+    alice.join("r").await.unwrap();
+
+    let second = write_cert(&dir);
+    let hup = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    // The reload happens on the server's own time: poll for the new certificate.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let bob = loop {
+        match tls_client(&url, &second.pem, "bob").await {
+            Ok(c) => break c,
+            Err(e) => {
+                assert!(tokio::time::Instant::now() < deadline, "no reload: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let info = bob.join("r").await.unwrap();
+    assert_eq!(
+        info["users"],
+        json!(["alice"]),
+        "the old connection lives on"
+    );
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "SIGHUP did not stop it"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(dir);
+}

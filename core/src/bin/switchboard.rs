@@ -263,6 +263,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         };
+        let tls = config.tls.is_some();
         let server = match Server::builder().config(config).build() {
             Ok(s) => s,
             Err(e) => {
@@ -278,12 +279,40 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        if tls {
+            // Installed before the listening line, so a SIGHUP sent once it is seen
+            // never meets the default action (exit).
+            reload_tls_on_sighup(handle.clone());
+        }
         // One machine-readable line on stdout, for scripts and benchmarks.
         println!("listening on {}", handle.url());
         wait_for_signal().await;
         handle.shutdown().await;
         ExitCode::SUCCESS
     })
+}
+
+/// SIGHUP re-reads the TLS certificate and key (after a renewal): new handshakes
+/// get the new certificate, open connections stay. A bad file keeps the old one.
+fn reload_tls_on_sighup(handle: switchboard::ServerHandle) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "cannot listen for SIGHUP; TLS reload is off");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match handle.reload_tls() {
+                Ok(()) => info!("SIGHUP: TLS certificate reloaded"),
+                Err(e) => {
+                    error!(error = %e, "SIGHUP: TLS reload failed; the old certificate stays")
+                }
+            }
+        }
+    });
 }
 
 async fn wait_for_signal() {

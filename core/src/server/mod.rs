@@ -4,6 +4,7 @@
 
 mod http;
 mod proxy;
+mod tls;
 mod ws;
 
 pub use proxy::{Cidr, TrustedProxies};
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use futures_util::Stream;
 use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
@@ -29,7 +31,7 @@ use crate::auth::{token_from_request, AuthConfig, AuthHook, AuthRequest, JwtConf
 use crate::config::{ServerConfig, TlsConfig, TurnConfig};
 use crate::error::Result;
 use crate::event::Event;
-use crate::hub::{ConnectInfo, Hub, PeerInfo, Refusal, RoomInfo, METRICS_CONTENT_TYPE};
+use crate::hub::{ConnectInfo, Connection, Hub, PeerInfo, Refusal, RoomInfo, METRICS_CONTENT_TYPE};
 use crate::protocol::SUBPROTOCOL_JSON;
 use http::{read_request, respond, switch_protocols, HeadError, Request};
 
@@ -207,6 +209,7 @@ struct Shared {
     open: AtomicUsize,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     proxies: TrustedProxies,
+    tls: Option<tls::Tls>,
     /// Signalled whenever `open` drops to zero.
     all_closed: Notify,
     stop_accepting: Notify,
@@ -240,8 +243,12 @@ impl Server {
             );
         }
         let config = Arc::new(self.config);
-        let url = format!("ws://{local_addr}{}", config.path);
+        // Certificate problems fail here, before any client could connect.
+        let tls = config.tls.as_ref().map(tls::Tls::new).transpose()?;
+        let scheme = if tls.is_some() { "wss" } else { "ws" };
+        let url = format!("{scheme}://{local_addr}{}", config.path);
         let shared = Arc::new(Shared {
+            tls,
             hub: Hub::new(config.clone()),
             // Validated by `build()`.
             proxies: TrustedProxies::new(&config.trusted_proxies).unwrap_or_default(),
@@ -270,7 +277,11 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     while tasks.try_join_next().is_some() {}
-                    tasks.spawn(handle_socket(stream, peer, shared.clone()));
+                    let _ = stream.set_nodelay(true);
+                    match &shared.tls {
+                        None => tasks.spawn(serve_socket(stream, peer, shared.clone())),
+                        Some(tls) => tasks.spawn(handle_tls(tls.acceptor(), stream, peer, shared.clone())),
+                    };
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -371,8 +382,54 @@ impl Shared {
     }
 }
 
-async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    let _ = stream.set_nodelay(true);
+/// The TLS handshake (bounded by the handshake timeout), then the same as plain.
+async fn handle_tls(
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+) {
+    let handshake = tokio::time::timeout(shared.config.handshake_timeout, acceptor.accept(stream));
+    match handshake.await {
+        Ok(Ok(tls)) => serve_socket(tls, peer, shared).await,
+        Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
+        Err(_) => debug!(%peer, "TLS handshake timed out"),
+    }
+}
+
+/// A connection past the upgrade: the WebSocket, its hub connection, and the
+/// admission slot it holds.
+type Upgraded<S> = (WebSocketStream<S>, Connection, Admission);
+
+/// Serves one TCP (or TLS) connection. The request phase (head, admission, auth,
+/// upgrade) runs boxed and is freed before the long-lived connection task, so its
+/// state (request, auth check) does not stay in every connection's future.
+async fn serve_socket<S>(stream: S, peer: SocketAddr, shared: Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut upgraded = None;
+    Box::pin(handle_socket(stream, peer, &shared, &mut upgraded)).await;
+    let Some((ws, conn, admission)) = upgraded else {
+        return;
+    };
+    let heartbeat = ws::Heartbeat {
+        interval: shared.config.heartbeat_interval,
+        timeout: shared.config.heartbeat_timeout,
+    };
+    ws::ConnectionTask::new(ws, conn, heartbeat).await;
+    drop(admission);
+}
+
+/// The request phase: answers plain HTTP, or upgrades into `upgraded`.
+async fn handle_socket<S>(
+    mut stream: S,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+    upgraded: &mut Option<Upgraded<S>>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let req = match read_request(&mut stream, shared.config.handshake_timeout).await {
         Ok(r) => r,
         Err(HeadError::Gone) => return,
@@ -520,12 +577,7 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
         token: None,
         identity,
     });
-    let heartbeat = ws::Heartbeat {
-        interval: shared.config.heartbeat_interval,
-        timeout: shared.config.heartbeat_timeout,
-    };
-    ws::ConnectionTask::new(ws, conn, heartbeat).await;
-    drop(admission);
+    *upgraded = Some((ws, conn, admission));
 }
 
 impl ServerHandle {
@@ -587,6 +639,16 @@ impl ServerHandle {
     /// The peers of one room, in join order.
     pub fn peers(&self, room_id: &str) -> Option<Vec<PeerInfo>> {
         self.shared.hub.peers(room_id)
+    }
+
+    /// Reads the TLS certificate and key files again; handshakes from now on
+    /// present the new certificate, open connections are untouched (the binary
+    /// calls this on SIGHUP). On error the current certificate stays in use.
+    pub fn reload_tls(&self) -> Result<()> {
+        match &self.shared.tls {
+            Some(tls) => tls.reload(),
+            None => Err(crate::error::Error::Config("TLS is not configured".into())),
+        }
     }
 
     /// Open WebSocket connections.
@@ -655,9 +717,9 @@ mod tests {
             .start()
             .await
             .unwrap();
-        let fut = handle_socket(stream, addr, handle.shared.clone());
+        let fut = serve_socket(stream, addr, handle.shared.clone());
         let size = std::mem::size_of_val(&fut);
-        println!("handle_socket future: {size} bytes");
+        println!("serve_socket future: {size} bytes");
         assert!(size <= LIMIT, "{size} bytes per connection task");
     }
 }
