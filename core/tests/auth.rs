@@ -665,3 +665,46 @@ async fn bad_auth_configs_fail_at_build() {
         .build();
     assert!(empty.is_err());
 }
+
+#[tokio::test]
+async fn binary_flags_turn_jwt_auth_on() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["--listen", "127.0.0.1:0", "--jwt-audience", AUDIENCE])
+        .args(["--jwt-leeway-ms", "0", "--auth-timeout-ms", "300"])
+        .env("SWITCHBOARD_JWT_SECRET", SECRET)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
+    let good = Mode::Hs256.token(&tok("alice"));
+    let mut a = Ws::connect_with(&format!("{url}?token={good}"), &[])
+        .await
+        .unwrap();
+    assert_eq!(join(&mut a, "r").await["you"]["userId"], "alice");
+    let forged = Mode::Hs256.token(&Tok {
+        forged: true,
+        ..tok("bob")
+    });
+    assert_eq!(
+        Ws::connect_with(&format!("{url}?token={forged}"), &[])
+            .await
+            .err(),
+        Some(Refused::Status(401))
+    );
+    let mut late = Ws::connect(&url).await;
+    assert_eq!(late.expect_close().await, 4401, "--auth-timeout-ms applies");
+    let _ = child.kill();
+    let _ = child.wait();
+}
