@@ -71,19 +71,10 @@ async fn seen_ip(
     server: &switchboard::ServerHandle,
     headers: &[(&str, &str)],
 ) -> Result<(String, Ws), Refused> {
-    use futures_util::StreamExt;
     let mut events = server.events();
     let ws = Ws::connect_with(server.url(), headers).await?;
-    loop {
-        let e = tokio::time::timeout(WAIT, events.next())
-            .await
-            .expect("an event")
-            .expect("events go on");
-        if e.kind() == "connected" {
-            let ip = e.fields().unwrap()["ip"].as_str().unwrap().to_owned();
-            return Ok((ip, ws));
-        }
-    }
+    let e = next_event(&mut events, "connected").await;
+    Ok((e.fields().unwrap()["ip"].as_str().unwrap().to_owned(), ws))
 }
 
 #[tokio::test]
@@ -196,20 +187,7 @@ async fn tls_client(url: &str, root_pem: &str, user: &str) -> switchboard::Resul
         .await
 }
 
-use futures_util::StreamExt;
-use switchboard::{Client, Event};
-
-async fn next_event(events: &mut switchboard::EventStream, kind: &str) -> Event {
-    loop {
-        let e = tokio::time::timeout(WAIT, events.next())
-            .await
-            .expect("an event in time")
-            .expect("the stream goes on");
-        if e.kind() == kind {
-            return e;
-        }
-    }
-}
+use switchboard::Client;
 
 #[tokio::test]
 async fn tls_handshake_and_message_exchange() {
@@ -293,29 +271,20 @@ async fn tls_with_missing_files_fails_at_start() {
 
 #[tokio::test]
 async fn binary_reloads_the_certificate_on_sighup() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
+    use std::process::Command;
     let dir = test_dir("sighup");
     let first = write_cert(&dir);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["--listen", "127.0.0.1:0", "--tls-cert"])
-        .arg(&first.cert_path)
-        .arg("--tls-key")
-        .arg(&first.key_path)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("the listening line")
-        .to_owned();
+    let (mut child, url) = spawn_binary(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            first.cert_path.to_str().unwrap(),
+            "--tls-key",
+            first.key_path.to_str().unwrap(),
+        ],
+        &[],
+    );
     assert!(url.starts_with("wss://"), "{url}");
     let alice = tls_client(&url, &first.pem, "alice").await.unwrap();
     alice.join("r").await.unwrap();

@@ -18,7 +18,7 @@ use std::time::Duration;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
-use switchboard::{Client, Event};
+use switchboard::Client;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -168,21 +168,6 @@ async fn connect_from(
     }
 }
 
-async fn next_kind(
-    events: &mut (impl futures_util::Stream<Item = Event> + Unpin),
-    kind: &str,
-) -> Event {
-    loop {
-        let e = tokio::time::timeout(WAIT, events.next())
-            .await
-            .expect("an event in time")
-            .expect("events go on");
-        if e.kind() == kind {
-            return e;
-        }
-    }
-}
-
 #[tokio::test]
 async fn documented_nginx_config_proxies_websockets_and_client_addresses() {
     if nginx_binary().is_none() {
@@ -220,7 +205,7 @@ async fn documented_nginx_config_proxies_websockets_and_client_addresses() {
     )
     .await
     .expect("upgrade through nginx");
-    let connected = next_kind(&mut events, "connected").await;
+    let connected = next_event(&mut events, "connected").await;
     assert_eq!(connected.fields().unwrap()["ip"], "127.0.0.2");
     // The per-IP limit counts the client behind nginx, not nginx.
     assert_eq!(
@@ -229,7 +214,7 @@ async fn documented_nginx_config_proxies_websockets_and_client_addresses() {
     );
     let mut b = connect_from("127.0.0.3", port, &root, &[]).await.unwrap();
     assert_eq!(
-        next_kind(&mut events, "connected").await.fields().unwrap()["ip"],
+        next_event(&mut events, "connected").await.fields().unwrap()["ip"],
         "127.0.0.3"
     );
 
@@ -241,8 +226,8 @@ async fn documented_nginx_config_proxies_websockets_and_client_addresses() {
     b.send(send(json!({"type":"join","roomId":"r","userId":"bob"})))
         .await
         .unwrap();
-    next_kind(&mut events, "user-joined").await;
-    next_kind(&mut events, "user-joined").await;
+    next_event(&mut events, "user-joined").await;
+    next_event(&mut events, "user-joined").await;
     b.send(send(
         json!({"type":"offer","to":"alice","sdp":{"type":"offer","sdp":"v=0"}}),
     ))

@@ -360,7 +360,8 @@ impl ConnCore {
             tokio::time::sleep(after).await;
             if let Some(core) = me.upgrade() {
                 let mut c = lock_core(&core);
-                if c.auth.as_ref().is_some_and(|a| a.generation == generation) {
+                let current = c.auth.as_ref().is_some_and(|a| a.generation == generation);
+                if current && !c.finished {
                     fire(&mut c);
                 }
             }

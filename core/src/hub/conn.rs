@@ -97,7 +97,7 @@ pub(super) struct ConnCore {
     rate: Option<RateLimiter>,
     /// True until the first message that changes state: only then may `resume` come.
     pristine: bool,
-    finished: bool,
+    pub(super) finished: bool,
     /// `None` when auth is off (no cost then).
     pub(super) auth: Option<Box<ConnAuth>>,
 }
