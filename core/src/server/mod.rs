@@ -4,6 +4,7 @@
 
 mod http;
 mod proxy;
+mod static_files;
 mod tls;
 mod ws;
 
@@ -455,6 +456,10 @@ async fn handle_socket<S>(
         ("GET" | "HEAD", "/metrics") => {
             let body = shared.metrics_text();
             return respond(&mut stream, 200, METRICS_CONTENT_TYPE, &[], &body).await;
+        }
+        ("GET" | "HEAD", p) if static_files::serves(&shared.config, p) => {
+            // Boxed: a rare path, kept out of every connection task's future.
+            return Box::pin(static_files::serve(&mut stream, &shared.config, &req)).await;
         }
         _ => return respond(&mut stream, 404, "text/plain", &[], "not found\n").await,
     }
