@@ -25,8 +25,14 @@ use switchboard::{AuthConfig, AuthRequest, Identity, ServerConfig};
 pub fn parse_message(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     if let Ok(msg) = parse_client_message(&text) {
-        // Accepted frames are JSON objects with a known type.
-        let v: Value = serde_json::from_str(&text).expect("an accepted frame is valid JSON");
+        // Accepted frames are JSON objects with a known type. Numbers beyond the
+        // f64 range are valid JSON (RFC 8259) and forwarded verbatim, though
+        // serde_json's `Value` refuses them: a known, documented exception.
+        let v: Value = match serde_json::from_str(&text) {
+            Ok(v) => v,
+            Err(e) if e.to_string().starts_with("number out of range") => return,
+            Err(e) => panic!("an accepted frame is not valid JSON ({e}): {text}"),
+        };
         assert!(v.is_object());
         assert_eq!(
             v["type"]
