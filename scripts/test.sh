@@ -32,5 +32,6 @@ run_suite() {
 # (suites are added here, one line each)
 run_suite "security and operations" test-security.sh
 run_suite "browser client, demo page, Chromium end-to-end" test-browser.sh
+run_suite "python" test-python.sh
 
 say "all tests passed"
