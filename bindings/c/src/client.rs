@@ -481,10 +481,11 @@ impl switchboard_client {
         if reply.id().is_some() && timeout.is_zero() {
             return Ok(None);
         }
-        match self
+        // The timer must be made inside the runtime: `block_on` enters it.
+        let outcome = self
             .runtime()
-            .block_on(tokio::time::timeout(timeout, reply))
-        {
+            .block_on(async { tokio::time::timeout(timeout, reply).await });
+        match outcome {
             Ok(outcome) => Ok(Some(outcome?)),
             Err(_) => Err(FfiError::new(
                 switchboard_result::Timeout,

@@ -90,34 +90,6 @@ pub enum switchboard_result {
     Internal = 112,
 }
 
-/// Every `switchboard_result` value, in order (not exported: C has the enum).
-const ALL_RESULTS: [switchboard_result; 24] = [
-    switchboard_result::Ok,
-    switchboard_result::NullArgument,
-    switchboard_result::InvalidUtf8,
-    switchboard_result::Config,
-    switchboard_result::InvalidArgument,
-    switchboard_result::Io,
-    switchboard_result::Websocket,
-    switchboard_result::Closed,
-    switchboard_result::QueueFull,
-    switchboard_result::Timeout,
-    switchboard_result::Panic,
-    switchboard_result::InvalidJson,
-    switchboard_result::InvalidMessage,
-    switchboard_result::UnknownType,
-    switchboard_result::Unauthorized,
-    switchboard_result::Forbidden,
-    switchboard_result::NotInRoom,
-    switchboard_result::PeerNotFound,
-    switchboard_result::RoomFull,
-    switchboard_result::UserIdTaken,
-    switchboard_result::RateLimited,
-    switchboard_result::MessageTooBig,
-    switchboard_result::ResumeFailed,
-    switchboard_result::Internal,
-];
-
 impl switchboard_result {
     /// The stable name: the protocol code for protocol errors, the core's
     /// `Error::code()` for the others (`config`, `io`, ...).
@@ -158,6 +130,33 @@ impl switchboard_result {
 pub extern "C" fn switchboard_result_name(result: u32) -> *const c_char {
     // Takes the raw integer: an out-of-range value from C must not become an
     // invalid Rust enum.
+    // Every value, in order.
+    const ALL_RESULTS: [switchboard_result; 24] = [
+        switchboard_result::Ok,
+        switchboard_result::NullArgument,
+        switchboard_result::InvalidUtf8,
+        switchboard_result::Config,
+        switchboard_result::InvalidArgument,
+        switchboard_result::Io,
+        switchboard_result::Websocket,
+        switchboard_result::Closed,
+        switchboard_result::QueueFull,
+        switchboard_result::Timeout,
+        switchboard_result::Panic,
+        switchboard_result::InvalidJson,
+        switchboard_result::InvalidMessage,
+        switchboard_result::UnknownType,
+        switchboard_result::Unauthorized,
+        switchboard_result::Forbidden,
+        switchboard_result::NotInRoom,
+        switchboard_result::PeerNotFound,
+        switchboard_result::RoomFull,
+        switchboard_result::UserIdTaken,
+        switchboard_result::RateLimited,
+        switchboard_result::MessageTooBig,
+        switchboard_result::ResumeFailed,
+        switchboard_result::Internal,
+    ];
     let name = ALL_RESULTS
         .iter()
         .find(|r| **r as u32 == result)
