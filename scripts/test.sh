@@ -30,5 +30,6 @@ run_suite() {
   "./scripts/$2"
 }
 # (suites are added here, one line each)
+run_suite "C and Java" test-cjava.sh
 
 say "all tests passed"
