@@ -191,6 +191,10 @@ typedef void (*switchboard_event_callback)(void *userdata,
  * thread-safe. It decides by completing `request` (see
  * `switchboard_auth_request`), there or later from another thread. It must
  * return eventually: `switchboard_server_free` waits for running callbacks.
+ * It is called at the handshake (the token from `?token=` or
+ * `Authorization: Bearer`) and for each `auth` message; at a handshake without
+ * a token the token is NULL, and a refusal then lets the client authenticate
+ * with an `auth` message instead (within the auth timeout).
  */
 typedef void (*switchboard_auth_callback)(void *userdata,
                                           switchboard_auth_request *request);

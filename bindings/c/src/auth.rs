@@ -45,6 +45,10 @@ impl fmt::Debug for switchboard_auth_request {
 /// thread-safe. It decides by completing `request` (see
 /// `switchboard_auth_request`), there or later from another thread. It must
 /// return eventually: `switchboard_server_free` waits for running callbacks.
+/// It is called at the handshake (the token from `?token=` or
+/// `Authorization: Bearer`) and for each `auth` message; at a handshake without
+/// a token the token is NULL, and a refusal then lets the client authenticate
+/// with an `auth` message instead (within the auth timeout).
 pub type switchboard_auth_callback =
     Option<unsafe extern "C" fn(userdata: *mut c_void, request: *mut switchboard_auth_request)>;
 
