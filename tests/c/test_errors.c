@@ -212,6 +212,7 @@ static void client_errors(void) {
     switchboard_server_config *cfg = base_config();
     CHECK_OK(switchboard_server_config_set_max_room_size(cfg, 1));
     CHECK_OK(switchboard_server_config_set_max_rooms_per_session(cfg, 1));
+    CHECK_OK(switchboard_server_config_set_heartbeat_ms(cfg, 7000));
     switchboard_server *srv = NULL;
     REQUIRE(switchboard_server_start(cfg, &srv) == SWITCHBOARD_RESULT_OK);
     const char *surl = switchboard_server_url(srv);
@@ -226,11 +227,15 @@ static void client_errors(void) {
     switchboard_event *ev = ev_sentinel;
     CHECK_RESULT(switchboard_server_next_event(srv, 0, NULL), SWITCHBOARD_RESULT_NULL_ARGUMENT);
     CHECK_RESULT(switchboard_client_next_event(a, 0, NULL), SWITCHBOARD_RESULT_NULL_ARGUMENT);
-    /* Drain what connect produced, then a short wait times out. */
+    /* Drain what connect produced (`connected` carries the configured
+     * heartbeat), then a short wait times out. */
+    int heartbeat_seen = 0;
     while (switchboard_client_next_event(a, 0, &ev) == SWITCHBOARD_RESULT_OK) {
+        heartbeat_seen |= contains(switchboard_event_json(ev), "\"heartbeatMs\":7000");
         switchboard_event_free(ev);
         ev = ev_sentinel;
     }
+    CHECK(heartbeat_seen);
     CHECK_RESULT(switchboard_client_next_event(a, 50, &ev), SWITCHBOARD_RESULT_TIMEOUT);
     CHECK(ev == ev_sentinel);
     CHECK(contains(switchboard_last_error_message(), "no event within 50 ms"));

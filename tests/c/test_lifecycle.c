@@ -60,7 +60,8 @@ static void stop_with_clients_connected(void) {
     int seen_at_stop = g.seen.count;
     pthread_mutex_unlock(&g.seen.lock);
     ev = WAIT_CLIENT(alice, "draining");
-    CHECK(ev != NULL && contains(switchboard_event_json(ev), "retryAfterMs"));
+    /* The configured drain_retry_after (200 ms, see harness.h). */
+    CHECK(ev != NULL && contains(switchboard_event_json(ev), "\"retryAfterMs\":200"));
     switchboard_event_free(ev);
     ev = WAIT_CLIENT(alice, "reconnecting");
     CHECK(ev != NULL);

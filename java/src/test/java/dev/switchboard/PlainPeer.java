@@ -22,8 +22,16 @@ final class PlainPeer implements AutoCloseable {
     private final WebSocket ws;
 
     PlainPeer(String url) throws Exception {
-        ws = http.newWebSocketBuilder()
-                .connectTimeout(Duration.ofSeconds(10))
+        this(url, null);
+    }
+
+    /** A peer that sends an {@code Origin} header, as a browser page would. */
+    PlainPeer(String url, String origin) throws Exception {
+        WebSocket.Builder builder = http.newWebSocketBuilder().connectTimeout(Duration.ofSeconds(10));
+        if (origin != null) {
+            builder.header("Origin", origin);
+        }
+        ws = builder
                 .buildAsync(URI.create(url), new WebSocket.Listener() {
                     private final StringBuilder partial = new StringBuilder();
 

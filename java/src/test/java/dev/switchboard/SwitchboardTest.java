@@ -10,6 +10,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import java.io.IOException;
 import java.net.ConnectException;
 import java.net.Socket;
+import java.net.http.WebSocketHandshakeException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -165,6 +166,19 @@ class SwitchboardTest {
             alice.close();
             e = assertThrows(SwitchboardException.class, () -> alice.chat("after close"));
             assertEquals(SwitchboardException.CLOSED, e.code());
+        }
+    }
+
+    @Test
+    void allowedOriginsAdmitOnlyTheirPages() throws Exception {
+        try (SwitchboardServer server = SwitchboardServer.builder().listen("127.0.0.1:0")
+                .allowedOrigins("https://app.example").start()) {
+            try (PlainPeer ok = new PlainPeer(server.url(), "https://app.example")) {
+                ok.await("connected");
+            }
+            Exception refused = assertThrows(Exception.class, () -> new PlainPeer(server.url(), "https://evil.example"));
+            WebSocketHandshakeException handshake = (WebSocketHandshakeException) refused.getCause();
+            assertEquals(403, handshake.getResponse().statusCode());
         }
     }
 
