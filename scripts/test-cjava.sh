@@ -81,6 +81,14 @@ for src in tests/c/test_*.c; do
     -lpthread -o "$OUT/$name"
   run_c_test "$name" "$OUT/$name"
 done
+# The README's example, as a user would build it.
+gcc "${CFLAGS[@]}" tests/c/example.c -Ltarget/debug -lswitchboard -Wl,-rpath,"$ROOT/target/debug" \
+  -o "$OUT/example"
+if ! "$OUT/example" > "$OUT/example.log" 2>&1 || ! grep -q '"type":"room-info"' "$OUT/example.log"; then
+  cat "$OUT/example.log"
+  fail "the README example"
+fi
+echo "example: ok"
 # The same program against the static library (the link flags the README gives).
 gcc "${CFLAGS[@]}" tests/c/test_signaling.c target/debug/libswitchboard.a \
   -lpthread -ldl -lm -lrt -lutil -lgcc_s -o "$OUT/test_signaling_static"
