@@ -104,11 +104,7 @@ fn request_field(
     req: *const switchboard_auth_request,
     pick: impl Fn(&switchboard_auth_request) -> Option<&CString>,
 ) -> *const c_char {
-    guard::guard_or(std::ptr::null(), || {
-        // SAFETY: NULL or a live, not yet completed request (header contract).
-        let req = unsafe { guard::handle(req, "request") }?;
-        Ok(pick(req).map_or(std::ptr::null(), |s| s.as_ptr()))
-    })
+    guard::read(req, "request", std::ptr::null(), |r| guard::c_ptr(pick(r)))
 }
 
 /// The token the client presented (query `?token=`, `Authorization: Bearer`, or

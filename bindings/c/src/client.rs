@@ -4,7 +4,7 @@
 //! client on its own one-thread runtime.
 
 use std::ffi::{c_char, c_void};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -13,8 +13,12 @@ use serde_json::Value;
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
-use crate::event::{switchboard_event, switchboard_event_callback, CallbackSlot, Fanout};
-use crate::guard::{self, count, millis, FfiError, FfiResult, UserData};
+use crate::event::{
+    switchboard_event, switchboard_event_callback, EventCallbackFn, EventHub, Fanout,
+};
+use crate::guard::{
+    self, count, millis, set, string, with_mut, with_ref, FfiError, FfiResult, UserData,
+};
 use crate::switchboard_result;
 
 /// Client options being built: the core client's defaults until set. Made by
@@ -39,10 +43,7 @@ pub struct switchboard_client_options {
     max_message_bytes: Option<usize>,
     event_capacity: usize,
     send_timeout: Duration,
-    event_callback: Option<(
-        unsafe extern "C" fn(*mut c_void, *const switchboard_event),
-        UserData,
-    )>,
+    event_callback: Option<(EventCallbackFn, UserData)>,
 }
 
 impl Default for switchboard_client_options {
@@ -146,30 +147,6 @@ pub unsafe extern "C" fn switchboard_client_options_free(opts: *mut switchboard_
     });
 }
 
-fn with_options(
-    opts: *mut switchboard_client_options,
-    set: impl FnOnce(&mut switchboard_client_options) -> FfiResult<()>,
-) -> switchboard_result {
-    guard::guard(|| {
-        // SAFETY: NULL or live options used by one thread at a time (header contract).
-        let opts = unsafe { guard::handle_mut(opts, "opts") }?;
-        set(opts)
-    })
-}
-
-/// A setter's assignment, as the `Ok(())` every setter returns.
-fn set<T>(slot: &mut T, value: T) -> FfiResult<()> {
-    *slot = value;
-    Ok(())
-}
-
-/// # Safety
-/// `p` is NULL or NUL-terminated.
-unsafe fn string(p: *const c_char, name: &str) -> FfiResult<String> {
-    // SAFETY: forwarded contract.
-    unsafe { guard::str_arg(p, name) }.map(str::to_owned)
-}
-
 /// The user id sent with every `join` (and every re-join after a lost
 /// session). Without one the server assigns an id, which the client keeps.
 ///
@@ -182,7 +159,7 @@ pub unsafe extern "C" fn switchboard_client_options_set_user_id(
 ) -> switchboard_result {
     // SAFETY: header contract.
     let value = unsafe { string(user_id, "user_id") };
-    with_options(opts, |o| set(&mut o.user_id, Some(value?)))
+    with_mut(opts, "opts", |o| set(&mut o.user_id, Some(value?)))
 }
 
 /// A token sent as `Authorization: Bearer ...` on every connection.
@@ -196,7 +173,7 @@ pub unsafe extern "C" fn switchboard_client_options_set_token(
 ) -> switchboard_result {
     // SAFETY: header contract.
     let value = unsafe { string(token, "token") };
-    with_options(opts, |o| set(&mut o.token, Some(value?)))
+    with_mut(opts, "opts", |o| set(&mut o.token, Some(value?)))
 }
 
 /// `displayName` sent with every `join`.
@@ -210,7 +187,7 @@ pub unsafe extern "C" fn switchboard_client_options_set_display_name(
 ) -> switchboard_result {
     // SAFETY: header contract.
     let value = unsafe { string(name, "name") };
-    with_options(opts, |o| set(&mut o.display_name, Some(value?)))
+    with_mut(opts, "opts", |o| set(&mut o.display_name, Some(value?)))
 }
 
 /// `metadata` sent with every `join`: any JSON text.
@@ -224,7 +201,7 @@ pub unsafe extern "C" fn switchboard_client_options_set_metadata_json(
 ) -> switchboard_result {
     // SAFETY: header contract.
     let value = unsafe { guard::json_arg(metadata_json, "metadata_json") };
-    with_options(opts, |o| set(&mut o.metadata, Some(value?)))
+    with_mut(opts, "opts", |o| set(&mut o.metadata, Some(value?)))
 }
 
 /// The WebSocket subprotocol to offer (default `webrtc-signaling`); NULL
@@ -237,7 +214,7 @@ pub unsafe extern "C" fn switchboard_client_options_set_subprotocol(
     opts: *mut switchboard_client_options,
     subprotocol: *const c_char,
 ) -> switchboard_result {
-    with_options(opts, |o| {
+    with_mut(opts, "opts", |o| {
         // SAFETY: header contract.
         let p = unsafe { guard::opt_str_arg(subprotocol, "subprotocol") }?;
         o.subprotocol = Some(p.map(str::to_owned));
@@ -256,7 +233,7 @@ pub unsafe extern "C" fn switchboard_client_options_set_reconnect_backoff_ms(
     base_ms: u64,
     max_ms: u64,
 ) -> switchboard_result {
-    with_options(opts, |o| {
+    with_mut(opts, "opts", |o| {
         set(&mut o.backoff, Some((millis(base_ms), millis(max_ms))))
     })
 }
@@ -271,7 +248,7 @@ pub unsafe extern "C" fn switchboard_client_options_set_max_reconnect_attempts(
     opts: *mut switchboard_client_options,
     attempts: i64,
 ) -> switchboard_result {
-    with_options(opts, |o| {
+    with_mut(opts, "opts", |o| {
         let attempts = if attempts < 0 {
             None
         } else {
@@ -295,7 +272,7 @@ pub unsafe extern "C" fn switchboard_client_options_set_stable_after_ms(
     opts: *mut switchboard_client_options,
     ms: u64,
 ) -> switchboard_result {
-    with_options(opts, |o| set(&mut o.stable_after, Some(millis(ms))))
+    with_mut(opts, "opts", |o| set(&mut o.stable_after, Some(millis(ms))))
 }
 
 /// The client sends a `ping` this often (default 15000 ms, positive).
@@ -307,7 +284,9 @@ pub unsafe extern "C" fn switchboard_client_options_set_heartbeat_ms(
     opts: *mut switchboard_client_options,
     ms: u64,
 ) -> switchboard_result {
-    with_options(opts, |o| set(&mut o.heartbeat_interval, Some(millis(ms))))
+    with_mut(opts, "opts", |o| {
+        set(&mut o.heartbeat_interval, Some(millis(ms)))
+    })
 }
 
 /// With no frame from the server for heartbeat + this (default 10000 ms), the
@@ -320,7 +299,9 @@ pub unsafe extern "C" fn switchboard_client_options_set_heartbeat_timeout_ms(
     opts: *mut switchboard_client_options,
     ms: u64,
 ) -> switchboard_result {
-    with_options(opts, |o| set(&mut o.heartbeat_timeout, Some(millis(ms))))
+    with_mut(opts, "opts", |o| {
+        set(&mut o.heartbeat_timeout, Some(millis(ms)))
+    })
 }
 
 /// Bound on one connection attempt (TCP, WebSocket handshake, the server's
@@ -333,7 +314,9 @@ pub unsafe extern "C" fn switchboard_client_options_set_connect_timeout_ms(
     opts: *mut switchboard_client_options,
     ms: u64,
 ) -> switchboard_result {
-    with_options(opts, |o| set(&mut o.connect_timeout, Some(millis(ms))))
+    with_mut(opts, "opts", |o| {
+        set(&mut o.connect_timeout, Some(millis(ms)))
+    })
 }
 
 /// The outbox bound (default 256 messages and 1048576 bytes not yet
@@ -348,7 +331,7 @@ pub unsafe extern "C" fn switchboard_client_options_set_queue_limits(
     max_messages: u64,
     max_bytes: u64,
 ) -> switchboard_result {
-    with_options(opts, |o| {
+    with_mut(opts, "opts", |o| {
         o.queue_limits = Some((
             count(max_messages, "max_messages")?,
             count(max_bytes, "max_bytes")?,
@@ -367,7 +350,7 @@ pub unsafe extern "C" fn switchboard_client_options_set_max_in_flight(
     opts: *mut switchboard_client_options,
     messages: u64,
 ) -> switchboard_result {
-    with_options(opts, |o| {
+    with_mut(opts, "opts", |o| {
         set(
             &mut o.max_in_flight,
             Some(count(messages, "max_in_flight")?),
@@ -385,7 +368,7 @@ pub unsafe extern "C" fn switchboard_client_options_set_max_message_bytes(
     opts: *mut switchboard_client_options,
     bytes: u64,
 ) -> switchboard_result {
-    with_options(opts, |o| {
+    with_mut(opts, "opts", |o| {
         set(
             &mut o.max_message_bytes,
             Some(count(bytes, "max_message_bytes")?),
@@ -404,7 +387,7 @@ pub unsafe extern "C" fn switchboard_client_options_set_event_capacity(
     opts: *mut switchboard_client_options,
     events: u64,
 ) -> switchboard_result {
-    with_options(opts, |o| {
+    with_mut(opts, "opts", |o| {
         let n = count(events, "event_capacity")?;
         if n == 0 {
             return Err(FfiError::config("event_capacity must be at least 1"));
@@ -426,7 +409,7 @@ pub unsafe extern "C" fn switchboard_client_options_set_send_timeout_ms(
     opts: *mut switchboard_client_options,
     ms: u64,
 ) -> switchboard_result {
-    with_options(opts, |o| set(&mut o.send_timeout, millis(ms)))
+    with_mut(opts, "opts", |o| set(&mut o.send_timeout, millis(ms)))
 }
 
 /// A push callback that sees every event from the first (`connecting`), called
@@ -443,7 +426,7 @@ pub unsafe extern "C" fn switchboard_client_options_set_event_callback(
     callback: switchboard_event_callback,
     userdata: *mut c_void,
 ) -> switchboard_result {
-    with_options(opts, |o| {
+    with_mut(opts, "opts", |o| {
         set(
             &mut o.event_callback,
             callback.map(|cb| (cb, UserData(userdata))),
@@ -457,8 +440,7 @@ pub unsafe extern "C" fn switchboard_client_options_set_event_callback(
 pub struct switchboard_client {
     runtime: Option<Runtime>,
     client: Client,
-    fanout: Arc<Fanout>,
-    callbacks: Mutex<CallbackSlot>,
+    events: EventHub,
     send_timeout: Duration,
     close: Mutex<Option<JoinHandle<()>>>,
 }
@@ -469,10 +451,6 @@ impl switchboard_client {
         self.runtime
             .as_ref()
             .unwrap_or_else(|| unreachable!("runtime taken before free"))
-    }
-
-    fn callbacks(&self) -> MutexGuard<'_, CallbackSlot> {
-        self.callbacks.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Waits for a reply: `timeout` zero returns once queued (a refusal before
@@ -508,8 +486,7 @@ impl switchboard_client {
         // The locks are released before joining: a running callback may wait
         // for one of them.
         drop(pump);
-        let threads = self.callbacks().take_threads();
-        threads.join();
+        self.events.join_callbacks();
     }
 }
 
@@ -533,28 +510,22 @@ fn connect(url: &str, opts: &switchboard_client_options) -> FfiResult<switchboar
                 format!("cannot start the runtime: {e}"),
             )
         })?;
-    let fanout = Arc::new(Fanout::new(opts.event_capacity));
-    let mut callbacks = CallbackSlot::default();
-    if let Some((cb, userdata)) = opts.event_callback {
-        callbacks.set(&fanout, Some(cb), userdata.0)?;
-    }
+    let events = EventHub::new(opts.event_capacity, opts.event_callback)?;
     let connected = runtime.block_on(opts.builder(url).connect());
     let client = match connected {
         Ok(c) => c,
         Err(e) => {
             // The callback saw the attempt; end its stream and wait for it.
-            fanout.finish();
-            callbacks.take_threads().join();
+            events.abandon();
             return Err(e.into());
         }
     };
     // The first `events()` call gets every event since connect began.
-    let pump = runtime.spawn(pump(client.events(), fanout.clone()));
+    let pump = runtime.spawn(pump(client.events(), events.fanout()));
     Ok(switchboard_client {
         runtime: Some(runtime),
         client,
-        fanout,
-        callbacks: Mutex::new(callbacks),
+        events,
         send_timeout: opts.send_timeout,
         close: Mutex::new(Some(pump)),
     })
@@ -629,17 +600,6 @@ pub unsafe extern "C" fn switchboard_client_connect_with_options(
     })
 }
 
-fn with_client(
-    client: *const switchboard_client,
-    f: impl FnOnce(&switchboard_client) -> FfiResult<()>,
-) -> switchboard_result {
-    guard::guard(|| {
-        // SAFETY: NULL or a live client (header contract).
-        let client = unsafe { guard::handle(client, "client") }?;
-        f(client)
-    })
-}
-
 /// Joins a room and waits up to `timeout_ms` for the server's `room-info` (0:
 /// return once queued). Fails with the server's code (`ROOM_FULL`,
 /// `USER_ID_TAKEN`, `FORBIDDEN`, ...), `TIMEOUT` (the join stays queued), or
@@ -653,7 +613,7 @@ pub unsafe extern "C" fn switchboard_client_join(
     room_id: *const c_char,
     timeout_ms: u32,
 ) -> switchboard_result {
-    with_client(client, |c| {
+    with_ref(client, "client", |c| {
         // SAFETY: header contract.
         let room = unsafe { guard::str_arg(room_id, "room_id") }?;
         c.wait(c.client.join(room), millis(timeout_ms.into()))
@@ -676,7 +636,7 @@ pub unsafe extern "C" fn switchboard_client_join_with_info(
     timeout_ms: u32,
     room_info_out: *mut *mut c_char,
 ) -> switchboard_result {
-    with_client(client, |c| {
+    with_ref(client, "client", |c| {
         // SAFETY: header contract.
         let room = unsafe { guard::str_arg(room_id, "room_id") }?;
         let out = guard::out_arg(room_info_out, "room_info_out")?;
@@ -705,7 +665,7 @@ pub unsafe extern "C" fn switchboard_client_leave(
     room_id: *const c_char,
     timeout_ms: u32,
 ) -> switchboard_result {
-    with_client(client, |c| {
+    with_ref(client, "client", |c| {
         // SAFETY: header contract.
         let reply = match unsafe { guard::opt_str_arg(room_id, "room_id") }? {
             Some(room) => c.client.leave(room),
@@ -732,7 +692,7 @@ pub unsafe extern "C" fn switchboard_client_send_json(
     client: *const switchboard_client,
     json: *const c_char,
 ) -> switchboard_result {
-    with_client(client, |c| {
+    with_ref(client, "client", |c| {
         // SAFETY: header contract.
         let message = unsafe { guard::json_arg(json, "json") }?;
         c.wait(c.client.send_json(message), c.send_timeout)
@@ -751,7 +711,7 @@ unsafe fn send_to(
     payload_name: &str,
     send: fn(&Client, &str, Value) -> Reply<()>,
 ) -> switchboard_result {
-    with_client(client, |c| {
+    with_ref(client, "client", |c| {
         // SAFETY: forwarded contract.
         let (to, payload) = unsafe {
             (
@@ -835,7 +795,7 @@ pub unsafe extern "C" fn switchboard_client_send_message(
     to: *const c_char,
     data_json: *const c_char,
 ) -> switchboard_result {
-    with_client(client, |c| {
+    with_ref(client, "client", |c| {
         // SAFETY: header contract.
         let (to, data) = unsafe {
             (
@@ -857,7 +817,7 @@ pub unsafe extern "C" fn switchboard_client_chat(
     client: *const switchboard_client,
     content: *const c_char,
 ) -> switchboard_result {
-    with_client(client, |c| {
+    with_ref(client, "client", |c| {
         // SAFETY: header contract.
         let content = unsafe { guard::str_arg(content, "content") }?;
         c.wait(c.client.chat(content), c.send_timeout).map(drop)
@@ -883,7 +843,9 @@ pub unsafe extern "C" fn switchboard_client_set_event_callback(
     callback: switchboard_event_callback,
     userdata: *mut c_void,
 ) -> switchboard_result {
-    with_client(client, |c| c.callbacks().set(&c.fanout, callback, userdata))
+    with_ref(client, "client", |c| {
+        c.events.set_callback(callback, userdata)
+    })
 }
 
 /// The pull API: waits up to `timeout_ms` (0 = do not wait) for the next client
@@ -903,7 +865,9 @@ pub unsafe extern "C" fn switchboard_client_next_event(
     timeout_ms: u32,
     event_out: *mut *mut switchboard_event,
 ) -> switchboard_result {
-    with_client(client, |c| c.fanout.next_event(timeout_ms, event_out))
+    with_ref(client, "client", |c| {
+        c.events.next_event(timeout_ms, event_out)
+    })
 }
 
 /// Events the pull queue dropped because nobody read them in time. 0 if
@@ -915,13 +879,7 @@ pub unsafe extern "C" fn switchboard_client_next_event(
 pub unsafe extern "C" fn switchboard_client_events_missed(
     client: *const switchboard_client,
 ) -> u64 {
-    guard::guard_or(0, || {
-        // SAFETY: NULL or a live client.
-        Ok(unsafe { guard::handle(client, "client") }?
-            .fanout
-            .pull()
-            .missed())
-    })
+    guard::read(client, "client", 0, |c| c.events.missed())
 }
 
 /// Whether a session is established right now (false while reconnecting and
@@ -933,12 +891,7 @@ pub unsafe extern "C" fn switchboard_client_events_missed(
 pub unsafe extern "C" fn switchboard_client_is_connected(
     client: *const switchboard_client,
 ) -> bool {
-    guard::guard_or(false, || {
-        // SAFETY: NULL or a live client.
-        Ok(unsafe { guard::handle(client, "client") }?
-            .client
-            .is_connected())
-    })
+    guard::read(client, "client", false, |c| c.client.is_connected())
 }
 
 /// Closes the client: no more reconnects; messages already queued are written
@@ -953,7 +906,7 @@ pub unsafe extern "C" fn switchboard_client_is_connected(
 pub unsafe extern "C" fn switchboard_client_close(
     client: *const switchboard_client,
 ) -> switchboard_result {
-    with_client(client, |c| {
+    with_ref(client, "client", |c| {
         c.close();
         Ok(())
     })

@@ -50,14 +50,17 @@ impl EventData {
 pub type switchboard_event_callback =
     Option<unsafe extern "C" fn(userdata: *mut c_void, event: *const switchboard_event)>;
 
+/// The function of a [`switchboard_event_callback`] (spelled out there too:
+/// cbindgen does not resolve aliases inside `Option`).
+pub(crate) type EventCallbackFn =
+    unsafe extern "C" fn(userdata: *mut c_void, event: *const switchboard_event);
+
 fn field(
     ev: *const switchboard_event,
     pick: impl Fn(&EventData) -> Option<&CString>,
 ) -> *const c_char {
-    guard::guard_or(std::ptr::null(), || {
-        // SAFETY: the caller passes NULL or a live event (header contract).
-        let ev = unsafe { guard::handle(ev, "event") }?;
-        Ok(pick(&ev.data).map_or(std::ptr::null(), |s| s.as_ptr()))
+    guard::read(ev, "event", std::ptr::null(), |ev| {
+        guard::c_ptr(pick(&ev.data))
     })
 }
 
@@ -300,11 +303,6 @@ impl Fanout {
         }
     }
 
-    /// The pull API's queue.
-    pub(crate) fn pull(&self) -> &EventQueue {
-        &self.pull
-    }
-
     /// The pull API: the next event or a timeout/closed code.
     pub(crate) fn next_event(
         &self,
@@ -329,6 +327,75 @@ impl Fanout {
                 "the event stream has ended (stopped or closed)",
             )),
         }
+    }
+}
+
+/// The events of one server or client: the fan-out its pump fills, and its
+/// push-callback slot.
+#[derive(Debug)]
+pub(crate) struct EventHub {
+    fanout: Arc<Fanout>,
+    callbacks: Mutex<CallbackSlot>,
+}
+
+impl EventHub {
+    /// Readers get `capacity` events each; `callback`, registered before the
+    /// source starts, sees every event from the first.
+    pub(crate) fn new(
+        capacity: usize,
+        callback: Option<(EventCallbackFn, UserData)>,
+    ) -> FfiResult<EventHub> {
+        let hub = EventHub {
+            fanout: Arc::new(Fanout::new(capacity)),
+            callbacks: Mutex::new(CallbackSlot::default()),
+        };
+        if let Some((cb, userdata)) = callback {
+            hub.set_callback(Some(cb), userdata.0)?;
+        }
+        Ok(hub)
+    }
+
+    /// What the pump publishes into.
+    pub(crate) fn fanout(&self) -> Arc<Fanout> {
+        self.fanout.clone()
+    }
+
+    pub(crate) fn set_callback(
+        &self,
+        callback: switchboard_event_callback,
+        userdata: *mut c_void,
+    ) -> FfiResult<()> {
+        self.slot().set(&self.fanout, callback, userdata)
+    }
+
+    pub(crate) fn next_event(
+        &self,
+        timeout_ms: u32,
+        out: *mut *mut switchboard_event,
+    ) -> FfiResult<()> {
+        self.fanout.next_event(timeout_ms, out)
+    }
+
+    pub(crate) fn missed(&self) -> u64 {
+        self.fanout.pull.missed()
+    }
+
+    /// After the source finished: waits for the callback threads (see
+    /// [`CallbackThreads::join`]); the slot's lock is released first, as a
+    /// running callback may be waiting for it.
+    pub(crate) fn join_callbacks(&self) {
+        let threads = self.slot().take_threads();
+        threads.join();
+    }
+
+    /// The source never started (connect failed): end the streams, join.
+    pub(crate) fn abandon(&self) {
+        self.fanout.finish();
+        self.join_callbacks();
+    }
+
+    fn slot(&self) -> MutexGuard<'_, CallbackSlot> {
+        self.callbacks.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -449,11 +516,7 @@ impl CallbackThreads {
     }
 }
 
-fn dispatch(
-    queue: &EventQueue,
-    callback: unsafe extern "C" fn(*mut c_void, *const switchboard_event),
-    userdata: UserData,
-) {
+fn dispatch(queue: &EventQueue, callback: EventCallbackFn, userdata: UserData) {
     while let Pop::Event(data) = queue.pop(None) {
         let event = switchboard_event { data };
         // SAFETY: the callback and userdata were registered together by the C

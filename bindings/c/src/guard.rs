@@ -244,6 +244,59 @@ pub(crate) fn count(value: u64, name: &str) -> FfiResult<usize> {
     usize::try_from(value).map_err(|_| FfiError::config(format!("{name} is too large")))
 }
 
+/// Runs `f` on a borrowed handle under the guard; NULL is `NULL_ARGUMENT`.
+/// The caller's own contract (a live handle or NULL) makes the borrow sound.
+pub(crate) fn with_ref<T>(
+    p: *const T,
+    name: &str,
+    f: impl FnOnce(&T) -> FfiResult<()>,
+) -> switchboard_result {
+    guard(|| {
+        // SAFETY: NULL or a live handle of type `T` (header contract of every caller).
+        f(unsafe { handle(p, name) }?)
+    })
+}
+
+/// [`with_ref`] for the builders (configs, options), used by one thread at a time.
+pub(crate) fn with_mut<T>(
+    p: *mut T,
+    name: &str,
+    f: impl FnOnce(&mut T) -> FfiResult<()>,
+) -> switchboard_result {
+    guard(|| {
+        // SAFETY: NULL or a live builder used by one thread at a time (header contract).
+        f(unsafe { handle_mut(p, name) }?)
+    })
+}
+
+/// A value read from a borrowed handle; `on_failure` when it is NULL.
+pub(crate) fn read<T, R>(p: *const T, name: &str, on_failure: R, f: impl FnOnce(&T) -> R) -> R {
+    guard_or(on_failure, || {
+        // SAFETY: NULL or a live handle of type `T` (header contract of every caller).
+        Ok(f(unsafe { handle(p, name) }?))
+    })
+}
+
+/// An optional string owned by a handle, as C sees it (NULL for none).
+pub(crate) fn c_ptr(s: Option<&CString>) -> *const c_char {
+    s.map_or(std::ptr::null(), |s| s.as_ptr())
+}
+
+/// A setter's assignment, as the `Ok(())` every setter returns.
+pub(crate) fn set<T>(slot: &mut T, value: T) -> FfiResult<()> {
+    *slot = value;
+    Ok(())
+}
+
+/// A required string argument, owned.
+///
+/// # Safety
+/// As [`str_arg`].
+pub(crate) unsafe fn string(p: *const c_char, name: &str) -> FfiResult<String> {
+    // SAFETY: forwarded contract.
+    unsafe { str_arg(p, name) }.map(str::to_owned)
+}
+
 /// A raw pointer that may cross threads: the C side promises its thread safety
 /// (documented on every function that takes a `userdata`).
 #[derive(Debug, Clone, Copy)]

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CString};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sb::{
@@ -16,8 +16,12 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use crate::auth::{switchboard_auth_callback, CAuthHook};
-use crate::event::{switchboard_event, switchboard_event_callback, CallbackSlot, Fanout};
-use crate::guard::{self, count, millis, FfiError, FfiResult, UserData};
+use crate::event::{
+    switchboard_event, switchboard_event_callback, EventCallbackFn, EventHub, Fanout,
+};
+use crate::guard::{
+    self, count, millis, set, string, with_mut, with_ref, FfiError, FfiResult, UserData,
+};
 use crate::switchboard_result;
 
 /// A server configuration being built: the protocol's defaults until set. Made
@@ -41,10 +45,7 @@ pub struct switchboard_server_config {
     turn_secret: Option<String>,
     turn_urls: Vec<String>,
     turn_ttl: Duration,
-    event_callback: Option<(
-        unsafe extern "C" fn(*mut c_void, *const switchboard_event),
-        UserData,
-    )>,
+    event_callback: Option<(EventCallbackFn, UserData)>,
 }
 
 impl Default for switchboard_server_config {
@@ -158,39 +159,10 @@ pub unsafe extern "C" fn switchboard_server_config_free(cfg: *mut switchboard_se
     });
 }
 
-/// Runs a setter on a configuration: NULL config and argument errors become
-/// result codes.
-fn with_config(
-    cfg: *mut switchboard_server_config,
-    set: impl FnOnce(&mut switchboard_server_config) -> FfiResult<()>,
-) -> switchboard_result {
-    guard::guard(|| {
-        // SAFETY: NULL or a live configuration used by one thread at a time
-        // (header contract of every setter).
-        let cfg = unsafe { guard::handle_mut(cfg, "cfg") }?;
-        set(cfg)
-    })
-}
-
-/// A required string argument of a setter, owned.
-///
-/// A setter's assignment, as the `Ok(())` every setter returns.
-fn set<T>(slot: &mut T, value: T) -> FfiResult<()> {
-    *slot = value;
-    Ok(())
-}
-
 /// A setter that adds to a list.
 fn push<T>(list: &mut Vec<T>, value: T) -> FfiResult<()> {
     list.push(value);
     Ok(())
-}
-
-/// # Safety
-/// `p` is NULL or NUL-terminated.
-unsafe fn string(p: *const c_char, name: &str) -> FfiResult<String> {
-    // SAFETY: forwarded contract.
-    unsafe { guard::str_arg(p, name) }.map(str::to_owned)
 }
 
 /// Address to bind, `host:port` (port 0 picks a free one; default `127.0.0.1:8080`).
@@ -204,7 +176,7 @@ pub unsafe extern "C" fn switchboard_server_config_set_listen(
 ) -> switchboard_result {
     // SAFETY: header contract.
     let value = unsafe { string(listen, "listen") };
-    with_config(cfg, |c| set(&mut c.core.listen, value?))
+    with_mut(cfg, "cfg", |c| set(&mut c.core.listen, value?))
 }
 
 /// WebSocket upgrade path (default `/ws`; must start with `/`).
@@ -218,7 +190,7 @@ pub unsafe extern "C" fn switchboard_server_config_set_path(
 ) -> switchboard_result {
     // SAFETY: header contract.
     let value = unsafe { string(path, "path") };
-    with_config(cfg, |c| set(&mut c.core.path, value?))
+    with_mut(cfg, "cfg", |c| set(&mut c.core.path, value?))
 }
 
 /// Largest accepted message in bytes (default 65536, at least 256); bigger
@@ -231,7 +203,7 @@ pub unsafe extern "C" fn switchboard_server_config_set_max_message_bytes(
     cfg: *mut switchboard_server_config,
     bytes: u64,
 ) -> switchboard_result {
-    with_config(cfg, |c| {
+    with_mut(cfg, "cfg", |c| {
         set(
             &mut c.core.max_message_bytes,
             count(bytes, "max_message_bytes")?,
@@ -248,7 +220,7 @@ pub unsafe extern "C" fn switchboard_server_config_set_max_conns(
     cfg: *mut switchboard_server_config,
     conns: u64,
 ) -> switchboard_result {
-    with_config(cfg, |c| {
+    with_mut(cfg, "cfg", |c| {
         set(&mut c.core.max_conns, count(conns, "max_conns")?)
     })
 }
@@ -262,7 +234,7 @@ pub unsafe extern "C" fn switchboard_server_config_set_max_conns_per_ip(
     cfg: *mut switchboard_server_config,
     conns: u64,
 ) -> switchboard_result {
-    with_config(cfg, |c| {
+    with_mut(cfg, "cfg", |c| {
         set(
             &mut c.core.max_conns_per_ip,
             count(conns, "max_conns_per_ip")?,
@@ -279,7 +251,7 @@ pub unsafe extern "C" fn switchboard_server_config_set_max_room_size(
     cfg: *mut switchboard_server_config,
     peers: u64,
 ) -> switchboard_result {
-    with_config(cfg, |c| {
+    with_mut(cfg, "cfg", |c| {
         set(&mut c.core.max_room_size, count(peers, "max_room_size")?)
     })
 }
@@ -293,7 +265,7 @@ pub unsafe extern "C" fn switchboard_server_config_set_max_rooms_per_session(
     cfg: *mut switchboard_server_config,
     rooms: u64,
 ) -> switchboard_result {
-    with_config(cfg, |c| {
+    with_mut(cfg, "cfg", |c| {
         set(
             &mut c.core.max_rooms_per_session,
             count(rooms, "max_rooms_per_session")?,
@@ -310,7 +282,7 @@ pub unsafe extern "C" fn switchboard_server_config_set_rate_limit_burst(
     cfg: *mut switchboard_server_config,
     messages: u32,
 ) -> switchboard_result {
-    with_config(cfg, |c| set(&mut c.core.rate_limit_burst, messages))
+    with_mut(cfg, "cfg", |c| set(&mut c.core.rate_limit_burst, messages))
 }
 
 /// Sustained messages per second per connection (default 20, 0 = no rate limit).
@@ -322,7 +294,7 @@ pub unsafe extern "C" fn switchboard_server_config_set_rate_limit_rps(
     cfg: *mut switchboard_server_config,
     per_second: u32,
 ) -> switchboard_result {
-    with_config(cfg, |c| set(&mut c.core.rate_limit_rps, per_second))
+    with_mut(cfg, "cfg", |c| set(&mut c.core.rate_limit_rps, per_second))
 }
 
 /// WebSocket Ping interval in milliseconds (default 30000, positive).
@@ -334,7 +306,9 @@ pub unsafe extern "C" fn switchboard_server_config_set_heartbeat_ms(
     cfg: *mut switchboard_server_config,
     ms: u64,
 ) -> switchboard_result {
-    with_config(cfg, |c| set(&mut c.core.heartbeat_interval, millis(ms)))
+    with_mut(cfg, "cfg", |c| {
+        set(&mut c.core.heartbeat_interval, millis(ms))
+    })
 }
 
 /// Silence allowed after the ping interval before a connection is dropped, in
@@ -347,7 +321,9 @@ pub unsafe extern "C" fn switchboard_server_config_set_heartbeat_timeout_ms(
     cfg: *mut switchboard_server_config,
     ms: u64,
 ) -> switchboard_result {
-    with_config(cfg, |c| set(&mut c.core.heartbeat_timeout, millis(ms)))
+    with_mut(cfg, "cfg", |c| {
+        set(&mut c.core.heartbeat_timeout, millis(ms))
+    })
 }
 
 /// How long a lost session can be resumed, in milliseconds (default 20000).
@@ -359,7 +335,7 @@ pub unsafe extern "C" fn switchboard_server_config_set_resume_window_ms(
     cfg: *mut switchboard_server_config,
     ms: u64,
 ) -> switchboard_result {
-    with_config(cfg, |c| set(&mut c.core.resume_window, millis(ms)))
+    with_mut(cfg, "cfg", |c| set(&mut c.core.resume_window, millis(ms)))
 }
 
 /// Replay buffer per session, in messages (default 256, positive).
@@ -371,7 +347,7 @@ pub unsafe extern "C" fn switchboard_server_config_set_replay_buffer_messages(
     cfg: *mut switchboard_server_config,
     messages: u64,
 ) -> switchboard_result {
-    with_config(cfg, |c| {
+    with_mut(cfg, "cfg", |c| {
         set(
             &mut c.core.replay_buffer_messages,
             count(messages, "replay_buffer_messages")?,
@@ -388,7 +364,7 @@ pub unsafe extern "C" fn switchboard_server_config_set_replay_buffer_bytes(
     cfg: *mut switchboard_server_config,
     bytes: u64,
 ) -> switchboard_result {
-    with_config(cfg, |c| {
+    with_mut(cfg, "cfg", |c| {
         set(
             &mut c.core.replay_buffer_bytes,
             count(bytes, "replay_buffer_bytes")?,
@@ -406,7 +382,7 @@ pub unsafe extern "C" fn switchboard_server_config_set_outbound_queue_bytes(
     cfg: *mut switchboard_server_config,
     bytes: u64,
 ) -> switchboard_result {
-    with_config(cfg, |c| {
+    with_mut(cfg, "cfg", |c| {
         set(
             &mut c.core.outbound_queue_bytes,
             count(bytes, "outbound_queue_bytes")?,
@@ -426,7 +402,7 @@ pub unsafe extern "C" fn switchboard_server_config_add_allowed_origin(
 ) -> switchboard_result {
     // SAFETY: header contract.
     let value = unsafe { string(origin, "origin") };
-    with_config(cfg, |c| push(&mut c.core.allowed_origins, value?))
+    with_mut(cfg, "cfg", |c| push(&mut c.core.allowed_origins, value?))
 }
 
 /// Longest wait for an HTTP request head, in milliseconds (default 10000).
@@ -438,7 +414,9 @@ pub unsafe extern "C" fn switchboard_server_config_set_handshake_timeout_ms(
     cfg: *mut switchboard_server_config,
     ms: u64,
 ) -> switchboard_result {
-    with_config(cfg, |c| set(&mut c.core.handshake_timeout, millis(ms)))
+    with_mut(cfg, "cfg", |c| {
+        set(&mut c.core.handshake_timeout, millis(ms))
+    })
 }
 
 /// Longest graceful drain in `switchboard_server_stop`, in milliseconds
@@ -451,7 +429,7 @@ pub unsafe extern "C" fn switchboard_server_config_set_drain_timeout_ms(
     cfg: *mut switchboard_server_config,
     ms: u64,
 ) -> switchboard_result {
-    with_config(cfg, |c| set(&mut c.core.drain_timeout, millis(ms)))
+    with_mut(cfg, "cfg", |c| set(&mut c.core.drain_timeout, millis(ms)))
 }
 
 /// Upper bound of the reconnect delay suggested to clients in `draining`, in
@@ -464,7 +442,9 @@ pub unsafe extern "C" fn switchboard_server_config_set_drain_retry_after_ms(
     cfg: *mut switchboard_server_config,
     ms: u64,
 ) -> switchboard_result {
-    with_config(cfg, |c| set(&mut c.core.drain_retry_after, millis(ms)))
+    with_mut(cfg, "cfg", |c| {
+        set(&mut c.core.drain_retry_after, millis(ms))
+    })
 }
 
 /// Events buffered per reader (default 1024, positive): the pull queue and
@@ -478,7 +458,7 @@ pub unsafe extern "C" fn switchboard_server_config_set_event_buffer(
     cfg: *mut switchboard_server_config,
     events: u64,
 ) -> switchboard_result {
-    with_config(cfg, |c| {
+    with_mut(cfg, "cfg", |c| {
         set(&mut c.core.event_buffer, count(events, "event_buffer")?)
     })
 }
@@ -492,7 +472,7 @@ pub unsafe extern "C" fn switchboard_server_config_set_worker_threads(
     cfg: *mut switchboard_server_config,
     threads: u32,
 ) -> switchboard_result {
-    with_config(cfg, |c| {
+    with_mut(cfg, "cfg", |c| {
         if threads == 0 {
             return Err(FfiError::config("worker_threads must be at least 1"));
         }
@@ -512,7 +492,7 @@ pub unsafe extern "C" fn switchboard_server_config_add_auth_token(
     token: *const c_char,
     user_id: *const c_char,
 ) -> switchboard_result {
-    with_config(cfg, |c| {
+    with_mut(cfg, "cfg", |c| {
         // SAFETY: header contract.
         let (token, user) = unsafe { (string(token, "token")?, string(user_id, "user_id")?) };
         if token.is_empty() || user.is_empty() {
@@ -532,7 +512,7 @@ pub unsafe extern "C" fn switchboard_server_config_set_jwt_secret(
     cfg: *mut switchboard_server_config,
     secret: *const c_char,
 ) -> switchboard_result {
-    with_config(cfg, |c| {
+    with_mut(cfg, "cfg", |c| {
         // SAFETY: header contract.
         let secret = unsafe { string(secret, "secret") }?;
         if secret.is_empty() {
@@ -554,7 +534,7 @@ pub unsafe extern "C" fn switchboard_server_config_set_jwt_public_key_pem(
 ) -> switchboard_result {
     // SAFETY: header contract.
     let pem = unsafe { string(pem, "pem") };
-    with_config(cfg, |c| {
+    with_mut(cfg, "cfg", |c| {
         set(
             &mut c.jwt_key,
             Some(JwtKey::PublicKeyPem(pem?.into_bytes())),
@@ -572,7 +552,7 @@ pub unsafe extern "C" fn switchboard_server_config_set_jwt_public_key_file(
     cfg: *mut switchboard_server_config,
     path: *const c_char,
 ) -> switchboard_result {
-    with_config(cfg, |c| {
+    with_mut(cfg, "cfg", |c| {
         // SAFETY: header contract.
         let path = unsafe { string(path, "path") }?;
         let pem = std::fs::read(&path).map_err(|e| {
@@ -594,7 +574,7 @@ pub unsafe extern "C" fn switchboard_server_config_set_jwt_audience(
 ) -> switchboard_result {
     // SAFETY: header contract.
     let value = unsafe { string(audience, "audience") };
-    with_config(cfg, |c| set(&mut c.jwt_audience, Some(value?)))
+    with_mut(cfg, "cfg", |c| set(&mut c.jwt_audience, Some(value?)))
 }
 
 /// Required JWT `iss` (needs a JWT key).
@@ -608,7 +588,7 @@ pub unsafe extern "C" fn switchboard_server_config_set_jwt_issuer(
 ) -> switchboard_result {
     // SAFETY: header contract.
     let value = unsafe { string(issuer, "issuer") };
-    with_config(cfg, |c| set(&mut c.jwt_issuer, Some(value?)))
+    with_mut(cfg, "cfg", |c| set(&mut c.jwt_issuer, Some(value?)))
 }
 
 /// Clock skew allowed on JWT `exp`/`nbf`, in milliseconds (default 30000).
@@ -620,7 +600,7 @@ pub unsafe extern "C" fn switchboard_server_config_set_jwt_leeway_ms(
     cfg: *mut switchboard_server_config,
     ms: u64,
 ) -> switchboard_result {
-    with_config(cfg, |c| set(&mut c.jwt_leeway, Some(millis(ms))))
+    with_mut(cfg, "cfg", |c| set(&mut c.jwt_leeway, Some(millis(ms))))
 }
 
 /// Authentication by a C callback (see `switchboard_auth_callback` for its
@@ -637,7 +617,7 @@ pub unsafe extern "C" fn switchboard_server_config_set_auth_callback(
     callback: switchboard_auth_callback,
     userdata: *mut c_void,
 ) -> switchboard_result {
-    with_config(cfg, |c| {
+    with_mut(cfg, "cfg", |c| {
         set(
             &mut c.auth_callback,
             callback.map(|cb| (cb, UserData(userdata))),
@@ -656,7 +636,7 @@ pub unsafe extern "C" fn switchboard_server_config_set_auth_timeout_ms(
     cfg: *mut switchboard_server_config,
     ms: u64,
 ) -> switchboard_result {
-    with_config(cfg, |c| set(&mut c.core.auth_timeout, millis(ms)))
+    with_mut(cfg, "cfg", |c| set(&mut c.core.auth_timeout, millis(ms)))
 }
 
 /// Serve `wss://` with this PEM certificate chain and private key (files read
@@ -670,7 +650,7 @@ pub unsafe extern "C" fn switchboard_server_config_set_tls(
     cert_path: *const c_char,
     key_path: *const c_char,
 ) -> switchboard_result {
-    with_config(cfg, |c| {
+    with_mut(cfg, "cfg", |c| {
         // SAFETY: header contract.
         let (cert, key) = unsafe {
             (
@@ -695,7 +675,7 @@ pub unsafe extern "C" fn switchboard_server_config_add_trusted_proxy(
 ) -> switchboard_result {
     // SAFETY: header contract.
     let value = unsafe { string(cidr, "cidr") };
-    with_config(cfg, |c| push(&mut c.core.trusted_proxies, value?))
+    with_mut(cfg, "cfg", |c| push(&mut c.core.trusted_proxies, value?))
 }
 
 /// TURN REST credentials (coturn `use-auth-secret`) handed out in `room-info`
@@ -710,7 +690,7 @@ pub unsafe extern "C" fn switchboard_server_config_set_turn(
     secret: *const c_char,
     ttl_secs: u64,
 ) -> switchboard_result {
-    with_config(cfg, |c| {
+    with_mut(cfg, "cfg", |c| {
         // SAFETY: header contract.
         let secret = unsafe { string(secret, "secret") }?;
         if secret.is_empty() {
@@ -735,7 +715,7 @@ pub unsafe extern "C" fn switchboard_server_config_add_turn_url(
 ) -> switchboard_result {
     // SAFETY: header contract.
     let value = unsafe { string(url, "url") };
-    with_config(cfg, |c| push(&mut c.turn_urls, value?))
+    with_mut(cfg, "cfg", |c| push(&mut c.turn_urls, value?))
 }
 
 /// Cluster mode: the Redis backplane shared by every node (`redis://host:port`).
@@ -749,7 +729,7 @@ pub unsafe extern "C" fn switchboard_server_config_set_redis_url(
 ) -> switchboard_result {
     // SAFETY: header contract.
     let value = unsafe { string(url, "url") };
-    with_config(cfg, |c| set(&mut c.core.redis_url, Some(value?)))
+    with_mut(cfg, "cfg", |c| set(&mut c.core.redis_url, Some(value?)))
 }
 
 /// Serve the demo call page at `/` and the browser client at `/switchboard.js`.
@@ -761,7 +741,7 @@ pub unsafe extern "C" fn switchboard_server_config_set_demo(
     cfg: *mut switchboard_server_config,
     on: bool,
 ) -> switchboard_result {
-    with_config(cfg, |c| {
+    with_mut(cfg, "cfg", |c| {
         c.core.demo = on;
         c.core.serve_client |= on;
         Ok(())
@@ -777,7 +757,7 @@ pub unsafe extern "C" fn switchboard_server_config_set_serve_client(
     cfg: *mut switchboard_server_config,
     on: bool,
 ) -> switchboard_result {
-    with_config(cfg, |c| set(&mut c.core.serve_client, on))
+    with_mut(cfg, "cfg", |c| set(&mut c.core.serve_client, on))
 }
 
 /// A push callback registered before start, so it sees every event from the
@@ -793,7 +773,7 @@ pub unsafe extern "C" fn switchboard_server_config_set_event_callback(
     callback: switchboard_event_callback,
     userdata: *mut c_void,
 ) -> switchboard_result {
-    with_config(cfg, |c| {
+    with_mut(cfg, "cfg", |c| {
         set(
             &mut c.event_callback,
             callback.map(|cb| (cb, UserData(userdata))),
@@ -808,8 +788,7 @@ pub struct switchboard_server {
     runtime: Option<Runtime>,
     handle: ServerHandle,
     url: CString,
-    fanout: Arc<Fanout>,
-    callbacks: Mutex<CallbackSlot>,
+    events: EventHub,
     stopped: AtomicBool,
     stop: Mutex<Stop>,
 }
@@ -827,10 +806,6 @@ impl switchboard_server {
         self.runtime
             .as_ref()
             .unwrap_or_else(|| unreachable!("runtime taken before free"))
-    }
-
-    fn callbacks(&self) -> MutexGuard<'_, CallbackSlot> {
-        self.callbacks.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn check_running(&self) -> FfiResult<()> {
@@ -857,8 +832,7 @@ impl switchboard_server {
         // Both locks are released before joining: a running callback may be
         // waiting for one of them.
         drop(stop);
-        let threads = self.callbacks().take_threads();
-        threads.join();
+        self.events.join_callbacks();
     }
 }
 
@@ -908,22 +882,18 @@ fn start(cfg: &mut switchboard_server_config) -> FfiResult<switchboard_server> {
             )
         })?;
     let core = cfg.build(&runtime)?;
-    let fanout = Arc::new(Fanout::new(core.event_buffer));
+    // The callback's queue exists before the pump: it sees the first event.
+    let events = EventHub::new(core.event_buffer, cfg.event_callback)?;
     let server = Server::builder().config(core).build()?;
     let handle = runtime.block_on(server.start())?;
     let url = CString::new(handle.url()).unwrap_or_default();
     let (signal, stop_rx) = watch::channel(false);
-    let pump = runtime.spawn(pump(handle.hub().subscribe(), stop_rx, fanout.clone()));
-    let mut callbacks = CallbackSlot::default();
-    if let Some((cb, userdata)) = cfg.event_callback {
-        callbacks.set(&fanout, Some(cb), userdata.0)?;
-    }
+    let pump = runtime.spawn(pump(handle.hub().subscribe(), stop_rx, events.fanout()));
     Ok(switchboard_server {
         runtime: Some(runtime),
         handle,
         url,
-        fanout,
-        callbacks: Mutex::new(callbacks),
+        events,
         stopped: AtomicBool::new(false),
         stop: Mutex::new(Stop {
             done: false,
@@ -962,18 +932,6 @@ pub unsafe extern "C" fn switchboard_server_start(
     })
 }
 
-/// Runs a function on a live server.
-fn with_server(
-    server: *const switchboard_server,
-    f: impl FnOnce(&switchboard_server) -> FfiResult<()>,
-) -> switchboard_result {
-    guard::guard(|| {
-        // SAFETY: NULL or a live server (header contract).
-        let server = unsafe { guard::handle(server, "server") }?;
-        f(server)
-    })
-}
-
 /// The server's `ws://HOST:PORT/PATH` (the real port when bound to port 0).
 /// Owned by `server`, valid until `switchboard_server_free`; NULL if `server`
 /// is NULL.
@@ -984,10 +942,7 @@ fn with_server(
 pub unsafe extern "C" fn switchboard_server_url(
     server: *const switchboard_server,
 ) -> *const c_char {
-    guard::guard_or(std::ptr::null(), || {
-        // SAFETY: NULL or a live server.
-        Ok(unsafe { guard::handle(server, "server") }?.url.as_ptr())
-    })
+    guard::read(server, "server", std::ptr::null(), |s| s.url.as_ptr())
 }
 
 /// The bound TCP port, or 0 if `server` is NULL.
@@ -996,13 +951,7 @@ pub unsafe extern "C" fn switchboard_server_url(
 /// `server` is NULL or a live server.
 #[no_mangle]
 pub unsafe extern "C" fn switchboard_server_port(server: *const switchboard_server) -> u16 {
-    guard::guard_or(0, || {
-        // SAFETY: NULL or a live server.
-        Ok(unsafe { guard::handle(server, "server") }?
-            .handle
-            .local_addr()
-            .port())
-    })
+    guard::read(server, "server", 0, |s| s.handle.local_addr().port())
 }
 
 /// Sets the push callback: from now on it is called once per server event, in
@@ -1025,7 +974,9 @@ pub unsafe extern "C" fn switchboard_server_set_event_callback(
     callback: switchboard_event_callback,
     userdata: *mut c_void,
 ) -> switchboard_result {
-    with_server(server, |s| s.callbacks().set(&s.fanout, callback, userdata))
+    with_ref(server, "server", |s| {
+        s.events.set_callback(callback, userdata)
+    })
 }
 
 /// The pull API: waits up to `timeout_ms` (0 = do not wait) for the next
@@ -1045,7 +996,9 @@ pub unsafe extern "C" fn switchboard_server_next_event(
     timeout_ms: u32,
     event_out: *mut *mut switchboard_event,
 ) -> switchboard_result {
-    with_server(server, |s| s.fanout.next_event(timeout_ms, event_out))
+    with_ref(server, "server", |s| {
+        s.events.next_event(timeout_ms, event_out)
+    })
 }
 
 /// Events the pull queue dropped because nobody read them in time (the oldest
@@ -1057,13 +1010,7 @@ pub unsafe extern "C" fn switchboard_server_next_event(
 pub unsafe extern "C" fn switchboard_server_events_missed(
     server: *const switchboard_server,
 ) -> u64 {
-    guard::guard_or(0, || {
-        // SAFETY: NULL or a live server.
-        Ok(unsafe { guard::handle(server, "server") }?
-            .fanout
-            .pull()
-            .missed())
-    })
+    guard::read(server, "server", 0, |s| s.events.missed())
 }
 
 /// Sends a message (`json`: a JSON object with a string `type`) to one peer of a
@@ -1080,7 +1027,7 @@ pub unsafe extern "C" fn switchboard_server_send(
     user_id: *const c_char,
     json: *const c_char,
 ) -> switchboard_result {
-    with_server(server, |s| {
+    with_ref(server, "server", |s| {
         // SAFETY: header contract.
         let (room, user, message) = unsafe {
             (
@@ -1108,7 +1055,7 @@ pub unsafe extern "C" fn switchboard_server_broadcast(
     json: *const c_char,
     delivered_out: *mut u64,
 ) -> switchboard_result {
-    with_server(server, |s| {
+    with_ref(server, "server", |s| {
         // SAFETY: header contract.
         let (room, message) = unsafe {
             (
@@ -1137,7 +1084,7 @@ pub unsafe extern "C" fn switchboard_server_kick(
     room_id: *const c_char,
     user_id: *const c_char,
 ) -> switchboard_result {
-    with_server(server, |s| {
+    with_ref(server, "server", |s| {
         // SAFETY: header contract.
         let (room, user) = unsafe {
             (
@@ -1163,7 +1110,7 @@ pub unsafe extern "C" fn switchboard_server_rooms_json(
     server: *const switchboard_server,
     json_out: *mut *mut c_char,
 ) -> switchboard_result {
-    with_server(server, |s| {
+    with_ref(server, "server", |s| {
         let out = guard::out_arg(json_out, "json_out")?;
         let json = serde_json::to_string(&s.handle.rooms())
             .map_err(|e| FfiError::new(switchboard_result::Internal, e.to_string()))?;
@@ -1186,7 +1133,7 @@ pub unsafe extern "C" fn switchboard_server_rooms_json(
 pub unsafe extern "C" fn switchboard_server_stop(
     server: *const switchboard_server,
 ) -> switchboard_result {
-    with_server(server, |s| {
+    with_ref(server, "server", |s| {
         s.stop();
         Ok(())
     })
@@ -1426,8 +1373,10 @@ mod tests {
             // SAFETY: the request handed to the callback, completed once.
             unsafe { crate::switchboard_auth_request_deny(req) };
         }
-        let mut cfg = switchboard_server_config::default();
-        cfg.auth_callback = Some((deny, UserData(std::ptr::null_mut())));
+        let mut cfg = switchboard_server_config {
+            auth_callback: Some((deny, UserData(std::ptr::null_mut()))),
+            ..Default::default()
+        };
         assert!(matches!(
             cfg.build(&runtime).unwrap().auth,
             AuthConfig::Hook(_)

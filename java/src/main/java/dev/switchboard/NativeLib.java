@@ -139,6 +139,27 @@ interface NativeLib extends Library {
         }
     }
 
+    /**
+     * A new native config/options object with every setting applied; freed again
+     * when a setting fails (its exception is thrown).
+     */
+    static Pointer configure(java.util.function.Supplier<Pointer> create,
+            java.util.function.Consumer<Pointer> free, java.util.List<java.util.function.Consumer<Pointer>> settings) {
+        Pointer p = create.get();
+        if (p == null) {
+            throw SwitchboardException.fromLastError(10);
+        }
+        try {
+            for (java.util.function.Consumer<Pointer> s : settings) {
+                s.accept(p);
+            }
+        } catch (RuntimeException e) {
+            free.accept(p);
+            throw e;
+        }
+        return p;
+    }
+
     /** Takes a library-allocated string out of a `char **` and frees it. */
     static String takeString(PointerByReference out) {
         Pointer p = out.getValue();

@@ -217,18 +217,8 @@ public final class SwitchboardClient implements AutoCloseable {
 
         /** Connects; throws {@link SwitchboardException} (IO, WEBSOCKET, TIMEOUT, UNAUTHORIZED, CONFIG). */
         public SwitchboardClient connect() {
-            Pointer opts = LIB.switchboard_client_options_new();
-            if (opts == null) {
-                throw SwitchboardException.fromLastError(10);
-            }
-            try {
-                for (Consumer<Pointer> s : settings) {
-                    s.accept(opts);
-                }
-            } catch (RuntimeException e) {
-                LIB.switchboard_client_options_free(opts);
-                throw e;
-            }
+            Pointer opts = NativeLib.configure(LIB::switchboard_client_options_new,
+                    LIB::switchboard_client_options_free, settings);
             PointerByReference out = new PointerByReference();
             // Consumes opts whatever the outcome.
             NativeLib.check(LIB.switchboard_client_connect_with_options(url, opts, out));

@@ -348,23 +348,13 @@ public final class SwitchboardServer implements AutoCloseable {
 
         /** Starts the server; throws {@link SwitchboardException} (CONFIG, IO, ...) on failure. */
         public SwitchboardServer start() {
-            Pointer cfg = LIB.switchboard_server_config_new();
-            if (cfg == null) {
-                throw SwitchboardException.fromLastError(10);
+            NativeLib.AuthCallback callback = authenticator == null ? null : new AuthBridge(authenticator);
+            List<Consumer<Pointer>> all = new ArrayList<>(settings);
+            if (callback != null) {
+                all.add(c -> NativeLib.check(LIB.switchboard_server_config_set_auth_callback(c, callback, null)));
             }
-            NativeLib.AuthCallback callback = null;
-            try {
-                for (Consumer<Pointer> s : settings) {
-                    s.accept(cfg);
-                }
-                if (authenticator != null) {
-                    callback = new AuthBridge(authenticator);
-                    NativeLib.check(LIB.switchboard_server_config_set_auth_callback(cfg, callback, null));
-                }
-            } catch (RuntimeException e) {
-                LIB.switchboard_server_config_free(cfg);
-                throw e;
-            }
+            Pointer cfg = NativeLib.configure(LIB::switchboard_server_config_new,
+                    LIB::switchboard_server_config_free, all);
             PointerByReference out = new PointerByReference();
             // Consumes cfg whatever the outcome.
             NativeLib.check(LIB.switchboard_server_start(cfg, out));
