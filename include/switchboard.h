@@ -194,7 +194,8 @@ typedef void (*switchboard_event_callback)(void *userdata,
  * It is called at the handshake (the token from `?token=` or
  * `Authorization: Bearer`) and for each `auth` message; at a handshake without
  * a token the token is NULL, and a refusal then lets the client authenticate
- * with an `auth` message instead (within the auth timeout).
+ * with an `auth` message instead (within the auth timeout). It must not stop
+ * or free its own server (both wait for the running auth callbacks).
  */
 typedef void (*switchboard_auth_callback)(void *userdata,
                                           switchboard_auth_request *request);

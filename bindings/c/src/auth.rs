@@ -48,7 +48,8 @@ impl fmt::Debug for switchboard_auth_request {
 /// It is called at the handshake (the token from `?token=` or
 /// `Authorization: Bearer`) and for each `auth` message; at a handshake without
 /// a token the token is NULL, and a refusal then lets the client authenticate
-/// with an `auth` message instead (within the auth timeout).
+/// with an `auth` message instead (within the auth timeout). It must not stop
+/// or free its own server (both wait for the running auth callbacks).
 pub type switchboard_auth_callback =
     Option<unsafe extern "C" fn(userdata: *mut c_void, request: *mut switchboard_auth_request)>;
 
