@@ -178,11 +178,29 @@ typedef struct switchboard_server switchboard_server;
 typedef struct switchboard_server_config switchboard_server_config;
 
 /**
+ * A request for a token, handed to a `switchboard_token_callback`. Complete
+ * it exactly once with `switchboard_token_request_provide` or
+ * `switchboard_token_request_fail` (each frees it), from any thread, during
+ * the callback or later; the connection attempt waits up to the connect timeout.
+ */
+typedef struct switchboard_token_request switchboard_token_request;
+
+/**
  * A push callback: `userdata` as registered, and an event that is valid only
  * until the callback returns (`switchboard_event_clone` keeps it longer).
  */
 typedef void (*switchboard_event_callback)(void *userdata,
                                            const switchboard_event *event);
+
+/**
+ * A token provider, asked before every connection attempt (the first and each
+ * reconnect), so an expiring token can be refreshed. It runs on a blocking
+ * thread of the client's runtime, so it may block (an HTTP call to an identity
+ * provider). When the server refuses a token, the client reconnects only if
+ * the callback then provides a different one.
+ */
+typedef void (*switchboard_token_callback)(void *userdata,
+                                           switchboard_token_request *request);
 
 /**
  * The authentication callback. It runs on one of the server runtime's blocking
@@ -503,6 +521,40 @@ switchboard_result switchboard_client_options_set_send_timeout_ms(switchboard_cl
  */
 switchboard_result switchboard_client_options_set_event_callback(switchboard_client_options *opts,
                                                                  switchboard_event_callback callback,
+                                                                 void *userdata);
+
+/**
+ * Answers a token request with `token`. Consumes and frees `request` whatever
+ * the result (on a bad `token` the attempt fails as if refused).
+ *
+ * # Safety
+ * `request` is NULL or a request not yet completed; `token` is NULL or
+ * NUL-terminated.
+ */
+switchboard_result switchboard_token_request_provide(switchboard_token_request *request,
+                                                     const char *token);
+
+/**
+ * Refuses a token request: this connection attempt fails (the first
+ * `connect` returns `SWITCHBOARD_RESULT_UNAUTHORIZED`; a reconnect counts as
+ * failed and is retried later). Consumes and frees `request`; NULL is allowed.
+ *
+ * # Safety
+ * `request` is NULL or a request not yet completed.
+ */
+void switchboard_token_request_fail(switchboard_token_request *request);
+
+/**
+ * A token provider instead of a fixed token (it wins over
+ * `switchboard_client_options_set_token`; see `switchboard_token_callback`). `userdata` is passed to every call and must
+ * stay valid until `switchboard_client_free` returns. NULL removes it.
+ *
+ * # Safety
+ * `opts` is NULL or live options; `callback` is NULL or a function that may be
+ * called from a library thread with `userdata`.
+ */
+switchboard_result switchboard_client_options_set_token_callback(switchboard_client_options *opts,
+                                                                 switchboard_token_callback callback,
                                                                  void *userdata);
 
 /**

@@ -1,7 +1,8 @@
 /* test_auth.c: authentication configured through C, end to end: static
  * tokens, HS256 JWT (audience, expiry, room claims), and the C auth callback
  * allowing, refusing, deciding later from another thread, and deciding too
- * late (the auth timeout refuses; the late completion still frees). */
+ * late (the auth timeout refuses; the late completion still frees); and the
+ * client's token callback, asked again on reconnect. */
 #include "harness.h"
 
 /* HS256 with secret "c-test-secret", exp 2100-01-01, made once with Python's hmac. */
@@ -224,10 +225,93 @@ static void auth_callback(void) {
     pthread_mutex_destroy(&s.lock);
 }
 
+/* A token provider: counts its calls; "fail" mode refuses. */
+typedef struct {
+    pthread_mutex_t lock;
+    int calls;
+    int fail;
+} token_source;
+
+static void provide_token(void *userdata, switchboard_token_request *req) {
+    token_source *t = (token_source *)userdata;
+    pthread_mutex_lock(&t->lock);
+    t->calls++;
+    int fail = t->fail;
+    pthread_mutex_unlock(&t->lock);
+    if (fail) {
+        switchboard_token_request_fail(req);
+    } else {
+        CHECK_OK(switchboard_token_request_provide(req, "t-alice"));
+    }
+}
+
+static int token_calls(token_source *t) {
+    pthread_mutex_lock(&t->lock);
+    int n = t->calls;
+    pthread_mutex_unlock(&t->lock);
+    return n;
+}
+
+static switchboard_server *token_server(const char *listen) {
+    switchboard_server_config *cfg = switchboard_server_config_new();
+    CHECK_OK(switchboard_server_config_add_auth_token(cfg, "t-alice", "alice"));
+    CHECK_OK(switchboard_server_config_set_listen(cfg, listen));
+    CHECK_OK(switchboard_server_config_set_drain_retry_after_ms(cfg, 100));
+    switchboard_server *srv = NULL;
+    REQUIRE(switchboard_server_start(cfg, &srv) == SWITCHBOARD_RESULT_OK);
+    return srv;
+}
+
+static void token_callback(void) {
+    token_source t;
+    memset(&t, 0, sizeof t);
+    pthread_mutex_init(&t.lock, NULL);
+    switchboard_server *srv = token_server("127.0.0.1:0");
+    char listen[64];
+    snprintf(listen, sizeof listen, "127.0.0.1:%u", (unsigned)switchboard_server_port(srv));
+
+    switchboard_client_options *opts = switchboard_client_options_new();
+    CHECK_OK(switchboard_client_options_set_token(opts, "t-stale")); /* the callback wins */
+    CHECK_OK(switchboard_client_options_set_token_callback(opts, provide_token, &t));
+    CHECK_OK(switchboard_client_options_set_reconnect_backoff_ms(opts, 50, 200));
+    switchboard_client *alice = NULL;
+    CHECK_OK(switchboard_client_connect_with_options(switchboard_server_url(srv), opts, &alice));
+    CHECK_OK(switchboard_client_join(alice, "room", 5000));
+    CHECK(token_calls(&t) == 1);
+
+    /* The server restarts on the same port: the reconnect asks for a token again. */
+    switchboard_server_free(srv);
+    srv = token_server(listen);
+    switchboard_event *ev = WAIT_CLIENT(alice, "rejoined");
+    CHECK(ev != NULL);
+    switchboard_event_free(ev);
+    CHECK(token_calls(&t) >= 2);
+    ev = WAIT_SERVER(srv, "user-joined");
+    CHECK(ev != NULL && streq(switchboard_event_user_id(ev), "alice"));
+    switchboard_event_free(ev);
+    switchboard_client_free(alice);
+
+    /* A provider that refuses: the first connect fails. */
+    pthread_mutex_lock(&t.lock);
+    t.fail = 1;
+    pthread_mutex_unlock(&t.lock);
+    opts = switchboard_client_options_new();
+    CHECK_OK(switchboard_client_options_set_token_callback(opts, provide_token, &t));
+    switchboard_client *none = NULL;
+    CHECK_RESULT(switchboard_client_connect_with_options(switchboard_server_url(srv), opts, &none),
+                 SWITCHBOARD_RESULT_UNAUTHORIZED);
+    CHECK(none == NULL);
+    CHECK_RESULT(switchboard_token_request_provide(NULL, "x"), SWITCHBOARD_RESULT_NULL_ARGUMENT);
+    switchboard_token_request_fail(NULL);
+    switchboard_server_free(srv);
+    pthread_mutex_destroy(&t.lock);
+}
+
 int main(void) {
     CHECK_OK(switchboard_log_init(NULL));
     static_tokens();
     jwt();
     auth_callback();
+    token_callback();
     return finish("test_auth");
 }

@@ -11,6 +11,7 @@ use futures_util::StreamExt;
 use sb::{Client, ClientBuilder, EventStream, Reply};
 use serde_json::Value;
 use tokio::runtime::Runtime;
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::event::{
@@ -44,6 +45,7 @@ pub struct switchboard_client_options {
     event_capacity: usize,
     send_timeout: Duration,
     event_callback: Option<(EventCallbackFn, UserData)>,
+    token_callback: Option<(TokenCallbackFn, UserData)>,
 }
 
 impl Default for switchboard_client_options {
@@ -66,12 +68,14 @@ impl Default for switchboard_client_options {
             event_capacity: 1024,
             send_timeout: Duration::from_secs(10),
             event_callback: None,
+            token_callback: None,
         }
     }
 }
 
 impl switchboard_client_options {
-    fn builder(&self, url: &str) -> ClientBuilder {
+    /// The core builder; `runtime` runs a token callback on its blocking threads.
+    fn builder(&self, url: &str, runtime: &tokio::runtime::Handle) -> ClientBuilder {
         let o = self;
         let mut b = Client::builder(url).event_capacity(o.event_capacity);
         if let Some(v) = &o.user_id {
@@ -115,6 +119,11 @@ impl switchboard_client_options {
         }
         if let Some(v) = o.max_message_bytes {
             b = b.max_message_bytes(v);
+        }
+        // Last: a token callback replaces a fixed token.
+        if let Some((callback, userdata)) = o.token_callback {
+            let runtime = runtime.clone();
+            b = b.token_provider(move || ask_token(&runtime, callback, userdata));
         }
         b
     }
@@ -434,6 +443,116 @@ pub unsafe extern "C" fn switchboard_client_options_set_event_callback(
     })
 }
 
+/// A request for a token, handed to a `switchboard_token_callback`. Complete
+/// it exactly once with `switchboard_token_request_provide` or
+/// `switchboard_token_request_fail` (each frees it), from any thread, during
+/// the callback or later; the connection attempt waits up to the connect timeout.
+#[derive(Debug)]
+pub struct switchboard_token_request {
+    reply: oneshot::Sender<Option<String>>,
+}
+
+/// A token provider, asked before every connection attempt (the first and each
+/// reconnect), so an expiring token can be refreshed. It runs on a blocking
+/// thread of the client's runtime, so it may block (an HTTP call to an identity
+/// provider). When the server refuses a token, the client reconnects only if
+/// the callback then provides a different one.
+pub type switchboard_token_callback =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, request: *mut switchboard_token_request)>;
+
+/// The function of a [`switchboard_token_callback`].
+type TokenCallbackFn = unsafe extern "C" fn(*mut c_void, *mut switchboard_token_request);
+
+/// Runs the C token callback on a blocking thread; its answer or refusal.
+fn ask_token(
+    runtime: &tokio::runtime::Handle,
+    callback: TokenCallbackFn,
+    userdata: UserData,
+) -> impl std::future::Future<Output = sb::Result<String>> {
+    let (reply, answer) = oneshot::channel();
+    let request = Box::new(switchboard_token_request { reply });
+    // Unrun (runtime shutting down), the request drops and the answer fails.
+    drop(runtime.spawn_blocking(move || {
+        // Rebinds the whole wrapper, so the closure captures `UserData` (Send).
+        let userdata = userdata;
+        // SAFETY: registered together by the C side, callable from a library
+        // thread; the request is handed over, freed by provide/fail.
+        unsafe { callback(userdata.0, Box::into_raw(request)) };
+    }));
+    async move {
+        match answer.await {
+            Ok(Some(token)) => Ok(token),
+            _ => Err(sb::Error::protocol(
+                sb::ErrorCode::Unauthorized,
+                "the token callback gave no token",
+            )),
+        }
+    }
+}
+
+/// Answers a token request with `token`. Consumes and frees `request` whatever
+/// the result (on a bad `token` the attempt fails as if refused).
+///
+/// # Safety
+/// `request` is NULL or a request not yet completed; `token` is NULL or
+/// NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn switchboard_token_request_provide(
+    request: *mut switchboard_token_request,
+    token: *const c_char,
+) -> switchboard_result {
+    guard::guard(|| {
+        if request.is_null() {
+            return Err(guard::null_arg("request"));
+        }
+        // SAFETY: made by `Box::into_raw` in `ask_token`, completed once.
+        let request = unsafe { Box::from_raw(request) };
+        // SAFETY: header contract.
+        let token = unsafe { string(token, "token") };
+        // The attempt may have given up (connect timeout): nothing to tell then.
+        let _ = request.reply.send(token.as_ref().ok().cloned());
+        token.map(drop)
+    })
+}
+
+/// Refuses a token request: this connection attempt fails (the first
+/// `connect` returns `SWITCHBOARD_RESULT_UNAUTHORIZED`; a reconnect counts as
+/// failed and is retried later). Consumes and frees `request`; NULL is allowed.
+///
+/// # Safety
+/// `request` is NULL or a request not yet completed.
+#[no_mangle]
+pub unsafe extern "C" fn switchboard_token_request_fail(request: *mut switchboard_token_request) {
+    guard::guard_void(|| {
+        if !request.is_null() {
+            // SAFETY: made by `Box::into_raw` in `ask_token`, completed once.
+            let request = unsafe { Box::from_raw(request) };
+            let _ = request.reply.send(None);
+        }
+    });
+}
+
+/// A token provider instead of a fixed token (it wins over
+/// `switchboard_client_options_set_token`; see `switchboard_token_callback`). `userdata` is passed to every call and must
+/// stay valid until `switchboard_client_free` returns. NULL removes it.
+///
+/// # Safety
+/// `opts` is NULL or live options; `callback` is NULL or a function that may be
+/// called from a library thread with `userdata`.
+#[no_mangle]
+pub unsafe extern "C" fn switchboard_client_options_set_token_callback(
+    opts: *mut switchboard_client_options,
+    callback: switchboard_token_callback,
+    userdata: *mut c_void,
+) -> switchboard_result {
+    with_mut(opts, "opts", |o| {
+        set(
+            &mut o.token_callback,
+            callback.map(|cb| (cb, UserData(userdata))),
+        )
+    })
+}
+
 /// A connected client. Every function may be called from any thread until
 /// `switchboard_client_free`, which must not race with other calls.
 #[derive(Debug)]
@@ -511,7 +630,7 @@ fn connect(url: &str, opts: &switchboard_client_options) -> FfiResult<switchboar
             )
         })?;
     let events = EventHub::new(opts.event_capacity, opts.event_callback)?;
-    let connected = runtime.block_on(opts.builder(url).connect());
+    let connected = runtime.block_on(opts.builder(url, runtime.handle()).connect());
     let client = match connected {
         Ok(c) => c,
         Err(e) => {

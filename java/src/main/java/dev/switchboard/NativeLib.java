@@ -24,6 +24,11 @@ interface NativeLib extends Library {
         void invoke(Pointer userdata, Pointer request);
     }
 
+    /** switchboard_token_callback: runs on a native blocking thread (JNA attaches it). */
+    interface TokenCallback extends Callback {
+        void invoke(Pointer userdata, Pointer request);
+    }
+
     String switchboard_result_name(int result);
     String switchboard_last_error_message();
     String switchboard_version();
@@ -108,6 +113,10 @@ interface NativeLib extends Library {
     int switchboard_client_options_set_max_message_bytes(Pointer opts, long bytes);
     int switchboard_client_options_set_event_capacity(Pointer opts, long events);
     int switchboard_client_options_set_send_timeout_ms(Pointer opts, long ms);
+
+    int switchboard_client_options_set_token_callback(Pointer opts, TokenCallback callback, Pointer userdata);
+    int switchboard_token_request_provide(Pointer request, String token);
+    void switchboard_token_request_fail(Pointer request);
 
     int switchboard_client_connect_with_options(String url, Pointer opts, PointerByReference clientOut);
     int switchboard_client_join_with_info(Pointer client, String roomId, int timeoutMs, PointerByReference info);

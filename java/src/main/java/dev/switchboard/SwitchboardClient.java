@@ -12,6 +12,7 @@ import java.util.Optional;
 import java.util.concurrent.Executor;
 import java.util.function.Consumer;
 import java.util.function.Function;
+import java.util.function.Supplier;
 
 /**
  * A connected signaling client. Sends wait for the server's acknowledgement up
@@ -32,9 +33,13 @@ public final class SwitchboardClient implements AutoCloseable {
 
     private final NativeHandle handle;
     private final EventPump events;
+    /** Kept reachable while the native side may call it. */
+    @SuppressWarnings("unused")
+    private final NativeLib.TokenCallback tokenCallback;
     private boolean closed;
 
-    private SwitchboardClient(Pointer handle, Executor executor) {
+    private SwitchboardClient(Pointer handle, Executor executor, NativeLib.TokenCallback tokenCallback) {
+        this.tokenCallback = tokenCallback;
         this.handle = new NativeHandle(handle, "client");
         this.events = new EventPump((t, out) -> this.handle.apply(p -> LIB.switchboard_client_next_event(p, t, out)),
                 "switchboard-client", executor);
@@ -144,6 +149,7 @@ public final class SwitchboardClient implements AutoCloseable {
         private final String url;
         private final List<Consumer<Pointer>> settings = new ArrayList<>();
         private Executor executor;
+        private Supplier<String> tokenProvider;
 
         private Builder(String url) {
             this.url = url;
@@ -161,6 +167,16 @@ public final class SwitchboardClient implements AutoCloseable {
         /** Sent as {@code Authorization: Bearer} on every connection. */
         public Builder token(String token) {
             return set(o -> LIB.switchboard_client_options_set_token(o, token));
+        }
+
+        /**
+         * Asked for a token before every connection attempt (the first and each
+         * reconnect), on a native blocking thread, so an expiring token can be
+         * refreshed; null or an exception fails that attempt. Wins over {@link #token}.
+         */
+        public Builder tokenProvider(Supplier<String> provider) {
+            this.tokenProvider = provider;
+            return this;
         }
 
         public Builder displayName(String name) {
@@ -217,12 +233,42 @@ public final class SwitchboardClient implements AutoCloseable {
 
         /** Connects; throws {@link SwitchboardException} (IO, WEBSOCKET, TIMEOUT, UNAUTHORIZED, CONFIG). */
         public SwitchboardClient connect() {
+            NativeLib.TokenCallback callback = tokenProvider == null ? null : new TokenBridge(tokenProvider);
+            List<Consumer<Pointer>> all = new ArrayList<>(settings);
+            if (callback != null) {
+                all.add(o -> NativeLib.check(LIB.switchboard_client_options_set_token_callback(o, callback, null)));
+            }
             Pointer opts = NativeLib.configure(LIB::switchboard_client_options_new,
-                    LIB::switchboard_client_options_free, settings);
+                    LIB::switchboard_client_options_free, all);
             PointerByReference out = new PointerByReference();
             // Consumes opts whatever the outcome.
             NativeLib.check(LIB.switchboard_client_connect_with_options(url, opts, out));
-            return new SwitchboardClient(out.getValue(), executor);
+            return new SwitchboardClient(out.getValue(), executor, callback);
+        }
+    }
+
+    /** The C token callback calling a {@link Supplier}; completes every request once. */
+    private static final class TokenBridge implements NativeLib.TokenCallback {
+        private static final System.Logger LOG = System.getLogger("dev.switchboard");
+        private final Supplier<String> provider;
+
+        TokenBridge(Supplier<String> provider) {
+            this.provider = provider;
+        }
+
+        @Override
+        public void invoke(Pointer userdata, Pointer request) {
+            String token = null;
+            try {
+                token = provider.get();
+            } catch (RuntimeException e) {
+                LOG.log(System.Logger.Level.WARNING, "the token provider threw; this attempt fails", e);
+            }
+            if (token == null) {
+                LIB.switchboard_token_request_fail(request);
+            } else {
+                LIB.switchboard_token_request_provide(request, token);
+            }
         }
     }
 }

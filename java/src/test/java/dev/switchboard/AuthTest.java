@@ -29,6 +29,24 @@ class AuthTest {
     }
 
     @Test
+    void tokenProviderIsAskedForEachConnection() {
+        java.util.concurrent.atomic.AtomicInteger asked = new java.util.concurrent.atomic.AtomicInteger();
+        try (SwitchboardServer server = SwitchboardServer.builder().listen("127.0.0.1:0")
+                .authToken("t-alice", "alice").start();
+             SwitchboardClient alice = SwitchboardClient.builder(server.url())
+                     .tokenProvider(() -> {
+                         asked.incrementAndGet();
+                         return "t-alice";
+                     }).connect()) {
+            assertTrue(alice.join("room").contains("alice"));
+            assertEquals(1, asked.get());
+            SwitchboardException e = assertThrows(SwitchboardException.class, () -> SwitchboardClient
+                    .builder(server.url()).tokenProvider(() -> null).connect());
+            assertEquals(SwitchboardException.UNAUTHORIZED, e.code());
+        }
+    }
+
+    @Test
     void authenticatorAdmitsRefusesAndRestrictsRooms() {
         List<Authenticator.Request> seen = new CopyOnWriteArrayList<>();
         List<String> threads = new CopyOnWriteArrayList<>();
