@@ -611,7 +611,13 @@ impl switchboard_client {
 
 /// Moves the client's events into the fan-out; the stream ends after `closed`.
 async fn pump(mut events: EventStream, fanout: Arc<Fanout>) {
+    let mut missed = 0;
     while let Some(e) = events.next().await {
+        // Events the core's own bounded stream dropped count for every reader.
+        if events.missed() > missed {
+            fanout.lost(events.missed() - missed);
+            missed = events.missed();
+        }
         fanout.publish(&e);
     }
     fanout.finish();

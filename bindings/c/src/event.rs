@@ -295,6 +295,19 @@ impl Fanout {
         self.pull.push(data);
     }
 
+    /// `n` events were lost before reaching the fan-out (the source's own
+    /// bounded channel overflowed): every reader counts them as missed.
+    pub(crate) fn lost(&self, n: u64) {
+        for q in self
+            .callbacks()
+            .iter()
+            .map(AsRef::as_ref)
+            .chain([&self.pull])
+        {
+            q.lock().missed += n;
+        }
+    }
+
     /// The source ended: readers get what is queued, then `Closed`.
     pub(crate) fn finish(&self) {
         self.pull.finish();

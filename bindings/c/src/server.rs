@@ -851,6 +851,7 @@ async fn pump(
                 Ok(e) => fanout.publish(&e),
                 Err(RecvError::Lagged(n)) => {
                     tracing::warn!(missed = n, "C event pump fell behind the hub");
+                    fanout.lost(n);
                 }
                 Err(RecvError::Closed) => break,
             },
@@ -858,7 +859,7 @@ async fn pump(
                 loop {
                     match events.try_recv() {
                         Ok(e) => fanout.publish(&e),
-                        Err(TryRecvError::Lagged(_)) => {}
+                        Err(TryRecvError::Lagged(n)) => fanout.lost(n),
                         Err(_) => break,
                     }
                 }
