@@ -284,9 +284,12 @@ fn main() -> ExitCode {
             // never meets the default action (exit).
             reload_tls_on_sighup(handle.clone());
         }
+        // The handlers are installed before the line is printed: a SIGTERM sent
+        // as soon as a script sees it must drain, not kill the process.
+        let signals = wait_for_signal();
         // One machine-readable line on stdout, for scripts and benchmarks.
         println!("listening on {}", handle.url());
-        wait_for_signal().await;
+        signals.await;
         handle.shutdown().await;
         ExitCode::SUCCESS
     })
@@ -315,18 +318,25 @@ fn reload_tls_on_sighup(handle: switchboard::ServerHandle) {
     });
 }
 
-async fn wait_for_signal() {
+/// Installs the SIGTERM/SIGINT handlers now (`signal()` registers on the call,
+/// unlike an `async fn`, which would only register when first polled) and
+/// resolves on the first signal.
+fn wait_for_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
             }
         }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
+        info!("signal received; draining");
     }
-    info!("signal received; draining");
 }

@@ -126,6 +126,17 @@ struct HubInner {
     runtime: Option<tokio::runtime::Handle>,
 }
 
+impl Drop for HubInner {
+    /// Rooms hold their members' sessions and sessions hold their rooms: a hub
+    /// dropped while members are left (sessions still away after a drain) would
+    /// leak both. Emptying the rooms breaks every such cycle.
+    fn drop(&mut self) {
+        for room in self.rooms.values() {
+            room.lock().members.clear();
+        }
+    }
+}
+
 impl Hub {
     /// A hub with these limits. Needs a tokio runtime (resume-window timers).
     ///

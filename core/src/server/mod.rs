@@ -296,7 +296,9 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     drop(listener);
     // Anything still running outlived the drain: abort it (its session goes away).
     tasks.shutdown().await;
-    let _ = shared.stopped.send(true);
+    // `send_replace`, not `send`: `send` stores nothing while no receiver exists,
+    // and `shutdown()` may subscribe (in `stopped()`) only after this line.
+    shared.stopped.send_replace(true);
 }
 
 /// Releases a connection's admission slots when the connection ends.
