@@ -1,5 +1,17 @@
-//! Authentication configuration and the types every transport and binding shares:
-//! how a token is checked (static list, JWT, host callback) and what it yields.
+//! Authentication: how a token is checked (static list, JWT, host callback), what it
+//! yields (an [`Identity`]), and why it was refused ([`AuthError`]). Transport-free:
+//! the hub runs these checks for every transport (see `Hub::authenticate`).
+//!
+//! # Flows (PROTOCOL.md §2, §5)
+//!
+//! - A token at the handshake (`?token=` or `Authorization: Bearer`) is checked
+//!   before the upgrade; a refusal is HTTP 401 and no WebSocket.
+//! - Without one, the connection opens unauthenticated and must send
+//!   `{"type":"auth","token":…}` within `auth_timeout`; a failed `auth` or none in
+//!   time closes it with 4401. Until then only `auth` and `ping` are served.
+//! - `auth` on an authenticated connection refreshes the token (same userId; new
+//!   expiry and room list). A token that expires unrefreshed closes the connection
+//!   with 4401 and ends its session (no resume).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -7,9 +19,19 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use serde::Deserialize;
 use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// Longest accepted token, in bytes: bounds the work an unauthenticated client can
+/// ask for (a JWT with a few claims is well under 2 KiB).
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// Longest accepted userId (token subject), in bytes, as for `join.userId`.
+const MAX_USER_ID_BYTES: usize = 256;
 
 /// How clients authenticate. Off by default.
 #[derive(Clone, Default)]
@@ -17,7 +39,8 @@ pub enum AuthConfig {
     /// No authentication: `userId` comes from `join` (or is assigned).
     #[default]
     Off,
-    /// A fixed table of token → userId, for small setups.
+    /// A fixed table of token → userId, for small setups. Such identities never
+    /// expire and may join any room.
     Tokens(HashMap<String, String>),
     /// Signed JSON Web Tokens.
     Jwt(JwtConfig),
@@ -45,6 +68,10 @@ impl fmt::Debug for AuthConfig {
 }
 
 /// JWT verification settings.
+///
+/// Claims: `sub` (required) is the userId; `exp` (required) the expiry; `nbf` is
+/// honoured; `rooms` (optional array of room ids or `prefix*` patterns) restricts
+/// joins; `metadata` (optional, any JSON) becomes the peer's metadata.
 #[derive(Clone)]
 pub struct JwtConfig {
     /// The verification key; it also fixes the accepted algorithms.
@@ -53,12 +80,12 @@ pub struct JwtConfig {
     pub audience: Option<String>,
     /// Required `iss`, when set.
     pub issuer: Option<String>,
-    /// Clock skew allowed on `exp` / `nbf`.
+    /// Clock skew allowed on `exp` / `nbf` (whole seconds; rounded up).
     pub leeway: Duration,
 }
 
 impl JwtConfig {
-    /// HS256 with a shared secret, default leeway, no `aud`/`iss` check.
+    /// HS256 with a shared secret, default leeway (30 s), no `aud`/`iss` check.
     pub fn hs256(secret: impl Into<Vec<u8>>) -> JwtConfig {
         JwtConfig::with_key(JwtKey::Secret(secret.into()))
     }
@@ -66,6 +93,24 @@ impl JwtConfig {
     /// RS256 or ES256 with a PEM public key (the algorithm follows the key type).
     pub fn public_key_pem(pem: impl Into<Vec<u8>>) -> JwtConfig {
         JwtConfig::with_key(JwtKey::PublicKeyPem(pem.into()))
+    }
+
+    /// Requires this `aud`.
+    pub fn audience(mut self, audience: impl Into<String>) -> JwtConfig {
+        self.audience = Some(audience.into());
+        self
+    }
+
+    /// Requires this `iss`.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> JwtConfig {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// Clock skew allowed on `exp` / `nbf`.
+    pub fn leeway(mut self, leeway: Duration) -> JwtConfig {
+        self.leeway = leeway;
+        self
     }
 
     fn with_key(key: JwtKey) -> JwtConfig {
@@ -109,7 +154,7 @@ impl fmt::Debug for JwtKey {
 }
 
 /// What a transport knows when it asks who a token belongs to.
-#[derive(Debug, Clone)]
+#[derive(Clone, Default)]
 pub struct AuthRequest {
     /// The token, if the client sent one (query, header or `auth` message).
     pub token: Option<String>,
@@ -121,16 +166,32 @@ pub struct AuthRequest {
     pub path: String,
 }
 
+impl fmt::Debug for AuthRequest {
+    // Never prints the token.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthRequest")
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("origin", &self.origin)
+            .field("ip", &self.ip)
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
 /// Who a connection is, once authenticated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Identity {
     /// The userId this connection speaks as; a `join` under another one is `forbidden`.
     pub user_id: String,
-    /// Rooms it may join: exact ids or `prefix*` patterns. `None` = any room.
+    /// Rooms it may join: exact ids or `prefix*` patterns (`*` alone: any room).
+    /// `None` = any room.
     pub rooms: Option<Vec<String>>,
-    /// Host data attached to the peer (visible as its `metadata` unless the join sets one).
+    /// Host data attached to the peer. When set it is the peer's `metadata` and a
+    /// `metadata` in `join` is ignored: data the server vouches for must not be
+    /// replaceable by the client.
     pub metadata: Option<Value>,
-    /// When the credential expires; an unrefreshed connection is closed with 4401 then.
+    /// When the credential expires; an unrefreshed connection is closed with 4401
+    /// then. For JWTs this is `exp` plus the configured leeway.
     pub expires_at: Option<SystemTime>,
 }
 
@@ -144,13 +205,106 @@ impl Identity {
             expires_at: None,
         }
     }
+
+    /// Restricts the rooms (exact ids or `prefix*` patterns).
+    pub fn with_rooms<I: IntoIterator<Item = S>, S: Into<String>>(mut self, rooms: I) -> Self {
+        self.rooms = Some(rooms.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Attaches metadata.
+    pub fn with_metadata(mut self, metadata: Value) -> Self {
+        self.metadata = Some(metadata);
+        self
+    }
+
+    /// Sets the expiry.
+    pub fn expires_at(mut self, at: SystemTime) -> Self {
+        self.expires_at = Some(at);
+        self
+    }
+
+    /// Whether this identity may join `room_id`.
+    pub fn may_join(&self, room_id: &str) -> bool {
+        match &self.rooms {
+            None => true,
+            Some(patterns) => patterns.iter().any(|p| room_matches(p, room_id)),
+        }
+    }
+
+    /// Whether the credential has expired at `now`.
+    pub fn expired_at(&self, now: SystemTime) -> bool {
+        self.expires_at.is_some_and(|t| t <= now)
+    }
 }
+
+/// `pattern` is an exact room id, or a prefix followed by `*`.
+fn room_matches(pattern: &str, room_id: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => room_id.starts_with(prefix),
+        None => pattern == room_id,
+    }
+}
+
+/// Why a credential was refused. Every variant closes the connection with 4401 (or
+/// answers the upgrade with 401); `reason()` labels the `auth_failures` metric.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// No token where one is required.
+    Missing,
+    /// Bad signature, malformed token, wrong audience/issuer, unknown static token.
+    Invalid(String),
+    /// The token's expiry has passed.
+    Expired,
+    /// The host callback refused it.
+    Refused,
+    /// The host callback did not answer within the auth timeout (or no `auth`
+    /// message came in time).
+    Timeout,
+    /// The host callback panicked, or the auth configuration is unusable.
+    Internal(String),
+}
+
+impl AuthError {
+    /// A short label: `missing`, `invalid`, `expired`, `refused`, `timeout`, `internal`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing",
+            AuthError::Invalid(_) => "invalid",
+            AuthError::Expired => "expired",
+            AuthError::Refused => "refused",
+            AuthError::Timeout => "timeout",
+            AuthError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AuthError::Missing => f.write_str("a token is required"),
+            AuthError::Invalid(why) => write!(f, "invalid token: {why}"),
+            AuthError::Expired => f.write_str("the token has expired"),
+            AuthError::Refused => f.write_str("the token was refused"),
+            AuthError::Timeout => f.write_str("authentication timed out"),
+            AuthError::Internal(why) => write!(f, "authentication failed: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for AuthError {}
 
 /// The future an [`AuthHook`] returns: `Some(identity)` admits, `None` refuses.
 pub type AuthFuture = Pin<Box<dyn Future<Output = Option<Identity>> + Send + 'static>>;
 
-/// A host callback that decides who a token belongs to. The server awaits it with
-/// the auth timeout (a timeout refuses), so it never blocks the reactor.
+/// A host callback that decides who a token belongs to. The hub awaits it with the
+/// auth timeout (a timeout refuses) on a task of its own, so it never blocks the
+/// reactor or the transport; a panic in it refuses (and is logged).
+///
+/// It is called with `token: None` at a handshake that carried no token (so a host
+/// can admit by origin or address alone); returning `None` then lets the client
+/// authenticate with a first `auth` message instead.
 pub trait AuthHook: Send + Sync + 'static {
     /// Checks one request.
     fn authenticate(&self, request: AuthRequest) -> AuthFuture;
@@ -163,5 +317,337 @@ where
 {
     fn authenticate(&self, request: AuthRequest) -> AuthFuture {
         Box::pin(self(request))
+    }
+}
+
+/// The token of a handshake: `?token=` in the query string, else
+/// `Authorization: Bearer …`. For transports (the built-in server and bindings).
+pub fn token_from_request(query: Option<&str>, authorization: Option<&str>) -> Option<String> {
+    let from_query = query.and_then(|q| {
+        q.split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(k, _)| *k == "token")
+            .map(|(_, v)| percent_decode(v))
+    });
+    let from_header = || {
+        authorization.and_then(|h| {
+            let (scheme, token) = h.trim().split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim().to_owned())
+        })
+    };
+    from_query.or_else(from_header).filter(|t| !t.is_empty())
+}
+
+/// Decodes `%XX` escapes and `+` (a form-encoded space); invalid escapes stay as written.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                out.push(b'%');
+            }
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The outcome of starting a check: immediate (static tokens, JWT) or a host future.
+pub(crate) enum Check {
+    Done(std::result::Result<Identity, AuthError>),
+    Hook(AuthFuture),
+}
+
+/// An [`AuthConfig`] made ready for use: JWT keys parsed once, not per token.
+pub(crate) enum Verifier {
+    Off,
+    Tokens(HashMap<String, String>),
+    Jwt(Box<JwtVerifier>),
+    Hook(Arc<dyn AuthHook>),
+    /// The configuration could not be used (validated configs never get here):
+    /// every credential is refused rather than let anyone in.
+    Broken(String),
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Verifier::Off => "Off",
+            Verifier::Tokens(_) => "Tokens",
+            Verifier::Jwt(_) => "Jwt",
+            Verifier::Hook(_) => "Hook",
+            Verifier::Broken(_) => "Broken",
+        })
+    }
+}
+
+impl Verifier {
+    pub(crate) fn new(config: &AuthConfig) -> Verifier {
+        match config {
+            AuthConfig::Off => Verifier::Off,
+            AuthConfig::Tokens(t) => Verifier::Tokens(t.clone()),
+            AuthConfig::Jwt(j) => match JwtVerifier::new(j) {
+                Ok(v) => Verifier::Jwt(Box::new(v)),
+                Err(e) => Verifier::Broken(e.to_string()),
+            },
+            AuthConfig::Hook(h) => Verifier::Hook(h.clone()),
+        }
+    }
+
+    pub(crate) fn is_on(&self) -> bool {
+        !matches!(self, Verifier::Off)
+    }
+
+    pub(crate) fn is_hook(&self) -> bool {
+        matches!(self, Verifier::Hook(_))
+    }
+
+    /// Starts checking `request`.
+    pub(crate) fn check(&self, request: AuthRequest) -> Check {
+        let token = request.token.as_deref();
+        if token.is_some_and(|t| t.len() > MAX_TOKEN_BYTES) {
+            return Check::Done(Err(AuthError::Invalid(format!(
+                "longer than {MAX_TOKEN_BYTES} bytes"
+            ))));
+        }
+        match self {
+            Verifier::Off => Check::Done(Err(AuthError::Internal(
+                "authentication is not configured".into(),
+            ))),
+            Verifier::Broken(why) => Check::Done(Err(AuthError::Internal(why.clone()))),
+            Verifier::Hook(hook) => Check::Hook(hook.authenticate(request)),
+            Verifier::Tokens(table) => Check::Done(match token {
+                None => Err(AuthError::Missing),
+                Some(t) => table
+                    .get(t)
+                    .map(|user| Identity::new(user.clone()))
+                    .ok_or_else(|| AuthError::Invalid("unknown token".into())),
+            }),
+            Verifier::Jwt(jwt) => Check::Done(match token {
+                None => Err(AuthError::Missing),
+                Some(t) => jwt.verify(t),
+            }),
+        }
+    }
+}
+
+/// The claims Switchboard reads; others are ignored.
+#[derive(Deserialize)]
+struct Claims {
+    sub: String,
+    #[serde(default)]
+    exp: Option<f64>,
+    #[serde(default)]
+    rooms: Option<Vec<String>>,
+    #[serde(default)]
+    metadata: Option<Value>,
+}
+
+pub(crate) struct JwtVerifier {
+    key: jsonwebtoken::DecodingKey,
+    validation: jsonwebtoken::Validation,
+    leeway: Duration,
+}
+
+impl JwtVerifier {
+    pub(crate) fn new(config: &JwtConfig) -> Result<JwtVerifier> {
+        use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+        let bad =
+            |what: &str, e: jsonwebtoken::errors::Error| Error::Config(format!("JWT {what}: {e}"));
+        let (key, algorithms) = match &config.key {
+            JwtKey::Secret(s) => {
+                if s.is_empty() {
+                    return Err(Error::Config("the JWT secret is empty".into()));
+                }
+                (DecodingKey::from_secret(s), vec![Algorithm::HS256])
+            }
+            JwtKey::PublicKeyPem(pem) => match DecodingKey::from_rsa_pem(pem) {
+                Ok(k) => (k, vec![Algorithm::RS256]),
+                Err(rsa) => match DecodingKey::from_ec_pem(pem) {
+                    Ok(k) => (k, vec![Algorithm::ES256]),
+                    Err(_) => return Err(bad("public key (neither RSA nor EC PEM)", rsa)),
+                },
+            },
+        };
+        let mut validation = Validation::new(algorithms[0]);
+        validation.algorithms = algorithms;
+        validation.leeway = config.leeway.as_secs() + u64::from(config.leeway.subsec_nanos() > 0);
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        let mut required = vec!["exp", "sub"];
+        match &config.audience {
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                required.push("aud");
+            }
+            // Otherwise a token that names an audience would be refused.
+            None => validation.validate_aud = false,
+        }
+        if let Some(iss) = &config.issuer {
+            validation.set_issuer(&[iss]);
+            required.push("iss");
+        }
+        validation.set_required_spec_claims(&required);
+        Ok(JwtVerifier {
+            key,
+            leeway: Duration::from_secs(validation.leeway),
+            validation,
+        })
+    }
+
+    fn verify(&self, token: &str) -> std::result::Result<Identity, AuthError> {
+        use jsonwebtoken::errors::ErrorKind;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
+            |e| match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::InvalidSignature => AuthError::Invalid("bad signature".into()),
+                ErrorKind::InvalidAudience => AuthError::Invalid("wrong audience".into()),
+                ErrorKind::InvalidIssuer => AuthError::Invalid("wrong issuer".into()),
+                ErrorKind::ImmatureSignature => AuthError::Invalid("not valid yet (nbf)".into()),
+                ErrorKind::InvalidAlgorithm => AuthError::Invalid("algorithm not accepted".into()),
+                ErrorKind::MissingRequiredClaim(c) => {
+                    AuthError::Invalid(format!("missing claim `{c}`"))
+                }
+                _ => AuthError::Invalid("malformed token".into()),
+            },
+        )?;
+        let claims = data.claims;
+        if claims.sub.is_empty() || claims.sub.len() > MAX_USER_ID_BYTES {
+            return Err(AuthError::Invalid(format!(
+                "`sub` must be 1 to {MAX_USER_ID_BYTES} bytes"
+            )));
+        }
+        let expires_at = claims
+            .exp
+            .filter(|e| e.is_finite() && *e >= 0.0)
+            .map(|e| UNIX_EPOCH + Duration::from_secs_f64(e.min(1e12)) + self.leeway);
+        Ok(Identity {
+            user_id: claims.sub,
+            rooms: claims.rooms,
+            metadata: claims.metadata,
+            expires_at,
+        })
+    }
+}
+
+/// Checks an auth configuration before any I/O (keys parse, tokens are sane).
+pub(crate) fn validate(config: &AuthConfig) -> Result<()> {
+    match config {
+        AuthConfig::Off | AuthConfig::Hook(_) => Ok(()),
+        AuthConfig::Jwt(j) => JwtVerifier::new(j).map(|_| ()),
+        AuthConfig::Tokens(t) => {
+            if t.is_empty() {
+                return Err(Error::Config("the static token table is empty".into()));
+            }
+            for (token, user) in t {
+                if token.is_empty() || token.len() > MAX_TOKEN_BYTES {
+                    return Err(Error::Config(format!(
+                        "static tokens must be 1 to {MAX_TOKEN_BYTES} bytes"
+                    )));
+                }
+                if user.is_empty() || user.len() > MAX_USER_ID_BYTES {
+                    return Err(Error::Config(format!(
+                        "static token userIds must be 1 to {MAX_USER_ID_BYTES} bytes"
+                    )));
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_patterns() {
+        let id = Identity::new("u").with_rooms(["lobby", "team-*"]);
+        assert!(id.may_join("lobby"));
+        assert!(id.may_join("team-"));
+        assert!(id.may_join("team-red"));
+        assert!(!id.may_join("lobby2"));
+        assert!(!id.may_join("teams"));
+        assert!(Identity::new("u").with_rooms(["*"]).may_join("anything"));
+        assert!(!Identity::new("u")
+            .with_rooms(Vec::<String>::new())
+            .may_join("x"));
+        assert!(Identity::new("u").may_join("x"));
+    }
+
+    #[test]
+    fn token_sources() {
+        assert_eq!(
+            token_from_request(Some("a=1&token=abc%2Bd+e&b=2"), None).as_deref(),
+            Some("abc+d e")
+        );
+        assert_eq!(
+            token_from_request(None, Some("Bearer xyz")).as_deref(),
+            Some("xyz")
+        );
+        assert_eq!(
+            token_from_request(None, Some("bearer  xyz ")).as_deref(),
+            Some("xyz")
+        );
+        assert_eq!(token_from_request(None, Some("Basic xyz")), None);
+        assert_eq!(
+            token_from_request(Some("token=q"), Some("Bearer h")).as_deref(),
+            Some("q"),
+            "the query wins, as documented"
+        );
+        assert_eq!(token_from_request(Some("token="), None), None);
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode("%41%42"), "AB");
+    }
+
+    #[test]
+    fn static_tokens() {
+        let v = Verifier::new(&AuthConfig::Tokens(
+            [("t1".to_owned(), "alice".to_owned())].into(),
+        ));
+        let check = |t: Option<&str>| match v.check(AuthRequest {
+            token: t.map(str::to_owned),
+            ..AuthRequest::default()
+        }) {
+            Check::Done(r) => r,
+            Check::Hook(_) => panic!("static tokens are checked at once"),
+        };
+        assert_eq!(check(Some("t1")).unwrap().user_id, "alice");
+        assert!(matches!(check(Some("t2")), Err(AuthError::Invalid(_))));
+        assert_eq!(check(None), Err(AuthError::Missing));
+        let long = "x".repeat(MAX_TOKEN_BYTES + 1);
+        assert!(matches!(check(Some(&long)), Err(AuthError::Invalid(_))));
+    }
+
+    #[test]
+    fn bad_configs_are_refused() {
+        assert!(validate(&AuthConfig::Jwt(JwtConfig::public_key_pem(
+            b"nope".to_vec()
+        )))
+        .is_err());
+        assert!(validate(&AuthConfig::Jwt(JwtConfig::hs256(Vec::new()))).is_err());
+        assert!(validate(&AuthConfig::Tokens(HashMap::new())).is_err());
+        assert!(validate(&AuthConfig::Jwt(JwtConfig::hs256("s"))).is_ok());
+        // A broken config refuses everything.
+        let v = Verifier::new(&AuthConfig::Jwt(JwtConfig::public_key_pem(b"x".to_vec())));
+        assert!(matches!(
+            v.check(AuthRequest {
+                token: Some("a.b.c".into()),
+                ..AuthRequest::default()
+            }),
+            Check::Done(Err(AuthError::Internal(_)))
+        ));
     }
 }

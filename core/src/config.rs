@@ -168,6 +168,10 @@ impl ServerConfig {
         if self.event_buffer == 0 {
             return fail("event_buffer must be at least 1");
         }
+        crate::auth::validate(&self.auth)?;
+        if self.auth.is_on() && self.auth_timeout.is_zero() {
+            return fail("auth_timeout must be positive when auth is on");
+        }
         Ok(())
     }
 }

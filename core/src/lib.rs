@@ -11,10 +11,10 @@ pub mod hub;
 pub mod protocol;
 pub mod server;
 
-pub use auth::{AuthConfig, AuthHook, AuthRequest, Identity, JwtConfig, JwtKey};
+pub use auth::{AuthConfig, AuthError, AuthHook, AuthRequest, Identity, JwtConfig, JwtKey};
 pub use client::{Client, ClientBuilder, EventStream, Reply};
 pub use config::{ServerConfig, TlsConfig, TurnConfig};
 pub use error::{Error, ErrorCode, Result};
 pub use event::Event;
-pub use hub::{Hub, PeerInfo, RoomInfo};
+pub use hub::{ConnectInfo, Connection, Hub, PeerInfo, RoomInfo};
 pub use server::{Server, ServerBuilder, ServerHandle};

@@ -3,11 +3,12 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use serde_json::value::RawValue;
 
+use super::auth::ConnAuth;
 use super::outbox::{Fate, Outbox};
 use super::rate::{RateLimiter, Verdict};
 use super::room::{Member, Room};
@@ -16,6 +17,7 @@ use super::{
     body_fields, random_id, random_uuid, room_info_body, user_joined_body, user_left_body, Hub,
     HubInner,
 };
+use crate::auth::Identity;
 use crate::error::ErrorCode;
 use crate::event::{Event, Fields};
 use crate::protocol::{
@@ -24,37 +26,91 @@ use crate::protocol::{
 };
 
 /// What the transport knows about a new connection.
-#[derive(Debug, Clone, Default)]
+///
+/// Authentication (when the hub's config turns it on), in order of preference:
+/// - `identity`: the transport already checked the handshake's token with
+///   [`Hub::authenticate_handshake`] (and answered HTTP 401 on failure);
+/// - `token`: an unchecked handshake token; the hub checks it as if it were the
+///   client's first `auth` message (failure: `error` + close 4401), for transports
+///   that can not refuse an upgrade after awaiting;
+/// - neither: the client must send `auth` within `auth_timeout` (else 4401).
+///
+/// `origin`, `ip` and `path` are handed to an auth hook with every later check.
+#[derive(Clone, Default)]
 pub struct ConnectInfo {
     /// The client IP (after trusted-proxy resolution).
     pub ip: Option<IpAddr>,
+    /// The browser `Origin` header, if any.
+    pub origin: Option<String>,
+    /// The request path (without the query string).
+    pub path: String,
+    /// An unverified handshake token (see above).
+    pub token: Option<String>,
+    /// An identity the transport verified already (see above).
+    pub identity: Option<Identity>,
 }
 
-type Refusal = (ErrorCode, String);
+impl std::fmt::Debug for ConnectInfo {
+    // Never prints the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectInfo")
+            .field("ip", &self.ip)
+            .field("origin", &self.origin)
+            .field("path", &self.path)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("identity", &self.identity)
+            .finish()
+    }
+}
 
-fn refuse<T>(code: ErrorCode, message: impl Into<String>) -> Result<T, Refusal> {
+pub(super) type Refusal = (ErrorCode, String);
+
+pub(super) fn refuse<T>(code: ErrorCode, message: impl Into<String>) -> Result<T, Refusal> {
     Err((code, message.into()))
 }
 
 /// A live connection attached to the hub. The transport feeds it inbound text
-/// frames, drains [`Connection::outbox`], and calls [`Connection::finish`] at the
+/// frames ([`Connection::handle_text`]), drains [`Connection::outbox`] (every
+/// reply, relayed message and close request comes out there, including closes
+/// the hub decides on its own: auth timeout or token expiry 4401, kick 4403,
+/// takeover 4409, slow consumer 1008), and calls [`Connection::finish`] at the
 /// end (dropping it counts as an abnormal end).
+///
+/// Cheap to call from any thread; the state sits behind one uncontended lock so
+/// that the hub's own tasks (an auth hook's answer, auth timers) can act on the
+/// connection without the transport's help.
 #[derive(Debug)]
 pub struct Connection {
-    hub: Arc<HubInner>,
-    id: u64,
-    client_id: Arc<str>,
+    core: Arc<Mutex<ConnCore>>,
     outbox: Arc<Outbox>,
-    session: Arc<Session>,
+    client_id: Arc<str>,
+}
+
+/// The state of one connection (see [`Connection`]).
+#[derive(Debug)]
+pub(super) struct ConnCore {
+    pub(super) hub: Arc<HubInner>,
+    pub(super) id: u64,
+    pub(super) client_id: Arc<str>,
+    pub(super) outbox: Arc<Outbox>,
+    pub(super) session: Arc<Session>,
     rate: Option<RateLimiter>,
     /// True until the first message that changes state: only then may `resume` come.
     pristine: bool,
     finished: bool,
+    /// `None` when auth is off (no cost then).
+    pub(super) auth: Option<Box<ConnAuth>>,
+}
+
+pub(super) fn lock_core(core: &Mutex<ConnCore>) -> MutexGuard<'_, ConnCore> {
+    // A panic while handling a message is caught by the transport and closes the
+    // connection (1011); the state is still usable for settling the session.
+    core.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Hub {
     /// Attaches a new connection with a fresh session; its `connected` message is
-    /// already queued in the outbox.
+    /// already queued in the outbox. See [`ConnectInfo`] for authentication.
     pub fn connect(&self, info: ConnectInfo) -> Connection {
         let hub = &self.inner;
         let id = hub.next_conn_id.fetch_add(1, Ordering::Relaxed);
@@ -96,24 +152,38 @@ impl Hub {
             session.deliver(&hub.draining_body());
             outbox.close(close::GOING_AWAY, "Server shutting down", Fate::Away);
         }
-        Connection {
+        let rate = RateLimiter::new(
+            hub.config.rate_limit_burst,
+            hub.config.rate_limit_rps,
+            Instant::now(),
+        );
+        let core = Arc::new(Mutex::new(ConnCore {
             hub: hub.clone(),
             id,
-            client_id,
-            outbox,
+            client_id: client_id.clone(),
+            outbox: outbox.clone(),
             session,
-            rate: RateLimiter::new(
-                hub.config.rate_limit_burst,
-                hub.config.rate_limit_rps,
-                Instant::now(),
-            ),
+            rate,
             pristine: true,
             finished: false,
+            auth: None,
+        }));
+        if hub.auth.is_on() {
+            ConnAuth::start(&core, info);
+        }
+        Connection {
+            core,
+            outbox,
+            client_id,
         }
     }
 }
 
 impl Connection {
+    fn core(&self) -> MutexGuard<'_, ConnCore> {
+        lock_core(&self.core)
+    }
+
     /// The frames to write to this connection.
     pub fn outbox(&self) -> &Arc<Outbox> {
         &self.outbox
@@ -126,7 +196,12 @@ impl Connection {
 
     /// The id of the session this connection currently carries.
     pub fn session_id(&self) -> Arc<str> {
-        self.session.id.clone()
+        self.core().session.id.clone()
+    }
+
+    /// Who this connection is authenticated as (`None` while auth is off or pending).
+    pub fn identity(&self) -> Option<Identity> {
+        self.core().identity().cloned()
     }
 
     /// Asks the transport to close (protocol violations it detected itself:
@@ -135,9 +210,34 @@ impl Connection {
         self.outbox.close(code, reason, Fate::End);
     }
 
-    /// Handles one inbound text frame. Never fails: problems become `error` replies
-    /// or a close request on the outbox.
+    /// Handles one inbound text frame. Never fails or blocks: problems become
+    /// `error` replies or a close request on the outbox. While an auth hook is
+    /// checking an `auth` message, later frames wait in a bounded queue and are
+    /// handled, in order, when it answers.
     pub fn handle_text(&mut self, text: &str) {
+        self.core().handle_text(text);
+    }
+
+    /// Ends the connection. `client_close` is the close code the client sent, or
+    /// `None` when the connection ended without a close frame.
+    pub fn finish(self, client_close: Option<u16>) {
+        self.core().end(client_close);
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.core().end(None);
+    }
+}
+
+impl ConnCore {
+    /// The identity of an authenticated connection.
+    pub(super) fn identity(&self) -> Option<&Identity> {
+        self.auth.as_ref().and_then(|a| a.identity.as_ref())
+    }
+
+    pub(super) fn handle_text(&mut self, text: &str) {
         self.hub
             .metrics
             .messages_received
@@ -147,6 +247,16 @@ impl Connection {
         if self.outbox.is_closing() {
             return;
         }
+        if let Some(auth) = &mut self.auth {
+            if auth.defer(text, &self.outbox) {
+                return;
+            }
+        }
+        self.process(text);
+    }
+
+    /// Handles one frame (counted and checked for a pending auth by the caller).
+    pub(super) fn process(&mut self, text: &str) {
         let msg = match parse_client_message(text) {
             Ok(m) => m,
             Err(e) => {
@@ -167,6 +277,13 @@ impl Connection {
         // Acks are cheap and must flow even under a flood, or buffers would grow.
         if msg.kind != MsgType::Ack && !self.allowed(msg.id) {
             return;
+        }
+        if msg.kind == MsgType::Auth {
+            // Answers (ack, error, close) itself, possibly later (an auth hook).
+            return self.auth_message(&msg, id);
+        }
+        if let Err((code, message)) = self.require_auth(msg.kind) {
+            return self.send_error(code, &message, msg.id);
         }
         match self.dispatch(&msg) {
             Ok(()) => {
@@ -207,7 +324,7 @@ impl Connection {
 
     fn dispatch(&mut self, msg: &ClientMessage<'_>) -> Result<(), Refusal> {
         match msg.kind {
-            // Without configured authentication there is nothing to check.
+            // Handled before dispatch (`auth_message`).
             MsgType::Auth => Ok(()),
             MsgType::Ack => {
                 self.session.lock().ack(msg.seq.unwrap_or(0));
@@ -245,7 +362,7 @@ impl Connection {
     /// Sends a reply. Before a possible `resume` (while pristine) replies belong to
     /// the connection, not to a session: they carry no `seq`, so they can not
     /// collide with the `seq`s a resume is about to replay.
-    fn reply(&self, body: String) {
+    pub(super) fn reply(&self, body: String) {
         if self.pristine {
             self.outbox.push(Frame::from(body));
         } else {
@@ -253,7 +370,7 @@ impl Connection {
         }
     }
 
-    fn send_error(&self, code: ErrorCode, message: &str, reference: Option<&RawValue>) {
+    pub(super) fn send_error(&self, code: ErrorCode, message: &str, reference: Option<&RawValue>) {
         self.hub.metrics.errors_sent.fetch_add(1, Ordering::Relaxed);
         let mut w = ObjectWriter::typed("error", 96 + message.len());
         w.str("code", code.as_str()).str("message", message);
@@ -263,7 +380,7 @@ impl Connection {
         self.reply(w.finish());
     }
 
-    fn send_ack(&self, id: &RawValue) {
+    pub(super) fn send_ack(&self, id: &RawValue) {
         let mut w = ObjectWriter::typed("ack", 48);
         w.raw_value("id", id);
         self.reply(w.finish());
@@ -272,9 +389,21 @@ impl Connection {
     fn join(&mut self, msg: &ClientMessage<'_>) -> Result<(), Refusal> {
         let hub = self.hub.clone();
         let room_id = msg.room_id.as_deref().unwrap_or_default();
-        let requested = msg
+        let mut requested = msg
             .str_field("userId")
             .map_err(|m| (ErrorCode::InvalidMessage, m))?;
+        // With auth on, the token decides who this is and where it may go.
+        let identity_metadata = match self.identity() {
+            Some(identity) => {
+                identity_allows(identity, requested.as_deref(), room_id)?;
+                requested = Some(identity.user_id.clone().into());
+                identity
+                    .metadata
+                    .as_ref()
+                    .map(|m| Arc::<str>::from(m.to_string()))
+            }
+            None => None,
+        };
         let user_id: Arc<str> = {
             let st = self.session.lock();
             let user_id: Arc<str> = match (&st.user_id, requested.as_deref()) {
@@ -315,7 +444,7 @@ impl Connection {
             user_id: user_id.clone(),
             session: self.session.clone(),
             display_name: display_name.map(|d| d.as_ref().into()),
-            metadata: metadata.map(|m| m.get().into()),
+            metadata: identity_metadata.or_else(|| metadata.map(|m| m.get().into())),
         };
 
         loop {
@@ -339,7 +468,9 @@ impl Connection {
                     self.session.deliver(&info);
                     return Ok(());
                 }
-                if !holder.lock().is_away() {
+                // A connected holder keeps its id, unless the token proves this is
+                // the same user (auth on): then the newer connection takes over.
+                if !holder.lock().is_away() && self.auth.is_none() {
                     return refuse(
                         ErrorCode::UserIdTaken,
                         format!("`{user_id}` is already in room `{room_id}`"),
@@ -523,6 +654,13 @@ impl Connection {
             Some(s) if constant_time_eq(s.resume_token.as_bytes(), token.as_bytes()) => s,
             _ => return failed(&self.hub, "unknown or expired session"),
         };
+        // With auth on, only the same user may take a session back.
+        if let Some(identity) = self.identity() {
+            let owner = target.lock().user_id.clone();
+            if owner.is_some_and(|u| *u != *identity.user_id) {
+                return failed(&self.hub, "unknown or expired session");
+            }
+        }
         if Arc::ptr_eq(&target, &self.session) {
             return failed(&self.hub, "this is the session of this connection");
         }
@@ -572,17 +710,14 @@ impl Connection {
         Ok(())
     }
 
-    /// Ends the connection. `client_close` is the close code the client sent, or
-    /// `None` when the connection ended without a close frame.
-    pub fn finish(mut self, client_close: Option<u16>) {
-        self.end(client_close);
-    }
-
-    fn end(&mut self, client_close: Option<u16>) {
+    pub(super) fn end(&mut self, client_close: Option<u16>) {
         if self.finished {
             return;
         }
         self.finished = true;
+        if let Some(auth) = &mut self.auth {
+            auth.stop_tasks();
+        }
         let hub = &self.hub;
         hub.metrics.connections.fetch_sub(1, Ordering::Relaxed);
         let server_close = self.outbox.close_request();
@@ -612,12 +747,6 @@ impl Connection {
             f.insert("code".into(), code.into());
             Event::Disconnected(f)
         });
-    }
-}
-
-impl Drop for Connection {
-    fn drop(&mut self) {
-        self.end(None);
     }
 }
 
@@ -656,6 +785,32 @@ fn forward_body(msg: &ClientMessage<'_>, seq: Option<u64>, from: &str, room_id: 
     }
     w.str("from", from);
     w.finish()
+}
+
+/// Whether an authenticated connection may join `room_id` as `requested`.
+fn identity_allows(
+    identity: &Identity,
+    requested: Option<&str>,
+    room_id: &str,
+) -> Result<(), Refusal> {
+    if let Some(r) = requested {
+        if r != identity.user_id {
+            return refuse(
+                ErrorCode::Forbidden,
+                format!(
+                    "the token is for `{}`; joining as `{r}` is forbidden",
+                    identity.user_id
+                ),
+            );
+        }
+    }
+    if !identity.may_join(room_id) {
+        return refuse(
+            ErrorCode::Forbidden,
+            format!("the token does not allow room `{room_id}`"),
+        );
+    }
+    Ok(())
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

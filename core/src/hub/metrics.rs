@@ -17,9 +17,15 @@ pub struct Metrics {
     pub resumes: AtomicU64,
     pub resume_failures: AtomicU64,
     pub joins: AtomicU64,
+    pub auth_failures: AtomicU64,
 }
 
 impl Metrics {
+    /// Counts a refused credential.
+    pub(crate) fn auth_failed(&self, _error: &crate::auth::AuthError) {
+        self.auth_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Appends the metrics in Prometheus text exposition format.
     pub fn render(&self, out: &mut String) {
         let g = |v: &AtomicI64| v.load(Ordering::Relaxed);

@@ -13,6 +13,7 @@
 //! and no lock is held across an await. Frames are pushed into per-connection
 //! bounded [`Outbox`]es without blocking; transports drain them.
 
+mod auth;
 mod conn;
 mod metrics;
 pub mod outbox;
@@ -34,6 +35,7 @@ pub use conn::{ConnectInfo, Connection};
 pub use metrics::Metrics;
 pub use outbox::{CloseRequest, Fate, Next, Outbox};
 
+use crate::auth::Verifier;
 use crate::config::ServerConfig;
 use crate::error::{Error, ErrorCode, Result};
 use crate::event::{Event, Fields};
@@ -116,14 +118,28 @@ struct HubInner {
     events: broadcast::Sender<Event>,
     draining: AtomicBool,
     next_conn_id: AtomicU64,
+    /// The auth mode, ready to check tokens (keys parsed once).
+    auth: Verifier,
+    /// The runtime the hub was created on: its timers and auth-hook tasks run there
+    /// even when a binding calls in from a thread of its own.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Hub {
     /// A hub with these limits. Needs a tokio runtime (resume-window timers).
+    ///
+    /// The auth configuration is made ready here; one that can not work (which
+    /// `ServerConfig::validate` reports) refuses every credential.
     pub fn new(config: Arc<ServerConfig>) -> Hub {
         let (events, _) = broadcast::channel(config.event_buffer);
+        let auth = Verifier::new(&config.auth);
+        if let Verifier::Broken(why) = &auth {
+            tracing::error!(%why, "unusable auth configuration: every connection is refused");
+        }
         Hub {
             inner: Arc::new(HubInner {
+                auth,
+                runtime: tokio::runtime::Handle::try_current().ok(),
                 config,
                 rooms: Shards::new(),
                 sessions: Shards::new(),

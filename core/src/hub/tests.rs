@@ -768,3 +768,97 @@ async fn a_resumed_session_survives_its_old_connection_closing_cleanly() {
     assert!(a.recv().is_empty(), "nobody leaves");
     assert!(!sess.lock().ended);
 }
+
+// ---- Authentication without a transport (the bindings' path) ----
+
+fn with_tokens() -> Hub {
+    hub_with(ServerConfig {
+        auth: crate::auth::AuthConfig::Tokens([("t-alice".to_owned(), "alice".to_owned())].into()),
+        auth_timeout: Duration::from_secs(5),
+        ..config()
+    })
+}
+
+/// A connection and what its outbox held right after `connect`, `connected` first.
+fn connect_with(hub: &Hub, info: ConnectInfo) -> (Peer, Vec<Value>) {
+    let conn = hub.connect(info);
+    let outbox = conn.outbox().clone();
+    let mut p = Peer {
+        conn: Some(conn),
+        outbox,
+    };
+    let mut first = p.recv();
+    assert_eq!(first.remove(0)["type"], "connected");
+    (p, first)
+}
+
+#[tokio::test(start_paused = true)]
+async fn unverified_handshake_token_is_checked_by_the_hub() {
+    let hub = with_tokens();
+    let (mut good, _) = connect_with(
+        &hub,
+        ConnectInfo {
+            token: Some("t-alice".into()),
+            ..ConnectInfo::default()
+        },
+    );
+    good.send(json!({"type":"join","roomId":"r"}));
+    assert_eq!(good.recv()[0]["you"]["userId"], "alice");
+    let (bad, first) = connect_with(
+        &hub,
+        ConnectInfo {
+            token: Some("nope".into()),
+            ..ConnectInfo::default()
+        },
+    );
+    assert_eq!(first[0]["code"], "unauthorized");
+    assert_eq!(bad.close_request().unwrap().code, close::UNAUTHORIZED);
+    assert_eq!(
+        hub.metrics()
+            .auth_failures
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn hub_owns_the_auth_timeout_and_the_expiry() {
+    let hub = with_tokens();
+    // No credential: the hub closes with 4401 after auth_timeout, by itself.
+    let (waiting, _) = connect_with(&hub, ConnectInfo::default());
+    tokio::time::sleep(Duration::from_millis(4900)).await;
+    assert!(waiting.close_request().is_none());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(waiting.close_request().unwrap().code, close::UNAUTHORIZED);
+    // A verified identity that expires: closed with 4401 at expiry, session ended.
+    let identity = crate::auth::Identity::new("bob")
+        .expires_at(std::time::SystemTime::now() + Duration::from_secs(60));
+    let (mut bob, _) = connect_with(
+        &hub,
+        ConnectInfo {
+            identity: Some(identity),
+            ..ConnectInfo::default()
+        },
+    );
+    bob.send(json!({"type":"join","roomId":"r"}));
+    assert_eq!(bob.recv()[0]["type"], "room-info");
+    let (mut carol, _) = connect_with(
+        &hub,
+        ConnectInfo {
+            identity: Some(crate::auth::Identity::new("carol")),
+            ..ConnectInfo::default()
+        },
+    );
+    carol.send(json!({"type":"join","roomId":"r"}));
+    carol.recv();
+    tokio::time::sleep(Duration::from_secs(59)).await;
+    assert!(bob.close_request().is_none());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let req = bob.close_request().expect("closed at expiry");
+    assert_eq!((req.code, req.fate), (close::UNAUTHORIZED, Fate::End));
+    bob.conn.take().unwrap().finish(None);
+    let left = carol.recv();
+    assert_eq!(left.last().unwrap()["type"], "user-left");
+    assert_eq!(left.last().unwrap()["reason"], "closed");
+    assert!(carol.close_request().is_none(), "no expiry: never closed");
+}

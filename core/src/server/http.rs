@@ -14,6 +14,8 @@ const MAX_HEADERS: usize = 48;
 pub(crate) struct Request {
     pub method: String,
     pub path: String,
+    /// The query string (after `?`), if any: it may carry `token=`.
+    pub query: Option<String>,
     pub headers: Vec<(String, String)>,
     /// Bytes read past the head (a client may pipeline its first frame).
     pub rest: Vec<u8>,
@@ -56,7 +58,10 @@ fn parse_head(buf: &[u8]) -> Option<Result<Request, HeadError>> {
     match req.parse(buf) {
         Ok(httparse::Status::Complete(len)) => {
             let target = req.path.unwrap_or("/");
-            let path = target.split_once('?').map_or(target, |(p, _)| p).to_owned();
+            let (path, query) = match target.split_once('?') {
+                Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
+                None => (target.to_owned(), None),
+            };
             let headers = req
                 .headers
                 .iter()
@@ -70,6 +75,7 @@ fn parse_head(buf: &[u8]) -> Option<Result<Request, HeadError>> {
             Some(Ok(Request {
                 method: req.method.unwrap_or("").to_owned(),
                 path,
+                query,
                 headers,
                 rest: buf[len..].to_vec(),
             }))
@@ -117,6 +123,7 @@ fn reason(status: u16) -> &'static str {
         101 => "Switching Protocols",
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
@@ -182,6 +189,7 @@ mod tests {
         let req = read_request(&mut r, Duration::from_secs(1)).await.unwrap();
         assert_eq!(req.method, "GET");
         assert_eq!(req.path, "/ws");
+        assert_eq!(req.query.as_deref(), Some("token=abc"));
         assert!(req.header_has_token("connection", "upgrade"));
         assert_eq!(req.header("HOST"), Some("x"));
         assert_eq!(req.rest, b"\x81\x00");

@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, info, warn};
 
-use crate::auth::{AuthConfig, AuthHook, JwtConfig};
+use crate::auth::{token_from_request, AuthConfig, AuthHook, AuthRequest, JwtConfig};
 use crate::config::{ServerConfig, TlsConfig, TurnConfig};
 use crate::error::Result;
 use crate::event::Event;
@@ -201,6 +201,7 @@ struct Refusals {
     per_ip: AtomicU64,
     capacity: AtomicU64,
     draining: AtomicU64,
+    unauthorized: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -376,6 +377,7 @@ impl Shared {
             ("per_ip", &r.per_ip),
             ("capacity", &r.capacity),
             ("draining", &r.draining),
+            ("unauthorized", &r.unauthorized),
         ] {
             out.push_str(&format!(
                 "switchboard_handshakes_refused_total{{reason=\"{reason}\"}} {}\n",
@@ -478,6 +480,30 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
             .await;
         }
     };
+    let client_ip = admission.ip;
+    let auth_request = AuthRequest {
+        token: token_from_request(req.query.as_deref(), req.header("authorization")),
+        origin: req.header("origin").map(str::to_owned),
+        ip: Some(client_ip),
+        path: req.path.clone(),
+    };
+    // Boxed: the check's state would otherwise stay in every connection's future.
+    let identity = match Box::pin(shared.hub.authenticate_handshake(&auth_request)).await {
+        Ok(identity) => identity,
+        Err(e) => {
+            shared.refusals.unauthorized.fetch_add(1, Ordering::Relaxed);
+            debug!(%peer, ip = %client_ip, reason = e.reason(), "upgrade refused: {e}");
+            return respond(
+                &mut stream,
+                401,
+                "text/plain",
+                &[("www-authenticate", "Bearer")],
+                "unauthorized\n",
+            )
+            .await;
+        }
+    };
+    let AuthRequest { origin, path, .. } = auth_request;
     let subprotocol = req
         .header_has_token("sec-websocket-protocol", SUBPROTOCOL_JSON)
         .then_some(SUBPROTOCOL_JSON);
@@ -488,10 +514,11 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
     let Request {
         rest,
         method,
-        path,
+        path: _,
+        query,
         headers,
     } = req;
-    drop((method, path, headers));
+    drop((method, query, headers));
     if switch_protocols(&mut stream, &accept, subprotocol)
         .await
         .is_err()
@@ -501,7 +528,11 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
     let config = ws::ws_config(shared.config.max_message_bytes);
     let ws = WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(config)).await;
     let conn = shared.hub.connect(ConnectInfo {
-        ip: Some(peer.ip()),
+        ip: Some(client_ip),
+        origin,
+        path,
+        token: None,
+        identity,
     });
     let heartbeat = ws::Heartbeat {
         interval: shared.config.heartbeat_interval,
