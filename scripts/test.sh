@@ -30,5 +30,6 @@ run_suite() {
   "./scripts/$2"
 }
 # (suites are added here, one line each)
+run_suite "Node.js package" test-node.sh
 
 say "all tests passed"

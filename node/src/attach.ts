@@ -34,6 +34,7 @@ interface AttachConfig {
 const CLOSE_GRACE_MS = 2000;
 
 const STATUS_TEXT: Record<number, string> = {
+  401: 'Unauthorized',
   403: 'Forbidden',
   429: 'Too Many Requests',
   503: 'Service Unavailable',
@@ -119,14 +120,17 @@ export class Attachment {
   }
 
   #refuse(socket: Duplex, status: number): void {
+    const extra = status === 401 ? 'WWW-Authenticate: Bearer\r\n' : '';
     socket.end(
-      `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 19\r\n\r\nconnection refused\n`,
+      `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nConnection: close\r\n${extra}Content-Type: text/plain\r\nContent-Length: 19\r\n\r\nconnection refused\n`,
     );
     socket.destroy();
   }
 
   #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    const path = (req.url ?? '/').split('?', 1)[0];
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
     if (path !== this.path) return; // another handler's upgrade
     socket.on('error', () => socket.destroy());
     if (this.#closing || this.#native.draining) return this.#refuse(socket, 503);
@@ -144,10 +148,26 @@ export class Attachment {
     socket.once('close', () => {
       if (!admitted) this.#release(ip);
     });
-    this.#wss.handleUpgrade(req, socket, head, (ws) => {
-      admitted = true;
-      this.#open(ws, ip);
-    });
+    const request: native.HandshakeRequest = {
+      query: q < 0 ? undefined : url.slice(q + 1),
+      authorization: req.headers.authorization,
+      origin,
+      ip,
+      path,
+    };
+    const upgrade = (auth: native.HandshakeAuth | null) => {
+      if (socket.destroyed) return;
+      this.#wss.handleUpgrade(req, socket, head, (ws) => {
+        admitted = true;
+        this.#open(ws, request, auth);
+      });
+    };
+    if (!this.#native.authRequired) return upgrade(null);
+    // As the own listener: a refused token is HTTP 401 before the upgrade.
+    this.#native.authenticateHandshake(request).then(
+      (auth) => (auth.refused ? this.#refuse(socket, 401) : upgrade(auth)),
+      () => this.#refuse(socket, 503),
+    );
   }
 
   #release(ip: string): void {
@@ -156,8 +176,9 @@ export class Attachment {
     else this.#perIp.set(ip, n);
   }
 
-  #open(ws: WebSocket, ip: string): void {
-    const conn = this.#native.connect(ip);
+  #open(ws: WebSocket, request: native.HandshakeRequest, auth: native.HandshakeAuth | null): void {
+    const ip = request.ip as string;
+    const conn = this.#native.connect(request, auth);
     const peer: Peer = { ws, conn, ip, lastHeard: Date.now(), writeStarted: null, closing: false };
     this.#peers.add(peer);
     const heard = () => {

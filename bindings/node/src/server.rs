@@ -1,14 +1,15 @@
 //! The native server: the core's listener (optional) and its hub, host
 //! operations, the event pump, and the release of everything JS-bound on stop.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use napi::bindgen_prelude::PromiseRaw;
 use napi::Env;
 use napi_derive::napi;
 use serde_json::json;
 use switchboard::hub::ConnectInfo;
-use switchboard::{Hub, Server, ServerHandle};
+use switchboard::auth::token_from_request;
+use switchboard::{AuthRequest, Hub, Identity, Server, ServerHandle};
 use tokio::sync::watch;
 
 use crate::attach::NativeConnection;
@@ -26,6 +27,37 @@ struct Inner {
     pump: Pump,
     /// Turns true in `release()`: the pump and `waitReleased()` end.
     released: watch::Sender<bool>,
+}
+
+/// What the attach mode knows about an upgrade request.
+#[napi(object)]
+#[derive(Debug, Default)]
+pub struct HandshakeRequest {
+    /// The query string (without `?`), where a `token=` may be.
+    pub query: Option<String>,
+    /// The `Authorization` header.
+    pub authorization: Option<String>,
+    pub origin: Option<String>,
+    pub ip: Option<String>,
+    /// The request path without the query string.
+    pub path: String,
+}
+
+/// The outcome of `authenticateHandshake`: refused (answer 401), or admitted
+/// with the identity (if any) that `connect()` hands to the hub.
+#[napi]
+#[derive(Debug)]
+pub struct HandshakeAuth {
+    refused: bool,
+    identity: Mutex<Option<Identity>>,
+}
+
+#[napi]
+impl HandshakeAuth {
+    #[napi(getter)]
+    pub fn refused(&self) -> bool {
+        self.refused
+    }
 }
 
 /// A running Switchboard server (see `node/src/server.ts`).
@@ -197,11 +229,48 @@ impl NativeServer {
         self.inner.hub.is_draining()
     }
 
+    /// Whether connections must authenticate (an auth mode is configured).
+    #[napi(getter)]
+    pub fn auth_required(&self) -> bool {
+        self.inner.hub.auth_required()
+    }
+
+    /// The auth decision for an attach-mode upgrade, before it happens (the
+    /// token from `?token=` or `Authorization: Bearer`, as the own listener).
+    #[napi]
+    pub fn authenticate_handshake<'e>(
+        &self,
+        env: &'e Env,
+        request: HandshakeRequest,
+    ) -> napi::Result<PromiseRaw<'e, HandshakeAuth>> {
+        let hub = self.inner.hub.clone();
+        env.spawn_future(async move {
+            let auth_request = AuthRequest {
+                token: token_from_request(request.query.as_deref(), request.authorization.as_deref()),
+                origin: request.origin,
+                ip: request.ip.as_deref().and_then(|ip| ip.parse().ok()),
+                path: request.path,
+            };
+            let (refused, identity) = match hub.authenticate_handshake(&auth_request).await {
+                Ok(identity) => (false, identity),
+                Err(_) => (true, None),
+            };
+            Ok(HandshakeAuth {
+                refused,
+                identity: Mutex::new(identity),
+            })
+        })
+    }
+
     /// A connection of the attach mode (a JS `ws` socket) on this hub.
     #[napi]
-    pub fn connect(&self, ip: Option<String>) -> NativeConnection {
+    pub fn connect(&self, request: HandshakeRequest, auth: Option<&HandshakeAuth>) -> NativeConnection {
         let info = ConnectInfo {
-            ip: ip.and_then(|ip| ip.parse().ok()),
+            ip: request.ip.as_deref().and_then(|ip| ip.parse().ok()),
+            origin: request.origin,
+            path: request.path,
+            token: None,
+            identity: auth.and_then(|a| a.identity.lock().unwrap_or_else(|p| p.into_inner()).take()),
         };
         let hub = &self.inner.hub;
         NativeConnection::new(napi::bindgen_prelude::within_runtime_if_available(|| {
