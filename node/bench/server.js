@@ -18,7 +18,7 @@ const listen = i > 0 ? process.argv[i + 1] : '127.0.0.1:0';
     allowedOrigins: ['http://127.0.0.1'],
   });
   let offers = 0;
-  server.on('offer', () => {
+  if (!process.env.SB_BENCH_NO_LISTENER) server.on('offer', () => {
     offers += 1;
   });
   process.stdout.write(`listening on ${server.url}\n`);

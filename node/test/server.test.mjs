@@ -232,3 +232,34 @@ test('a throwing or rejecting listener never crashes the process', async () => {
   await client.close();
   await server.stop();
 });
+
+test('only events with listeners cross into JS; events() gets them all', async () => {
+  const server = await startServer();
+  const offers = [];
+  const candidates = [];
+  server.on('offer', (e) => offers.push(e));
+  const a = await RawClient.open(server.url);
+  const b = await RawClient.open(server.url);
+  a.send({ type: 'join', roomId: 'f', userId: 'a' });
+  await a.next('room-info');
+  b.send({ type: 'join', roomId: 'f', userId: 'b' });
+  await b.next('room-info');
+  b.send({ type: 'candidate', to: 'a', candidate: { n: 1 } });
+  b.send({ type: 'offer', to: 'a', sdp: { n: 2 } });
+  await a.next('candidate');
+  await a.next('offer');
+  await waitFor(() => offers.length === 1, 5000, 'the offer event');
+  // A candidate listener added now sees later candidates, not earlier ones.
+  server.on('candidate', (e) => candidates.push(e));
+  await new Promise((r) => setImmediate(r));
+  b.send({ type: 'candidate', to: 'a', candidate: { n: 3 } });
+  await a.next('candidate');
+  await waitFor(() => candidates.length === 1, 5000, 'the candidate event');
+  assert.deepEqual(candidates[0].candidate, { n: 3 });
+  const it = server.events();
+  b.send({ type: 'chat', content: 'to all' });
+  const first = await it.next();
+  assert.equal(first.value.type, 'chat');
+  await it.return();
+  await server.stop();
+});

@@ -60,10 +60,9 @@ impl NativeConnection {
             self.with(|c| {
                 // A bug in one message's handling costs that connection (1011),
                 // never the process: the native transport does the same.
-                let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    c.handle_text(&text)
-                }))
-                .is_ok();
+                let ok =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.handle_text(&text)))
+                        .is_ok();
                 if !ok {
                     c.close(close::INTERNAL, "internal error");
                 }

@@ -14,7 +14,8 @@ use switchboard::{AuthHook, AuthRequest, Identity};
 /// A JS function `(json: string) => Promise<string | null>`, called with its
 /// argument as is (not error-first), weak, with an unbounded napi queue (each
 /// call is one connection attempt, already bounded by the server's limits).
-pub(crate) type JsAsyncFn = ThreadsafeFunction<String, Promise<Option<String>>, String, napi::Status, false, true>;
+pub(crate) type JsAsyncFn =
+    ThreadsafeFunction<String, Promise<Option<String>>, String, napi::Status, false, true>;
 
 /// A threadsafe function that can be released early (on `stop()` / `close()`),
 /// even while the core still holds the hook: later calls then fail.

@@ -46,7 +46,9 @@ fn int(name: &str, v: Option<f64>) -> napi::Result<Option<u64>> {
     match v {
         None => Ok(None),
         Some(v) if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v <= 1e15 => Ok(Some(v as u64)),
-        Some(v) => Err(config(format!("`{name}` must be a non-negative integer, got {v}"))),
+        Some(v) => Err(config(format!(
+            "`{name}` must be a non-negative integer, got {v}"
+        ))),
     }
 }
 
@@ -198,7 +200,11 @@ impl NativeClient {
 
     /// Leaves one room, or every room without `room_id`.
     #[napi]
-    pub fn leave<'e>(&self, env: &'e Env, room_id: Option<String>) -> napi::Result<PromiseRaw<'e, ()>> {
+    pub fn leave<'e>(
+        &self,
+        env: &'e Env,
+        room_id: Option<String>,
+    ) -> napi::Result<PromiseRaw<'e, ()>> {
         let reply = match &room_id {
             Some(r) => self.inner.client.leave(r),
             None => self.inner.client.leave_all(),
@@ -208,13 +214,23 @@ impl NativeClient {
 
     /// `sdp` is JSON text (an object or a string).
     #[napi]
-    pub fn send_offer<'e>(&self, env: &'e Env, to: String, sdp: String) -> napi::Result<PromiseRaw<'e, ()>> {
+    pub fn send_offer<'e>(
+        &self,
+        env: &'e Env,
+        to: String,
+        sdp: String,
+    ) -> napi::Result<PromiseRaw<'e, ()>> {
         let sdp = parse_json(&sdp)?;
         settle(env, self.inner.client.send_offer(&to, sdp), unit)
     }
 
     #[napi]
-    pub fn send_answer<'e>(&self, env: &'e Env, to: String, sdp: String) -> napi::Result<PromiseRaw<'e, ()>> {
+    pub fn send_answer<'e>(
+        &self,
+        env: &'e Env,
+        to: String,
+        sdp: String,
+    ) -> napi::Result<PromiseRaw<'e, ()>> {
         let sdp = parse_json(&sdp)?;
         settle(env, self.inner.client.send_answer(&to, sdp), unit)
     }
@@ -232,7 +248,12 @@ impl NativeClient {
 
     /// Application data (JSON text) to one peer, or the whole room without `to`.
     #[napi]
-    pub fn send<'e>(&self, env: &'e Env, to: Option<String>, data: String) -> napi::Result<PromiseRaw<'e, ()>> {
+    pub fn send<'e>(
+        &self,
+        env: &'e Env,
+        to: Option<String>,
+        data: String,
+    ) -> napi::Result<PromiseRaw<'e, ()>> {
         let data = parse_json(&data)?;
         settle(env, self.inner.client.send(to.as_deref(), data), unit)
     }
@@ -244,7 +265,11 @@ impl NativeClient {
 
     /// Any client message (JSON text); resolves with JSON (`room-info` or `null`).
     #[napi]
-    pub fn send_json<'e>(&self, env: &'e Env, message: String) -> napi::Result<PromiseRaw<'e, String>> {
+    pub fn send_json<'e>(
+        &self,
+        env: &'e Env,
+        message: String,
+    ) -> napi::Result<PromiseRaw<'e, String>> {
         let message = parse_json(&message)?;
         settle(env, self.inner.client.send_json(message), json_text)
     }

@@ -160,13 +160,11 @@ impl Pump {
                     Err(broadcast::error::TryRecvError::Closed) => return Err(()),
                 }
             },
-            Source::Client(stream) => {
-                match futures_util::FutureExt::now_or_never(stream.next()) {
-                    Some(Some(e)) => Ok(Some(e)),
-                    Some(None) => Err(()),
-                    None => Ok(None),
-                }
-            }
+            Source::Client(stream) => match futures_util::FutureExt::now_or_never(stream.next()) {
+                Some(Some(e)) => Ok(Some(e)),
+                Some(None) => Err(()),
+                None => Ok(None),
+            },
         }
     }
 }

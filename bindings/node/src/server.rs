@@ -7,8 +7,8 @@ use napi::bindgen_prelude::PromiseRaw;
 use napi::Env;
 use napi_derive::napi;
 use serde_json::json;
-use switchboard::hub::ConnectInfo;
 use switchboard::auth::token_from_request;
+use switchboard::hub::ConnectInfo;
 use switchboard::{AuthRequest, Hub, Identity, Server, ServerHandle};
 use tokio::sync::watch;
 
@@ -79,7 +79,9 @@ pub async fn start_server(
     if let Some(a) = &auth {
         if options.auth_tokens.is_some() || options.jwt.is_some() {
             a.release();
-            return Err(config("choose one of `auth.tokens`, `auth.jwt` or `auth.hook`"));
+            return Err(config(
+                "choose one of `auth.tokens`, `auth.jwt` or `auth.hook`",
+            ));
         }
         builder = builder.auth_hook(JsAuthHook(a.clone()));
     }
@@ -146,14 +148,22 @@ impl NativeServer {
     /// Starts receiving hub events (from now on) with an optional name filter.
     #[napi]
     pub fn subscribe(&self, kinds: Option<Vec<String>>) {
-        self.inner.pump.set_filter(kinds);
+        self.set_event_filter(kinds);
         let hub = self.inner.hub.clone();
         self.inner.pump.set_source(|| Source::Hub(hub.subscribe()));
     }
 
-    /// Which event names cross into JS (`null` = all).
+    /// Which event names cross into JS (`null` = all). Relayed kinds nobody
+    /// listens for are not even built by the hub (`Hub::set_relay_events`).
     #[napi]
     pub fn set_event_filter(&self, kinds: Option<Vec<String>>) {
+        match &kinds {
+            Some(k) => {
+                let names: Vec<&str> = k.iter().map(String::as_str).collect();
+                self.inner.hub.set_relay_events(Some(&names));
+            }
+            None => self.inner.hub.set_relay_events(None),
+        }
         self.inner.pump.set_filter(kinds);
     }
 
@@ -246,7 +256,10 @@ impl NativeServer {
         let hub = self.inner.hub.clone();
         env.spawn_future(async move {
             let auth_request = AuthRequest {
-                token: token_from_request(request.query.as_deref(), request.authorization.as_deref()),
+                token: token_from_request(
+                    request.query.as_deref(),
+                    request.authorization.as_deref(),
+                ),
                 origin: request.origin,
                 ip: request.ip.as_deref().and_then(|ip| ip.parse().ok()),
                 path: request.path,
@@ -264,13 +277,18 @@ impl NativeServer {
 
     /// A connection of the attach mode (a JS `ws` socket) on this hub.
     #[napi]
-    pub fn connect(&self, request: HandshakeRequest, auth: Option<&HandshakeAuth>) -> NativeConnection {
+    pub fn connect(
+        &self,
+        request: HandshakeRequest,
+        auth: Option<&HandshakeAuth>,
+    ) -> NativeConnection {
         let info = ConnectInfo {
             ip: request.ip.as_deref().and_then(|ip| ip.parse().ok()),
             origin: request.origin,
             path: request.path,
             token: None,
-            identity: auth.and_then(|a| a.identity.lock().unwrap_or_else(|p| p.into_inner()).take()),
+            identity: auth
+                .and_then(|a| a.identity.lock().unwrap_or_else(|p| p.into_inner()).take()),
         };
         let hub = &self.inner.hub;
         NativeConnection::new(napi::bindgen_prelude::within_runtime_if_available(|| {
