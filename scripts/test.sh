@@ -30,6 +30,7 @@ run_suite() {
   "./scripts/$2"
 }
 # (suites are added here, one line each)
+run_suite "browser client, demo page, Chromium end-to-end" test-browser.sh
 run_suite "Node.js package" test-node.sh
 
 say "all tests passed"

@@ -3,6 +3,7 @@
 //! port, runs one task per connection over the hub, and drains on shutdown.
 
 mod http;
+mod static_files;
 mod ws;
 
 use std::collections::HashMap;
@@ -419,6 +420,10 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
         ("GET" | "HEAD", "/metrics") => {
             let body = shared.metrics_text();
             return respond(&mut stream, 200, "text/plain; version=0.0.4", &[], &body).await;
+        }
+        ("GET" | "HEAD", p) if static_files::serves(&shared.config, p) => {
+            // Boxed: a rare path, kept out of every connection task's future.
+            return Box::pin(static_files::serve(&mut stream, &shared.config, &req)).await;
         }
         _ => return respond(&mut stream, 404, "text/plain", &[], "not found\n").await,
     }
