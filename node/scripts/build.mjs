@@ -7,7 +7,7 @@
 // `npm install /path/to/switchboard/node` from any project both build it.
 // Flags: `--debug` (dev profile, faster to build), `--skip-native`.
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -67,6 +67,8 @@ const files = ['switchboard.js', 'switchboard.d.ts'];
 if (files.every((f) => existsSync(join(browserDist, f)))) {
   mkdirSync(join(pkg, 'browser'), { recursive: true });
   for (const f of files) copyFileSync(join(browserDist, f), join(pkg, 'browser', f));
+  // The browser client is an ES module; this package is CommonJS by default.
+  writeFileSync(join(pkg, 'browser', 'package.json'), '{ "type": "module" }\n');
   say('copied the browser client to browser/');
 } else {
   say('browser/dist not built yet: `switchboard/browser` is not available in this build');
