@@ -257,19 +257,9 @@ export class Client extends TypedEmitter<ClientEventMap> {
     return this.#closing;
   }
 
-  async #pump(): Promise<void> {
-    try {
-      for (;;) {
-        const batch = await this.#native.nextEvents();
-        if (batch === null || batch === undefined) break;
-        for (const e of JSON.parse(batch) as ClientEvent[]) this.dispatch(e);
-      }
-    } catch (err) {
-      reportListenerError('the client event pump', fromNative(err));
-    } finally {
-      // The client ended (closed, kicked, or gave up): nothing keeps the process alive.
-      this.#native.release();
-      this.endEvents();
-    }
+  #pump(): Promise<void> {
+    // When the client ends (closed, kicked, or gave up) the token provider is
+    // released: nothing of it keeps the process alive.
+    return this.pump('client', () => settle(this.#native.nextEvents()), () => this.#native.release());
   }
 }

@@ -163,6 +163,25 @@ export class TypedEmitter<M extends { [K in keyof M]: { type: string } }> extend
     }
   }
 
+  /**
+   * Pulls batches (JSON arrays) from `next` and dispatches them until it
+   * yields null (the source ended); then iterators end and `finish` runs.
+   */
+  protected async pump(what: string, next: () => Promise<string | null | undefined>, finish?: () => void): Promise<void> {
+    try {
+      for (;;) {
+        const batch = await next();
+        if (batch === null || batch === undefined) break;
+        for (const e of JSON.parse(batch) as M[keyof M][]) this.dispatch(e);
+      }
+    } catch (err) {
+      reportListenerError(`the ${what} event pump`, err);
+    } finally {
+      finish?.();
+      this.endEvents();
+    }
+  }
+
   /** The event source ended: iterators finish, `next()` waiters reject. */
   protected endEvents(): void {
     this.iteratorsEnded = true;

@@ -4,7 +4,7 @@
 import type { Server as HttpServer } from 'node:http';
 
 import { Attachment, type AttachOptions } from './attach';
-import { call, configError, fromNative, invalidArgument, reportListenerError, settle } from './errors';
+import { call, configError, invalidArgument, reportListenerError, settle } from './errors';
 import { TypedEmitter } from './emitter';
 import {
   SERVER_EVENT_NAMES,
@@ -425,17 +425,7 @@ export class Server extends TypedEmitter<ServerEventMap> {
     }
   }
 
-  async #pump(): Promise<void> {
-    try {
-      for (;;) {
-        const batch = await this.#native.nextEvents();
-        if (batch === null || batch === undefined) break;
-        for (const e of JSON.parse(batch) as ServerEvent[]) this.dispatch(e);
-      }
-    } catch (err) {
-      reportListenerError('the server event pump', fromNative(err));
-    } finally {
-      this.endEvents();
-    }
+  #pump(): Promise<void> {
+    return this.pump('server', () => settle(this.#native.nextEvents()));
   }
 }
