@@ -31,6 +31,7 @@ run_suite() {
 }
 # (suites are added here, one line each)
 run_suite "browser client, demo page, Chromium end-to-end" test-browser.sh
+run_suite "python" test-python.sh
 run_suite "Node.js package" test-node.sh
 
 say "all tests passed"

@@ -174,16 +174,25 @@ fn collect_messages(
 
 /// Sends `count` numbered messages to `to`, at most `window` unacknowledged at a
 /// time (the outbox bound is 256; an application streaming data paces itself on
-/// the replies). Returns once every message is acknowledged.
+/// the replies). With `gate`, it stops before message `gate.0` until the watch
+/// turns true (so a test can be sure a fault lands mid-stream). Returns once every
+/// message is acknowledged.
 fn send_numbered(
     c: Client,
     to: &'static str,
     count: u64,
     window: usize,
+    gate: Option<(u64, tokio::sync::watch::Receiver<bool>)>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut inflight = std::collections::VecDeque::new();
         for n in 0..count {
+            if let Some((at, open)) = &gate {
+                if n == *at {
+                    let mut open = open.clone();
+                    open.wait_for(|o| *o).await.expect("gate sender kept");
+                }
+            }
             if inflight.len() >= window {
                 let r: switchboard::Reply<()> = inflight.pop_front().unwrap();
                 timeout(Duration::from_secs(20), r)
@@ -235,8 +244,11 @@ async fn cut_mid_exchange_delivers_every_message_exactly_once_in_order() {
         at_alice.clone(),
         progress.clone(),
     );
-    let a_tx = send_numbered(alice.clone(), "bob", N, 64);
-    let b_tx = send_numbered(bob.clone(), "alice", N, 64);
+    // Each sender holds at message 500 until the cut, so neither direction can
+    // finish before it however the machine schedules the two.
+    let (cut_done, gate) = tokio::sync::watch::channel(false);
+    let a_tx = send_numbered(alice.clone(), "bob", N, 64, Some((500, gate.clone())));
+    let b_tx = send_numbered(bob.clone(), "alice", N, 64, Some((500, gate)));
 
     // Cut once both directions are well under way.
     timeout(Duration::from_secs(20), async {
@@ -261,6 +273,7 @@ async fn cut_mid_exchange_delivers_every_message_exactly_once_in_order() {
         before_a < N as usize && before_b < N as usize,
         "the cut must land mid-exchange ({before_a}, {before_b})"
     );
+    cut_done.send_replace(true);
 
     timeout(Duration::from_secs(30), a_tx)
         .await

@@ -1,0 +1,831 @@
+//! The server side: options → `ServerConfig` (every option of the Rust builder,
+//! checked before any I/O), [`NativeHub`] (a started server, or a hub without a
+//! listener for route mode), and [`RouteConnection`], one WebSocket of a host
+//! framework (Starlette/FastAPI) driving the same hub as the server's own port.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+use switchboard::auth::token_from_request;
+use switchboard::hub::{ConnectInfo, Connection, Next};
+use switchboard::protocol::{close, Frame};
+use switchboard::{AuthConfig, AuthRequest, Hub, JwtConfig, Server, ServerConfig, ServerHandle};
+use tokio::sync::Notify;
+
+use crate::auth::{PyAuthHook, SharedHook};
+use crate::convert::{config_error, duration, from_py, ok, to_py, Json, Outcome};
+use crate::feed::{EventFeed, FeedShared, ALL_KINDS};
+use crate::runtime::{self, awaitable, check_pid};
+
+/// Validated server options. Built from keyword arguments; does no I/O.
+#[pyclass(frozen, module = "switchboard._native")]
+#[derive(Debug)]
+pub(crate) struct ServerOptions {
+    config: ServerConfig,
+    hook: Option<Arc<PyAuthHook>>,
+}
+
+fn get<'py>(opts: &Bound<'py, PyDict>, key: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
+    Ok(opts.get_item(key)?.filter(|v| !v.is_none()))
+}
+
+fn strings(v: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<String>> {
+    if v.is_instance_of::<pyo3::types::PyString>() {
+        // A lone string is a comma-separated list, as on the command line.
+        let s: String = v.extract()?;
+        return Ok(s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect());
+    }
+    v.extract()
+        .map_err(|_| PyTypeError::new_err(format!("{name}: a list of str")))
+}
+
+fn count<T: for<'a, 'py> FromPyObject<'a, 'py>>(v: &Bound<'_, PyAny>, name: &str) -> PyResult<T> {
+    if v.is_instance_of::<pyo3::types::PyBool>() {
+        return Err(PyTypeError::new_err(format!("{name}: an int")));
+    }
+    v.extract()
+        .map_err(|_| PyValueError::new_err(format!("{name}: a non-negative int in range")))
+}
+
+/// A PEM key: `str`/`bytes` content, or an `os.PathLike` naming a file.
+fn pem(v: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<u8>> {
+    if let Ok(b) = v.cast::<PyBytes>() {
+        return Ok(b.as_bytes().to_vec());
+    }
+    if let Ok(s) = v.extract::<String>() {
+        return Ok(s.into_bytes());
+    }
+    if v.hasattr("__fspath__")? {
+        let path: PathBuf = v.extract()?;
+        return std::fs::read(&path)
+            .map_err(|e| config_error(&format!("{name}: reading {}: {e}", path.display())));
+    }
+    Err(PyTypeError::new_err(format!(
+        "{name}: PEM as str or bytes, or a path"
+    )))
+}
+
+/// Every option name the server accepts (the Python layer's keyword arguments).
+const OPTION_NAMES: &[&str] = &[
+    "listen",
+    "path",
+    "max_message_bytes",
+    "max_conns",
+    "max_conns_per_ip",
+    "max_room_size",
+    "max_rooms_per_session",
+    "rate_limit_burst",
+    "rate_limit_rps",
+    "heartbeat_interval",
+    "heartbeat_timeout",
+    "resume_window",
+    "replay_buffer_messages",
+    "replay_buffer_bytes",
+    "outbound_queue_bytes",
+    "allowed_origins",
+    "handshake_timeout",
+    "drain_timeout",
+    "drain_retry_after",
+    "event_buffer",
+    "auth_tokens",
+    "jwt_secret",
+    "jwt_public_key",
+    "jwt_audience",
+    "jwt_issuer",
+    "jwt_leeway",
+    "authenticate",
+    "auth_timeout",
+    "tls_cert",
+    "tls_key",
+    "trusted_proxies",
+    "turn_secret",
+    "turn_urls",
+    "turn_ttl",
+    "redis_url",
+    "demo",
+    "serve_client",
+];
+
+#[pymethods]
+impl ServerOptions {
+    /// Checks every option (types, ranges, combinations) and builds the config.
+    #[new]
+    #[pyo3(signature = (**options))]
+    fn new(py: Python<'_>, options: Option<&Bound<'_, PyDict>>) -> PyResult<ServerOptions> {
+        let empty = PyDict::new(py);
+        let opts = options.unwrap_or(&empty);
+        for key in opts.keys() {
+            let key: String = key.extract()?;
+            if !OPTION_NAMES.contains(&key.as_str()) {
+                return Err(PyTypeError::new_err(format!(
+                    "unknown server option {key:?}"
+                )));
+            }
+        }
+        let mut c = ServerConfig::default();
+        macro_rules! counts {
+            ($($name:ident),*) => {$(
+                if let Some(v) = get(opts, stringify!($name))? {
+                    c.$name = count(&v, stringify!($name))?;
+                }
+            )*};
+        }
+        counts!(
+            max_message_bytes,
+            max_conns,
+            max_conns_per_ip,
+            max_room_size,
+            max_rooms_per_session,
+            rate_limit_burst,
+            rate_limit_rps,
+            replay_buffer_messages,
+            replay_buffer_bytes,
+            outbound_queue_bytes,
+            event_buffer
+        );
+        macro_rules! durations {
+            ($($name:ident),*) => {$(
+                if let Some(v) = get(opts, stringify!($name))? {
+                    c.$name = duration(&v, stringify!($name))?;
+                }
+            )*};
+        }
+        durations!(
+            heartbeat_interval,
+            heartbeat_timeout,
+            resume_window,
+            handshake_timeout,
+            drain_timeout,
+            drain_retry_after,
+            auth_timeout
+        );
+        if let Some(v) = get(opts, "listen")? {
+            c.listen = v.extract()?;
+        }
+        if let Some(v) = get(opts, "path")? {
+            c.path = v.extract()?;
+        }
+        if let Some(v) = get(opts, "allowed_origins")? {
+            c.allowed_origins = strings(&v, "allowed_origins")?;
+        }
+        if let Some(v) = get(opts, "trusted_proxies")? {
+            c.trusted_proxies = strings(&v, "trusted_proxies")?;
+        }
+        if let Some(v) = get(opts, "redis_url")? {
+            c.redis_url = Some(v.extract()?);
+        }
+        if let Some(v) = get(opts, "demo")? {
+            c.demo = v.is_truthy()?;
+        }
+        if let Some(v) = get(opts, "serve_client")? {
+            c.serve_client = v.is_truthy()?;
+        }
+
+        // TLS: both files or neither.
+        match (get(opts, "tls_cert")?, get(opts, "tls_key")?) {
+            (Some(cert), Some(key)) => {
+                c.tls = Some(switchboard::TlsConfig {
+                    cert_path: cert.extract()?,
+                    key_path: key.extract()?,
+                });
+            }
+            (None, None) => {}
+            _ => return Err(config_error("tls_cert and tls_key go together")),
+        }
+
+        // TURN: a secret and at least one URL.
+        let turn_ttl = match get(opts, "turn_ttl")? {
+            Some(v) => duration(&v, "turn_ttl")?,
+            None => Duration::from_secs(3600),
+        };
+        match (get(opts, "turn_secret")?, get(opts, "turn_urls")?) {
+            (Some(secret), Some(urls)) => {
+                let urls = strings(&urls, "turn_urls")?;
+                if urls.is_empty() {
+                    return Err(config_error("turn_urls needs at least one URL"));
+                }
+                c.turn = Some(switchboard::TurnConfig {
+                    secret: secret.extract()?,
+                    urls,
+                    ttl: turn_ttl,
+                });
+            }
+            (None, None) => {}
+            _ => return Err(config_error("turn_secret and turn_urls go together")),
+        }
+
+        // Authentication: at most one way.
+        let mut hook = None;
+        let mut ways = Vec::new();
+        if let Some(v) = get(opts, "auth_tokens")? {
+            let table: HashMap<String, String> = v.extract().map_err(|_| {
+                PyTypeError::new_err("auth_tokens: a dict of token (str) to user id (str)")
+            })?;
+            c.auth = AuthConfig::Tokens(table);
+            ways.push("auth_tokens");
+        }
+        let secret = get(opts, "jwt_secret")?;
+        let public_key = get(opts, "jwt_public_key")?;
+        let jwt_settings = ["jwt_audience", "jwt_issuer", "jwt_leeway"];
+        if secret.is_some() || public_key.is_some() {
+            let mut jwt = match (secret, public_key) {
+                (Some(s), None) => JwtConfig::hs256(pem(&s, "jwt_secret")?),
+                (None, Some(k)) => JwtConfig::public_key_pem(pem(&k, "jwt_public_key")?),
+                _ => {
+                    return Err(config_error(
+                        "jwt_secret and jwt_public_key exclude each other",
+                    ))
+                }
+            };
+            if let Some(v) = get(opts, "jwt_audience")? {
+                jwt.audience = Some(v.extract()?);
+            }
+            if let Some(v) = get(opts, "jwt_issuer")? {
+                jwt.issuer = Some(v.extract()?);
+            }
+            if let Some(v) = get(opts, "jwt_leeway")? {
+                jwt.leeway = duration(&v, "jwt_leeway")?;
+            }
+            c.auth = AuthConfig::Jwt(jwt);
+            ways.push("jwt");
+        } else {
+            for name in jwt_settings {
+                if get(opts, name)?.is_some() {
+                    return Err(config_error(&format!(
+                        "{name} needs jwt_secret or jwt_public_key"
+                    )));
+                }
+            }
+        }
+        if let Some(f) = get(opts, "authenticate")? {
+            if !f.is_callable() {
+                return Err(PyTypeError::new_err("authenticate: a callable"));
+            }
+            let h = PyAuthHook::new(f.unbind(), c.auth_timeout);
+            c.auth = AuthConfig::Hook(Arc::new(SharedHook(h.clone())));
+            hook = Some(h);
+            ways.push("authenticate");
+        }
+        if ways.len() > 1 {
+            return Err(config_error(&format!(
+                "choose one way to authenticate, not {}",
+                ways.join(" and ")
+            )));
+        }
+
+        let config = Server::builder()
+            .config(c)
+            .build()
+            .map_err(|e| config_error(&e.to_string()))?
+            .config()
+            .clone();
+        Ok(ServerOptions { config, hook })
+    }
+
+    /// The address to bind.
+    #[getter]
+    fn listen(&self) -> &str {
+        &self.config.listen
+    }
+
+    /// The WebSocket path.
+    #[getter]
+    fn path(&self) -> &str {
+        &self.config.path
+    }
+
+    /// Seconds an idle graceful drain may take.
+    #[getter]
+    fn drain_timeout(&self) -> f64 {
+        self.config.drain_timeout.as_secs_f64()
+    }
+
+    /// Largest accepted message in bytes.
+    #[getter]
+    fn max_message_bytes(&self) -> usize {
+        self.config.max_message_bytes
+    }
+
+    /// Heartbeat interval plus timeout, in seconds: the longest a write may take
+    /// before a route-mode connection is dropped as stuck.
+    #[getter]
+    fn heartbeat_timeout(&self) -> f64 {
+        self.config.heartbeat_timeout.as_secs_f64()
+    }
+
+    /// Whether auth is configured.
+    #[getter]
+    fn auth(&self) -> bool {
+        self.config.auth.is_on()
+    }
+}
+
+/// Route-mode admission counters (the server's own port has its own).
+#[derive(Debug, Default)]
+struct RouteState {
+    open: AtomicUsize,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    all_closed: Notify,
+}
+
+/// Gives a route connection's admission slots back when it ends.
+#[derive(Debug)]
+struct RouteSlot {
+    state: Arc<RouteState>,
+    ip: Option<IpAddr>,
+}
+
+impl Drop for RouteSlot {
+    fn drop(&mut self) {
+        if let Some(ip) = self.ip {
+            let mut per_ip = self.state.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = per_ip.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    per_ip.remove(&ip);
+                }
+            }
+        }
+        if self.state.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.state.all_closed.notify_waiters();
+        }
+    }
+}
+
+/// A hub with, in server mode, its listener: what `switchboard.Server` and
+/// `switchboard.Hub` wrap.
+#[pyclass(frozen, module = "switchboard._native")]
+#[derive(Debug)]
+pub(crate) struct NativeHub {
+    hub: Hub,
+    handle: Option<ServerHandle>,
+    pid: u32,
+    feeds: Mutex<Vec<Weak<FeedShared>>>,
+    route: Arc<RouteState>,
+}
+
+impl NativeHub {
+    fn new(hub: Hub, handle: Option<ServerHandle>) -> NativeHub {
+        NativeHub {
+            hub,
+            handle,
+            pid: runtime::pid(),
+            feeds: Mutex::new(Vec::new()),
+            route: Arc::default(),
+        }
+    }
+
+    fn check(&self) -> PyResult<()> {
+        check_pid(self.pid, "server")
+    }
+
+    /// Route mode's admission (PROTOCOL.md §2, in order): `Err(status)` refuses.
+    fn admit(&self, ip: Option<IpAddr>, origin: Option<&str>) -> Result<RouteSlot, u16> {
+        let config = self.hub.config();
+        if let (false, Some(origin)) = (config.allowed_origins.is_empty(), origin) {
+            if !config.allowed_origins.iter().any(|o| o == origin) {
+                return Err(403);
+            }
+        }
+        if let Some(ip) = ip {
+            let mut per_ip = self.route.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+            let n = per_ip.entry(ip).or_insert(0);
+            if config.max_conns_per_ip > 0 && *n >= config.max_conns_per_ip {
+                if *n == 0 {
+                    per_ip.remove(&ip);
+                }
+                return Err(429);
+            }
+            *n += 1;
+        }
+        let open = self.route.open.fetch_add(1, Ordering::AcqRel);
+        let slot = RouteSlot {
+            state: self.route.clone(),
+            ip,
+        };
+        let server_open = self
+            .handle
+            .as_ref()
+            .map_or(0, ServerHandle::connection_count);
+        if config.max_conns > 0 && open + server_open >= config.max_conns {
+            return Err(503);
+        }
+        if self.hub.is_draining() {
+            return Err(503);
+        }
+        Ok(slot)
+    }
+}
+
+/// Starts a server (binds, then serves in the background).
+#[pyfunction]
+pub(crate) fn start_server<'py>(
+    py: Python<'py>,
+    options: &Bound<'py, ServerOptions>,
+    event_loop: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let options = options.get();
+    if let Some(hook) = &options.hook {
+        hook.bind_loop(event_loop)?;
+    }
+    let config = options.config.clone();
+    awaitable(py, async move {
+        let server = Server::builder()
+            .config(config)
+            .build()
+            .map_err(|e| config_error(&e.to_string()))?;
+        match server.start().await {
+            Ok(handle) => ok(NativeHub::new(handle.hub().clone(), Some(handle))),
+            Err(e) => Ok(Outcome(Err(e))),
+        }
+    })
+}
+
+/// A hub without a listener, for route mode only.
+#[pyfunction]
+pub(crate) fn create_hub(
+    options: &Bound<'_, ServerOptions>,
+    event_loop: &Bound<'_, PyAny>,
+) -> PyResult<NativeHub> {
+    let options = options.get();
+    if let Some(hook) = &options.hook {
+        hook.bind_loop(event_loop)?;
+    }
+    let _rt = runtime::handle();
+    let _entered = _rt.enter();
+    Ok(NativeHub::new(
+        Hub::new(Arc::new(options.config.clone())),
+        None,
+    ))
+}
+
+#[pymethods]
+impl NativeHub {
+    /// `ws://HOST:PORT/PATH` of the listener (`None` for a hub without one).
+    #[getter]
+    fn url(&self) -> Option<String> {
+        self.handle.as_ref().map(|h| h.url().to_owned())
+    }
+
+    /// `(host, port)` of the listener.
+    #[getter]
+    fn address(&self) -> Option<(String, u16)> {
+        self.handle.as_ref().map(|h| {
+            let a = h.local_addr();
+            (a.ip().to_string(), a.port())
+        })
+    }
+
+    /// Open connections (the listener's and route mode's).
+    fn connection_count(&self) -> usize {
+        self.handle
+            .as_ref()
+            .map_or(0, ServerHandle::connection_count)
+            + self.route.open.load(Ordering::Relaxed)
+    }
+
+    /// Whether a drain has started.
+    fn is_draining(&self) -> bool {
+        self.hub.is_draining()
+    }
+
+    /// A feed of this hub's events (kinds in `mask`), bounded by `event_buffer`.
+    #[pyo3(signature = (mask=ALL_KINDS))]
+    fn subscribe(&self, mask: u32) -> PyResult<EventFeed> {
+        self.check()?;
+        let rx = self.hub.subscribe();
+        let missed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = missed.clone();
+        let stream = futures_util::stream::unfold(rx, move |mut rx| {
+            let counter = counter.clone();
+            async move {
+                loop {
+                    match rx.recv().await {
+                        Ok(e) => return Some((e, rx)),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            counter.fetch_add(n, Ordering::Relaxed);
+                            tracing::warn!(
+                                missed = n,
+                                "server events dropped: a Python reader fell behind"
+                            );
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            }
+        });
+        let feed = EventFeed::counting(stream, mask, self.hub.config().event_buffer, missed);
+        let mut feeds = self.feeds.lock().unwrap_or_else(|p| p.into_inner());
+        feeds.retain(|f| f.strong_count() > 0);
+        feeds.push(feed.weak());
+        Ok(feed)
+    }
+
+    /// Sends a message (a dict with a `type`) to one peer of a room.
+    fn send<'py>(
+        &self,
+        py: Python<'py>,
+        room_id: String,
+        user_id: String,
+        message: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.check()?;
+        let message = from_py(message)?;
+        let hub = self.hub.clone();
+        awaitable(py, async move {
+            Ok(Outcome(hub.send(&room_id, &user_id, &message)))
+        })
+    }
+
+    /// Sends a message to every peer of a room; resolves with how many got it.
+    fn broadcast<'py>(
+        &self,
+        py: Python<'py>,
+        room_id: String,
+        message: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.check()?;
+        let message = from_py(message)?;
+        let hub = self.hub.clone();
+        awaitable(
+            py,
+            async move { Ok(Outcome(hub.broadcast(&room_id, &message))) },
+        )
+    }
+
+    /// Removes a peer from a room (`user-left` `kicked`, close 4403).
+    fn kick<'py>(
+        &self,
+        py: Python<'py>,
+        room_id: String,
+        user_id: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.check()?;
+        let hub = self.hub.clone();
+        awaitable(py, async move { Ok(Outcome(hub.kick(&room_id, &user_id))) })
+    }
+
+    /// Every room with its peers (JSON: `[{roomId, peers: [...]}, ...]`).
+    fn rooms<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let hub = self.hub.clone();
+        let rooms = py.detach(move || serde_json::to_value(hub.rooms()));
+        to_py(py, &rooms.unwrap_or_default())
+    }
+
+    /// The peers of one room (JSON list), or `None` when there is no such room.
+    fn peers<'py>(&self, py: Python<'py>, room_id: &str) -> PyResult<Bound<'py, PyAny>> {
+        let hub = self.hub.clone();
+        let peers = py.detach(move || hub.peers(room_id).map(serde_json::to_value));
+        match peers {
+            Some(Ok(v)) => to_py(py, &v),
+            _ => Ok(py.None().into_bound(py)),
+        }
+    }
+
+    /// Graceful drain of both the listener and route-mode connections, then
+    /// every event feed ends. Idempotent.
+    fn shutdown<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.check()?;
+        let hub = self.hub.clone();
+        let handle = self.handle.clone();
+        let route = self.route.clone();
+        let feeds: Vec<_> =
+            std::mem::take(&mut *self.feeds.lock().unwrap_or_else(|p| p.into_inner()));
+        awaitable(py, async move {
+            let timeout = hub.config().drain_timeout;
+            hub.drain();
+            let route_closed = async {
+                loop {
+                    let notified = route.all_closed.notified();
+                    if route.open.load(Ordering::Acquire) == 0 {
+                        break;
+                    }
+                    notified.await;
+                }
+            };
+            let server_done = async {
+                if let Some(h) = &handle {
+                    h.shutdown().await;
+                }
+            };
+            let _ = tokio::time::timeout(timeout, async {
+                tokio::join!(route_closed, server_done);
+            })
+            .await;
+            // Every connection is closed: the feeds take the events already
+            // produced (the drain's user-left, disconnected), then end.
+            for f in feeds.iter().filter_map(Weak::upgrade) {
+                f.finish();
+            }
+            Ok(Json(serde_json::Value::Null))
+        })
+    }
+
+    /// Admits one route-mode WebSocket (PROTOCOL.md §2: origin 403, per-IP 429,
+    /// capacity or draining 503, then the handshake token: 401). Resolves with
+    /// `(0, connection)`, or `(status, None)` when refused.
+    #[pyo3(signature = (ip=None, origin=None, path=String::new(), query=None, authorization=None))]
+    fn open_route<'py>(
+        &self,
+        py: Python<'py>,
+        ip: Option<&str>,
+        origin: Option<String>,
+        path: String,
+        query: Option<String>,
+        authorization: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.check()?;
+        let ip: Option<IpAddr> = ip.and_then(|s| s.parse().ok());
+        let admitted = self.admit(ip, origin.as_deref());
+        let hub = self.hub.clone();
+        awaitable(py, async move {
+            let slot = match admitted {
+                Ok(slot) => slot,
+                Err(status) => return Ok(Opened::Refused(status)),
+            };
+            let request = AuthRequest {
+                token: token_from_request(query.as_deref(), authorization.as_deref()),
+                origin: origin.clone(),
+                ip,
+                path: path.clone(),
+            };
+            let identity = match hub.authenticate_handshake(&request).await {
+                Ok(identity) => identity,
+                Err(_) => return Ok(Opened::Refused(401)),
+            };
+            let conn = hub.connect(ConnectInfo {
+                ip,
+                origin,
+                path,
+                token: None,
+                identity,
+            });
+            Ok(Opened::Open(RouteConnection {
+                outbox: conn.outbox().clone(),
+                client_id: conn.client_id().to_owned(),
+                conn: Mutex::new(Some(conn)),
+                max_message_bytes: hub.config().max_message_bytes,
+                _slot: Mutex::new(Some(slot)),
+                pid: runtime::pid(),
+            }))
+        })
+    }
+}
+
+/// What `open_route` resolves with.
+#[derive(Debug)]
+enum Opened {
+    Open(RouteConnection),
+    Refused(u16),
+}
+
+impl<'py> IntoPyObject<'py> for Opened {
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        match self {
+            Opened::Open(conn) => Ok((0u16, Bound::new(py, conn)?).into_pyobject(py)?.into_any()),
+            Opened::Refused(status) => Ok((status, py.None()).into_pyobject(py)?.into_any()),
+        }
+    }
+}
+
+/// One route-mode WebSocket attached to the hub. The Python side runs a receive
+/// loop (`handle_text`) and a send loop (`next_batch`), and calls `finish`.
+#[pyclass(frozen, module = "switchboard._native")]
+#[derive(Debug)]
+pub(crate) struct RouteConnection {
+    conn: Mutex<Option<Connection>>,
+    outbox: Arc<switchboard::hub::Outbox>,
+    client_id: String,
+    max_message_bytes: usize,
+    _slot: Mutex<Option<RouteSlot>>,
+    pid: u32,
+}
+
+#[pymethods]
+impl RouteConnection {
+    /// This connection's `clientId`.
+    #[getter]
+    fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// Handles one inbound text frame (too big: close 1009). Never raises for
+    /// bad input: the hub answers with `error` or a close request.
+    fn handle_text(&self, py: Python<'_>, text: &str) -> PyResult<()> {
+        check_pid(self.pid, "connection")?;
+        let max = self.max_message_bytes;
+        py.detach(|| {
+            let rt = runtime::handle();
+            let _entered = rt.enter();
+            let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(conn) = guard.as_mut() else { return };
+            if text.len() > max {
+                conn.close(close::TOO_BIG, "message too big");
+                return;
+            }
+            // A bug in one message's handling costs that connection (1011).
+            let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                conn.handle_text(text);
+            }));
+            if handled.is_err() {
+                conn.close(close::INTERNAL, "internal error");
+            }
+        });
+        Ok(())
+    }
+
+    /// Asks for a close for a violation the transport saw: 1003 (binary frame),
+    /// 1009 (too big), 1002 (protocol error).
+    fn close_for(&self, code: u16) -> PyResult<()> {
+        let reason = match code {
+            close::UNSUPPORTED_DATA => "binary frames are not accepted",
+            close::TOO_BIG => "message too big",
+            close::PROTOCOL_ERROR => "protocol error",
+            _ => return Err(PyValueError::new_err("close_for takes 1002, 1003 or 1009")),
+        };
+        if let Some(conn) = self.conn.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            conn.close(code, reason);
+        }
+        Ok(())
+    }
+
+    /// Waits for what to write next: a list of text frames, or `(code, reason)`
+    /// for the close to send (after which nothing more is written).
+    fn next_batch<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        check_pid(self.pid, "connection")?;
+        let outbox = self.outbox.clone();
+        awaitable(py, async move {
+            let mut batch: Vec<Frame> = Vec::new();
+            Ok(match outbox.next(&mut batch).await {
+                Next::Frames => Batch::Frames(batch),
+                Next::Close(req) => Batch::Close(req.code, req.reason),
+            })
+        })
+    }
+
+    /// Ends the connection: `client_close` is the close code the client sent, or
+    /// `None` when it ended without a close frame (network cut: the session stays
+    /// resumable). Idempotent.
+    #[pyo3(signature = (client_close=None))]
+    fn finish(&self, py: Python<'_>, client_close: Option<u16>) {
+        py.detach(|| {
+            let rt = runtime::handle();
+            let _entered = rt.enter();
+            if let Some(conn) = self.conn.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                conn.finish(client_close);
+            }
+            self._slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+        });
+    }
+}
+
+impl Drop for RouteConnection {
+    fn drop(&mut self) {
+        // Dropping a `Connection` settles it as an abnormal end; it may start the
+        // resume-window timer, which needs the runtime.
+        let rt = runtime::handle();
+        let _entered = rt.enter();
+        self.conn
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+    }
+}
+
+/// What `next_batch` resolves with.
+#[derive(Debug)]
+enum Batch {
+    Frames(Vec<Frame>),
+    Close(u16, &'static str),
+}
+
+impl<'py> IntoPyObject<'py> for Batch {
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        match self {
+            Batch::Frames(frames) => {
+                Ok(PyList::new(py, frames.iter().map(|f| f.as_str()))?.into_any())
+            }
+            Batch::Close(code, reason) => Ok((code, reason).into_pyobject(py)?.into_any()),
+        }
+    }
+}

@@ -1,0 +1,125 @@
+"""Route mode: one Starlette/FastAPI WebSocket driving the hub, so the app's own
+port, middleware and dependencies apply. A receive loop feeds ``handle_text``; a
+send loop drains the connection's bounded outbox; close codes pass through both
+ways. Admission follows PROTOCOL.md section 2 (origin 403, per-IP 429, capacity
+or draining 503, then the handshake token ``?token=`` or ``Authorization:
+Bearer``: 401) before the WebSocket is accepted; the core checks the token (static
+table, JWT or the ``authenticate`` hook), so both modes authenticate alike.
+
+Liveness: an ASGI app can not send WebSocket pings; the ASGI server does (uvicorn
+``--ws-ping-interval``/``--ws-ping-timeout``, 20 s each by default) and reports a
+dead peer as a disconnect, which leaves the session resumable like a network cut.
+A write that takes longer than the heartbeat timeout (a client that reads
+nothing) drops the connection the same way."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Optional
+
+from . import _native
+
+log = logging.getLogger("switchboard")
+
+SUBPROTOCOL = "webrtc-signaling"
+# How long to wait for the client's answer to our close frame.
+CLOSE_GRACE = 2.0
+# Disconnect codes treated as "no close frame" (the session stays resumable).
+# ASGI servers report a lost TCP connection as 1005 (uvicorn, hypercorn) or 1006,
+# and their own shutdown as 1012; a close frame without a status code is also
+# 1005, indistinguishable here, so route mode treats it as a lost connection too.
+# Clients that leave for good close with 1000 or 1001 (all Switchboard clients
+# do) or send `leave`.
+_NO_CLOSE_FRAME = {1005, 1006, 1012}
+
+
+async def deny(websocket: Any, status: int) -> None:
+    extensions = websocket.scope.get("extensions") or {}
+    if "websocket.http.response" in extensions and hasattr(websocket, "send_denial_response"):
+        from starlette.responses import PlainTextResponse
+
+        await websocket.send_denial_response(
+            PlainTextResponse("connection refused\n", status_code=status)
+        )
+    else:
+        # Without the denial extension an ASGI server answers a close before
+        # accept with 403.
+        await websocket.close(code=1008)
+
+
+async def serve(hub: _native.NativeHub, write_timeout: float, websocket: Any) -> None:
+    client = getattr(websocket, "client", None)
+    ip = client.host if client is not None else None
+    headers = websocket.headers
+    url = websocket.url
+    status, conn = await hub.open_route(
+        ip, headers.get("origin"), url.path, url.query or None, headers.get("authorization")
+    )
+    if conn is None:
+        await deny(websocket, status)
+        return
+    try:
+        offered = websocket.scope.get("subprotocols") or []
+        await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
+    except BaseException:
+        conn.finish(None)
+        raise
+
+    async def receive() -> Optional[int]:
+        """Reads until the client closes; the close code, or None without one."""
+        while True:
+            try:
+                message = await websocket.receive()
+            except Exception:
+                return None
+            kind = message.get("type")
+            if kind == "websocket.receive":
+                text = message.get("text")
+                if text is not None:
+                    conn.handle_text(text)
+                elif message.get("bytes") is not None:
+                    conn.close_for(1003)
+            elif kind == "websocket.disconnect":
+                code = message.get("code", 1005)
+                return None if code in _NO_CLOSE_FRAME else int(code)
+
+    async def send() -> None:
+        """Writes the outbox in batches until the hub asks for a close."""
+        while True:
+            item = await conn.next_batch()
+            if isinstance(item, list):
+                await asyncio.wait_for(_write_all(websocket, item), write_timeout)
+            else:
+                code, reason = item
+                await websocket.close(code=code, reason=reason)
+                return
+
+    receiving = asyncio.ensure_future(receive())
+    sending = asyncio.ensure_future(send())
+    client_close: Optional[int] = None
+    try:
+        await asyncio.wait({receiving, sending}, return_when=asyncio.FIRST_COMPLETED)
+        if receiving.done():
+            # The client closed (or vanished) first.
+            client_close = receiving.result()
+        else:
+            # We closed (or a write failed or got stuck): give the client a moment
+            # to answer the close frame, then let go.
+            if not sending.cancelled() and sending.exception() is not None:
+                log.debug("route-mode write failed: %r", sending.exception())
+            try:
+                await asyncio.wait_for(asyncio.shield(receiving), CLOSE_GRACE)
+            except (asyncio.TimeoutError, Exception):
+                pass
+    finally:
+        for task in (receiving, sending):
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(receiving, sending, return_exceptions=True)
+        conn.finish(client_close)
+
+
+async def _write_all(websocket: Any, frames: "list[str]") -> None:
+    for frame in frames:
+        await websocket.send_text(frame)
