@@ -8,9 +8,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CI="${CI:-true}"
 
-if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+missing=()
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl) # a test certificate for the https attach test
+if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update
-  apt-get install -y nodejs npm
+  apt-get install -y "${missing[@]}"
 fi
 major="$(node -p 'process.versions.node.split(".")[0]')"
 if [ "$major" -lt 20 ]; then

@@ -6,13 +6,17 @@
 // the connection), the write side (one outbox batch at a time, written and
 // flushed before the next is taken, so the hub's outbound bound holds), the
 // heartbeat, and the close handshake.
-import type { IncomingMessage, Server as HttpServer } from 'node:http';
+import type { IncomingMessage, Server as PlainHttpServer } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 
 import { WebSocketServer, type WebSocket } from 'ws';
 
 import { SUBPROTOCOL } from './constants';
 import type native from './native';
+
+/** An `http.Server` or an `https.Server` (then clients connect with `wss://`). */
+export type HttpServer = PlainHttpServer | HttpsServer;
 
 export interface AttachOptions {
   /** Upgrade path to serve (default: the server's `path` option). */
@@ -107,12 +111,13 @@ export class Attachment {
     this.#heartbeat.unref();
   }
 
-  /** `ws://HOST:PORT/PATH` of the http server (once it listens). */
+  /** `ws://HOST:PORT/PATH` (`wss://` on an https server) once it listens. */
   get url(): string | null {
     const a = this.#http.address();
     if (!a || typeof a === 'string') return null;
     const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
-    return `ws://${host}:${a.port}${this.path}`;
+    const scheme = typeof (this.#http as HttpsServer).setSecureContext === 'function' ? 'wss' : 'ws';
+    return `${scheme}://${host}:${a.port}${this.path}`;
   }
 
   get connectionCount(): number {

@@ -3,7 +3,7 @@
 export { Server } from './server';
 export type { AuthHook, AuthOptions, AuthRequest, Identity, ServerOptions } from './server';
 export { Attachment } from './attach';
-export type { AttachOptions } from './attach';
+export type { AttachOptions, HttpServer } from './attach';
 export { Client } from './client';
 export type { ClientOptions } from './client';
 export {

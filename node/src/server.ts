@@ -1,9 +1,8 @@
 // `Server`: the Node face of the Rust server — options, start/stop, the typed
 // EventEmitter and `events()` iterator over hub events, host operations, and
 // the attach mode (see attach.ts).
-import type { Server as HttpServer } from 'node:http';
 
-import { Attachment, type AttachOptions } from './attach';
+import { Attachment, type AttachOptions, type HttpServer } from './attach';
 import { call, configError, invalidArgument, reportListenerError, settle } from './errors';
 import { TypedEmitter } from './emitter';
 import {

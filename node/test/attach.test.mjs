@@ -1,7 +1,12 @@
 // Attach mode: the hub served on an existing http.Server through `ws`, tested
 // with real `ws` clients and Node clients, side by side with the own listener.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { once } from 'node:events';
 import { test } from 'node:test';
 
@@ -141,4 +146,26 @@ test('attach: protocol violations, admission and resume through a cut', async ()
   c2.close();
   await server.stop();
   h.close();
+});
+
+test('attach on an https server: wss:// with the app certificate', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sb-tls-'));
+  try {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1',
+      '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
+    const h = https.createServer({ key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) });
+    h.listen(0, '127.0.0.1');
+    await once(h, 'listening');
+    const server = await Server.start({ ...FAST, listen: null });
+    const a = server.attach(h);
+    assert.match(a.url, /^wss:\/\/127\.0\.0\.1:\d+\/ws$/);
+    const raw = await RawClient.open(a.url, { rejectUnauthorized: false });
+    raw.send({ type: 'join', roomId: 'tls', userId: 't' });
+    assert.equal((await raw.next('room-info')).roomId, 'tls');
+    raw.close();
+    await server.stop();
+    h.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
