@@ -643,6 +643,9 @@ impl ConnCore {
             .metrics
             .messages_relayed
             .fetch_add(delivered as u64, Ordering::Relaxed);
+        if !self.hub.relay_event_wanted(msg.kind) {
+            return Ok(());
+        }
         self.hub.emit(|| {
             let fields = body_fields(&forward_body(msg, None, &from, &room.id));
             match msg.kind {

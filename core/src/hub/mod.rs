@@ -24,7 +24,7 @@ mod session;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -39,7 +39,7 @@ use crate::auth::Verifier;
 use crate::config::ServerConfig;
 use crate::error::{Error, ErrorCode, Result};
 use crate::event::{Event, Fields};
-use crate::protocol::{close, LeaveReason, ObjectWriter};
+use crate::protocol::{close, LeaveReason, MsgType, ObjectWriter};
 use room::{Member, Room};
 use session::{ReplayBounds, Session};
 
@@ -119,6 +119,8 @@ struct HubInner {
     events: broadcast::Sender<Event>,
     draining: AtomicBool,
     next_conn_id: AtomicU64,
+    /// Relayed kinds whose events are not built (bits of `relay_kind_bit`).
+    relay_events_muted: AtomicU8,
     /// The auth mode, ready to check tokens (keys parsed once).
     auth: Verifier,
     /// The runtime the hub was created on: its timers and auth-hook tasks run there
@@ -159,8 +161,32 @@ impl Hub {
                 events,
                 draining: AtomicBool::new(false),
                 next_conn_id: AtomicU64::new(1),
+                relay_events_muted: AtomicU8::new(0),
             }),
         }
+    }
+
+    /// Which relayed messages (`offer`, `answer`, `candidate`, `message`, `chat`)
+    /// become events; `None` (the default) means all. Building a relay's event
+    /// costs about as much as relaying it, so a host that only listens for some
+    /// kinds (a binding forwarding events to its listeners) turns the others off.
+    /// Applies to every subscriber of this hub.
+    pub fn set_relay_events(&self, kinds: Option<&[&str]>) {
+        let muted = kinds.map_or(0, |kinds| {
+            [
+                MsgType::Offer,
+                MsgType::Answer,
+                MsgType::Candidate,
+                MsgType::Message,
+                MsgType::Chat,
+            ]
+            .into_iter()
+            .filter(|k| !kinds.contains(&k.as_str()))
+            .fold(0, |m, k| m | relay_kind_bit(k))
+        });
+        self.inner
+            .relay_events_muted
+            .store(muted, Ordering::Relaxed);
     }
 
     /// The configuration the hub runs with.
@@ -354,6 +380,11 @@ impl HubInner {
         w.finish()
     }
 
+    /// Whether a relay of this kind becomes an event (see `Hub::set_relay_events`).
+    fn relay_event_wanted(&self, kind: MsgType) -> bool {
+        self.relay_events_muted.load(Ordering::Relaxed) & relay_kind_bit(kind) == 0
+    }
+
     fn emit(&self, make: impl FnOnce() -> Event) {
         if self.events.receiver_count() > 0 {
             let _ = self.events.send(make());
@@ -502,6 +533,17 @@ impl HubInner {
                 hub.end_session(&session, LeaveReason::Timeout, None);
             }
         });
+    }
+}
+
+fn relay_kind_bit(kind: MsgType) -> u8 {
+    match kind {
+        MsgType::Offer => 1,
+        MsgType::Answer => 2,
+        MsgType::Candidate => 4,
+        MsgType::Message => 8,
+        MsgType::Chat => 16,
+        _ => 0,
     }
 }
 

@@ -857,3 +857,32 @@ async fn hub_owns_the_auth_timeout_and_the_expiry() {
     assert_eq!(left.last().unwrap()["reason"], "closed");
     assert!(carol.close_request().is_none(), "no expiry: never closed");
 }
+
+#[tokio::test]
+async fn relay_events_can_be_limited_to_some_kinds() {
+    let hub = hub_with(config());
+    let mut events = hub.subscribe();
+    let mut a = Peer::joined(&hub, "r", "alice");
+    let mut b = Peer::joined(&hub, "r", "bob");
+    a.recv();
+    let relayed_kinds = |events: &mut broadcast::Receiver<Event>| {
+        let mut kinds = Vec::new();
+        while let Ok(e) = events.try_recv() {
+            if matches!(e.kind(), "offer" | "candidate" | "chat") {
+                kinds.push(e.kind());
+            }
+        }
+        kinds
+    };
+    hub.set_relay_events(Some(&["offer"]));
+    b.send(json!({"type":"candidate","to":"alice","candidate":null}));
+    b.send(json!({"type":"offer","to":"alice","sdp":{}}));
+    b.send(json!({"type":"chat","content":"hi"}));
+    assert_eq!(relayed_kinds(&mut events), vec!["offer"]);
+    // Muting an event never mutes the relay itself.
+    assert_eq!(a.recv_types(), vec!["candidate", "offer", "chat"]);
+    hub.set_relay_events(None);
+    b.send(json!({"type":"candidate","to":"alice","candidate":null}));
+    b.send(json!({"type":"chat","content":"hi"}));
+    assert_eq!(relayed_kinds(&mut events), vec!["candidate", "chat"]);
+}
