@@ -38,7 +38,10 @@ run_suite() {
   "./scripts/$2"
 }
 # (suites are added here, one line each)
+run_suite "security and operations" test-security.sh
 run_suite "browser client, demo page, Chromium end-to-end" test-browser.sh
 run_suite "python" test-python.sh
+run_suite "C and Java" test-cjava.sh
+run_suite "Node.js package" test-node.sh
 
 say "all tests passed"

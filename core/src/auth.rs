@@ -10,8 +10,11 @@
 //!   `{"type":"auth","token":…}` within `auth_timeout`; a failed `auth` or none in
 //!   time closes it with 4401. Until then only `auth` and `ping` are served.
 //! - `auth` on an authenticated connection refreshes the token (same userId; new
-//!   expiry and room list). A token that expires unrefreshed closes the connection
-//!   with 4401 and ends its session (no resume).
+//!   expiry, and a room list that applies to later joins; current memberships
+//!   stay). A token for another user is `forbidden`, an invalid one
+//!   `unauthorized`; either way the current token stays in force. A token that
+//!   expires unrefreshed closes the connection with 4401 and ends its session
+//!   (no resume).
 
 use std::collections::HashMap;
 use std::fmt;

@@ -181,6 +181,11 @@ impl ServerConfig {
             return fail("cluster_node_ttl must be longer than a positive cluster_heartbeat");
         }
         crate::auth::validate(&self.auth)?;
+        crate::server::TrustedProxies::new(&self.trusted_proxies)
+            .map_err(|e| Error::Config(format!("trusted_proxies: {e}")))?;
+        if let Some(turn) = &self.turn {
+            turn.validate()?;
+        }
         if self.auth.is_on() && self.auth_timeout.is_zero() {
             return fail("auth_timeout must be positive when auth is on");
         }

@@ -11,6 +11,7 @@ pub mod event;
 pub mod hub;
 pub mod protocol;
 pub mod server;
+pub mod turn;
 
 pub use auth::{AuthConfig, AuthError, AuthHook, AuthRequest, Identity, JwtConfig, JwtKey};
 pub use client::{Client, ClientBuilder, EventStream, Reply};

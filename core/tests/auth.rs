@@ -245,36 +245,34 @@ async fn invalid_signature_is_refused_with_401() {
     }
 }
 
-#[tokio::test]
-async fn expired_token_is_refused_with_401() {
+/// Every claims mode refuses `t` at the handshake with 401.
+async fn refused_at_handshake(t: Tok) {
     for mode in WITH_CLAIMS {
         let server = mode.server().await;
-        let old = Tok {
-            exp_in: -30,
-            ..tok("alice")
-        };
         assert_eq!(
-            connect_token(&server, &mode.token(&old)).await.err(),
+            connect_token(&server, &mode.token(&t)).await.err(),
             Some(Refused::Status(401)),
-            "{mode:?}"
+            "{mode:?} {t:?}"
         );
     }
 }
 
 #[tokio::test]
+async fn expired_token_is_refused_with_401() {
+    refused_at_handshake(Tok {
+        exp_in: -30,
+        ..tok("alice")
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn wrong_audience_is_refused_with_401() {
-    for mode in WITH_CLAIMS {
-        let server = mode.server().await;
-        let other = Tok {
-            aud: "some-other-service",
-            ..tok("alice")
-        };
-        assert_eq!(
-            connect_token(&server, &mode.token(&other)).await.err(),
-            Some(Refused::Status(401)),
-            "{mode:?}"
-        );
-    }
+    refused_at_handshake(Tok {
+        aud: "some-other-service",
+        ..tok("alice")
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -664,4 +662,40 @@ async fn bad_auth_configs_fail_at_build() {
         .auth_tokens(Vec::<(String, String)>::new())
         .build();
     assert!(empty.is_err());
+}
+
+#[tokio::test]
+async fn binary_flags_turn_jwt_auth_on() {
+    let (mut child, url) = spawn_binary(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--jwt-audience",
+            AUDIENCE,
+            "--jwt-leeway-ms",
+            "0",
+            "--auth-timeout-ms",
+            "300",
+        ],
+        &[("SWITCHBOARD_JWT_SECRET", SECRET)],
+    );
+    let good = Mode::Hs256.token(&tok("alice"));
+    let mut a = Ws::connect_with(&format!("{url}?token={good}"), &[])
+        .await
+        .unwrap();
+    assert_eq!(join(&mut a, "r").await["you"]["userId"], "alice");
+    let forged = Mode::Hs256.token(&Tok {
+        forged: true,
+        ..tok("bob")
+    });
+    assert_eq!(
+        Ws::connect_with(&format!("{url}?token={forged}"), &[])
+            .await
+            .err(),
+        Some(Refused::Status(401))
+    );
+    let mut late = Ws::connect(&url).await;
+    assert_eq!(late.expect_close().await, 4401, "--auth-timeout-ms applies");
+    let _ = child.kill();
+    let _ = child.wait();
 }

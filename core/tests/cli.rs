@@ -3,11 +3,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::Ws;
+use common::{spawn_binary, Ws};
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
@@ -55,23 +54,10 @@ fn invalid_configuration_exits_with_a_message() {
 
 #[tokio::test]
 async fn sigterm_drains_clients_and_exits_cleanly() {
-    let mut child = Command::new(BIN)
-        .args(["--listen", "127.0.0.1:0", "--drain-retry-after-ms", "1234"])
-        .env("SWITCHBOARD_PATH", "/signal")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("the listening line")
-        .to_owned();
+    let (mut child, url) = spawn_binary(
+        &["--listen", "127.0.0.1:0", "--drain-retry-after-ms", "1234"],
+        &[("SWITCHBOARD_PATH", "/signal")],
+    );
     assert!(
         url.starts_with("ws://127.0.0.1:") && url.ends_with("/signal"),
         "env var applied: {url}"

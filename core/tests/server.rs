@@ -455,29 +455,7 @@ async fn heartbeat_drops_a_silent_client_and_keeps_its_session() {
 
 #[tokio::test]
 async fn slow_consumer_is_closed_with_1008() {
-    let server = start(
-        builder()
-            .max_message_bytes(8 * 1024)
-            .replay_buffer_bytes(16 * 1024)
-            .outbound_queue_bytes(64 * 1024),
-    )
-    .await;
-    let mut a = Ws::joined(server.url(), "r", "a").await;
-    let mut b = Ws::joined(server.url(), "r", "b").await;
-    a.recv_type("user-joined").await;
-    let big = "z".repeat(6000);
-    // b does not read; a floods far past the kernel buffers and the 64 KiB queue.
-    for _ in 0..4000 {
-        a.send(json!({"type":"message","to":"b","data":big})).await;
-        if server
-            .peers("r")
-            .unwrap()
-            .iter()
-            .any(|p| p.user_id == "b" && !p.connected)
-        {
-            break;
-        }
-    }
+    let (_server, _a, mut b) = slow_consumer_flooded().await;
     assert_eq!(b.expect_close().await, 1008);
 }
 

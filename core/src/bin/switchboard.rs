@@ -275,6 +275,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         };
+        let tls = config.tls.is_some();
         let server = match Server::builder().config(config).build() {
             Ok(s) => s,
             Err(e) => {
@@ -290,26 +291,64 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        if tls {
+            // Installed before the listening line, so a SIGHUP sent once it is seen
+            // never meets the default action (exit).
+            reload_tls_on_sighup(handle.clone());
+        }
+        // The handlers are installed before the line is printed: a SIGTERM sent
+        // as soon as a script sees it must drain, not kill the process.
+        let signals = wait_for_signal();
         // One machine-readable line on stdout, for scripts and benchmarks.
         println!("listening on {}", handle.url());
-        wait_for_signal().await;
+        signals.await;
         handle.shutdown().await;
         ExitCode::SUCCESS
     })
 }
 
-async fn wait_for_signal() {
+/// SIGHUP re-reads the TLS certificate and key (after a renewal): new handshakes
+/// get the new certificate, open connections stay. A bad file keeps the old one.
+fn reload_tls_on_sighup(handle: switchboard::ServerHandle) {
     use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "cannot listen for SIGHUP; TLS reload is off");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match handle.reload_tls() {
+                Ok(()) => info!("SIGHUP: TLS certificate reloaded"),
+                Err(e) => {
+                    error!(error = %e, "SIGHUP: TLS reload failed; the old certificate stays")
+                }
             }
         }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+    });
+}
+
+/// Installs the SIGTERM/SIGINT handlers now (`signal()` registers on the call,
+/// unlike an `async fn`, which would only register when first polled) and
+/// resolves on the first signal.
+fn wait_for_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
+        info!("signal received; draining");
     }
-    info!("signal received; draining");
 }

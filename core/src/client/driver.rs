@@ -349,8 +349,17 @@ impl Driver {
         // A small read buffer: a signaling client reads small frames, and
         // tungstenite's 128 KiB default is zero-filled before every read.
         let ws_config = WebSocketConfig::default().read_buffer_size(8 * 1024);
-        let connecting =
-            tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true);
+        let connector = self
+            .cfg
+            .tls
+            .clone()
+            .map(tokio_tungstenite::Connector::Rustls);
+        let connecting = tokio_tungstenite::connect_async_tls_with_config(
+            request,
+            Some(ws_config),
+            true,
+            connector,
+        );
         match timeout(self.cfg.connect_timeout, connecting).await {
             Ok(Ok((ws, _response))) => Ok(ws),
             Err(_) => Err(End::Failed(Error::Timeout(format!(

@@ -97,6 +97,10 @@ pub(crate) struct Config {
     /// After a `rate-limited` error: how long to stop writing before writing the
     /// unacknowledged messages again.
     pub(crate) rate_limit_pause: Duration,
+    /// Extra trusted root certificates (PEM) for `wss://`, besides the public roots.
+    pub(crate) tls_roots_pem: Vec<Vec<u8>>,
+    /// Built by `connect()` for `wss://` URLs.
+    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Configures and connects a [`Client`]. No I/O happens before [`connect`](Self::connect).
@@ -146,6 +150,8 @@ impl ClientBuilder {
                 // The server sends at most one `rate-limited` per second: after a
                 // pause this long, a message dropped again yields a new error.
                 rate_limit_pause: Duration::from_secs(1),
+                tls_roots_pem: Vec::new(),
+                tls: None,
             },
         }
     }
@@ -175,6 +181,13 @@ impl ClientBuilder {
         self.cfg.token = Some(TokenSource::Provider(Arc::new(move || {
             Box::pin(provider()) as TokenFuture
         })));
+        self
+    }
+
+    /// Trusts the certificates in this PEM (a private CA, or a self-signed server
+    /// certificate) for `wss://`, in addition to the public web roots.
+    pub fn tls_root_certificate_pem(mut self, pem: impl AsRef<[u8]>) -> Self {
+        self.cfg.tls_roots_pem.push(pem.as_ref().to_vec());
         self
     }
 
@@ -278,11 +291,8 @@ impl ClientBuilder {
     fn validate(&self) -> Result<()> {
         let c = &self.cfg;
         let bad = |m: &str| Err(Error::Config(m.to_owned()));
-        if c.url.starts_with("wss://") {
-            return bad("wss:// needs TLS, which this build of the client does not include; use ws:// behind a TLS terminator");
-        }
-        if !c.url.starts_with("ws://") {
-            return bad("the URL must start with ws://");
+        if !c.url.starts_with("ws://") && !c.url.starts_with("wss://") {
+            return bad("the URL must start with ws:// or wss://");
         }
         c.url
             .as_str()
@@ -317,7 +327,10 @@ impl ClientBuilder {
     /// Every later loss of the connection is handled in the background.
     pub async fn connect(self) -> Result<Client> {
         self.validate()?;
-        let cfg = self.cfg;
+        let mut cfg = self.cfg;
+        if cfg.url.starts_with("wss://") {
+            cfg.tls = Some(tls_client_config(&cfg.tls_roots_pem)?);
+        }
         let (events, first_events) = broadcast::channel(cfg.event_capacity);
         let (done, _) = watch::channel(false);
         let (closing, _) = watch::channel(false);
@@ -355,6 +368,39 @@ impl ClientBuilder {
             )),
         }
     }
+}
+
+/// rustls settings for `wss://`: the public web roots plus `extra_pem`; the ring
+/// provider (the one the server uses; no aws-lc build).
+fn tls_client_config(extra_pem: &[Vec<u8>]) -> Result<Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for pem in extra_pem {
+        let mut found = false;
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert =
+                cert.map_err(|e| Error::Config(format!("invalid root certificate PEM: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| Error::Config(format!("unusable root certificate: {e}")))?;
+            found = true;
+        }
+        if !found {
+            return Err(Error::Config(
+                "no certificate in the root certificate PEM".into(),
+            ));
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| Error::Config(format!("TLS: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 /// The identity fields of every `join`.

@@ -53,6 +53,31 @@ impl Hub {
     ///   configured, did not admit it without one): upgrade, and the client must
     ///   send `auth` within `auth_timeout`;
     /// - `Err(_)`: refuse the upgrade with HTTP 401.
+    ///
+    /// A transport (a binding's own WebSocket server) does this:
+    ///
+    /// ```no_run
+    /// # async fn accept(hub: switchboard::Hub, request: switchboard::AuthRequest) {
+    /// use switchboard::hub::ConnectInfo;
+    /// // request: the token from `?token=` / `Authorization` (see
+    /// // `switchboard::auth::token_from_request`), origin, client IP, path.
+    /// let identity = match hub.authenticate_handshake(&request).await {
+    ///     Ok(identity) => identity,
+    ///     Err(_) => return, // answer HTTP 401, no WebSocket
+    /// };
+    /// let mut conn = hub.connect(ConnectInfo {
+    ///     ip: request.ip,
+    ///     origin: request.origin.clone(),
+    ///     path: request.path.clone(),
+    ///     identity,
+    ///     ..ConnectInfo::default()
+    /// });
+    /// // Then: every inbound text frame → `conn.handle_text(..)`; a write loop
+    /// // drains `conn.outbox()` (frames, then the close the hub asks for);
+    /// // at the end `conn.finish(client_close_code)`.
+    /// conn.handle_text(r#"{"type":"join","roomId":"lobby"}"#);
+    /// # }
+    /// ```
     pub async fn authenticate_handshake(
         &self,
         request: &AuthRequest,
@@ -360,7 +385,8 @@ impl ConnCore {
             tokio::time::sleep(after).await;
             if let Some(core) = me.upgrade() {
                 let mut c = lock_core(&core);
-                if c.auth.as_ref().is_some_and(|a| a.generation == generation) {
+                let current = c.auth.as_ref().is_some_and(|a| a.generation == generation);
+                if current && !c.finished {
                     fire(&mut c);
                 }
             }

@@ -98,7 +98,7 @@ pub(super) struct ConnCore {
     rate: Option<RateLimiter>,
     /// True until the first message that changes state: only then may `resume` come.
     pristine: bool,
-    finished: bool,
+    pub(super) finished: bool,
     /// `None` when auth is off (no cost then).
     pub(super) auth: Option<Box<ConnAuth>>,
     /// Cluster mode: a `resume` of a session held by another node, in progress.
@@ -125,7 +125,10 @@ impl Hub {
     pub fn connect(&self, info: ConnectInfo) -> Connection {
         let hub = &self.inner;
         let id = hub.next_conn_id.fetch_add(1, Ordering::Relaxed);
-        let outbox = Arc::new(Outbox::new(hub.config.outbound_queue_bytes));
+        let outbox = Arc::new(Outbox::with_metrics(
+            hub.config.outbound_queue_bytes,
+            hub.metrics.clone(),
+        ));
         let session = Arc::new(Session::new(
             random_id().into(),
             random_id().into(),
@@ -277,12 +280,14 @@ impl ConnCore {
         let msg = match parse_client_message(text) {
             Ok(m) => m,
             Err(e) => {
+                self.hub.metrics.message_in(None);
                 if self.allowed(e.id) {
                     self.send_error(e.code, &e.message, e.id);
                 }
                 return;
             }
         };
+        self.hub.metrics.message_in(Some(msg.kind));
         let id = msg.id.filter(|_| msg.kind != MsgType::Ack);
         // A retransmit is answered before the rate limit: resending costs no tokens.
         if let Some(id) = id {
@@ -306,7 +311,20 @@ impl ConnCore {
             let why = "a `resume` is in progress; wait for `resumed`";
             return self.send_error(ErrorCode::InvalidMessage, why, msg.id);
         }
-        match self.dispatch(&msg) {
+        let routed = matches!(
+            msg.kind,
+            MsgType::Offer
+                | MsgType::Answer
+                | MsgType::Candidate
+                | MsgType::Message
+                | MsgType::Chat
+        )
+        .then(Instant::now);
+        let outcome = self.dispatch(&msg);
+        if let Some(started) = routed {
+            self.hub.metrics.routed(started.elapsed());
+        }
+        match outcome {
             Ok(accepted) => {
                 if let Some(id) = id {
                     self.session.lock().remember_id(id.get());
@@ -395,7 +413,7 @@ impl ConnCore {
     }
 
     pub(super) fn send_error(&self, code: ErrorCode, message: &str, reference: Option<&RawValue>) {
-        self.hub.metrics.errors_sent.fetch_add(1, Ordering::Relaxed);
+        self.hub.metrics.error_sent(code);
         let mut w = ObjectWriter::typed("error", 96 + message.len());
         w.str("code", code.as_str()).str("message", message);
         if let Some(r) = reference {
@@ -490,6 +508,7 @@ impl ConnCore {
                         .cloned()
                         .collect();
                     let info = room_info_body(&room.id, &others, &rs.remote, &rs.members[pos]);
+                    let info = hub.with_ice_servers(info, &user_id);
                     self.session.deliver(&info);
                     return Ok(());
                 }
@@ -555,6 +574,7 @@ impl ConnCore {
             // room-info goes out under the room lock, so it precedes every later
             // user-joined or message that mentions this peer.
             let info = room_info_body(&room.id, &rs.members, &rs.remote, &me);
+            let info = hub.with_ice_servers(info, &user_id);
             if let Some(bp) = hub.backplane() {
                 bp.joined(MemberRecord::of(&room.id, &me));
             }
@@ -694,6 +714,9 @@ impl ConnCore {
             .metrics
             .messages_relayed
             .fetch_add(delivered as u64, Ordering::Relaxed);
+        if !self.hub.relay_event_wanted(msg.kind) {
+            return Ok(accepted);
+        }
         self.hub.emit(|| {
             let fields = body_fields(&forward_body(msg, None, &from, &room.id));
             match msg.kind {
@@ -771,9 +794,17 @@ impl ConnCore {
                     &format!("messages after seq {last_seq} are no longer buffered"),
                 );
             };
-            if let Some(old) = st.attached.take() {
-                old.outbox
-                    .close(close::REPLACED, "session taken over", Fate::Detached);
+            match st.attached.take() {
+                Some(old) => {
+                    old.outbox
+                        .close(close::REPLACED, "session taken over", Fate::Detached);
+                }
+                None => {
+                    self.hub
+                        .metrics
+                        .sessions_away
+                        .fetch_sub(1, Ordering::Relaxed);
+                }
             }
             st.attached = Some(Attached {
                 conn_id: self.id,

@@ -1,108 +1,444 @@
-//! Hub counters and gauges (relaxed atomics), rendered by the server as Prometheus text.
+//! Hub metrics in a `prometheus-client` registry, rendered as OpenMetrics text at
+//! `/metrics`. Every labelled series is created up front (labels are protocol
+//! names, never client input), so counting is one relaxed atomic add.
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-/// Counters (`_total`) and gauges of one hub.
-#[derive(Debug, Default)]
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::auth::AuthError;
+use crate::error::ErrorCode;
+use crate::protocol::MsgType;
+
+/// The `Content-Type` of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// A counter with the call shape of the `AtomicU64` it replaced
+/// (`fetch_add(n, Ordering::Relaxed)`), so hub code reads the same.
+#[derive(Debug, Clone, Default)]
+pub struct CounterCell(Counter);
+
+impl CounterCell {
+    /// Adds `n`; returns the previous value. The ordering is always relaxed.
+    pub fn fetch_add(&self, n: u64, _order: Ordering) -> u64 {
+        self.0.inc_by(n)
+    }
+
+    /// The current value.
+    pub fn load(&self, _order: Ordering) -> u64 {
+        self.0.get()
+    }
+}
+
+/// A gauge with the call shape of the `AtomicI64` it replaced.
+#[derive(Debug, Clone, Default)]
+pub struct GaugeCell(Gauge);
+
+impl GaugeCell {
+    /// Adds `n`; returns the previous value.
+    pub fn fetch_add(&self, n: i64, _order: Ordering) -> i64 {
+        self.0.inc_by(n)
+    }
+
+    /// Subtracts `n`; returns the previous value.
+    pub fn fetch_sub(&self, n: i64, _order: Ordering) -> i64 {
+        self.0.dec_by(n)
+    }
+
+    /// Sets the value.
+    pub fn store(&self, v: i64, _order: Ordering) {
+        self.0.set(v);
+    }
+
+    /// The current value.
+    pub fn load(&self, _order: Ordering) -> i64 {
+        self.0.get()
+    }
+}
+
+type Labels = [(&'static str, &'static str); 1];
+
+/// One counter per label value, resolved once; `index` maps a value to its slot.
+#[derive(Debug)]
+struct LabeledCounters {
+    counters: Vec<Counter>,
+}
+
+impl LabeledCounters {
+    fn register(
+        registry: &mut Registry,
+        name: &str,
+        help: &str,
+        label: &'static str,
+        values: &[&'static str],
+    ) -> Self {
+        let family = Family::<Labels, Counter>::default();
+        let counters = values
+            .iter()
+            .map(|v| family.get_or_create(&[(label, *v)]).clone())
+            .collect();
+        registry.register(name, help, family);
+        LabeledCounters { counters }
+    }
+
+    fn inc(&self, index: usize) {
+        self.counters[index].inc();
+    }
+
+    fn get(&self, index: usize) -> u64 {
+        self.counters[index].get()
+    }
+}
+
+/// Client message types, in [`msg_index`] order, plus `invalid` for frames that
+/// did not parse.
+const IN_TYPES: [&str; 12] = [
+    "auth",
+    "join",
+    "offer",
+    "answer",
+    "candidate",
+    "message",
+    "chat",
+    "leave",
+    "ping",
+    "ack",
+    "resume",
+    "invalid",
+];
+
+fn msg_index(kind: MsgType) -> usize {
+    match kind {
+        MsgType::Auth => 0,
+        MsgType::Join => 1,
+        MsgType::Offer => 2,
+        MsgType::Answer => 3,
+        MsgType::Candidate => 4,
+        MsgType::Message => 5,
+        MsgType::Chat => 6,
+        MsgType::Leave => 7,
+        MsgType::Ping => 8,
+        MsgType::Ack => 9,
+        MsgType::Resume => 10,
+    }
+}
+
+/// Server message types; host messages of other types count as `other` (last).
+const OUT_TYPES: [&str; 15] = [
+    "connected",
+    "room-info",
+    "user-joined",
+    "user-left",
+    "offer",
+    "answer",
+    "candidate",
+    "message",
+    "chat",
+    "pong",
+    "ack",
+    "resumed",
+    "draining",
+    "error",
+    "other",
+];
+
+const AUTH_REASONS: [&str; 6] = [
+    "missing", "invalid", "expired", "refused", "timeout", "internal",
+];
+
+const REFUSAL_REASONS: [&str; 5] = ["origin", "per_ip", "capacity", "draining", "unauthorized"];
+
+/// Why a WebSocket upgrade was refused before the handshake (the HTTP status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// 403: `Origin` outside the allow-list.
+    Origin,
+    /// 429: per-IP connection limit.
+    PerIp,
+    /// 503: server-wide connection limit.
+    Capacity,
+    /// 503: the server drains.
+    Draining,
+    /// 401: invalid or expired token.
+    Unauthorized,
+}
+
+/// Routing latency buckets, seconds: relaying is microseconds; the upper ones
+/// catch lock contention and a starved runtime.
+const LATENCY_BUCKETS: [f64; 12] = [
+    2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 1e-1,
+];
+
+/// Counters and gauges of one hub.
+#[derive(Debug)]
 pub struct Metrics {
-    pub connections: AtomicI64,
-    pub connections_total: AtomicU64,
-    pub sessions: AtomicI64,
-    pub rooms: AtomicI64,
-    pub messages_received: AtomicU64,
-    pub messages_relayed: AtomicU64,
-    pub errors_sent: AtomicU64,
-    pub rate_limited: AtomicU64,
-    pub resumes: AtomicU64,
-    pub resume_failures: AtomicU64,
-    pub joins: AtomicU64,
-    pub auth_failures: AtomicU64,
+    registry: Registry,
+    pub connections: GaugeCell,
+    pub connections_total: CounterCell,
+    pub sessions: GaugeCell,
+    /// Sessions whose connection is lost, waiting for a resume.
+    pub sessions_away: GaugeCell,
+    sessions_connected: GaugeCell,
+    pub rooms: GaugeCell,
+    pub messages_received: CounterCell,
+    pub messages_relayed: CounterCell,
+    pub rate_limited: CounterCell,
+    pub resumes: CounterCell,
+    pub resume_failures: CounterCell,
+    pub joins: CounterCell,
+    pub slow_consumer_closes: CounterCell,
+    pub draining: GaugeCell,
+    messages_in: LabeledCounters,
+    messages_out: LabeledCounters,
+    errors: LabeledCounters,
+    auth_failures: LabeledCounters,
+    refusals: LabeledCounters,
+    routing_latency: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
 }
 
 impl Metrics {
-    /// Counts a refused credential.
-    pub(crate) fn auth_failed(&self, _error: &crate::auth::AuthError) {
-        self.auth_failures.fetch_add(1, Ordering::Relaxed);
+    /// Every series at zero, registered under the `switchboard_` prefix.
+    pub fn new() -> Metrics {
+        let mut r = Registry::with_prefix("switchboard");
+        let gauge = |r: &mut Registry, name: &str, help: &str| {
+            let g = GaugeCell::default();
+            r.register(name, help, g.0.clone());
+            g
+        };
+        let counter = |r: &mut Registry, name: &str, help: &str| {
+            let c = CounterCell::default();
+            r.register(name, help, c.0.clone());
+            c
+        };
+        let error_codes: Vec<&'static str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        let routing_latency = Histogram::new(LATENCY_BUCKETS);
+        r.register(
+            "routing_latency_seconds",
+            "Time to route one offer/answer/candidate/message/chat to its receivers' queues",
+            routing_latency.clone(),
+        );
+        Metrics {
+            connections: gauge(&mut r, "connections", "Open WebSocket connections"),
+            connections_total: counter(
+                &mut r,
+                "connections_accepted",
+                "WebSocket connections accepted",
+            ),
+            sessions: gauge(&mut r, "sessions", "Sessions, connected or away"),
+            sessions_connected: gauge(
+                &mut r,
+                "sessions_connected",
+                "Sessions with a live connection",
+            ),
+            sessions_away: gauge(
+                &mut r,
+                "sessions_away",
+                "Sessions whose connection was lost, resumable for the resume window",
+            ),
+            rooms: gauge(&mut r, "rooms", "Rooms with at least one peer"),
+            messages_received: counter(&mut r, "messages_received", "Client frames received"),
+            messages_relayed: counter(
+                &mut r,
+                "messages_relayed",
+                "Messages relayed to peers (per receiver)",
+            ),
+            rate_limited: counter(&mut r, "rate_limited", "Messages dropped by the rate limit"),
+            resumes: counter(&mut r, "resumes", "Sessions resumed"),
+            resume_failures: counter(&mut r, "resume_failures", "Resumes refused (resume-failed)"),
+            joins: counter(&mut r, "joins", "Room joins"),
+            slow_consumer_closes: counter(
+                &mut r,
+                "slow_consumer_closes",
+                "Connections closed (1008) because their outbound queue overflowed",
+            ),
+            draining: gauge(&mut r, "draining", "1 while the server drains"),
+            messages_in: LabeledCounters::register(
+                &mut r,
+                "messages_in",
+                "Client messages by type (`invalid`: did not parse)",
+                "type",
+                &IN_TYPES,
+            ),
+            messages_out: LabeledCounters::register(
+                &mut r,
+                "messages_out",
+                "Messages queued to clients by type (replays included)",
+                "type",
+                &OUT_TYPES,
+            ),
+            errors: LabeledCounters::register(
+                &mut r,
+                "errors_sent",
+                "Protocol errors sent to clients, by code",
+                "code",
+                &error_codes,
+            ),
+            auth_failures: LabeledCounters::register(
+                &mut r,
+                "auth_failures",
+                "Credentials refused, by reason (handshake, `auth`, timeout, expiry)",
+                "reason",
+                &AUTH_REASONS,
+            ),
+            refusals: LabeledCounters::register(
+                &mut r,
+                "handshakes_refused",
+                "WebSocket upgrades refused before the handshake, by reason",
+                "reason",
+                &REFUSAL_REASONS,
+            ),
+            routing_latency,
+            registry: r,
+        }
     }
 
-    /// Appends the metrics in Prometheus text exposition format.
+    /// Appends every metric in OpenMetrics text format (ends with `# EOF`).
     pub fn render(&self, out: &mut String) {
-        let g = |v: &AtomicI64| v.load(Ordering::Relaxed);
-        let c = |v: &AtomicU64| v.load(Ordering::Relaxed);
-        let rows: [(&str, &str, &str, i128); 11] = [
-            (
-                "switchboard_connections",
-                "gauge",
-                "Open WebSocket connections.",
-                g(&self.connections) as i128,
-            ),
-            (
-                "switchboard_connections_total",
-                "counter",
-                "WebSocket connections accepted.",
-                c(&self.connections_total) as i128,
-            ),
-            (
-                "switchboard_sessions",
-                "gauge",
-                "Sessions, connected or away.",
-                g(&self.sessions) as i128,
-            ),
-            (
-                "switchboard_rooms",
-                "gauge",
-                "Rooms with at least one peer.",
-                g(&self.rooms) as i128,
-            ),
-            (
-                "switchboard_messages_received_total",
-                "counter",
-                "Client messages received.",
-                c(&self.messages_received) as i128,
-            ),
-            (
-                "switchboard_messages_relayed_total",
-                "counter",
-                "Messages relayed to peers (per receiver).",
-                c(&self.messages_relayed) as i128,
-            ),
-            (
-                "switchboard_errors_sent_total",
-                "counter",
-                "Protocol errors sent to clients.",
-                c(&self.errors_sent) as i128,
-            ),
-            (
-                "switchboard_rate_limited_total",
-                "counter",
-                "Messages dropped by the rate limit.",
-                c(&self.rate_limited) as i128,
-            ),
-            (
-                "switchboard_resumes_total",
-                "counter",
-                "Sessions resumed.",
-                c(&self.resumes) as i128,
-            ),
-            (
-                "switchboard_resume_failures_total",
-                "counter",
-                "Resumes refused (resume-failed).",
-                c(&self.resume_failures) as i128,
-            ),
-            (
-                "switchboard_joins_total",
-                "counter",
-                "Room joins.",
-                c(&self.joins) as i128,
-            ),
-        ];
-        for (name, kind, help, value) in rows {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        let away = self.sessions_away.load(Ordering::Relaxed);
+        self.sessions_connected.store(
+            self.sessions.load(Ordering::Relaxed) - away,
+            Ordering::Relaxed,
+        );
+        // Writing to a String can not fail.
+        let _ = encode(out, &self.registry);
+    }
+
+    /// Counts a parsed client message.
+    pub(crate) fn message_in(&self, kind: Option<MsgType>) {
+        self.messages_in
+            .inc(kind.map_or(IN_TYPES.len() - 1, msg_index));
+    }
+
+    /// Counts a frame queued to a client, by its `type`.
+    pub(crate) fn message_out(&self, frame: &str) {
+        let t = frame_type(frame);
+        let i = OUT_TYPES[..OUT_TYPES.len() - 1]
+            .iter()
+            .position(|k| *k == t)
+            .unwrap_or(OUT_TYPES.len() - 1);
+        self.messages_out.inc(i);
+    }
+
+    /// Counts an `error` sent to a client.
+    pub(crate) fn error_sent(&self, code: ErrorCode) {
+        if let Some(i) = ErrorCode::ALL.iter().position(|c| *c == code) {
+            self.errors.inc(i);
+        }
+    }
+
+    /// Counts a refused credential.
+    pub(crate) fn auth_failed(&self, error: &AuthError) {
+        if let Some(i) = AUTH_REASONS.iter().position(|r| *r == error.reason()) {
+            self.auth_failures.inc(i);
+        }
+    }
+
+    /// Counts an upgrade refused before the handshake.
+    pub fn handshake_refused(&self, why: Refusal) {
+        self.refusals.inc(why as usize);
+    }
+
+    /// Records the time one relayed message took to route.
+    pub(crate) fn routed(&self, took: Duration) {
+        self.routing_latency.observe(took.as_secs_f64());
+    }
+
+    /// Errors sent with `code` so far.
+    pub fn errors_sent(&self, code: ErrorCode) -> u64 {
+        ErrorCode::ALL
+            .iter()
+            .position(|c| *c == code)
+            .map_or(0, |i| self.errors.get(i))
+    }
+
+    /// Credentials refused with this [`AuthError::reason`] so far.
+    pub fn auth_failures(&self, reason: &str) -> u64 {
+        AUTH_REASONS
+            .iter()
+            .position(|r| *r == reason)
+            .map_or(0, |i| self.auth_failures.get(i))
+    }
+}
+
+/// The `type` of a frame the hub built: it is the first or second key
+/// (`{"seq":N,"type":…`); a host message may have it later, so the first 96
+/// bytes are searched. `""` when not found.
+fn frame_type(frame: &str) -> &str {
+    const KEY: &str = "\"type\":\"";
+    let head = &frame.as_bytes()[..frame.len().min(96)];
+    let Some(at) = head.windows(KEY.len()).position(|w| w == KEY.as_bytes()) else {
+        return "";
+    };
+    let rest = &frame[at + KEY.len()..];
+    rest.find('"').map_or("", |end| &rest[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_types() {
+        assert_eq!(
+            frame_type(r#"{"seq":12,"type":"room-info","x":1}"#),
+            "room-info"
+        );
+        assert_eq!(frame_type(r#"{"type":"connected"}"#), "connected");
+        assert_eq!(frame_type(r#"{"a":"b","type":"custom"}"#), "custom");
+        assert_eq!(frame_type(r#"{"a":1}"#), "");
+        assert_eq!(frame_type(r#"{"type":"unterminated"#), "");
+    }
+
+    #[test]
+    fn renders_every_series_with_labels() {
+        let m = Metrics::new();
+        m.joins.fetch_add(2, Ordering::Relaxed);
+        m.connections.fetch_add(3, Ordering::Relaxed);
+        m.sessions.fetch_add(3, Ordering::Relaxed);
+        m.sessions_away.fetch_add(1, Ordering::Relaxed);
+        m.message_in(Some(MsgType::Offer));
+        m.message_in(None);
+        m.message_out(r#"{"seq":1,"type":"user-joined"}"#);
+        m.message_out(r#"{"seq":2,"type":"made-up"}"#);
+        m.error_sent(ErrorCode::RoomFull);
+        m.auth_failed(&AuthError::Expired);
+        m.handshake_refused(Refusal::Unauthorized);
+        m.routed(Duration::from_micros(7));
+        let mut out = String::new();
+        m.render(&mut out);
+        for line in [
+            "switchboard_joins_total 2",
+            "switchboard_connections 3",
+            "switchboard_sessions_connected 2",
+            "switchboard_sessions_away 1",
+            "switchboard_messages_in_total{type=\"offer\"} 1",
+            "switchboard_messages_in_total{type=\"invalid\"} 1",
+            "switchboard_messages_in_total{type=\"join\"} 0",
+            "switchboard_messages_out_total{type=\"user-joined\"} 1",
+            "switchboard_messages_out_total{type=\"other\"} 1",
+            "switchboard_errors_sent_total{code=\"room-full\"} 1",
+            "switchboard_auth_failures_total{reason=\"expired\"} 1",
+            "switchboard_handshakes_refused_total{reason=\"unauthorized\"} 1",
+            "switchboard_routing_latency_seconds_bucket{le=\"0.00001\"} 1",
+            "switchboard_routing_latency_seconds_count 1",
+        ] {
+            assert!(
+                out.lines().any(|l| l == line),
+                "missing `{line}` in:\n{out}"
             );
         }
+        assert!(out.ends_with("# EOF\n"));
     }
 }

@@ -25,7 +25,7 @@ mod session;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -33,14 +33,14 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 pub use conn::{ConnectInfo, Connection};
-pub use metrics::Metrics;
+pub use metrics::{CounterCell, GaugeCell, Metrics, Refusal, CONTENT_TYPE as METRICS_CONTENT_TYPE};
 pub use outbox::{CloseRequest, Fate, Next, Outbox};
 
 use crate::auth::Verifier;
 use crate::config::ServerConfig;
 use crate::error::{Error, ErrorCode, Result};
 use crate::event::{Event, Fields};
-use crate::protocol::{close, LeaveReason, ObjectWriter};
+use crate::protocol::{close, LeaveReason, MsgType, ObjectWriter};
 use backplane::{remote_member_fields, Backplane};
 pub(crate) use room::RemoteMember;
 use room::{Member, Room};
@@ -117,10 +117,13 @@ struct HubInner {
     config: Arc<ServerConfig>,
     rooms: Shards<Arc<Room>>,
     sessions: Shards<Arc<Session>>,
-    metrics: Metrics,
+    /// Shared with every connection's outbox (messages out, slow consumers).
+    metrics: Arc<Metrics>,
     events: broadcast::Sender<Event>,
     draining: AtomicBool,
     next_conn_id: AtomicU64,
+    /// Relayed kinds whose events are not built (bits of `relay_kind_bit`).
+    relay_events_muted: AtomicU8,
     /// The auth mode, ready to check tokens (keys parsed once).
     auth: Verifier,
     /// The runtime the hub was created on: its timers and auth-hook tasks run there
@@ -137,6 +140,17 @@ pub(crate) struct WeakHub(std::sync::Weak<HubInner>);
 impl WeakHub {
     pub(crate) fn upgrade(&self) -> Option<Hub> {
         self.0.upgrade().map(|inner| Hub { inner })
+    }
+}
+
+impl Drop for HubInner {
+    /// Rooms hold their members' sessions and sessions hold their rooms: a hub
+    /// dropped while members are left (sessions still away after a drain) would
+    /// leak both. Emptying the rooms breaks every such cycle.
+    fn drop(&mut self) {
+        for room in self.rooms.values() {
+            room.lock().members.clear();
+        }
     }
 }
 
@@ -173,13 +187,37 @@ impl Hub {
                 config,
                 rooms: Shards::new(),
                 sessions: Shards::new(),
-                metrics: Metrics::default(),
+                metrics: Arc::new(Metrics::new()),
                 events,
                 draining: AtomicBool::new(false),
                 next_conn_id: AtomicU64::new(1),
                 backplane: make(WeakHub(weak.clone())),
+                relay_events_muted: AtomicU8::new(0),
             }),
         }
+    }
+
+    /// Which relayed messages (`offer`, `answer`, `candidate`, `message`, `chat`)
+    /// become events; `None` (the default) means all. Building a relay's event
+    /// costs about as much as relaying it, so a host that only listens for some
+    /// kinds (a binding forwarding events to its listeners) turns the others off.
+    /// Applies to every subscriber of this hub.
+    pub fn set_relay_events(&self, kinds: Option<&[&str]>) {
+        let muted = kinds.map_or(0, |kinds| {
+            [
+                MsgType::Offer,
+                MsgType::Answer,
+                MsgType::Candidate,
+                MsgType::Message,
+                MsgType::Chat,
+            ]
+            .into_iter()
+            .filter(|k| !kinds.contains(&k.as_str()))
+            .fold(0, |m, k| m | relay_kind_bit(k))
+        });
+        self.inner
+            .relay_events_muted
+            .store(muted, Ordering::Relaxed);
     }
 
     /// The configuration the hub runs with.
@@ -268,6 +306,7 @@ impl Hub {
     /// sessions stay away (resumable elsewhere in a cluster).
     pub fn drain(&self) {
         self.inner.draining.store(true, Ordering::Release);
+        self.inner.metrics.draining.store(1, Ordering::Relaxed);
         let retry = self.inner.config.drain_retry_after.as_millis() as u64;
         let mut w = ObjectWriter::typed("draining", 48);
         w.u64("retryAfterMs", retry);
@@ -362,6 +401,20 @@ fn room_info(room: &Room) -> RoomInfo {
 }
 
 impl HubInner {
+    /// A `room-info` body with `iceServers` added when TURN credentials are
+    /// configured (fresh ones on every `room-info`).
+    fn with_ice_servers(&self, mut body: String, user_id: &str) -> String {
+        if let Some(turn) = &self.config.turn {
+            let servers = turn.ice_servers(user_id, std::time::SystemTime::now());
+            // The body is an object this hub built: insert before its final `}`.
+            body.pop();
+            body.push_str(",\"iceServers\":");
+            body.push_str(&servers.to_string());
+            body.push('}');
+        }
+        body
+    }
+
     fn draining_body(&self) -> String {
         let mut w = ObjectWriter::typed("draining", 48);
         w.u64(
@@ -369,6 +422,11 @@ impl HubInner {
             self.config.drain_retry_after.as_millis() as u64,
         );
         w.finish()
+    }
+
+    /// Whether a relay of this kind becomes an event (see `Hub::set_relay_events`).
+    fn relay_event_wanted(&self, kind: MsgType) -> bool {
+        self.relay_events_muted.load(Ordering::Relaxed) & relay_kind_bit(kind) == 0
     }
 
     fn emit(&self, make: impl FnOnce() -> Event) {
@@ -485,6 +543,9 @@ impl HubInner {
                 }
             }
             st.ended = true;
+            if st.attached.is_none() {
+                self.metrics.sessions_away.fetch_sub(1, Ordering::Relaxed);
+            }
             (std::mem::take(&mut st.rooms), st.attached.take())
         };
         if let (Some(a), Some((code, why))) = (attached, close_with) {
@@ -506,9 +567,21 @@ impl HubInner {
             }
             st.attached = None;
             st.away_generation += 1;
+            self.metrics.sessions_away.fetch_add(1, Ordering::Relaxed);
             st.away_generation
         };
         self.schedule_timeout(session, generation);
+    }
+}
+
+fn relay_kind_bit(kind: MsgType) -> u8 {
+    match kind {
+        MsgType::Offer => 1,
+        MsgType::Answer => 2,
+        MsgType::Candidate => 4,
+        MsgType::Message => 8,
+        MsgType::Chat => 16,
+        _ => 0,
     }
 }
 

@@ -3,12 +3,13 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
 
+use super::metrics::Metrics;
 use crate::protocol::{close, Frame};
 
 /// What happens to a session when the server closes its connection.
@@ -60,6 +61,8 @@ pub struct Outbox {
     /// The transport's task, woken when frames or a close arrive.
     waker: AtomicWaker,
     limit: usize,
+    /// Counts frames by type and slow-consumer closes (`None` in unit tests).
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Outbox {
@@ -69,6 +72,14 @@ impl Outbox {
             closing: AtomicBool::new(false),
             waker: AtomicWaker::new(),
             limit,
+            metrics: None,
+        }
+    }
+
+    pub(crate) fn with_metrics(limit: usize, metrics: Arc<Metrics>) -> Self {
+        Outbox {
+            metrics: Some(metrics),
+            ..Outbox::new(limit)
         }
     }
 
@@ -89,8 +100,14 @@ impl Outbox {
                 fate: Fate::Away,
             });
             drop(st);
+            if let Some(m) = &self.metrics {
+                m.slow_consumer_closes.fetch_add(1, Ordering::Relaxed);
+            }
             self.waker.wake();
             return false;
+        }
+        if let Some(m) = &self.metrics {
+            m.message_out(frame.as_str());
         }
         let was_empty = st.frames.is_empty();
         st.bytes += frame.len();

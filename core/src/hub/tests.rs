@@ -813,12 +813,7 @@ async fn unverified_handshake_token_is_checked_by_the_hub() {
     );
     assert_eq!(first[0]["code"], "unauthorized");
     assert_eq!(bad.close_request().unwrap().code, close::UNAUTHORIZED);
-    assert_eq!(
-        hub.metrics()
-            .auth_failures
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(hub.metrics().auth_failures("invalid"), 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -927,4 +922,33 @@ async fn room_capacity_counts_remote_members() {
     let mut c = Peer::new(&hub);
     c.send(json!({"type":"join","roomId":"r","userId":"carol"}));
     assert_eq!(c.recv().pop().unwrap()["code"], "room-full");
+}
+
+#[tokio::test]
+async fn relay_events_can_be_limited_to_some_kinds() {
+    let hub = hub_with(config());
+    let mut events = hub.subscribe();
+    let mut a = Peer::joined(&hub, "r", "alice");
+    let mut b = Peer::joined(&hub, "r", "bob");
+    a.recv();
+    let relayed_kinds = |events: &mut broadcast::Receiver<Event>| {
+        let mut kinds = Vec::new();
+        while let Ok(e) = events.try_recv() {
+            if matches!(e.kind(), "offer" | "candidate" | "chat") {
+                kinds.push(e.kind());
+            }
+        }
+        kinds
+    };
+    hub.set_relay_events(Some(&["offer"]));
+    b.send(json!({"type":"candidate","to":"alice","candidate":null}));
+    b.send(json!({"type":"offer","to":"alice","sdp":{}}));
+    b.send(json!({"type":"chat","content":"hi"}));
+    assert_eq!(relayed_kinds(&mut events), vec!["offer"]);
+    // Muting an event never mutes the relay itself.
+    assert_eq!(a.recv_types(), vec!["candidate", "offer", "chat"]);
+    hub.set_relay_events(None);
+    b.send(json!({"type":"candidate","to":"alice","candidate":null}));
+    b.send(json!({"type":"chat","content":"hi"}));
+    assert_eq!(relayed_kinds(&mut events), vec!["candidate", "chat"]);
 }

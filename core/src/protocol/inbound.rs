@@ -205,6 +205,42 @@ fn id_like(s: &str, name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether a `\\uXXXX` escape of `text` (a valid JSON document) is a surrogate
+/// without its pair. In valid JSON every backslash starts an escape inside a
+/// string, so the escapes can be walked without tracking strings.
+fn has_lone_surrogate(text: &str) -> bool {
+    let b = text.as_bytes();
+    let hex = |at: usize| -> Option<u32> {
+        let digits = b.get(at..at + 4)?;
+        u32::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+    };
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        if b.get(i + 1) != Some(&b'u') {
+            i += 2; // a one-character escape, `\\\\` included
+            continue;
+        }
+        match hex(i + 2) {
+            Some(0xD800..=0xDBFF) => {
+                let low = (b.get(i + 6..i + 8) == Some(b"\\u"))
+                    .then(|| hex(i + 8))
+                    .flatten();
+                if !matches!(low, Some(0xDC00..=0xDFFF)) {
+                    return true;
+                }
+                i += 12;
+            }
+            Some(0xDC00..=0xDFFF) => return true,
+            _ => i += 6,
+        }
+    }
+    false
+}
+
 /// Parses and validates one client text frame (PROTOCOL.md §3.1).
 pub fn parse_client_message(text: &str) -> Result<ClientMessage<'_>, ParseError<'_>> {
     let entries = Entries::parse(text).map_err(|e| {
@@ -224,6 +260,16 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage<'_>, ParseError<
             id: None,
         }
     })?;
+    // Values the server does not decode are only scanned, and that scan lets a
+    // lone UTF-16 surrogate escape through; forwarded, it would break every
+    // strict JSON parser on the receiving side (found by fuzzing).
+    if text.contains("\\u") && has_lone_surrogate(text) {
+        return Err(ParseError {
+            code: ErrorCode::InvalidJson,
+            message: "the frame is not valid JSON (a \\u escape is a lone surrogate)".to_owned(),
+            id: None,
+        });
+    }
     let invalid = |message: String, id| ParseError {
         code: ErrorCode::InvalidMessage,
         message,
@@ -424,6 +470,25 @@ mod tests {
             code(r#"{"type":"ping","id":{}}"#),
             ErrorCode::InvalidMessage
         );
+    }
+
+    #[test]
+    fn lone_surrogates_are_refused() {
+        for bad in [
+            r#"{"type":"ping","x":"\ude00"}"#,
+            r#"{"type":"ping","x":"\ud800"}"#,
+            r#"{"type":"ping","x":"\ud800\u0041"}"#,
+            r#"{"type":"ping","x":["\udbff"]}"#,
+        ] {
+            assert_eq!(code(bad), ErrorCode::InvalidJson, "{bad}");
+        }
+        for good in [
+            r#"{"type":"ping","x":"\ud83d\ude00"}"#,
+            r#"{"type":"ping","x":"\\ud800"}"#,
+            r#"{"type":"ping","x":"\\\ud83d\ude00 \n \u00e9"}"#,
+        ] {
+            assert!(parse_client_message(good).is_ok(), "{good}");
+        }
     }
 
     #[test]

@@ -3,18 +3,23 @@
 //! port, runs one task per connection over the hub, and drains on shutdown.
 
 mod http;
+mod proxy;
 mod static_files;
+mod tls;
 mod ws;
+
+pub use proxy::{Cidr, TrustedProxies};
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::Stream;
 use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
@@ -28,7 +33,7 @@ use crate::cluster::Cluster;
 use crate::config::{ServerConfig, TlsConfig, TurnConfig};
 use crate::error::Result;
 use crate::event::Event;
-use crate::hub::{ConnectInfo, Hub, PeerInfo, RoomInfo};
+use crate::hub::{ConnectInfo, Connection, Hub, PeerInfo, Refusal, RoomInfo, METRICS_CONTENT_TYPE};
 use crate::protocol::SUBPROTOCOL_JSON;
 use http::{read_request, respond, switch_protocols, HeadError, Request};
 
@@ -200,16 +205,6 @@ impl ServerBuilder {
     }
 }
 
-/// Handshakes refused before the upgrade, by reason.
-#[derive(Debug, Default)]
-struct Refusals {
-    origin: AtomicU64,
-    per_ip: AtomicU64,
-    capacity: AtomicU64,
-    draining: AtomicU64,
-    unauthorized: AtomicU64,
-}
-
 #[derive(Debug)]
 struct Shared {
     config: Arc<ServerConfig>,
@@ -221,7 +216,8 @@ struct Shared {
     /// Open WebSocket connections (admission counts these, not the hub's).
     open: AtomicUsize,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
-    refusals: Refusals,
+    proxies: TrustedProxies,
+    tls: Option<tls::Tls>,
     /// Signalled whenever `open` drops to zero.
     all_closed: Notify,
     stop_accepting: Notify,
@@ -255,17 +251,22 @@ impl Server {
             );
         }
         let config = Arc::new(self.config);
-        let url = format!("ws://{local_addr}{}", config.path);
+        // Certificate problems fail here, before any client could connect.
+        let tls = config.tls.as_ref().map(tls::Tls::new).transpose()?;
+        let scheme = if tls.is_some() { "wss" } else { "ws" };
+        let url = format!("{scheme}://{local_addr}{}", config.path);
         let (hub, cluster) = crate::cluster::hub(config.clone())?;
         let shared = Arc::new(Shared {
+            tls,
             hub,
             cluster,
+            // Validated by `build()`.
+            proxies: TrustedProxies::new(&config.trusted_proxies).unwrap_or_default(),
             config,
             local_addr,
             url,
             open: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),
-            refusals: Refusals::default(),
             all_closed: Notify::new(),
             stop_accepting: Notify::new(),
             stopped: watch::channel(false).0,
@@ -286,7 +287,11 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     while tasks.try_join_next().is_some() {}
-                    tasks.spawn(handle_socket(stream, peer, shared.clone()));
+                    let _ = stream.set_nodelay(true);
+                    match &shared.tls {
+                        None => tasks.spawn(serve_socket(stream, peer, shared.clone())),
+                        Some(tls) => tasks.spawn(handle_tls(tls.acceptor(), stream, peer, shared.clone())),
+                    };
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -300,7 +305,8 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     drop(listener);
     // Anything still running outlived the drain: abort it (its session goes away).
     tasks.shutdown().await;
-    // `send_replace`: stored even while nobody waits yet (a `send` would be lost).
+    // `send_replace`, not `send`: `send` stores nothing while no receiver exists,
+    // and `shutdown()` may subscribe (in `stopped()`) only after this line.
     shared.stopped.send_replace(true);
 }
 
@@ -327,12 +333,16 @@ impl Drop for Admission {
 }
 
 impl Shared {
+    fn refused(&self, why: Refusal) {
+        self.hub.metrics().handshake_refused(why);
+    }
+
     /// Admission checks of PROTOCOL.md §2, in order; `Err(status)` refuses.
     fn admit(self: &Arc<Self>, req: &Request, ip: IpAddr) -> std::result::Result<Admission, u16> {
         if !self.config.allowed_origins.is_empty() {
             if let Some(origin) = req.header("origin") {
                 if !self.config.allowed_origins.iter().any(|o| o == origin) {
-                    self.refusals.origin.fetch_add(1, Ordering::Relaxed);
+                    self.refused(Refusal::Origin);
                     return Err(403);
                 }
             }
@@ -344,7 +354,7 @@ impl Shared {
                 if *n == 0 {
                     per_ip.remove(&ip);
                 }
-                self.refusals.per_ip.fetch_add(1, Ordering::Relaxed);
+                self.refused(Refusal::PerIp);
                 return Err(429);
             }
             *n += 1;
@@ -356,11 +366,11 @@ impl Shared {
             ip,
         };
         if self.config.max_conns > 0 && open >= self.config.max_conns {
-            self.refusals.capacity.fetch_add(1, Ordering::Relaxed);
+            self.refused(Refusal::Capacity);
             return Err(503);
         }
         if self.hub.is_draining() {
-            self.refusals.draining.fetch_add(1, Ordering::Relaxed);
+            self.refused(Refusal::Draining);
             return Err(503);
         }
         Ok(admission)
@@ -378,36 +388,67 @@ impl Shared {
     }
 
     fn metrics_text(&self) -> String {
-        let mut out = String::with_capacity(2048);
+        let mut out = String::with_capacity(8192);
         self.hub.metrics().render(&mut out);
-        out.push_str("# HELP switchboard_handshakes_refused_total WebSocket upgrades refused before the handshake.\n");
-        out.push_str("# TYPE switchboard_handshakes_refused_total counter\n");
-        let r = &self.refusals;
-        for (reason, v) in [
-            ("origin", &r.origin),
-            ("per_ip", &r.per_ip),
-            ("capacity", &r.capacity),
-            ("draining", &r.draining),
-            ("unauthorized", &r.unauthorized),
-        ] {
-            out.push_str(&format!(
-                "switchboard_handshakes_refused_total{{reason=\"{reason}\"}} {}\n",
-                v.load(Ordering::Relaxed)
-            ));
-        }
-        out.push_str(&format!(
-            "# HELP switchboard_draining 1 while the server drains.\n# TYPE switchboard_draining gauge\nswitchboard_draining {}\n",
-            u8::from(self.hub.is_draining())
-        ));
         if let Some(cluster) = &self.cluster {
+            // The OpenMetrics text ends with `# EOF`: the cluster's figures go before it.
+            let eof = out.rfind("# EOF").unwrap_or(out.len());
+            out.truncate(eof);
             cluster.render_metrics(&mut out);
+            out.push_str("# EOF\n");
         }
         out
     }
 }
 
-async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    let _ = stream.set_nodelay(true);
+/// The TLS handshake (bounded by the handshake timeout), then the same as plain.
+async fn handle_tls(
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+) {
+    let handshake = tokio::time::timeout(shared.config.handshake_timeout, acceptor.accept(stream));
+    match handshake.await {
+        Ok(Ok(tls)) => serve_socket(tls, peer, shared).await,
+        Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
+        Err(_) => debug!(%peer, "TLS handshake timed out"),
+    }
+}
+
+/// A connection past the upgrade: the WebSocket, its hub connection, and the
+/// admission slot it holds.
+type Upgraded<S> = (WebSocketStream<S>, Connection, Admission);
+
+/// Serves one TCP (or TLS) connection. The request phase (head, admission, auth,
+/// upgrade) runs boxed and is freed before the long-lived connection task, so its
+/// state (request, auth check) does not stay in every connection's future.
+async fn serve_socket<S>(stream: S, peer: SocketAddr, shared: Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut upgraded = None;
+    Box::pin(handle_socket(stream, peer, &shared, &mut upgraded)).await;
+    let Some((ws, conn, admission)) = upgraded else {
+        return;
+    };
+    let heartbeat = ws::Heartbeat {
+        interval: shared.config.heartbeat_interval,
+        timeout: shared.config.heartbeat_timeout,
+    };
+    ws::ConnectionTask::new(ws, conn, heartbeat).await;
+    drop(admission);
+}
+
+/// The request phase: answers plain HTTP, or upgrades into `upgraded`.
+async fn handle_socket<S>(
+    mut stream: S,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+    upgraded: &mut Option<Upgraded<S>>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let req = match read_request(&mut stream, shared.config.handshake_timeout).await {
         Ok(r) => r,
         Err(HeadError::Gone) => return,
@@ -435,7 +476,7 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
         }
         ("GET" | "HEAD", "/metrics") => {
             let body = shared.metrics_text();
-            return respond(&mut stream, 200, "text/plain; version=0.0.4", &[], &body).await;
+            return respond(&mut stream, 200, METRICS_CONTENT_TYPE, &[], &body).await;
         }
         ("GET" | "HEAD", p) if static_files::serves(&shared.config, p) => {
             // Boxed: a rare path, kept out of every connection task's future.
@@ -487,10 +528,18 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
         )
         .await;
     };
-    let admission = match shared.admit(&req, peer.ip()) {
+    let client_ip = shared.proxies.client_ip(
+        peer.ip(),
+        req.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("x-forwarded-for"))
+            .map(|(_, v)| v.as_str()),
+        req.header("x-real-ip"),
+    );
+    let admission = match shared.admit(&req, client_ip) {
         Ok(a) => a,
         Err(status) => {
-            debug!(%peer, status, "upgrade refused");
+            debug!(%peer, ip = %client_ip, status, "upgrade refused");
             return respond(
                 &mut stream,
                 status,
@@ -501,7 +550,6 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
             .await;
         }
     };
-    let client_ip = admission.ip;
     let auth_request = AuthRequest {
         token: token_from_request(req.query.as_deref(), req.header("authorization")),
         origin: req.header("origin").map(str::to_owned),
@@ -512,7 +560,7 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
     let identity = match Box::pin(shared.hub.authenticate_handshake(&auth_request)).await {
         Ok(identity) => identity,
         Err(e) => {
-            shared.refusals.unauthorized.fetch_add(1, Ordering::Relaxed);
+            shared.refused(Refusal::Unauthorized);
             debug!(%peer, ip = %client_ip, reason = e.reason(), "upgrade refused: {e}");
             return respond(
                 &mut stream,
@@ -555,12 +603,7 @@ async fn handle_socket(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
         token: None,
         identity,
     });
-    let heartbeat = ws::Heartbeat {
-        interval: shared.config.heartbeat_interval,
-        timeout: shared.config.heartbeat_timeout,
-    };
-    ws::ConnectionTask::new(ws, conn, heartbeat).await;
-    drop(admission);
+    *upgraded = Some((ws, conn, admission));
 }
 
 impl ServerHandle {
@@ -627,6 +670,16 @@ impl ServerHandle {
     /// The peers of one room, in join order.
     pub fn peers(&self, room_id: &str) -> Option<Vec<PeerInfo>> {
         self.shared.hub.peers(room_id)
+    }
+
+    /// Reads the TLS certificate and key files again; handshakes from now on
+    /// present the new certificate, open connections are untouched (the binary
+    /// calls this on SIGHUP). On error the current certificate stays in use.
+    pub fn reload_tls(&self) -> Result<()> {
+        match &self.shared.tls {
+            Some(tls) => tls.reload(),
+            None => Err(crate::error::Error::Config("TLS is not configured".into())),
+        }
     }
 
     /// Open WebSocket connections.
@@ -699,9 +752,9 @@ mod tests {
             .start()
             .await
             .unwrap();
-        let fut = handle_socket(stream, addr, handle.shared.clone());
+        let fut = serve_socket(stream, addr, handle.shared.clone());
         let size = std::mem::size_of_val(&fut);
-        println!("handle_socket future: {size} bytes");
+        println!("serve_socket future: {size} bytes");
         assert!(size <= LIMIT, "{size} bytes per connection task");
     }
 }

@@ -211,3 +211,73 @@ pub fn assert_user_left(msg: &Value, user: &str, reason: &str) {
         "{msg}"
     );
 }
+
+/// Starts the `switchboard` binary with these flags and env vars; returns the
+/// child and the URL of its `listening on …` line.
+pub fn spawn_binary(args: &[&str], envs: &[(&str, &str)]) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(args)
+        .envs(envs.iter().copied())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("the listening line")
+        .to_owned();
+    (child, url)
+}
+
+/// The next event of kind `kind` (others skipped), within the timeout.
+pub async fn next_event(
+    events: &mut (impl futures_util::Stream<Item = switchboard::Event> + Unpin),
+    kind: &str,
+) -> switchboard::Event {
+    loop {
+        let e = tokio::time::timeout(WAIT, events.next())
+            .await
+            .expect("an event in time")
+            .expect("events go on");
+        if e.kind() == kind {
+            return e;
+        }
+    }
+}
+
+/// A server with a 64 KiB outbound queue and peers `a` and `b` in room `r`,
+/// after `a` flooded `b` (who does not read) past the kernel buffers and that
+/// queue, until the server gave up on `b` as a slow consumer.
+pub async fn slow_consumer_flooded() -> (ServerHandle, Ws, Ws) {
+    let server = start(
+        builder()
+            .max_message_bytes(8 * 1024)
+            .replay_buffer_bytes(16 * 1024)
+            .outbound_queue_bytes(64 * 1024),
+    )
+    .await;
+    let mut a = Ws::joined(server.url(), "r", "a").await;
+    let b = Ws::joined(server.url(), "r", "b").await;
+    a.recv_type("user-joined").await;
+    let big = "z".repeat(6000);
+    for _ in 0..4000 {
+        a.send(json!({"type":"message","to":"b","data":big})).await;
+        if server
+            .peers("r")
+            .unwrap()
+            .iter()
+            .any(|p| p.user_id == "b" && !p.connected)
+        {
+            break;
+        }
+    }
+    (server, a, b)
+}
