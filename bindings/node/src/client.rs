@@ -212,6 +212,18 @@ impl NativeClient {
         settle(env, reply, unit)
     }
 
+    /// Queues a signaling message whose payload is JSON text, at once, and
+    /// returns the promise of its acknowledgement.
+    fn signal<'e>(
+        &self,
+        env: &'e Env,
+        payload: &str,
+        send: impl FnOnce(&Client, Value) -> Reply<()>,
+    ) -> napi::Result<PromiseRaw<'e, ()>> {
+        let payload = parse_json(payload)?;
+        settle(env, send(&self.inner.client, payload), unit)
+    }
+
     /// `sdp` is JSON text (an object or a string).
     #[napi]
     pub fn send_offer<'e>(
@@ -220,8 +232,7 @@ impl NativeClient {
         to: String,
         sdp: String,
     ) -> napi::Result<PromiseRaw<'e, ()>> {
-        let sdp = parse_json(&sdp)?;
-        settle(env, self.inner.client.send_offer(&to, sdp), unit)
+        self.signal(env, &sdp, |c, v| c.send_offer(&to, v))
     }
 
     #[napi]
@@ -231,8 +242,7 @@ impl NativeClient {
         to: String,
         sdp: String,
     ) -> napi::Result<PromiseRaw<'e, ()>> {
-        let sdp = parse_json(&sdp)?;
-        settle(env, self.inner.client.send_answer(&to, sdp), unit)
+        self.signal(env, &sdp, |c, v| c.send_answer(&to, v))
     }
 
     #[napi]
@@ -242,8 +252,7 @@ impl NativeClient {
         to: String,
         candidate: String,
     ) -> napi::Result<PromiseRaw<'e, ()>> {
-        let candidate = parse_json(&candidate)?;
-        settle(env, self.inner.client.send_candidate(&to, candidate), unit)
+        self.signal(env, &candidate, |c, v| c.send_candidate(&to, v))
     }
 
     /// Application data (JSON text) to one peer, or the whole room without `to`.
@@ -254,8 +263,7 @@ impl NativeClient {
         to: Option<String>,
         data: String,
     ) -> napi::Result<PromiseRaw<'e, ()>> {
-        let data = parse_json(&data)?;
-        settle(env, self.inner.client.send(to.as_deref(), data), unit)
+        self.signal(env, &data, |c, v| c.send(to.as_deref(), v))
     }
 
     #[napi]
