@@ -195,7 +195,7 @@ static void client_errors(void) {
     switchboard_client *sentinel = (switchboard_client *)&sentinel;
     switchboard_client *cl = sentinel;
     CHECK_RESULT(switchboard_client_connect("http://127.0.0.1:1/ws", "a", &cl), SWITCHBOARD_RESULT_CONFIG);
-    CHECK_RESULT(switchboard_client_connect("wss://127.0.0.1:1/ws", "a", &cl), SWITCHBOARD_RESULT_CONFIG);
+    CHECK_RESULT(switchboard_client_connect("ftp://127.0.0.1:1/ws", "a", &cl), SWITCHBOARD_RESULT_CONFIG);
     CHECK_RESULT(switchboard_client_connect(BAD_UTF8, "a", &cl), SWITCHBOARD_RESULT_INVALID_UTF8);
     CHECK_RESULT(switchboard_client_connect(NULL, "a", &cl), SWITCHBOARD_RESULT_NULL_ARGUMENT);
     CHECK(cl == sentinel);
