@@ -181,7 +181,7 @@ impl ServerConfig {
             return fail("cluster_node_ttl must be longer than a positive cluster_heartbeat");
         }
         crate::auth::validate(&self.auth)?;
-        crate::server::TrustedProxies::new(&self.trusted_proxies)
+        crate::proxy::TrustedProxies::new(&self.trusted_proxies)
             .map_err(|e| Error::Config(format!("trusted_proxies: {e}")))?;
         if let Some(turn) = &self.turn {
             turn.validate()?;

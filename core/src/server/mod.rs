@@ -1,20 +1,17 @@
-//! The WebSocket server: a listener that admits connections (origin, per-IP and
-//! global limits, before the upgrade), serves the plain HTTP endpoints on the same
-//! port, runs one task per connection over the hub, and drains on shutdown.
+//! The built-in server: a TCP (or TLS) listener, an HTTP/1.1 front for the plain
+//! endpoints, and the tokio-tungstenite adapter of the connection kit
+//! ([`crate::edge`]), which decides admission, limits and liveness.
 
 mod http;
-mod proxy;
 mod static_files;
 mod tls;
 mod ws;
 
-pub use proxy::{Cidr, TrustedProxies};
+pub use crate::proxy::{Cidr, TrustedProxies};
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::Stream;
@@ -28,13 +25,13 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, info, warn};
 
-use crate::auth::{token_from_request, AuthConfig, AuthHook, AuthRequest, JwtConfig};
+use crate::auth::{AuthConfig, AuthHook, JwtConfig};
 use crate::cluster::Cluster;
 use crate::config::{ServerConfig, TlsConfig, TurnConfig};
+use crate::edge::{Edge, EdgeConnection, Liveness, UpgradeRequest};
 use crate::error::Result;
 use crate::event::Event;
-use crate::hub::{ConnectInfo, Connection, Hub, PeerInfo, Refusal, RoomInfo, METRICS_CONTENT_TYPE};
-use crate::protocol::SUBPROTOCOL_JSON;
+use crate::hub::{Hub, PeerInfo, RoomInfo};
 use http::{read_request, respond, switch_protocols, HeadError, Request};
 
 /// A configured server, not yet listening.
@@ -207,19 +204,11 @@ impl ServerBuilder {
 
 #[derive(Debug)]
 struct Shared {
-    config: Arc<ServerConfig>,
-    hub: Hub,
-    /// Cluster mode: this node's link to the others.
-    cluster: Option<Arc<Cluster>>,
+    /// Admission, counting, the hub (and cluster) and draining: the kit's.
+    edge: Edge,
     local_addr: SocketAddr,
     url: String,
-    /// Open WebSocket connections (admission counts these, not the hub's).
-    open: AtomicUsize,
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
-    proxies: TrustedProxies,
     tls: Option<tls::Tls>,
-    /// Signalled whenever `open` drops to zero.
-    all_closed: Notify,
     stop_accepting: Notify,
     stopped: watch::Sender<bool>,
 }
@@ -244,30 +233,23 @@ impl Server {
     /// Binds the listener and starts serving in the background.
     pub async fn start(self) -> Result<ServerHandle> {
         let listener = TcpListener::bind(&self.config.listen).await?;
+        Server::serve(listener, Edge::new(self.config)?)
+    }
+
+    /// Serves an existing [`Edge`] (its hub, limits and counts shared with the
+    /// host's other modes, e.g. a binding's route mode) on `listener`.
+    pub fn serve(listener: TcpListener, edge: Edge) -> Result<ServerHandle> {
         let local_addr = listener.local_addr()?;
-        if self.config.allowed_origins.is_empty() {
-            warn!(
-                "no allowed origins configured: any web page may connect (set --allowed-origins)"
-            );
-        }
-        let config = Arc::new(self.config);
+        let config = edge.config();
         // Certificate problems fail here, before any client could connect.
         let tls = config.tls.as_ref().map(tls::Tls::new).transpose()?;
         let scheme = if tls.is_some() { "wss" } else { "ws" };
         let url = format!("{scheme}://{local_addr}{}", config.path);
-        let (hub, cluster) = crate::cluster::hub(config.clone())?;
         let shared = Arc::new(Shared {
             tls,
-            hub,
-            cluster,
-            // Validated by `build()`.
-            proxies: TrustedProxies::new(&config.trusted_proxies).unwrap_or_default(),
-            config,
+            edge,
             local_addr,
             url,
-            open: AtomicUsize::new(0),
-            per_ip: Mutex::new(HashMap::new()),
-            all_closed: Notify::new(),
             stop_accepting: Notify::new(),
             stopped: watch::channel(false).0,
         });
@@ -310,94 +292,9 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     shared.stopped.send_replace(true);
 }
 
-/// Releases a connection's admission slots when the connection ends.
-struct Admission {
-    shared: Arc<Shared>,
-    ip: IpAddr,
-}
-
-impl Drop for Admission {
-    fn drop(&mut self) {
-        let mut per_ip = self.shared.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = per_ip.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                per_ip.remove(&self.ip);
-            }
-        }
-        drop(per_ip);
-        if self.shared.open.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.shared.all_closed.notify_waiters();
-        }
-    }
-}
-
 impl Shared {
-    fn refused(&self, why: Refusal) {
-        self.hub.metrics().handshake_refused(why);
-    }
-
-    /// Admission checks of PROTOCOL.md §2, in order; `Err(status)` refuses.
-    fn admit(self: &Arc<Self>, req: &Request, ip: IpAddr) -> std::result::Result<Admission, u16> {
-        if !self.config.allowed_origins.is_empty() {
-            if let Some(origin) = req.header("origin") {
-                if !self.config.allowed_origins.iter().any(|o| o == origin) {
-                    self.refused(Refusal::Origin);
-                    return Err(403);
-                }
-            }
-        }
-        {
-            let mut per_ip = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-            let n = per_ip.entry(ip).or_insert(0);
-            if self.config.max_conns_per_ip > 0 && *n >= self.config.max_conns_per_ip {
-                if *n == 0 {
-                    per_ip.remove(&ip);
-                }
-                self.refused(Refusal::PerIp);
-                return Err(429);
-            }
-            *n += 1;
-        }
-        let open = self.open.fetch_add(1, Ordering::AcqRel);
-        // From here on the slot is held; dropping it gives both counters back.
-        let admission = Admission {
-            shared: self.clone(),
-            ip,
-        };
-        if self.config.max_conns > 0 && open >= self.config.max_conns {
-            self.refused(Refusal::Capacity);
-            return Err(503);
-        }
-        if self.hub.is_draining() {
-            self.refused(Refusal::Draining);
-            return Err(503);
-        }
-        Ok(admission)
-    }
-
-    fn health(&self) -> (u16, String) {
-        let draining = self.hub.is_draining();
-        let m = self.hub.metrics();
-        let body = serde_json::json!({
-            "status": if draining { "draining" } else { "ok" },
-            "connections": self.open.load(Ordering::Relaxed),
-            "rooms": m.rooms.load(Ordering::Relaxed),
-        });
-        (if draining { 503 } else { 200 }, body.to_string())
-    }
-
-    fn metrics_text(&self) -> String {
-        let mut out = String::with_capacity(8192);
-        self.hub.metrics().render(&mut out);
-        if let Some(cluster) = &self.cluster {
-            // The OpenMetrics text ends with `# EOF`: the cluster's figures go before it.
-            let eof = out.rfind("# EOF").unwrap_or(out.len());
-            out.truncate(eof);
-            cluster.render_metrics(&mut out);
-            out.push_str("# EOF\n");
-        }
-        out
+    fn config(&self) -> &ServerConfig {
+        self.edge.config()
     }
 }
 
@@ -408,7 +305,8 @@ async fn handle_tls(
     peer: SocketAddr,
     shared: Arc<Shared>,
 ) {
-    let handshake = tokio::time::timeout(shared.config.handshake_timeout, acceptor.accept(stream));
+    let handshake =
+        tokio::time::timeout(shared.config().handshake_timeout, acceptor.accept(stream));
     match handshake.await {
         Ok(Ok(tls)) => serve_socket(tls, peer, shared).await,
         Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
@@ -416,9 +314,9 @@ async fn handle_tls(
     }
 }
 
-/// A connection past the upgrade: the WebSocket, its hub connection, and the
-/// admission slot it holds.
-type Upgraded<S> = (WebSocketStream<S>, Connection, Admission);
+/// A connection past the upgrade: the WebSocket and its kit connection (which
+/// holds the admission slot).
+type Upgraded<S> = (WebSocketStream<S>, EdgeConnection);
 
 /// Serves one TCP (or TLS) connection. The request phase (head, admission, auth,
 /// upgrade) runs boxed and is freed before the long-lived connection task, so its
@@ -429,15 +327,10 @@ where
 {
     let mut upgraded = None;
     Box::pin(handle_socket(stream, peer, &shared, &mut upgraded)).await;
-    let Some((ws, conn, admission)) = upgraded else {
+    let Some((ws, conn)) = upgraded else {
         return;
     };
-    let heartbeat = ws::Heartbeat {
-        interval: shared.config.heartbeat_interval,
-        timeout: shared.config.heartbeat_timeout,
-    };
-    ws::ConnectionTask::new(ws, conn, heartbeat).await;
-    drop(admission);
+    ws::ConnectionTask::new(ws, conn).await;
 }
 
 /// The request phase: answers plain HTTP, or upgrades into `upgraded`.
@@ -449,38 +342,26 @@ async fn handle_socket<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let req = match read_request(&mut stream, shared.config.handshake_timeout).await {
+    let config = shared.config();
+    let req = match read_request(&mut stream, config.handshake_timeout).await {
         Ok(r) => r,
         Err(HeadError::Gone) => return,
         Err(HeadError::Bad(status)) => {
             return respond(&mut stream, status, "text/plain", &[], "bad request\n").await
         }
     };
-    let json = "application/json";
     match (req.method.as_str(), req.path.as_str()) {
-        (_, p) if p == shared.config.path => {}
-        ("GET" | "HEAD", "/health") => {
-            let (status, body) = shared.health();
-            return respond(&mut stream, status, json, &[], &body).await;
-        }
-        ("GET" | "HEAD", "/ready") => {
-            let (status, body) = if shared.hub.is_draining() {
-                (503, "draining\n".to_owned())
-            } else if let Some(why) = shared.cluster.as_ref().and_then(|c| c.down_reason()) {
-                // Cut off from the cluster: only rooms that are wholly here work.
-                (503, format!("redis unavailable: {why}\n"))
-            } else {
-                (200, "ready\n".to_owned())
-            };
-            return respond(&mut stream, status, "text/plain", &[], &body).await;
-        }
-        ("GET" | "HEAD", "/metrics") => {
-            let body = shared.metrics_text();
-            return respond(&mut stream, 200, METRICS_CONTENT_TYPE, &[], &body).await;
-        }
-        ("GET" | "HEAD", p) if static_files::serves(&shared.config, p) => {
-            // Boxed: a rare path, kept out of every connection task's future.
-            return Box::pin(static_files::serve(&mut stream, &shared.config, &req)).await;
+        (_, p) if shared.edge.serves_path(p) => {}
+        ("GET" | "HEAD", p) => {
+            if let Some(reply) = shared.edge.endpoint(p) {
+                let body = &reply.body;
+                return respond(&mut stream, reply.status, reply.content_type, &[], body).await;
+            }
+            if static_files::serves(config, p) {
+                // Boxed: a rare path, kept out of every connection task's future.
+                return Box::pin(static_files::serve(&mut stream, config, &req)).await;
+            }
+            return respond(&mut stream, 404, "text/plain", &[], "not found\n").await;
         }
         _ => return respond(&mut stream, 404, "text/plain", &[], "not found\n").await,
     }
@@ -528,54 +409,6 @@ async fn handle_socket<S>(
         )
         .await;
     };
-    let client_ip = shared.proxies.client_ip(
-        peer.ip(),
-        req.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case("x-forwarded-for"))
-            .map(|(_, v)| v.as_str()),
-        req.header("x-real-ip"),
-    );
-    let admission = match shared.admit(&req, client_ip) {
-        Ok(a) => a,
-        Err(status) => {
-            debug!(%peer, ip = %client_ip, status, "upgrade refused");
-            return respond(
-                &mut stream,
-                status,
-                "text/plain",
-                &[],
-                "connection refused\n",
-            )
-            .await;
-        }
-    };
-    let auth_request = AuthRequest {
-        token: token_from_request(req.query.as_deref(), req.header("authorization")),
-        origin: req.header("origin").map(str::to_owned),
-        ip: Some(client_ip),
-        path: req.path.clone(),
-    };
-    // Boxed: the check's state would otherwise stay in every connection's future.
-    let identity = match Box::pin(shared.hub.authenticate_handshake(&auth_request)).await {
-        Ok(identity) => identity,
-        Err(e) => {
-            shared.refused(Refusal::Unauthorized);
-            debug!(%peer, ip = %client_ip, reason = e.reason(), "upgrade refused: {e}");
-            return respond(
-                &mut stream,
-                401,
-                "text/plain",
-                &[("www-authenticate", "Bearer")],
-                "unauthorized\n",
-            )
-            .await;
-        }
-    };
-    let AuthRequest { origin, path, .. } = auth_request;
-    let subprotocol = req
-        .header_has_token("sec-websocket-protocol", SUBPROTOCOL_JSON)
-        .then_some(SUBPROTOCOL_JSON);
     let accept = derive_accept_key(key.as_bytes());
     // The request (headers as owned strings) would otherwise live as long as
     // the connection: keep only the bytes read past its head. (Moving out
@@ -583,27 +416,39 @@ async fn handle_socket<S>(
     let Request {
         rest,
         method,
-        path: _,
+        path,
         query,
         headers,
     } = req;
-    drop((method, query, headers));
-    if switch_protocols(&mut stream, &accept, subprotocol)
+    let mut facts = UpgradeRequest::new(Some(peer.ip()), &path);
+    facts.query = query;
+    facts.headers(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    drop((method, path, headers));
+    let admitted = match shared.edge.admit(&facts).await {
+        Ok(a) => a,
+        Err(refused) => {
+            return respond(
+                &mut stream,
+                refused.status,
+                "text/plain",
+                refused.headers,
+                refused.body,
+            )
+            .await;
+        }
+    };
+    drop(facts);
+    if switch_protocols(&mut stream, &accept, admitted.subprotocol())
         .await
         .is_err()
     {
         return;
     }
-    let config = ws::ws_config(shared.config.max_message_bytes);
-    let ws = WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(config)).await;
-    let conn = shared.hub.connect(ConnectInfo {
-        ip: Some(client_ip),
-        origin,
-        path,
-        token: None,
-        identity,
-    });
-    *upgraded = Some((ws, conn, admission));
+    let ws_config = ws::ws_config(config.max_message_bytes);
+    let ws =
+        WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(ws_config)).await;
+    let conn = admitted.open(shared.edge.hub(), Liveness::Pings);
+    *upgraded = Some((ws, conn));
 }
 
 impl ServerHandle {
@@ -619,18 +464,23 @@ impl ServerHandle {
 
     /// The hub behind this server.
     pub fn hub(&self) -> &Hub {
-        &self.shared.hub
+        self.shared.edge.hub()
     }
 
     /// Cluster mode: this node's link to the cluster (`None` in memory).
     pub fn cluster(&self) -> Option<&Arc<Cluster>> {
-        self.shared.cluster.as_ref()
+        self.shared.edge.cluster()
+    }
+
+    /// The connection kit behind this server (shared with other host modes).
+    pub fn edge(&self) -> &Edge {
+        &self.shared.edge
     }
 
     /// A stream of server events. Bounded: a reader more than `event_buffer`
     /// events behind loses the oldest ones (logged as a warning).
     pub fn events(&self) -> impl Stream<Item = Event> + Send + Unpin + 'static {
-        let rx = self.shared.hub.subscribe();
+        let rx = self.shared.edge.hub().subscribe();
         Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
             loop {
                 match rx.recv().await {
@@ -649,27 +499,27 @@ impl ServerHandle {
 
     /// Sends a message (a JSON object with a `type`) to one peer of a room.
     pub async fn send(&self, room_id: &str, user_id: &str, message: Value) -> Result<()> {
-        self.shared.hub.send(room_id, user_id, &message)
+        self.shared.edge.hub().send(room_id, user_id, &message)
     }
 
     /// Sends a message to every peer of a room; returns how many got it.
     pub async fn broadcast(&self, room_id: &str, message: Value) -> Result<usize> {
-        self.shared.hub.broadcast(room_id, &message)
+        self.shared.edge.hub().broadcast(room_id, &message)
     }
 
     /// Removes a peer (`user-left` with `kicked`; its connection closes with 4403).
     pub async fn kick(&self, room_id: &str, user_id: &str) -> Result<()> {
-        self.shared.hub.kick(room_id, user_id)
+        self.shared.edge.hub().kick(room_id, user_id)
     }
 
     /// Every room with its peers.
     pub fn rooms(&self) -> Vec<RoomInfo> {
-        self.shared.hub.rooms()
+        self.shared.edge.hub().rooms()
     }
 
     /// The peers of one room, in join order.
     pub fn peers(&self, room_id: &str) -> Option<Vec<PeerInfo>> {
-        self.shared.hub.peers(room_id)
+        self.shared.edge.hub().peers(room_id)
     }
 
     /// Reads the TLS certificate and key files again; handshakes from now on
@@ -684,7 +534,7 @@ impl ServerHandle {
 
     /// Open WebSocket connections.
     pub fn connection_count(&self) -> usize {
-        self.shared.open.load(Ordering::Relaxed)
+        self.shared.edge.connection_count()
     }
 
     /// Graceful drain: `/ready` answers 503, new upgrades get 503, every client gets
@@ -695,30 +545,7 @@ impl ServerHandle {
         if *s.stopped.borrow() {
             return;
         }
-        info!(connections = s.open.load(Ordering::Relaxed), "draining");
-        s.hub.drain();
-        let wait_closed = async {
-            loop {
-                let notified = s.all_closed.notified();
-                if s.open.load(Ordering::Acquire) == 0 {
-                    break;
-                }
-                notified.await;
-            }
-        };
-        if tokio::time::timeout(s.config.drain_timeout, wait_closed)
-            .await
-            .is_err()
-        {
-            warn!(
-                left = s.open.load(Ordering::Relaxed),
-                "drain timeout passed; closing the rest"
-            );
-        }
-        if let Some(cluster) = &s.cluster {
-            // Every session is away now: hand them over to the cluster.
-            cluster.shutdown().await;
-        }
+        s.edge.drain().await;
         s.stop_accepting.notify_one();
         self.stopped().await;
         info!("stopped");

@@ -1,6 +1,8 @@
-//! One WebSocket connection: reads frames into the hub, writes the outbox in
-//! batches (feed every queued frame, flush once), pings, and enforces the
-//! heartbeat, size and frame-type rules.
+//! The built-in transport of the connection kit: one tokio-tungstenite socket
+//! driving an [`EdgeConnection`]. It reads frames into the kit, writes the outbox
+//! in batches (feed every queued frame, flush once) and pings when the kit's
+//! liveness clock says so; the rules themselves (sizes, frame types, heartbeat,
+//! stuck writes) are the kit's.
 //!
 //! It is a hand-written `Future` rather than an `async fn` with `select!`: the
 //! task lives as long as the connection, and a generated state machine kept
@@ -23,7 +25,8 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::hub::{Connection, Next, Outbox};
+use crate::edge::{EdgeConnection, Tick, Violation};
+use crate::hub::{Next, Outbox};
 use crate::protocol::{close, Frame};
 
 /// Read buffer per connection. tungstenite's 128 KiB default is allocated per
@@ -44,13 +47,6 @@ pub(crate) fn ws_config(max_message_bytes: usize) -> WebSocketConfig {
         .max_write_buffer_size(usize::MAX)
         .max_message_size(Some(max_message_bytes))
         .max_frame_size(Some(max_message_bytes))
-}
-
-/// Heartbeat settings of one connection.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Heartbeat {
-    pub interval: Duration,
-    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,20 +73,14 @@ enum Phase {
 /// Runs a connection to its end, then settles its session in the hub.
 pub(crate) struct ConnectionTask<S> {
     ws: WebSocketStream<S>,
-    conn: Option<Connection>,
+    conn: Option<EdgeConnection>,
     outbox: Arc<Outbox>,
     batch: Vec<Frame>,
     phase: Phase,
-    heartbeat: Heartbeat,
-    last_heard: Instant,
-    next_ping: Instant,
     ping_due: bool,
-    /// When the current write started: a write stuck past the heartbeat timeout
-    /// (a client that takes no frames) drops the connection; its session goes away.
-    write_started: Option<Instant>,
     client_close: Option<u16>,
     /// One timer for the connection's life, re-armed only when it fires, never per
-    /// message. It fires at least every heartbeat timeout to check the deadlines.
+    /// message: the kit's liveness clock says when it must fire next.
     timer: Pin<Box<Sleep>>,
 }
 
@@ -106,34 +96,22 @@ impl<S> ConnectionTask<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    pub(crate) fn new(ws: WebSocketStream<S>, conn: Connection, heartbeat: Heartbeat) -> Self {
-        let now = Instant::now();
+    pub(crate) fn new(ws: WebSocketStream<S>, mut conn: EdgeConnection) -> Self {
         let outbox = conn.outbox().clone();
-        let mut task = ConnectionTask {
+        let next = match conn.tick() {
+            Tick::Idle(next) | Tick::Ping(next) => next,
+            Tick::Drop => Instant::now(),
+        };
+        ConnectionTask {
             ws,
             conn: Some(conn),
             outbox,
             batch: Vec::new(),
             phase: Phase::Open,
-            heartbeat,
-            last_heard: now,
-            next_ping: now + heartbeat.interval,
             ping_due: false,
-            write_started: None,
             client_close: None,
-            timer: Box::pin(tokio::time::sleep_until(now)),
-        };
-        task.rearm(now);
-        task
-    }
-
-    fn rearm(&mut self, now: Instant) {
-        let silence = self.last_heard + self.heartbeat.interval + self.heartbeat.timeout;
-        let deadline = self
-            .next_ping
-            .min(silence)
-            .min(now + self.heartbeat.timeout);
-        self.timer.as_mut().reset(deadline);
+            timer: Box::pin(tokio::time::sleep_until(next)),
+        }
     }
 
     fn start_close(&mut self, code: u16, reason: &'static str) {
@@ -150,7 +128,7 @@ where
         self.timer.as_mut().reset(Instant::now() + CLOSE_GRACE);
     }
 
-    fn conn(&mut self) -> &mut Connection {
+    fn conn(&mut self) -> &mut EdgeConnection {
         self.conn
             .as_mut()
             .expect("the connection lives until the task ends")
@@ -160,24 +138,11 @@ where
     fn on_inbound(&mut self, item: Option<Result<Message, WsError>>) {
         let closing = matches!(self.phase, Phase::Closing { .. });
         if let Some(Ok(_)) = &item {
-            self.last_heard = Instant::now();
+            self.conn().heard();
         }
         match item {
-            Some(Ok(Message::Text(text))) if !closing => {
-                // A bug in one message's handling costs that connection (1011),
-                // never the server or the other connections.
-                let conn = self.conn();
-                let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    conn.handle_text(text.as_str())
-                }));
-                if handled.is_err() {
-                    conn.close(close::INTERNAL, "internal error");
-                }
-            }
-            Some(Ok(Message::Binary(_))) if !closing => {
-                self.conn()
-                    .close(close::UNSUPPORTED_DATA, "binary frames are not accepted");
-            }
+            Some(Ok(Message::Text(text))) if !closing => self.conn().text(text.as_str()),
+            Some(Ok(Message::Binary(_))) if !closing => self.conn().violation(Violation::Binary),
             Some(Ok(Message::Close(frame))) => {
                 if closing {
                     // The client's answer to our close: the handshake is complete.
@@ -197,16 +162,14 @@ where
             }
             Some(Ok(_)) => {} // ping (answered by tungstenite), pong, data while closing
             Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) if !closing => {
-                self.conn().close(close::TOO_BIG, "message too big");
-                self.start_close(close::TOO_BIG, "message too big");
+                self.violate(Violation::TooBig)
             }
             // The TCP connection ended without a close frame: a network cut, not a violation.
             Some(Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake))) => {
                 self.phase = Phase::Done
             }
             Some(Err(WsError::Protocol(_) | WsError::Utf8(_))) if !closing => {
-                self.conn().close(close::PROTOCOL_ERROR, "protocol error");
-                self.start_close(close::PROTOCOL_ERROR, "protocol error");
+                self.violate(Violation::Protocol)
             }
             Some(Err(_)) | None => self.phase = Phase::Done,
         }
@@ -279,7 +242,7 @@ where
                 match Pin::new(&mut self.ws).poll_flush(cx) {
                     Poll::Ready(Ok(())) => {
                         self.batch.clear();
-                        self.write_started = None;
+                        self.conn().written();
                         self.phase = Phase::Open;
                         true
                     }
@@ -365,32 +328,35 @@ where
 
     fn begin_write(&mut self, next: usize) {
         self.phase = Phase::Writing { next };
-        self.write_started.get_or_insert_with(Instant::now);
+        self.conn().writing();
     }
 
-    /// The timer fired: deadlines, pings, re-arm.
+    /// A violation the socket layer reported: the kit closes the hub side; the
+    /// close frame goes out before anything else is read (a further read would
+    /// only fail again).
+    fn violate(&mut self, violation: Violation) {
+        self.conn().violation(violation);
+        let (code, reason) = violation.close();
+        self.start_close(code, reason);
+    }
+
+    /// The timer fired: the close grace, or the kit's liveness decision.
     fn on_timer(&mut self) {
-        let now = Instant::now();
         if matches!(self.phase, Phase::Closing { .. }) {
             // The close handshake did not finish in time.
             self.phase = Phase::Done;
             return;
         }
-        let silent_for = now.saturating_duration_since(self.last_heard);
-        let stuck = self
-            .write_started
-            .is_some_and(|t| now.saturating_duration_since(t) >= self.heartbeat.timeout);
-        if silent_for >= self.heartbeat.interval + self.heartbeat.timeout || stuck {
+        match self.conn().tick() {
             // Missed heartbeat, or a client that takes no frames: drop the TCP
             // connection; the session is away and can resume.
-            self.phase = Phase::Done;
-            return;
+            Tick::Drop => self.phase = Phase::Done,
+            Tick::Ping(next) => {
+                self.ping_due = true;
+                self.timer.as_mut().reset(next);
+            }
+            Tick::Idle(next) => self.timer.as_mut().reset(next),
         }
-        if now >= self.next_ping {
-            self.next_ping = now + self.heartbeat.interval;
-            self.ping_due = true;
-        }
-        self.rearm(now);
     }
 }
 

@@ -1,6 +1,7 @@
 //! Trusted proxies: which TCP peers may tell us the client's address through
-//! `X-Forwarded-For` / `X-Real-IP`, and how that address is worked out. Per-IP
-//! limits, auth hooks, events and logs all use the result.
+//! `X-Forwarded-For`, `Forwarded` (RFC 7239) or `X-Real-IP`, and how that
+//! address is worked out. Per-IP limits, auth hooks, events and logs all use the
+//! result, in every host mode (the connection kit calls this).
 
 use std::net::IpAddr;
 
@@ -124,6 +125,23 @@ impl TrustedProxies {
     }
 }
 
+/// The `for=` hops of `Forwarded` header lines (RFC 7239), in order, as
+/// `X-Forwarded-For` would list them. A hop without `for=` becomes `unknown`, so
+/// the walk stops there as at any unparsable entry.
+pub fn forwarded_hops<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    lines
+        .into_iter()
+        .flat_map(|line| line.split(','))
+        .map(|element| {
+            element
+                .split(';')
+                .filter_map(|pair| pair.split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("for"))
+                .map_or("unknown", |(_, v)| v.trim().trim_matches('"'))
+        })
+        .collect()
+}
+
 /// One `X-Forwarded-For` entry: an address, possibly with a port
 /// (`1.2.3.4:5678`, `[2001:db8::1]:443`).
 fn parse_hop(hop: &str) -> Option<IpAddr> {
@@ -145,6 +163,25 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn forwarded_header_hops() {
+        let hops = forwarded_hops([
+            "for=192.0.2.60;proto=http;by=203.0.113.43",
+            "For=\"[2001:db8:cafe::17]:4711\", proto=https",
+        ]);
+        assert_eq!(hops, ["192.0.2.60", "[2001:db8:cafe::17]:4711", "unknown"]);
+        let p = TrustedProxies::new(&["10.0.0.0/8"]).unwrap();
+        assert_eq!(
+            p.client_ip(ip("10.0.0.2"), hops[..2].iter().copied(), None),
+            ip("2001:db8:cafe::17")
+        );
+        assert_eq!(
+            p.client_ip(ip("10.0.0.2"), forwarded_hops(["for=_hidden"]), None),
+            ip("10.0.0.2"),
+            "an obfuscated hop stops the walk at the proxy"
+        );
     }
 
     #[test]

@@ -1,0 +1,284 @@
+//! Admission: from the facts of one upgrade request to "accept" (client IP,
+//! identity, subprotocol, a counted connection slot) or "refuse" (an HTTP status).
+//! Every host mode asks this, so origin, per-IP and global limits, draining,
+//! trusted proxies, handshake auth and the refusal metrics exist once.
+
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tracing::debug;
+
+use super::EdgeInner;
+use crate::auth::{token_from_request, AuthRequest, Identity};
+use crate::hub::Refusal;
+use crate::protocol::SUBPROTOCOL_JSON;
+use crate::proxy::forwarded_hops;
+
+/// What a transport knows about one upgrade request. Build it with
+/// [`UpgradeRequest::new`] and add every header ([`UpgradeRequest::header`]): the
+/// kit picks out the ones it reads (`Origin`, `X-Forwarded-For`, `Forwarded`,
+/// `X-Real-IP`, `Authorization`, `Sec-WebSocket-Protocol`).
+#[derive(Clone, Default)]
+pub struct UpgradeRequest {
+    /// The TCP peer's address (`None` when the host can not tell, e.g. a Unix socket).
+    pub peer: Option<IpAddr>,
+    /// The request path, without the query string.
+    pub path: String,
+    /// The query string after `?`, if any.
+    pub query: Option<String>,
+    origin: Option<String>,
+    forwarded_for: Vec<String>,
+    forwarded: Vec<String>,
+    real_ip: Option<String>,
+    authorization: Option<String>,
+    protocols: Vec<String>,
+}
+
+impl std::fmt::Debug for UpgradeRequest {
+    // Never prints credentials (the query may carry `token=`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpgradeRequest")
+            .field("peer", &self.peer)
+            .field("path", &self.path)
+            .field("origin", &self.origin)
+            .field("forwarded_for", &self.forwarded_for)
+            .field("forwarded", &self.forwarded)
+            .field("protocols", &self.protocols)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UpgradeRequest {
+    /// A request from `peer` for `target` (a path with an optional `?query`).
+    pub fn new(peer: Option<IpAddr>, target: &str) -> UpgradeRequest {
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p, Some(q.to_owned())),
+            None => (target, None),
+        };
+        UpgradeRequest {
+            peer,
+            path: path.to_owned(),
+            query,
+            ..UpgradeRequest::default()
+        }
+    }
+
+    /// Adds one header line (names are case-insensitive; repeated lines add up
+    /// where the header is a list). Headers the kit does not read are ignored.
+    pub fn header(&mut self, name: &str, value: &str) -> &mut Self {
+        let value = value.trim();
+        let is = |n: &str| name.eq_ignore_ascii_case(n);
+        if is("origin") {
+            self.origin.get_or_insert_with(|| value.to_owned());
+        } else if is("x-forwarded-for") {
+            self.forwarded_for.push(value.to_owned());
+        } else if is("forwarded") {
+            self.forwarded.push(value.to_owned());
+        } else if is("x-real-ip") {
+            self.real_ip.get_or_insert_with(|| value.to_owned());
+        } else if is("authorization") {
+            self.authorization.get_or_insert_with(|| value.to_owned());
+        } else if is("sec-websocket-protocol") {
+            self.protocols
+                .extend(value.split(',').map(|p| p.trim().to_owned()));
+        }
+        self
+    }
+
+    /// Adds every header of an iterator of `(name, value)` pairs.
+    pub fn headers<'a>(&mut self, all: impl IntoIterator<Item = (&'a str, &'a str)>) -> &mut Self {
+        for (name, value) in all {
+            self.header(name, value);
+        }
+        self
+    }
+
+    /// The `Origin` header, if any.
+    pub fn origin(&self) -> Option<&str> {
+        self.origin.as_deref()
+    }
+}
+
+/// Why an upgrade was refused: the HTTP answer to give instead of `101`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    /// 401, 403, 429 or 503.
+    pub status: u16,
+    /// A short plain-text body.
+    pub body: &'static str,
+    /// Extra headers (`WWW-Authenticate: Bearer` with 401).
+    pub headers: &'static [(&'static str, &'static str)],
+}
+
+impl Refused {
+    fn new(status: u16) -> Refused {
+        Refused {
+            status,
+            body: "connection refused\n",
+            headers: if status == 401 {
+                &[("www-authenticate", "Bearer")]
+            } else {
+                &[]
+            },
+        }
+    }
+
+    /// The standard reason phrase of the status.
+    pub fn reason_phrase(&self) -> &'static str {
+        match self.status {
+            401 => "Unauthorized",
+            403 => "Forbidden",
+            404 => "Not Found",
+            429 => "Too Many Requests",
+            _ => "Service Unavailable",
+        }
+    }
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, self.reason_phrase())
+    }
+}
+
+/// An admitted upgrade: answer `101` (with [`Admitted::subprotocol`]), then
+/// [`Admitted::open`] the connection. Dropping it gives the slot back.
+#[derive(Debug)]
+pub struct Admitted {
+    pub(super) slot: Slot,
+    pub(super) origin: Option<String>,
+    pub(super) path: String,
+    pub(super) identity: Option<Identity>,
+    subprotocol: Option<&'static str>,
+}
+
+impl Admitted {
+    /// The client's IP after trusted-proxy resolution.
+    pub fn ip(&self) -> IpAddr {
+        self.slot.ip
+    }
+
+    /// The subprotocol to select in the `101` answer (`webrtc-signaling` when
+    /// the client offered it).
+    pub fn subprotocol(&self) -> Option<&'static str> {
+        self.subprotocol
+    }
+
+    /// Who the handshake's token belongs to (`None`: auth off, or the client
+    /// authenticates with its first message).
+    pub fn identity(&self) -> Option<&Identity> {
+        self.identity.as_ref()
+    }
+}
+
+/// One counted connection (server-wide and for its IP); dropping it gives both back.
+#[derive(Debug)]
+pub(super) struct Slot {
+    edge: Arc<EdgeInner>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let edge = &self.edge;
+        let mut per_ip = edge.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+        drop(per_ip);
+        if edge.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            edge.all_closed.notify_waiters();
+        }
+    }
+}
+
+/// Where a request without a known peer address is counted (one shared bucket:
+/// the per-IP limit then holds for all of them together, never for none).
+const UNKNOWN_PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+
+impl EdgeInner {
+    /// The client's address: the peer's, or, from a trusted proxy, the one its
+    /// forwarding headers name (`X-Forwarded-For`, else `Forwarded`, else `X-Real-IP`).
+    pub(super) fn client_ip(&self, req: &UpgradeRequest) -> IpAddr {
+        let peer = req.peer.unwrap_or(UNKNOWN_PEER);
+        let hops: Vec<&str> = if req.forwarded_for.is_empty() {
+            forwarded_hops(req.forwarded.iter().map(String::as_str))
+        } else {
+            req.forwarded_for.iter().map(String::as_str).collect()
+        };
+        self.proxies.client_ip(peer, hops, req.real_ip.as_deref())
+    }
+
+    fn refuse(&self, why: Refusal, status: u16, req: &UpgradeRequest, ip: IpAddr) -> Refused {
+        self.hub.metrics().handshake_refused(why);
+        debug!(peer = ?req.peer, %ip, status, "upgrade refused");
+        Refused::new(status)
+    }
+
+    /// The checks of PROTOCOL.md §2, in order: origin 403, per-IP 429, capacity
+    /// 503, draining 503; then the handshake token (401).
+    pub(super) async fn admit(self: &Arc<Self>, req: &UpgradeRequest) -> Result<Admitted, Refused> {
+        let ip = self.client_ip(req);
+        let config = &self.config;
+        if let (false, Some(origin)) = (config.allowed_origins.is_empty(), req.origin()) {
+            if !config.allowed_origins.iter().any(|o| o == origin) {
+                return Err(self.refuse(Refusal::Origin, 403, req, ip));
+            }
+        }
+        {
+            let mut per_ip = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+            let n = per_ip.entry(ip).or_insert(0);
+            if config.max_conns_per_ip > 0 && *n >= config.max_conns_per_ip {
+                if *n == 0 {
+                    per_ip.remove(&ip);
+                }
+                drop(per_ip);
+                return Err(self.refuse(Refusal::PerIp, 429, req, ip));
+            }
+            *n += 1;
+        }
+        let open = self.open.fetch_add(1, Ordering::AcqRel);
+        // From here on the slot is held; dropping it gives both counters back.
+        let slot = Slot {
+            edge: self.clone(),
+            ip,
+        };
+        if config.max_conns > 0 && open >= config.max_conns {
+            return Err(self.refuse(Refusal::Capacity, 503, req, ip));
+        }
+        if self.hub.is_draining() {
+            return Err(self.refuse(Refusal::Draining, 503, req, ip));
+        }
+        let auth = AuthRequest {
+            token: token_from_request(req.query.as_deref(), req.authorization.as_deref()),
+            origin: req.origin.clone(),
+            ip: Some(ip),
+            path: req.path.clone(),
+        };
+        // Boxed: the check's state would otherwise sit in every caller's future.
+        let identity = match Box::pin(self.hub.authenticate_handshake(&auth)).await {
+            Ok(identity) => identity,
+            Err(e) => {
+                debug!(%ip, reason = e.reason(), "handshake token refused: {e}");
+                return Err(self.refuse(Refusal::Unauthorized, 401, req, ip));
+            }
+        };
+        let AuthRequest { origin, path, .. } = auth;
+        let subprotocol = req
+            .protocols
+            .iter()
+            .any(|p| p.eq_ignore_ascii_case(SUBPROTOCOL_JSON))
+            .then_some(SUBPROTOCOL_JSON);
+        Ok(Admitted {
+            slot,
+            origin,
+            path,
+            identity,
+            subprotocol,
+        })
+    }
+}

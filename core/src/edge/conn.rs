@@ -1,0 +1,289 @@
+//! One admitted connection as every transport drives it: text frames in,
+//! violations the socket layer saw (binary, too big, protocol error) become the
+//! protocol's close codes here, a panic in one message's handling costs only that
+//! connection (1011), and the liveness rules (pings, silence, stuck writes) are
+//! decided here; the transport only moves bytes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::admit::{Admitted, Slot};
+use crate::hub::{ConnectInfo, Connection, Hub, Outbox};
+use crate::protocol::close;
+
+/// Who keeps the connection alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// The transport sends WebSocket pings when [`EdgeConnection::tick`] says so
+    /// and reports every frame it hears (pongs included) with
+    /// [`EdgeConnection::heard`]; silence past interval + timeout drops it.
+    Pings,
+    /// The host's WebSocket server pings and reports a dead peer as a
+    /// disconnect (uvicorn, Spring, Jetty): the kit only watches stuck writes.
+    Host,
+}
+
+/// A violation the socket layer detected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Violation {
+    /// A binary frame: 1003.
+    Binary,
+    /// A frame or message over `max_message_bytes`: 1009.
+    TooBig,
+    /// Bad framing or invalid UTF-8: 1002.
+    Protocol,
+}
+
+impl Violation {
+    /// The close code and reason the connection gets.
+    pub fn close(self) -> (u16, &'static str) {
+        match self {
+            Violation::Binary => (close::UNSUPPORTED_DATA, "binary frames are not accepted"),
+            Violation::TooBig => (close::TOO_BIG, "message too big"),
+            Violation::Protocol => (close::PROTOCOL_ERROR, "protocol error"),
+        }
+    }
+
+    /// The violation behind a close code (1002, 1003, 1009), for hosts that
+    /// report violations by code.
+    pub fn from_code(code: u16) -> Option<Violation> {
+        match code {
+            close::UNSUPPORTED_DATA => Some(Violation::Binary),
+            close::TOO_BIG => Some(Violation::TooBig),
+            close::PROTOCOL_ERROR => Some(Violation::Protocol),
+            _ => None,
+        }
+    }
+}
+
+/// What the transport should do after [`EdgeConnection::tick`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tick {
+    /// Nothing; call `tick` again by this time at the latest.
+    Idle(Instant),
+    /// Send a WebSocket ping now (then tick again by this time).
+    Ping(Instant),
+    /// Drop the socket without a close frame: the peer is silent or takes no
+    /// frames. The session goes away and may resume, as after a network cut.
+    Drop,
+}
+
+/// The liveness clock of one connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clock {
+    mode: Liveness,
+    interval: Duration,
+    timeout: Duration,
+    last_heard: Instant,
+    next_ping: Instant,
+    write_started: Option<Instant>,
+}
+
+impl Clock {
+    pub(crate) fn new(mode: Liveness, interval: Duration, timeout: Duration) -> Clock {
+        let now = Instant::now();
+        Clock {
+            mode,
+            interval,
+            timeout,
+            last_heard: now,
+            next_ping: now + interval,
+            write_started: None,
+        }
+    }
+
+    pub(crate) fn heard(&mut self, now: Instant) {
+        self.last_heard = now;
+    }
+
+    pub(crate) fn write_started(&mut self, now: Instant) {
+        self.write_started.get_or_insert(now);
+    }
+
+    pub(crate) fn write_done(&mut self) {
+        self.write_started = None;
+    }
+
+    pub(crate) fn tick(&mut self, now: Instant) -> Tick {
+        let stuck = self
+            .write_started
+            .is_some_and(|t| now.saturating_duration_since(t) >= self.timeout);
+        let silent = self.mode == Liveness::Pings
+            && now.saturating_duration_since(self.last_heard) >= self.interval + self.timeout;
+        if stuck || silent {
+            return Tick::Drop;
+        }
+        // Wake at least every timeout to check for a stuck write.
+        let mut next = now + self.timeout;
+        if self.mode == Liveness::Pings {
+            let ping = now >= self.next_ping;
+            if ping {
+                self.next_ping = now + self.interval;
+            }
+            next = next
+                .min(self.next_ping)
+                .min(self.last_heard + self.interval + self.timeout);
+            if ping {
+                return Tick::Ping(next);
+            }
+        }
+        Tick::Idle(next)
+    }
+}
+
+/// An open connection: the hub's [`Connection`], its admission slot and its
+/// liveness clock. Frames to write come out of [`EdgeConnection::outbox`]
+/// (every reply, relayed message and close request, the kit's own included).
+/// Call [`EdgeConnection::finish`] when the socket is gone; dropping it counts
+/// as an end without a close frame.
+#[derive(Debug)]
+pub struct EdgeConnection {
+    conn: Connection,
+    outbox: Arc<Outbox>,
+    max_message_bytes: usize,
+    clock: Clock,
+    _slot: Slot,
+}
+
+impl Admitted {
+    /// Opens the hub connection (its `connected` message is queued already).
+    pub fn open(self, hub: &Hub, liveness: Liveness) -> EdgeConnection {
+        let config = hub.config();
+        let ip = self.ip();
+        let conn = hub.connect(ConnectInfo {
+            ip: Some(ip),
+            origin: self.origin,
+            path: self.path,
+            token: None,
+            identity: self.identity,
+        });
+        EdgeConnection {
+            outbox: conn.outbox().clone(),
+            conn,
+            max_message_bytes: config.max_message_bytes,
+            clock: Clock::new(
+                liveness,
+                config.heartbeat_interval,
+                config.heartbeat_timeout,
+            ),
+            _slot: self.slot,
+        }
+    }
+}
+
+impl EdgeConnection {
+    /// This connection's `clientId`.
+    pub fn client_id(&self) -> &str {
+        self.conn.client_id()
+    }
+
+    /// The bounded queue of frames to write (and the close request at its end).
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.outbox
+    }
+
+    /// The hub connection underneath.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// One inbound text frame. Frames over `max_message_bytes` close with 1009
+    /// (for hosts whose socket layer does not enforce it); a panic while handling
+    /// it closes this connection with 1011 and nothing else.
+    pub fn text(&mut self, text: &str) {
+        self.clock.heard(Instant::now());
+        if text.len() > self.max_message_bytes {
+            self.violation(Violation::TooBig);
+            return;
+        }
+        let conn = &mut self.conn;
+        let handled =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| conn.handle_text(text)));
+        if handled.is_err() {
+            tracing::error!("handling a message panicked; closing its connection (1011)");
+            conn.close(close::INTERNAL, "internal error");
+        }
+    }
+
+    /// A violation the socket layer saw: the connection closes with its code and
+    /// its memberships end at once.
+    pub fn violation(&self, violation: Violation) {
+        let (code, reason) = violation.close();
+        self.conn.close(code, reason);
+    }
+
+    /// The peer was heard (any frame, pongs included).
+    pub fn heard(&mut self) {
+        self.clock.heard(Instant::now());
+    }
+
+    /// A batch from the outbox is being written; [`EdgeConnection::written`]
+    /// when it is flushed. A write stuck past the heartbeat timeout drops the socket.
+    pub fn writing(&mut self) {
+        self.clock.write_started(Instant::now());
+    }
+
+    /// The current batch was flushed.
+    pub fn written(&mut self) {
+        self.clock.write_done();
+    }
+
+    /// The liveness decision for now.
+    pub fn tick(&mut self) -> Tick {
+        self.clock.tick(Instant::now())
+    }
+
+    /// The socket is gone: `client_close` is the code of the peer's close frame,
+    /// `None` when it ended without one (a cut: the session waits for a resume).
+    pub fn finish(self, client_close: Option<u16>) {
+        self.conn.finish(client_close);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_pings_drops_silence_and_stuck_writes() {
+        let s = Duration::from_secs(1);
+        let mut c = Clock::new(Liveness::Pings, 10 * s, 5 * s);
+        let t0 = c.last_heard;
+        assert_eq!(c.tick(t0), Tick::Idle(t0 + 5 * s));
+        assert_eq!(c.tick(t0 + 10 * s), Tick::Ping(t0 + 15 * s));
+        assert_eq!(
+            c.tick(t0 + 15 * s),
+            Tick::Drop,
+            "silent past interval + timeout"
+        );
+        c.heard(t0 + 14 * s);
+        assert!(matches!(c.tick(t0 + 15 * s), Tick::Idle(_)));
+        c.write_started(t0 + 15 * s);
+        assert!(matches!(c.tick(t0 + 19 * s), Tick::Idle(_)));
+        assert_eq!(
+            c.tick(t0 + 20 * s),
+            Tick::Drop,
+            "a write stuck for the timeout"
+        );
+
+        let mut host = Clock::new(Liveness::Host, 10 * s, 5 * s);
+        let t0 = host.last_heard;
+        assert_eq!(
+            host.tick(t0 + 60 * s),
+            Tick::Idle(t0 + 65 * s),
+            "no pings, no silence rule"
+        );
+        host.write_started(t0 + 60 * s);
+        assert_eq!(host.tick(t0 + 65 * s), Tick::Drop);
+    }
+
+    #[test]
+    fn violations_map_to_close_codes() {
+        for v in [Violation::Binary, Violation::TooBig, Violation::Protocol] {
+            assert_eq!(Violation::from_code(v.close().0), Some(v));
+        }
+        assert_eq!(Violation::from_code(1000), None);
+    }
+}
