@@ -72,8 +72,8 @@ use tracing::info;
 use crate::config::ServerConfig;
 use crate::error::{Error, Result};
 use crate::hub::backplane::{Backplane, ClaimRequest, MemberRecord, NodeTargets, Unavailable};
-use crate::hub::{Hub, WeakHub};
-use crate::protocol::{now_millis, Frame, LeaveReason, ObjectWriter};
+use crate::hub::{Hub, ReplayMirror, WeakHub};
+use crate::protocol::{now_millis, outbound, Frame, LeaveReason};
 
 /// Operations queued for Redis, at most. Past it cross-node sends are refused and a
 /// full resync is scheduled for the state writes that had to be dropped.
@@ -431,18 +431,8 @@ impl Cluster {
             return;
         };
         let body = match error {
-            None => {
-                let mut w = ObjectWriter::typed("ack", 48);
-                w.raw_value("id", id);
-                w.finish()
-            }
-            Some((code, message)) => {
-                let mut w = ObjectWriter::typed("error", 96 + message.len());
-                w.str("code", &code)
-                    .str("message", &message)
-                    .raw_value("ref", id);
-                w.finish()
-            }
+            None => outbound::ack(id),
+            Some((code, message)) => outbound::error(&code, &message, Some(id)),
         };
         hub.deliver_to_session(sender, &body);
     }
@@ -480,6 +470,17 @@ impl Cluster {
     }
 }
 
+impl ReplayMirror for Cluster {
+    fn mirror(&self, session_id: &Arc<str>, seq: u64, frame: &Frame, first_seq: u64) {
+        self.queue(Op::Mirror {
+            sid: session_id.clone(),
+            seq,
+            frame: frame.clone(),
+            first_seq,
+        });
+    }
+}
+
 impl Backplane for Cluster {
     fn available(&self) -> std::result::Result<(), Unavailable> {
         if self.is_up() {
@@ -513,15 +514,6 @@ impl Backplane for Cluster {
         self.queue(Op::Open {
             sid: session_id.clone(),
             token: resume_token.into(),
-        });
-    }
-
-    fn mirror(&self, session_id: &Arc<str>, seq: u64, frame: &Frame, first_seq: u64) {
-        self.queue(Op::Mirror {
-            sid: session_id.clone(),
-            seq,
-            frame: frame.clone(),
-            first_seq,
         });
     }
 

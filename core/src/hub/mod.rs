@@ -19,7 +19,7 @@ mod conn;
 mod metrics;
 pub mod outbox;
 mod rate;
-mod room;
+mod remote;
 mod session;
 
 use std::collections::hash_map::DefaultHasher;
@@ -40,10 +40,10 @@ use crate::auth::Verifier;
 use crate::config::ServerConfig;
 use crate::error::{Error, ErrorCode, Result};
 use crate::event::{Event, Fields};
-use crate::protocol::{close, LeaveReason, MsgType, ObjectWriter};
-use backplane::{remote_member_fields, Backplane};
-pub(crate) use room::RemoteMember;
-use room::{Member, Room};
+use crate::protocol::{close, outbound, LeaveReason, MsgType};
+use backplane::Backplane;
+use session::{Member, Room};
+pub(crate) use session::{RemoteMember, ReplayMirror};
 use session::{ReplayBounds, Session};
 
 const SHARDS: usize = 16;
@@ -307,10 +307,7 @@ impl Hub {
     pub fn drain(&self) {
         self.inner.draining.store(true, Ordering::Release);
         self.inner.metrics.draining.store(1, Ordering::Relaxed);
-        let retry = self.inner.config.drain_retry_after.as_millis() as u64;
-        let mut w = ObjectWriter::typed("draining", 48);
-        w.u64("retryAfterMs", retry);
-        let body = w.finish();
+        let body = self.inner.draining_body();
         for session in self.inner.sessions.values() {
             let mut st = session.lock();
             if let Some(a) = st.attached.clone() {
@@ -335,13 +332,7 @@ impl Hub {
                 "a message needs a string `type`",
             ));
         }
-        let mut w = ObjectWriter::with_capacity(128);
-        for (k, v) in map {
-            if k != "seq" {
-                w.serialize(k, v);
-            }
-        }
-        let body = w.finish();
+        let body = outbound::from_host(map);
         if body.len() > self.inner.config.max_message_bytes {
             return Err(Error::protocol(
                 ErrorCode::MessageTooBig,
@@ -401,27 +392,15 @@ fn room_info(room: &Room) -> RoomInfo {
 }
 
 impl HubInner {
-    /// A `room-info` body with `iceServers` added when TURN credentials are
-    /// configured (fresh ones on every `room-info`).
-    fn with_ice_servers(&self, mut body: String, user_id: &str) -> String {
-        if let Some(turn) = &self.config.turn {
-            let servers = turn.ice_servers(user_id, std::time::SystemTime::now());
-            // The body is an object this hub built: insert before its final `}`.
-            body.pop();
-            body.push_str(",\"iceServers\":");
-            body.push_str(&servers.to_string());
-            body.push('}');
-        }
-        body
+    /// The `iceServers` of a `room-info` for `user_id` when TURN credentials
+    /// are configured (fresh ones on every `room-info`).
+    fn ice_servers(&self, user_id: &str) -> Option<Value> {
+        let turn = self.config.turn.as_ref()?;
+        Some(turn.ice_servers(user_id, std::time::SystemTime::now()))
     }
 
     fn draining_body(&self) -> String {
-        let mut w = ObjectWriter::typed("draining", 48);
-        w.u64(
-            "retryAfterMs",
-            self.config.drain_retry_after.as_millis() as u64,
-        );
-        w.finish()
+        outbound::draining(self.config.drain_retry_after.as_millis() as u64)
     }
 
     /// Whether a relay of this kind becomes an event (see `Hub::set_relay_events`).
@@ -490,7 +469,7 @@ impl HubInner {
             return;
         };
         let left = rs.members.remove(pos);
-        let body = user_left_body(&room.id, &left.user_id, reason);
+        let body = outbound::user_left(&room.id, &left.user_id, reason);
         for m in &rs.members {
             m.session.deliver(&body);
         }
@@ -585,44 +564,18 @@ fn relay_kind_bit(kind: MsgType) -> u8 {
     }
 }
 
-fn user_left_body(room_id: &str, user_id: &str, reason: LeaveReason) -> String {
-    let mut w = ObjectWriter::typed("user-left", 96);
-    w.str("roomId", room_id)
-        .str("userId", user_id)
-        .str("reason", reason.as_str());
-    w.finish()
-}
-
-fn member_fields(w: &mut ObjectWriter, m: &Member) {
-    w.str("userId", &m.user_id)
-        .opt_str("displayName", m.display_name.as_deref())
-        .opt_raw("metadata", m.metadata.as_deref());
-}
-
-fn user_joined_body(room_id: &str, m: &Member) -> String {
-    let mut w = ObjectWriter::typed("user-joined", 128);
-    w.str("roomId", room_id);
-    member_fields(&mut w, m);
-    // The receiver joined earlier, so it is the impolite side toward the newcomer.
-    w.bool("polite", false);
-    w.finish()
-}
-
 /// `room-info` for `you`: the other local members and the remote ones (cluster
-/// mode), merged in join order.
+/// mode), merged in join order; the newcomer is polite toward everyone already
+/// there (a remote peer that joined elsewhere at the same moment may be later).
 fn room_info_body(
     room_id: &str,
     others: &[Member],
     remote: &[RemoteMember],
     you: &Member,
+    ice_servers: Option<&Value>,
 ) -> String {
-    let n = others.len() + remote.len();
-    let mut w = ObjectWriter::typed("room-info", 128 + n * 96);
-    w.str("roomId", room_id);
-    // Both lists are in join order; a remote member's order decides its place.
+    let mut peers = Vec::with_capacity(others.len() + remote.len());
     let (mut l, mut r) = (others.iter().peekable(), remote.iter().peekable());
-    let mut users: Vec<&str> = Vec::with_capacity(n);
-    let mut peers = String::from("[");
     loop {
         let take_local = match (l.peek(), r.peek()) {
             (Some(a), Some(b)) => a.order <= b.order,
@@ -630,32 +583,14 @@ fn room_info_body(
             (None, Some(_)) => false,
             (None, None) => break,
         };
-        if !users.is_empty() {
-            peers.push(',');
-        }
-        let mut p = ObjectWriter::with_capacity(96);
         if take_local {
-            let m = l.next().expect("peeked");
-            users.push(&m.user_id);
-            member_fields(&mut p, m);
-            // The receiver is the newcomer: polite toward everyone already there.
-            p.bool("polite", true);
+            peers.push((l.next().expect("peeked").peer(), true));
         } else {
             let m = r.next().expect("peeked");
-            users.push(&m.user_id);
-            remote_member_fields(&mut p, m);
-            // A peer that joined elsewhere at the same moment may be the later one.
-            p.bool("polite", you.order > m.order);
+            peers.push((m.peer(), you.order > m.order));
         }
-        peers.push_str(&p.finish());
     }
-    peers.push(']');
-    w.serialize("users", &users);
-    w.raw("peers", &peers);
-    let mut y = ObjectWriter::with_capacity(96);
-    member_fields(&mut y, you);
-    w.raw("you", &y.finish());
-    w.finish()
+    outbound::room_info(room_id, &peers, you.peer(), ice_servers)
 }
 
 /// The fields of a body this hub built (always a valid object).

@@ -1,14 +1,24 @@
-//! Sessions: one client identity with its outbound sequence numbers, replay buffer,
-//! acknowledged-id window, rooms, and the connection it is attached to (if any).
+//! Sessions and rooms, which point at each other: a session is one client
+//! identity with its outbound sequence numbers, replay buffer, acknowledged-id
+//! window, rooms, and the connection it is attached to (if any); a room is the
+//! ordered member list (join order gives the polite flag) behind one lock per
+//! room, so routing never takes a global lock. In cluster mode a room also lists
+//! its peers on other nodes (`remote`), and a session mirrors its replay buffer
+//! through a [`ReplayMirror`] (the backplane) so another node can resume it.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::backplane::Backplane;
 use super::outbox::Outbox;
-use super::room::Room;
 use crate::protocol::frame::stamp_seq;
+use crate::protocol::outbound::Peer;
 use crate::protocol::Frame;
+
+/// Where a session's replay buffer is copied in cluster mode (the backplane).
+pub(crate) trait ReplayMirror: Send + Sync + std::fmt::Debug {
+    /// A frame entered a session's replay buffer (`first_seq`: its oldest kept seq).
+    fn mirror(&self, session_id: &Arc<str>, seq: u64, frame: &Frame, first_seq: u64);
+}
 
 /// Bounds of the replay buffer.
 #[derive(Debug, Clone, Copy)]
@@ -53,7 +63,7 @@ pub(crate) struct SessionState {
     seen_order: VecDeque<Box<str>>,
     /// Cluster mode: every buffered frame is mirrored here, so another node can
     /// resume this session.
-    mirror: Option<(Arc<str>, Arc<dyn Backplane>)>,
+    mirror: Option<(Arc<str>, Arc<dyn ReplayMirror>)>,
 }
 
 impl Session {
@@ -99,10 +109,10 @@ impl Session {
 /// were replayed. Called under the session's lock, so no live message slips in
 /// between.
 pub(crate) fn queue_resumed(outbox: &Outbox, session_id: &str, frames: Vec<Frame>) -> usize {
-    let mut w = crate::protocol::ObjectWriter::typed("resumed", 96);
-    w.str("sessionId", session_id)
-        .u64("replayed", frames.len() as u64);
-    outbox.push(Frame::from(w.finish()));
+    outbox.push(Frame::from(crate::protocol::outbound::resumed(
+        session_id,
+        frames.len(),
+    )));
     let n = frames.len();
     for f in frames {
         outbox.push(f);
@@ -172,7 +182,7 @@ impl SessionState {
     }
 
     /// Mirrors every frame buffered from now on to the cluster.
-    pub(crate) fn set_mirror(&mut self, session_id: Arc<str>, backplane: Arc<dyn Backplane>) {
+    pub(crate) fn set_mirror(&mut self, session_id: Arc<str>, backplane: Arc<dyn ReplayMirror>) {
         self.mirror = Some((session_id, backplane));
     }
 
@@ -250,6 +260,102 @@ impl SessionState {
 
     pub(crate) fn is_away(&self) -> bool {
         self.attached.is_none() && !self.ended
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Member {
+    pub user_id: Arc<str>,
+    pub session: Arc<Session>,
+    pub display_name: Option<Arc<str>>,
+    /// Raw JSON text of the member's metadata.
+    pub metadata: Option<Arc<str>>,
+    /// Cluster-wide join order (0 without a cluster: the Vec order is the join order).
+    pub order: u64,
+}
+
+/// A peer of the room whose session lives on another node (cluster mode).
+#[derive(Debug, Clone)]
+pub(crate) struct RemoteMember {
+    pub user_id: Arc<str>,
+    pub session_id: Arc<str>,
+    pub node: Arc<str>,
+    pub display_name: Option<Arc<str>>,
+    pub metadata: Option<Arc<str>>,
+    pub order: u64,
+}
+
+impl Member {
+    /// How messages show this member.
+    pub(crate) fn peer(&self) -> Peer<'_> {
+        Peer {
+            user_id: &self.user_id,
+            display_name: self.display_name.as_deref(),
+            metadata: self.metadata.as_deref(),
+        }
+    }
+}
+
+impl RemoteMember {
+    /// How messages show this member.
+    pub(crate) fn peer(&self) -> Peer<'_> {
+        Peer {
+            user_id: &self.user_id,
+            display_name: self.display_name.as_deref(),
+            metadata: self.metadata.as_deref(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Room {
+    pub id: Arc<str>,
+    members: Mutex<RoomState>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct RoomState {
+    /// In join order: of any two members the later one is the polite one.
+    /// A Vec: rooms are small (a mesh call), lookups by id scan it.
+    pub members: Vec<Member>,
+    /// Peers on other nodes, by `order` (always empty without a cluster).
+    pub remote: Vec<RemoteMember>,
+    /// Set when the last member left and the room was unlisted; a join that
+    /// raced with that looks the room up again.
+    pub removed: bool,
+}
+
+impl RoomState {
+    pub(crate) fn find(&self, user_id: &str) -> Option<&Member> {
+        self.members.iter().find(|m| &*m.user_id == user_id)
+    }
+
+    pub(crate) fn find_remote(&self, user_id: &str) -> Option<&RemoteMember> {
+        self.remote.iter().find(|m| &*m.user_id == user_id)
+    }
+
+    /// No peer at all, local or remote: the room can be unlisted.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.members.is_empty() && self.remote.is_empty()
+    }
+
+    pub(crate) fn position_of_session(&self, session: &Arc<Session>) -> Option<usize> {
+        self.members
+            .iter()
+            .position(|m| Arc::ptr_eq(&m.session, session))
+    }
+}
+
+impl Room {
+    pub(crate) fn new(id: Arc<str>) -> Self {
+        Room {
+            id,
+            members: Mutex::new(RoomState::default()),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, RoomState> {
+        self.members.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

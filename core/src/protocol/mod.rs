@@ -3,6 +3,7 @@
 
 pub(crate) mod frame;
 pub(crate) mod inbound;
+pub mod outbound;
 
 pub use frame::{Frame, ObjectWriter};
 pub use inbound::{parse_client_message, ClientMessage, Entries, Key, MsgType, ParseError};

@@ -1,0 +1,131 @@
+//! Relaying `offer`/`answer`/`candidate`/`message`/`chat` to one peer or the
+//! room, locally or through the cluster, with the stamped `from`.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::state::{refuse, Accepted, ConnCore, Refusal};
+use crate::error::ErrorCode;
+use crate::event::Event;
+use crate::hub::backplane::NodeTargets;
+use crate::hub::body_fields;
+use crate::hub::session::TooBig;
+use crate::protocol::{outbound, ClientMessage, MsgType};
+
+/// Room-wide copies get `"seq":N,` prefixed per receiver: at most this many bytes.
+const MAX_SEQ_STAMP: usize = 28;
+
+impl ConnCore {
+    pub(super) fn relay(&mut self, msg: &ClientMessage<'_>) -> Result<Accepted, Refusal> {
+        let (room, from) = self.resolve_room(msg.room_id.as_deref())?;
+        let max = self.hub.config.max_message_bytes;
+        // The stamped copy must still fit the receivers' size limit.
+        let too_big = || {
+            refuse(
+                ErrorCode::MessageTooBig,
+                "the message is too big once `from` is added",
+            )
+        };
+        let mut accepted = Accepted::Now;
+        let delivered = match msg.to.as_deref() {
+            Some(to) => {
+                let (target, remote) = {
+                    let rs = room.lock();
+                    match rs.find(to) {
+                        Some(m) => (Some(m.session.clone()), None),
+                        None => (None, rs.find_remote(to).map(NodeTargets::of)),
+                    }
+                };
+                let not_found = || {
+                    refuse(
+                        ErrorCode::PeerNotFound,
+                        format!("no peer `{to}` in room `{}`", room.id),
+                    )
+                };
+                match (target, remote) {
+                    // One receiver: build its frame, `seq` included, in one pass.
+                    (Some(target), _) => match target.lock().deliver_built(max, |seq| {
+                        outbound::forward(msg, Some(seq), &from, &room.id)
+                    }) {
+                        Ok(Some(_)) => 1,
+                        Ok(None) => return not_found(),
+                        Err(TooBig) => return too_big(),
+                    },
+                    // On another node (cluster mode): it counts as relayed there.
+                    (None, Some(remote)) => {
+                        let body = outbound::forward(msg, None, &from, &room.id);
+                        if body.len() + MAX_SEQ_STAMP > max {
+                            return too_big();
+                        }
+                        accepted = self.send_remote(&room.id, vec![remote], body, true, msg)?;
+                        0
+                    }
+                    (None, None) => return not_found(),
+                }
+            }
+            None => {
+                let body = outbound::forward(msg, None, &from, &room.id);
+                if body.len() + MAX_SEQ_STAMP > max {
+                    return too_big();
+                }
+                let include_self = msg.kind == MsgType::Chat;
+                let rs = room.lock();
+                let remote = NodeTargets::group(&rs.remote);
+                if !remote.is_empty() {
+                    // All or nothing: no local copies when the other nodes can't be reached.
+                    let bp = self.hub.backplane().expect("remote members mean a cluster");
+                    bp.available().map_err(|u| (ErrorCode::Internal, u.0))?;
+                }
+                let n = rs
+                    .members
+                    .iter()
+                    .filter(|m| include_self || !Arc::ptr_eq(&m.session, &self.session))
+                    .filter(|m| m.session.deliver(&body).is_some())
+                    .count();
+                if !remote.is_empty() {
+                    accepted = self.send_remote(&room.id, remote, body, false, msg)?;
+                }
+                n
+            }
+        };
+        self.hub
+            .metrics
+            .messages_relayed
+            .fetch_add(delivered as u64, Ordering::Relaxed);
+        if !self.hub.relay_event_wanted(msg.kind) {
+            return Ok(accepted);
+        }
+        self.hub.emit(|| {
+            let fields = body_fields(&outbound::forward(msg, None, &from, &room.id));
+            match msg.kind {
+                MsgType::Offer => Event::Offer(fields),
+                MsgType::Answer => Event::Answer(fields),
+                MsgType::Candidate => Event::Candidate(fields),
+                MsgType::Chat => Event::Chat(fields),
+                _ => Event::Message(fields),
+            }
+        });
+        Ok(accepted)
+    }
+
+    /// Hands a message for peers on other nodes to the cluster.
+    pub(super) fn send_remote(
+        &self,
+        room_id: &str,
+        targets: Vec<NodeTargets>,
+        body: String,
+        unicast: bool,
+        msg: &ClientMessage<'_>,
+    ) -> Result<Accepted, Refusal> {
+        let bp = self.hub.backplane().expect("remote members mean a cluster");
+        let id = msg.id.map(|i| i.get());
+        let reply = id.map(|i| (&self.session.id, i));
+        bp.send(room_id, targets, body, unicast, reply)
+            .map_err(|u| (ErrorCode::Internal, u.0))?;
+        Ok(if id.is_some() {
+            Accepted::Later
+        } else {
+            Accepted::Now
+        })
+    }
+}

@@ -1,0 +1,349 @@
+//! What other nodes did, applied to this hub (cluster mode): remote joins and
+//! leaves, deliveries to local sessions, session hand-over on resume, and the
+//! resume-window timers of away sessions.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::backplane::{
+    Backplane, ClaimRequest, Delivered, LocalSession, MemberRecord, SessionParts, SlotState,
+};
+use super::outbox::Fate;
+use super::session::{queue_resumed, Attached, Member, RemoteMember, Session};
+use super::{Hub, HubInner};
+use crate::error::ErrorCode;
+use crate::protocol::{close, outbound, Frame, LeaveReason};
+
+impl HubInner {
+    /// The backplane, if this hub is part of a cluster.
+    pub(crate) fn backplane(&self) -> Option<&Arc<dyn Backplane>> {
+        self.backplane.as_ref()
+    }
+}
+
+impl Hub {
+    /// This hub's backplane.
+    fn bp(&self) -> Option<&Arc<dyn Backplane>> {
+        self.inner.backplane.as_ref()
+    }
+
+    /// A peer joined a room on another node (or its session moved to `member.node`).
+    /// Local members get `user-joined` unless the peer was already listed.
+    pub(crate) fn remote_joined(&self, room_id: &str, member: RemoteMember) {
+        loop {
+            let room = self.inner.room_get_or_create(room_id);
+            let mut rs = room.lock();
+            if rs.removed {
+                continue;
+            }
+            // A session that moved away from this node is listed again as remote.
+            if let Some(pos) = rs
+                .members
+                .iter()
+                .position(|m| *m.session.id == *member.session_id)
+            {
+                if !rs.members[pos].session.lock().ended {
+                    return; // still ours: a stale event
+                }
+                rs.members.remove(pos);
+            }
+            if let Some(existing) = rs
+                .remote
+                .iter_mut()
+                .find(|m| m.session_id == member.session_id)
+            {
+                existing.node = member.node;
+                return;
+            }
+            let body_for = |receiver_order: u64| {
+                outbound::user_joined(&room.id, member.peer(), receiver_order > member.order)
+            };
+            for m in &rs.members {
+                m.session.deliver(&body_for(m.order));
+            }
+            let pos = rs.remote.partition_point(|m| m.order <= member.order);
+            rs.remote.insert(pos, member);
+            return;
+        }
+    }
+
+    /// A peer on another node left a room (or its node is gone).
+    pub(crate) fn remote_left(&self, room_id: &str, session_id: &str, reason: LeaveReason) {
+        let Some(room) = self.inner.rooms.get(room_id) else {
+            return;
+        };
+        let mut rs = room.lock();
+        let Some(pos) = rs.remote.iter().position(|m| &*m.session_id == session_id) else {
+            return;
+        };
+        let left = rs.remote.remove(pos);
+        let body = outbound::user_left(&room.id, &left.user_id, reason);
+        for m in &rs.members {
+            m.session.deliver(&body);
+        }
+        let empty = rs.is_empty();
+        if empty {
+            rs.removed = true;
+        }
+        drop(rs);
+        if empty {
+            self.inner.unlist_room(&room);
+        }
+    }
+
+    /// Every remote member, by room (for a node snapshot and the reaper).
+    pub(crate) fn remote_members(&self) -> Vec<(Arc<str>, RemoteMember)> {
+        let mut out = Vec::new();
+        for room in self.inner.rooms.values() {
+            let rs = room.lock();
+            out.extend(rs.remote.iter().map(|m| (room.id.clone(), m.clone())));
+        }
+        out
+    }
+
+    /// Every local membership (for a resync).
+    pub(crate) fn local_members(&self) -> Vec<MemberRecord> {
+        let mut out = Vec::new();
+        for room in self.inner.rooms.values() {
+            let rs = room.lock();
+            out.extend(rs.members.iter().map(|m| MemberRecord::of(&room.id, m)));
+        }
+        out
+    }
+
+    /// Every live local session with its buffered frames (for a resync).
+    pub(crate) fn local_sessions(&self) -> Vec<LocalSession> {
+        self.inner
+            .sessions
+            .values()
+            .into_iter()
+            .filter_map(|s| {
+                let st = s.lock();
+                (!st.ended).then(|| LocalSession {
+                    id: s.id.clone(),
+                    resume_token: s.resume_token.clone(),
+                    away: st.attached.is_none(),
+                    frames: st.buffered_frames(),
+                })
+            })
+            .collect()
+    }
+
+    /// Delivers a message from another node to local sessions in `room_id`.
+    pub(crate) fn deliver_remote(
+        &self,
+        room_id: &str,
+        targets: &[Arc<str>],
+        body: &str,
+        unicast: bool,
+    ) -> Delivered {
+        let mut delivered = 0u64;
+        for sid in targets {
+            let Some(session) = self.inner.sessions.get(sid) else {
+                continue;
+            };
+            let mut st = session.lock();
+            if st.rooms.iter().any(|r| &*r.id == room_id) && st.deliver(body).is_some() {
+                delivered += 1;
+            }
+        }
+        self.inner
+            .metrics
+            .messages_relayed
+            .fetch_add(delivered, Ordering::Relaxed);
+        if unicast && delivered == 0 {
+            Delivered::NotFound
+        } else {
+            Delivered::Accepted
+        }
+    }
+
+    /// Whether a live session with this id is on this node.
+    pub(crate) fn has_session(&self, session_id: &str) -> bool {
+        self.inner
+            .sessions
+            .get(session_id)
+            .is_some_and(|s| !s.lock().ended)
+    }
+
+    /// Delivers a server message (`ack`, `error`) to a local session, if it is here.
+    pub(crate) fn deliver_to_session(&self, session_id: &str, body: &str) -> bool {
+        self.inner
+            .sessions
+            .get(session_id)
+            .is_some_and(|s| s.deliver(body).is_some())
+    }
+
+    /// Hands a local session over to `node` (it resumes there): its connection, if
+    /// any, is closed with 4409, it stops taking messages here, and its rooms list
+    /// it as a remote member on `node`; nobody is told anything. Returns its rooms,
+    /// or `None` when the session is not here.
+    pub(crate) fn release(&self, session_id: &str, node: &Arc<str>) -> Option<Vec<Arc<str>>> {
+        let session = self.inner.sessions.get(session_id)?;
+        let rooms = {
+            let mut st = session.lock();
+            if st.ended {
+                return None;
+            }
+            st.ended = true;
+            if let Some(a) = st.attached.take() {
+                a.outbox
+                    .close(close::REPLACED, "session taken over", Fate::Detached);
+            }
+            std::mem::take(&mut st.rooms)
+        };
+        for room in &rooms {
+            let mut rs = room.lock();
+            if let Some(pos) = rs.position_of_session(&session) {
+                let m = rs.members.remove(pos);
+                let remote = RemoteMember {
+                    user_id: m.user_id,
+                    session_id: session.id.clone(),
+                    node: node.clone(),
+                    display_name: m.display_name,
+                    metadata: m.metadata,
+                    order: m.order,
+                };
+                let at = rs.remote.partition_point(|r| r.order <= remote.order);
+                rs.remote.insert(at, remote);
+            }
+        }
+        let mut shard = self.inner.sessions.shard(&session.id);
+        if shard
+            .get(&session.id)
+            .is_some_and(|s| Arc::ptr_eq(s, &session))
+        {
+            shard.remove(&session.id);
+            self.inner.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
+        }
+        Some(rooms.iter().map(|r| r.id.clone()).collect())
+    }
+
+    /// Installs a session claimed from the cluster: it becomes a local member of the
+    /// rooms that list it as remote, and the waiting connection resumes it (`resumed`
+    /// and the replay) — or, if that connection is gone or its `lastSeq` is not
+    /// covered, it stays away here for the resume window. Returns its memberships.
+    pub(crate) fn adopt(&self, parts: SessionParts, request: &ClaimRequest) -> Vec<MemberRecord> {
+        let hub = &self.inner;
+        let bounds = hub.replay_bounds();
+        let session = Arc::new(Session::new(
+            parts.session_id.clone(),
+            parts.resume_token.clone(),
+            bounds,
+            Attached {
+                conn_id: request.conn_id,
+                outbox: request.outbox.clone(),
+            },
+        ));
+        {
+            let mut st = session.lock();
+            st.restore(parts.next_seq, parts.frames, &parts.seen_ids);
+            st.attached = None;
+        }
+        if let Some(bp) = self.bp() {
+            session.lock().set_mirror(session.id.clone(), bp.clone());
+        }
+        // Its memberships, as the other nodes announced them.
+        let mut rooms = Vec::new();
+        let mut records = Vec::new();
+        let mut user_id = None;
+        for room in hub.rooms.values() {
+            let mut rs = room.lock();
+            let Some(pos) = rs.remote.iter().position(|m| m.session_id == session.id) else {
+                continue;
+            };
+            let r = rs.remote.remove(pos);
+            user_id = Some(r.user_id.clone());
+            let member = Member {
+                user_id: r.user_id,
+                session: session.clone(),
+                display_name: r.display_name,
+                metadata: r.metadata,
+                order: r.order,
+            };
+            records.push(MemberRecord::of(&room.id, &member));
+            let at = rs.members.partition_point(|m| m.order <= member.order);
+            rs.members.insert(at, member);
+            rooms.push(room.clone());
+        }
+        {
+            let mut st = session.lock();
+            st.user_id = user_id;
+            st.rooms = rooms.clone();
+        }
+        hub.insert_session(&session);
+        let replay = session.lock().replay_after(request.last_seq);
+        let mut slot = request.slot.lock();
+        let outcome = match (&*slot, replay) {
+            (SlotState::Waiting, Some(frames)) => {
+                let mut st = session.lock();
+                st.attached = Some(Attached {
+                    conn_id: request.conn_id,
+                    outbox: request.outbox.clone(),
+                });
+                let n = queue_resumed(&request.outbox, &session.id, frames);
+                drop(st);
+                *slot = SlotState::Ready(session.clone(), n);
+                true
+            }
+            (SlotState::Waiting, None) => {
+                let why = format!(
+                    "messages after seq {} are no longer buffered",
+                    request.last_seq
+                );
+                self.fail_slot(&mut slot, request, &why);
+                false
+            }
+            _ => false,
+        };
+        drop(slot);
+        if !outcome {
+            // Nobody carries it: away here, ending after the resume window.
+            let generation = session.lock().away_generation;
+            hub.schedule_timeout(&session, generation);
+        }
+        records
+    }
+
+    /// A `resume` of a session this node does not have was refused by the cluster.
+    pub(crate) fn claim_failed(&self, request: &ClaimRequest, why: &str) {
+        let mut slot = request.slot.lock();
+        if matches!(*slot, SlotState::Waiting) {
+            self.fail_slot(&mut slot, request, why);
+        }
+    }
+
+    /// Answers the waiting connection `resume-failed`; it keeps its fresh session.
+    fn fail_slot(&self, slot: &mut SlotState, request: &ClaimRequest, why: &str) {
+        self.inner
+            .metrics
+            .resume_failures
+            .fetch_add(1, Ordering::Relaxed);
+        let body = outbound::error(ErrorCode::ResumeFailed.as_str(), why, None);
+        request.outbox.push(Frame::from(body));
+        *slot = SlotState::Failed;
+    }
+}
+
+impl HubInner {
+    /// Starts the resume-window timer of an away session (generation as of now).
+    pub(crate) fn schedule_timeout(self: &Arc<Self>, session: &Arc<Session>, generation: u64) {
+        let hub = Arc::clone(self);
+        let session = Arc::clone(session);
+        let window = self.config.resume_window;
+        if let Some(bp) = self.backplane() {
+            bp.session_away(&session.id, true);
+        }
+        // On the hub's runtime: a binding may call in from a thread of its own.
+        self.spawn(async move {
+            tokio::time::sleep(window).await;
+            let expired = {
+                let st = session.lock();
+                !st.ended && st.attached.is_none() && st.away_generation == generation
+            };
+            if expired {
+                hub.end_session(&session, LeaveReason::Timeout, None);
+            }
+        });
+    }
+}

@@ -1,0 +1,233 @@
+//! Every server→client message of PROTOCOL.md §3, built in this one place, as
+//! text (no JSON tree): the hub, the cluster and the kit call these builders and
+//! never write a message's fields themselves.
+
+use serde_json::value::RawValue;
+
+use super::frame::ObjectWriter;
+use super::inbound::{ClientMessage, MsgType};
+use super::{now_millis, LeaveReason};
+
+/// A peer as `user-joined`, `room-info.peers` and `room-info.you` show it.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer<'a> {
+    pub user_id: &'a str,
+    pub display_name: Option<&'a str>,
+    /// Raw JSON text of the peer's metadata.
+    pub metadata: Option<&'a str>,
+}
+
+impl Peer<'_> {
+    fn write(&self, w: &mut ObjectWriter) {
+        w.str("userId", self.user_id)
+            .opt_str("displayName", self.display_name)
+            .opt_raw("metadata", self.metadata);
+    }
+}
+
+/// `connected`: the first message of every connection.
+pub fn connected(
+    client_id: &str,
+    session_id: &str,
+    resume_token: &str,
+    heartbeat_ms: u64,
+) -> String {
+    let mut w = ObjectWriter::typed("connected", 192);
+    w.str("clientId", client_id)
+        .str("sessionId", session_id)
+        .str("resumeToken", resume_token)
+        .u64("heartbeatMs", heartbeat_ms)
+        .u64("timestamp", now_millis());
+    w.finish()
+}
+
+/// `error` with the protocol's `code`, and `ref` = the refused message's `id`.
+pub fn error(code: &str, message: &str, reference: Option<&RawValue>) -> String {
+    let mut w = ObjectWriter::typed("error", 96 + message.len());
+    w.str("code", code).str("message", message);
+    if let Some(r) = reference {
+        w.raw_value("ref", r);
+    }
+    w.finish()
+}
+
+/// `ack` of a message's `id`.
+pub fn ack(id: &RawValue) -> String {
+    let mut w = ObjectWriter::typed("ack", 48);
+    w.raw_value("id", id);
+    w.finish()
+}
+
+/// `pong`, echoing the `ping`'s timestamp (or now).
+pub fn pong(timestamp: Option<&RawValue>) -> String {
+    let mut w = ObjectWriter::typed("pong", 48);
+    match timestamp {
+        Some(t) => w.raw_value("timestamp", t),
+        None => w.u64("timestamp", now_millis()),
+    };
+    w.finish()
+}
+
+/// `draining`, with the suggested reconnect delay bound.
+pub fn draining(retry_after_ms: u64) -> String {
+    let mut w = ObjectWriter::typed("draining", 48);
+    w.u64("retryAfterMs", retry_after_ms);
+    w.finish()
+}
+
+/// `resumed`, before the replayed frames.
+pub fn resumed(session_id: &str, replayed: usize) -> String {
+    let mut w = ObjectWriter::typed("resumed", 96);
+    w.str("sessionId", session_id)
+        .u64("replayed", replayed as u64);
+    w.finish()
+}
+
+/// `user-left`.
+pub fn user_left(room_id: &str, user_id: &str, reason: LeaveReason) -> String {
+    let mut w = ObjectWriter::typed("user-left", 96);
+    w.str("roomId", room_id)
+        .str("userId", user_id)
+        .str("reason", reason.as_str());
+    w.finish()
+}
+
+/// `user-joined`; `polite` is the receiver's role toward the newcomer.
+pub fn user_joined(room_id: &str, peer: Peer<'_>, polite: bool) -> String {
+    let mut w = ObjectWriter::typed("user-joined", 128);
+    w.str("roomId", room_id);
+    peer.write(&mut w);
+    w.bool("polite", polite);
+    w.finish()
+}
+
+/// `room-info` for `you`: `peers` in join order, each with the newcomer's
+/// `polite` role toward it; `ice_servers` (TURN credentials) when configured.
+pub fn room_info(
+    room_id: &str,
+    peers: &[(Peer<'_>, bool)],
+    you: Peer<'_>,
+    ice_servers: Option<&serde_json::Value>,
+) -> String {
+    let mut w = ObjectWriter::typed("room-info", 128 + peers.len() * 96);
+    w.str("roomId", room_id);
+    let users: Vec<&str> = peers.iter().map(|(p, _)| p.user_id).collect();
+    let mut list = String::from("[");
+    for (i, (peer, polite)) in peers.iter().enumerate() {
+        if i > 0 {
+            list.push(',');
+        }
+        let mut p = ObjectWriter::with_capacity(96);
+        peer.write(&mut p);
+        p.bool("polite", *polite);
+        list.push_str(&p.finish());
+    }
+    list.push(']');
+    w.serialize("users", &users);
+    w.raw("peers", &list);
+    let mut y = ObjectWriter::with_capacity(96);
+    you.write(&mut y);
+    w.raw("you", &y.finish());
+    if let Some(servers) = ice_servers {
+        w.serialize("iceServers", servers);
+    }
+    w.finish()
+}
+
+/// The forwarded copy of a client message: its fields in order, without the
+/// client's own `from`/`seq`/`id` (every duplicate of them), plus the stamped
+/// `from` (and `roomId` when the client left it out; a fresh `timestamp` on chat).
+pub fn forward(msg: &ClientMessage<'_>, seq: Option<u64>, from: &str, room_id: &str) -> String {
+    let len: usize = msg
+        .entries
+        .0
+        .iter()
+        .map(|(k, v)| k.0.len() + v.get().len() + 4)
+        .sum();
+    let mut w = ObjectWriter::with_capacity(len + from.len() + room_id.len() + 96);
+    if let Some(seq) = seq {
+        w.u64("seq", seq);
+    }
+    w.str("type", msg.kind.as_str());
+    let is_chat = msg.kind == MsgType::Chat;
+    for (k, v) in &msg.entries.0 {
+        match &*k.0 {
+            "type" | "from" | "seq" | "id" => {}
+            "timestamp" if is_chat => {}
+            key => {
+                w.raw(key, v.get());
+            }
+        }
+    }
+    if msg.room_id.is_none() {
+        w.str("roomId", room_id);
+    }
+    if is_chat {
+        w.u64("timestamp", now_millis());
+    }
+    w.str("from", from);
+    w.finish()
+}
+
+/// A message the host application sends (`send`/`broadcast`): its fields as
+/// given, without a `seq` of its own (the receiving session stamps one).
+pub fn from_host(fields: &serde_json::Map<String, serde_json::Value>) -> String {
+    let mut w = ObjectWriter::with_capacity(128);
+    for (k, v) in fields {
+        if k != "seq" {
+            w.serialize(k, v);
+        }
+    }
+    w.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn parse(s: &str) -> Value {
+        serde_json::from_str(s).expect("valid JSON")
+    }
+
+    #[test]
+    fn messages_have_the_protocol_shapes() {
+        let id = RawValue::from_string("7".into()).unwrap();
+        assert_eq!(
+            parse(&error("room-full", "full \"x\"", Some(&id))),
+            json!({"type": "error", "code": "room-full", "message": "full \"x\"", "ref": 7})
+        );
+        assert_eq!(parse(&ack(&id)), json!({"type": "ack", "id": 7}));
+        assert_eq!(
+            parse(&draining(5000)),
+            json!({"type": "draining", "retryAfterMs": 5000})
+        );
+        let alice = Peer {
+            user_id: "alice",
+            display_name: Some("Alice"),
+            metadata: Some(r#"{"a":1}"#),
+        };
+        let bob = Peer {
+            user_id: "bob",
+            display_name: None,
+            metadata: None,
+        };
+        assert_eq!(
+            parse(&user_joined("r", alice, false)),
+            json!({"type": "user-joined", "roomId": "r", "userId": "alice",
+                   "displayName": "Alice", "metadata": {"a": 1}, "polite": false})
+        );
+        let ice = json!([{"urls": ["turn:x"]}]);
+        assert_eq!(
+            parse(&room_info("r", &[(alice, true)], bob, Some(&ice))),
+            json!({"type": "room-info", "roomId": "r", "users": ["alice"],
+                   "peers": [{"userId": "alice", "displayName": "Alice",
+                              "metadata": {"a": 1}, "polite": true}],
+                   "you": {"userId": "bob"}, "iceServers": ice})
+        );
+        assert_eq!(
+            parse(&user_left("r", "bob", LeaveReason::Kicked)),
+            json!({"type": "user-left", "roomId": "r", "userId": "bob", "reason": "kicked"})
+        );
+    }
+}
