@@ -55,9 +55,13 @@
 //! (expire after the resume window) and the deliveries held for a session being
 //! claimed (bounded per session; past it they are refused).
 
+mod claim;
+mod heartbeat;
 mod keys;
 mod link;
+mod subscriber;
 mod wire;
+mod write;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -605,6 +609,6 @@ impl Backplane for Cluster {
         let (Some(hub), Some(me)) = (self.hub.upgrade(), self.me.upgrade()) else {
             return;
         };
-        tokio::spawn(link::claim(me, hub, request));
+        tokio::spawn(claim::claim(me, hub, request));
     }
 }

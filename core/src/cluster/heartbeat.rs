@@ -1,0 +1,187 @@
+//! Liveness of the cluster: this node's heartbeat, and reaping the nodes that
+//! stopped beating (their peers leave with `timeout` unless they resumed).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{RedisResult, Script, Value};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{debug, info};
+
+use super::wire::{self, encode, Membership};
+use super::{keys, Cluster};
+use crate::protocol::{now_millis, LeaveReason};
+
+/// Longest pause between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Which of `nodes` have their liveness key.
+pub(super) async fn alive_nodes(
+    conn: &mut MultiplexedConnection,
+    nodes: &[Arc<str>],
+) -> RedisResult<HashSet<Arc<str>>> {
+    if nodes.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let mut pipe = redis::pipe();
+    for n in nodes {
+        pipe.cmd("EXISTS").arg(keys::node_alive(n));
+    }
+    let exists: Vec<i64> = pipe.query_async(conn).await?;
+    Ok(nodes
+        .iter()
+        .zip(exists)
+        .filter(|(_, e)| *e == 1)
+        .map(|(n, _)| n.clone())
+        .collect())
+}
+
+/// Every heartbeat: refresh this node's liveness, time out answers, reap dead nodes.
+pub(super) async fn ticker(
+    cluster: Arc<Cluster>,
+    mut conn: MultiplexedConnection,
+    fail: mpsc::Sender<String>,
+) {
+    let settings = cluster.settings.clone();
+    let mut interval = tokio::time::interval(settings.heartbeat);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let connected_at = Instant::now();
+    loop {
+        interval.tick().await;
+        let beat = redis::cmd("SET")
+            .arg(keys::node_alive(&cluster.node))
+            .arg(1)
+            .arg("PX")
+            .arg(settings.node_ttl.as_millis() as u64)
+            .query_async::<()>(&mut conn)
+            .await;
+        if let Err(e) = beat {
+            let _ = fail.send(format!("heartbeat failed: {e}")).await;
+            return;
+        }
+        cluster.expire_pending();
+        // After a reconnect (Redis restarted empty) the others need time to
+        // reconnect and register again before their absence means anything.
+        if connected_at.elapsed() >= settings.node_ttl + MAX_BACKOFF * 2 {
+            if let Err(e) = reap(&cluster, &mut conn).await {
+                debug!(error = %e, "cluster: reaping failed; retried next heartbeat");
+            }
+        }
+    }
+}
+
+/// Finds nodes whose liveness key expired and reaps each (one survivor does it).
+pub(super) async fn reap(cluster: &Cluster, conn: &mut MultiplexedConnection) -> RedisResult<()> {
+    let Some(hub) = cluster.hub.upgrade() else {
+        return Ok(());
+    };
+    let registered: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(keys::NODES)
+        .query_async(conn)
+        .await?;
+    let mut nodes: HashSet<Arc<str>> = registered.into_iter().map(Arc::from).collect();
+    nodes.extend(hub.remote_members().into_iter().map(|(_, m)| m.node));
+    nodes.remove(&cluster.node);
+    let nodes: Vec<Arc<str>> = nodes.into_iter().collect();
+    let alive = alive_nodes(conn, &nodes).await?;
+    cluster
+        .stats
+        .nodes
+        .store(alive.len() as u64 + 1, Ordering::Relaxed);
+    for dead in nodes.iter().filter(|n| !alive.contains(*n)) {
+        let lock_key = keys::reap_lock(dead);
+        let got: Option<String> = redis::cmd("SET")
+            .arg(&lock_key)
+            .arg(&*cluster.node)
+            .arg("NX")
+            .arg("PX")
+            .arg(cluster.settings.node_ttl.as_millis() as u64)
+            .query_async(conn)
+            .await?;
+        if got.is_none() {
+            continue;
+        }
+        let result = reap_node(cluster, conn, dead).await;
+        let _: RedisResult<()> = redis::cmd("DEL").arg(&lock_key).query_async(conn).await;
+        result?;
+    }
+    Ok(())
+}
+
+/// Ends the sessions of a dead node that nobody resumed and whose resume window
+/// (for a drained node) passed; once none is left, the node is forgotten.
+pub(super) async fn reap_node(
+    cluster: &Cluster,
+    conn: &mut MultiplexedConnection,
+    dead: &Arc<str>,
+) -> RedisResult<()> {
+    let all: HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(keys::MEMBERS)
+        .query_async(conn)
+        .await?;
+    let members: Vec<wire::Member> = all
+        .values()
+        .filter_map(|v| serde_json::from_str::<wire::Member>(v).ok())
+        .filter(|m| m.n == *dead)
+        .collect();
+    let listed: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(keys::node_sessions(dead))
+        .query_async(conn)
+        .await?;
+    let mut sessions: HashSet<Arc<str>> = listed.into_iter().map(Arc::from).collect();
+    sessions.extend(members.iter().map(|m| m.s.clone()));
+    let script = Script::new(keys::REAP_SESSION);
+    let mut waiting = false;
+    for sid in sessions {
+        let verdict: String = script
+            .key(keys::session_meta(&sid))
+            .key(keys::session_replay(&sid))
+            .arg(&**dead)
+            .arg(now_millis())
+            .invoke_async(conn)
+            .await?;
+        match verdict.as_str() {
+            "wait" => waiting = true,
+            "reaped" => {
+                cluster.stats.reaped.fetch_add(1, Ordering::Relaxed);
+                let mut pipe = redis::pipe();
+                pipe.ignore_errors();
+                for m in members.iter().filter(|m| m.s == sid) {
+                    pipe.cmd("HDEL").arg(keys::MEMBERS).arg(m.field());
+                    pipe.cmd("PUBLISH")
+                        .arg(keys::MEMBERSHIP)
+                        .arg(encode(&Membership::Left {
+                            n: dead.clone(),
+                            r: m.r.clone(),
+                            s: sid.clone(),
+                            why: LeaveReason::Timeout,
+                        }));
+                }
+                pipe.cmd("SREM").arg(keys::node_sessions(dead)).arg(&*sid);
+                let _: Vec<RedisResult<Value>> = pipe.query_async(conn).await?;
+            }
+            _ => {
+                let _: RedisResult<()> = redis::cmd("SREM")
+                    .arg(keys::node_sessions(dead))
+                    .arg(&*sid)
+                    .query_async(conn)
+                    .await;
+            }
+        }
+    }
+    if !waiting {
+        info!(node = %dead, "cluster: node gone; its sessions ended");
+        let mut pipe = redis::pipe();
+        pipe.cmd("PUBLISH")
+            .arg(keys::MEMBERSHIP)
+            .arg(encode(&Membership::Gone { n: dead.clone() }));
+        pipe.cmd("DEL").arg(keys::node_sessions(dead));
+        pipe.cmd("SREM").arg(keys::NODES).arg(&**dead);
+        let _: () = pipe.query_async(conn).await?;
+    }
+    Ok(())
+}

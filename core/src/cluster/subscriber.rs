@@ -1,0 +1,194 @@
+//! The subscriber of a node: applies what other nodes publish (membership
+//! changes, deliveries, claims of sessions held here) to the local hub.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, oneshot};
+use tracing::warn;
+
+use super::wire::{encode, Delivery, Inbox, Membership};
+use super::{keys, lock, Cluster, Op, HELD_PER_CLAIM};
+use crate::hub::backplane::Delivered;
+use crate::hub::Hub;
+use crate::protocol::LeaveReason;
+
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Applies what arrives on this node's channels, in order. When told to finish,
+/// it unsubscribes and still handles everything published before that (Redis
+/// sends it ahead of the unsubscribe confirmation), so a stopping node loses nothing.
+pub(super) async fn subscriber(
+    cluster: Arc<Cluster>,
+    pubsub: redis::aio::PubSub,
+    fail: mpsc::Sender<String>,
+    mut finish: oneshot::Receiver<()>,
+) {
+    let (mut sink, mut messages) = pubsub.split();
+    loop {
+        tokio::select! {
+            msg = messages.next() => match msg {
+                Some(msg) => handle(&cluster, &msg),
+                None => {
+                    let _ = fail.send("the Redis subscription was lost".into()).await;
+                    return;
+                }
+            },
+            _ = &mut finish => break,
+        }
+    }
+    let channels = [keys::MEMBERSHIP.to_owned(), keys::inbox(&cluster.node)];
+    let _ = tokio::time::timeout(RESPONSE_TIMEOUT, sink.unsubscribe(&channels)).await;
+    while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(50), messages.next()).await
+    {
+        handle(&cluster, &msg);
+    }
+}
+
+pub(super) fn handle(cluster: &Cluster, msg: &redis::Msg) {
+    let Some(hub) = cluster.hub.upgrade() else {
+        return;
+    };
+    let payload = msg.get_payload_bytes();
+    if msg.get_channel_name() == keys::MEMBERSHIP {
+        match serde_json::from_slice::<Membership>(payload) {
+            Ok(m) => membership(cluster, &hub, m),
+            Err(e) => warn!(error = %e, "cluster: unreadable membership event"),
+        }
+    } else {
+        match serde_json::from_slice::<Inbox>(payload) {
+            Ok(m) => inbox(cluster, &hub, m),
+            Err(e) => warn!(error = %e, "cluster: unreadable inbox message"),
+        }
+    }
+}
+
+pub(super) fn membership(cluster: &Cluster, hub: &Hub, event: Membership) {
+    match event {
+        Membership::Joined { m } if m.n != cluster.node => hub.remote_joined(&m.r, m.to_remote()),
+        Membership::Left { n, r, s, why } if n != cluster.node => hub.remote_left(&r, &s, why),
+        Membership::Snapshot { n, ms } if n != cluster.node => {
+            // Replaces what this node knew of `n`: it may have restarted or
+            // missed announcing leaves while Redis was down.
+            let listed: HashSet<(Arc<str>, Arc<str>)> =
+                ms.iter().map(|m| (m.r.clone(), m.s.clone())).collect();
+            for (room, m) in hub.remote_members() {
+                if m.node == n && !listed.contains(&(room.clone(), m.session_id.clone())) {
+                    hub.remote_left(&room, &m.session_id, LeaveReason::Timeout);
+                }
+            }
+            for m in ms {
+                hub.remote_joined(&m.r.clone(), m.to_remote());
+            }
+        }
+        Membership::Gone { n } if n != cluster.node => {
+            for (room, m) in hub.remote_members() {
+                if m.node == n {
+                    hub.remote_left(&room, &m.session_id, LeaveReason::Timeout);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+pub(super) fn inbox(cluster: &Cluster, hub: &Hub, msg: Inbox) {
+    match msg {
+        Inbox::Deliver(d) => {
+            cluster.stats.received.fetch_add(1, Ordering::Relaxed);
+            let claims = lock(&cluster.claims);
+            deliver(cluster, hub, *d, claims);
+        }
+        Inbox::Answer { s, i, e } => {
+            let error = e.map(|code| {
+                let message = match code.as_str() {
+                    "peer-not-found" => "the peer left the room".to_owned(),
+                    _ => "the peer's node refused the message".to_owned(),
+                };
+                (code, message)
+            });
+            cluster.answered(&s, &i, error);
+        }
+        Inbox::Release { s, by } => {
+            if hub.release(&s, &by).is_some() {
+                cluster.stats.handovers.fetch_add(1, Ordering::Relaxed);
+                lock(&cluster.tombstones)
+                    .insert(s.clone(), (by.clone(), std::time::Instant::now()));
+                // After every frame already queued for it, so the claimant reads them all.
+                cluster.queue(Op::Owner {
+                    sid: s.clone(),
+                    node: by.clone(),
+                });
+            }
+            cluster.queue(Op::Publish {
+                channel: keys::inbox(&by),
+                payload: encode(&Inbox::Released { s }),
+            });
+        }
+        Inbox::Released { s } => {
+            if let Some(tx) = lock(&cluster.releases).remove(&s) {
+                let _ = tx.send(());
+            }
+        }
+    }
+}
+
+/// Delivers a message from another node to its local receivers. Receivers being
+/// claimed here hold it until they are installed; receivers handed over follow to
+/// their new node. Runs under the claims lock, so it can not slip past a claim.
+pub(super) fn deliver(
+    cluster: &Cluster,
+    hub: &Hub,
+    d: Delivery,
+    mut claims: std::sync::MutexGuard<'_, HashMap<Arc<str>, Vec<Delivery>>>,
+) {
+    let mut here = Vec::with_capacity(d.t.len());
+    let mut answer_here = true;
+    for sid in &d.t {
+        let single = |keep_reply: bool| {
+            let mut one = d.clone();
+            one.t = vec![sid.clone()];
+            if !keep_reply {
+                one.s = None;
+                one.i = None;
+            }
+            one
+        };
+        if let Some(held) = claims.get_mut(sid) {
+            if held.len() < HELD_PER_CLAIM {
+                held.push(single(d.u));
+                answer_here &= !d.u;
+                continue;
+            }
+        } else if !hub.has_session(sid) {
+            let moved = lock(&cluster.tombstones).get(sid).map(|(n, _)| n.clone());
+            if let Some(node) = moved {
+                let _ = cluster.ops.try_send(Op::Deliver {
+                    node,
+                    delivery: Box::new(single(d.u)),
+                });
+                answer_here &= !d.u;
+                continue;
+            }
+        }
+        here.push(sid.clone());
+    }
+    drop(claims);
+    let result = if here.is_empty() && !answer_here {
+        None
+    } else {
+        Some(hub.deliver_remote(&d.r, &here, d.b.get(), d.u))
+    };
+    if let (Some(result), Some(s), Some(i)) = (result, d.s, d.i) {
+        if answer_here {
+            let e = (result == Delivered::NotFound).then(|| "peer-not-found".to_owned());
+            cluster.queue(Op::Publish {
+                channel: keys::inbox(&d.o),
+                payload: encode(&Inbox::Answer { s, i, e }),
+            });
+        }
+    }
+}

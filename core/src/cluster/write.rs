@@ -1,0 +1,306 @@
+//! The ordered writer of a node: queued operations go to Redis in batches, in
+//! order (which keeps per-sender order across nodes); sends to nodes that are not
+//! listening are held and retried, or refused once the node is gone.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{RedisResult, Script, Value};
+use tokio::time::Instant;
+
+use super::wire::{encode, Delivery, Inbox, Membership};
+use super::{keys, Cluster, Op};
+
+/// Pause before re-sending to a node that is not listening but not expired.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+/// Writes one batch of operations in one round trip, in order; then handles the
+/// deliveries no node was subscribed for.
+pub(super) async fn write(
+    cluster: &Arc<Cluster>,
+    conn: &mut MultiplexedConnection,
+    batch: &mut Vec<Op>,
+    held: &mut Held,
+) -> RedisResult<()> {
+    let node = &cluster.node;
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    let mut n = 0usize;
+    let mut publishes: Vec<(usize, Arc<str>, Box<Delivery>)> = Vec::new();
+    for op in batch.drain(..) {
+        match op {
+            Op::Open { sid, token } => {
+                pipe.cmd("HSET")
+                    .arg(keys::session_meta(&sid))
+                    .arg("token")
+                    .arg(&*token)
+                    .arg("owner")
+                    .arg(&**node);
+                pipe.cmd("SADD").arg(keys::node_sessions(node)).arg(&*sid);
+                n += 2;
+            }
+            Op::Mirror {
+                sid,
+                seq,
+                frame,
+                first_seq,
+            } => {
+                // Trimmed to exactly the in-memory buffer (message and byte bounds).
+                pipe.cmd("XADD")
+                    .arg(keys::session_replay(&sid))
+                    .arg("MINID")
+                    .arg(format!("{first_seq}-0"))
+                    .arg(format!("{seq}-0"))
+                    .arg("f")
+                    .arg(frame.as_str());
+                n += 1;
+            }
+            Op::Away { sid, until } => {
+                match until {
+                    Some(t) => pipe
+                        .cmd("HSET")
+                        .arg(keys::session_meta(&sid))
+                        .arg("away_until")
+                        .arg(t),
+                    None => pipe
+                        .cmd("HDEL")
+                        .arg(keys::session_meta(&sid))
+                        .arg("away_until"),
+                };
+                n += 1;
+            }
+            Op::Close { sid } => {
+                pipe.cmd("DEL")
+                    .arg(keys::session_meta(&sid))
+                    .arg(keys::session_replay(&sid));
+                pipe.cmd("SREM").arg(keys::node_sessions(node)).arg(&*sid);
+                n += 2;
+            }
+            Op::Join(m) => {
+                pipe.cmd("HSET")
+                    .arg(keys::MEMBERS)
+                    .arg(m.field())
+                    .arg(encode(&m));
+                pipe.cmd("HSET")
+                    .arg(keys::session_meta(&m.s))
+                    .arg("user")
+                    .arg(&*m.u);
+                pipe.cmd("PUBLISH")
+                    .arg(keys::MEMBERSHIP)
+                    .arg(encode(&Membership::Joined { m }));
+                n += 3;
+            }
+            Op::Leave {
+                room,
+                user,
+                sid,
+                reason,
+            } => {
+                pipe.cmd("HDEL")
+                    .arg(keys::MEMBERS)
+                    .arg(keys::member_field(&room, &user, &sid));
+                pipe.cmd("PUBLISH")
+                    .arg(keys::MEMBERSHIP)
+                    .arg(encode(&Membership::Left {
+                        n: node.clone(),
+                        r: room,
+                        s: sid,
+                        why: reason,
+                    }));
+                n += 2;
+            }
+            Op::Deliver { node: to, delivery } => {
+                if held.holds(&to) {
+                    held.hold(&to, delivery);
+                    continue;
+                }
+                pipe.cmd("PUBLISH")
+                    .arg(keys::inbox(&to))
+                    .arg(encode(&Inbox::Deliver(delivery.clone())));
+                publishes.push((n, to, delivery));
+                n += 1;
+            }
+            Op::Publish { channel, payload } => {
+                pipe.cmd("PUBLISH").arg(channel).arg(payload);
+                n += 1;
+            }
+            Op::Owner { sid, node: to } => {
+                pipe.cmd("HSET")
+                    .arg(keys::session_meta(&sid))
+                    .arg("owner")
+                    .arg(&*to);
+                pipe.cmd("SREM").arg(keys::node_sessions(node)).arg(&*sid);
+                pipe.cmd("SADD").arg(keys::node_sessions(&to)).arg(&*sid);
+                n += 3;
+            }
+        }
+    }
+    if n > 0 {
+        let results: Vec<RedisResult<Value>> = pipe.query_async(conn).await?;
+        for (i, to, delivery) in publishes {
+            if let Some(Ok(Value::Int(0))) = results.get(i) {
+                if held.holds(&to) {
+                    held.hold(&to, delivery);
+                } else if let Orphan::Hold(rest) = orphan(cluster, conn, &to, delivery).await? {
+                    held.hold(&to, rest);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Deliveries held for nodes that stopped listening but whose liveness key has not
+/// expired yet (in the last moments of a drain, or just dead): per node, in
+/// order, re-tried every [`RETRY_PAUSE`] until they can be delivered or buffered,
+/// for at most a node TTL. Everything for such a node queues behind them, so one
+/// sender's messages keep their order.
+#[derive(Debug, Default)]
+pub(super) struct Held(pub(super) HashMap<Arc<str>, (Instant, VecDeque<Box<Delivery>>)>);
+
+impl Held {
+    pub(super) fn hold(&mut self, node: &Arc<str>, d: Box<Delivery>) {
+        self.0
+            .entry(node.clone())
+            .or_insert_with(|| (Instant::now(), VecDeque::new()))
+            .1
+            .push_back(d);
+    }
+
+    pub(super) fn holds(&self, node: &Arc<str>) -> bool {
+        self.0.contains_key(node)
+    }
+}
+
+/// What became of a delivery no node was subscribed for.
+pub(super) enum Orphan {
+    Done,
+    /// Its node is silent but not expired: hold these targets (the rest is done).
+    Hold(Box<Delivery>),
+}
+
+/// A delivery that no node was subscribed for: its node drained or died. Each
+/// receiver's session is buffered in Redis if it awaits a resume, redirected if
+/// another node claimed it meanwhile, refused if it is gone; if the node has not
+/// expired yet, the rest is held.
+pub(super) async fn orphan(
+    cluster: &Arc<Cluster>,
+    conn: &mut MultiplexedConnection,
+    to: &Arc<str>,
+    mut d: Box<Delivery>,
+) -> RedisResult<Orphan> {
+    let script = Script::new(keys::BUFFER_ORPHAN);
+    let mut accepted = 0usize;
+    let mut redirected = false;
+    for k in 0..d.t.len() {
+        let sid = d.t[k].clone();
+        let r: Vec<Value> = script
+            .key(keys::session_meta(&sid))
+            .key(keys::session_replay(&sid))
+            .arg(d.b.get())
+            .arg(cluster.settings.replay_messages)
+            .invoke_async(conn)
+            .await?;
+        match value_str(r.first()).as_deref() {
+            Some("ok") => {
+                accepted += 1;
+                cluster
+                    .stats
+                    .buffered_orphan
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Some("live") => match value_str(r.get(1)) {
+                Some(owner) if *owner != **to => {
+                    // Claimed by another node meanwhile: follow it there.
+                    let mut moved = d.clone();
+                    moved.t = vec![sid];
+                    if d.u {
+                        redirected = true;
+                    } else {
+                        moved.s = None;
+                        moved.i = None;
+                    }
+                    let _ = cluster.ops.try_send(Op::Deliver {
+                        node: owner.into(),
+                        delivery: moved,
+                    });
+                }
+                _ => {
+                    d.t.drain(..k);
+                    return Ok(Orphan::Hold(d));
+                }
+            },
+            _ => {}
+        }
+    }
+    if let (Some(s), Some(i)) = (&d.s, &d.i) {
+        if !redirected {
+            let error = (d.u && accepted == 0).then(not_found_error);
+            cluster.answered(s, i, error);
+        }
+    }
+    Ok(Orphan::Done)
+}
+
+/// Re-tries the held deliveries of every silent node, in order per node; those of
+/// a node still silent and unexpired well past its TTL are refused.
+pub(super) async fn retry_held(
+    cluster: &Arc<Cluster>,
+    conn: &mut MultiplexedConnection,
+    held: &mut Held,
+) -> RedisResult<()> {
+    let nodes: Vec<Arc<str>> = held.0.keys().cloned().collect();
+    let give_up = cluster.settings.node_ttl + RETRY_PAUSE * 5;
+    for node in nodes {
+        let Some((since, mut queue)) = held.0.remove(&node) else {
+            continue;
+        };
+        while let Some(d) = queue.pop_front() {
+            // It may listen again (its subscription came back).
+            let listeners: i64 = redis::cmd("PUBLISH")
+                .arg(keys::inbox(&node))
+                .arg(encode(&Inbox::Deliver(d.clone())))
+                .query_async(conn)
+                .await?;
+            if listeners > 0 {
+                continue;
+            }
+            if let Orphan::Hold(rest) = orphan(cluster, conn, &node, d).await? {
+                queue.push_front(rest);
+                break;
+            }
+        }
+        if queue.is_empty() {
+            continue;
+        }
+        if since.elapsed() < give_up {
+            held.0.insert(node, (since, queue));
+            continue;
+        }
+        for d in queue {
+            if let (Some(s), Some(i)) = (&d.s, &d.i) {
+                cluster.stats.refused.fetch_add(1, Ordering::Relaxed);
+                let why = "cluster: the peer's node is not reachable".to_owned();
+                cluster.answered(s, i, Some(("internal".into(), why)));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn not_found_error() -> (String, String) {
+    ("peer-not-found".into(), "the peer left the room".into())
+}
+
+pub(super) fn value_str(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        Value::Okay => Some("OK".into()),
+        _ => None,
+    }
+}
