@@ -34,7 +34,7 @@ impl Hub {
     }
 
     /// The decision for a WebSocket handshake, before the upgrade (PROTOCOL.md §2):
-    /// - `Ok(Some(identity))`: authenticated; pass it in [`ConnectInfo::identity`];
+    /// - `Ok(Some(identity))`: authenticated; pass it in [`ConnectInfo::identity`](crate::hub::ConnectInfo::identity);
     /// - `Ok(None)`: auth is off, or the request carried no token (and a hook, if
     ///   configured, did not admit it without one): upgrade, and the client must
     ///   send `auth` within `auth_timeout`;

@@ -28,7 +28,7 @@ const PENDING_BYTES: usize = 256 * 1024;
 ///
 /// Authentication (when the hub's config turns it on), in order of preference:
 /// - `identity`: the transport already checked the handshake's token with
-///   [`Hub::authenticate_handshake`] (and answered HTTP 401 on failure);
+///   [`Hub::authenticate_handshake`](crate::Hub::authenticate_handshake) (and answered HTTP 401 on failure);
 /// - `token`: an unchecked handshake token; the hub checks it as if it were the
 ///   client's first `auth` message (failure: `error` + close 4401), for transports
 ///   that can not refuse an upgrade after awaiting;
