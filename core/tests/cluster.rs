@@ -713,6 +713,14 @@ async fn redis_restarted_local_rooms_keep_working_and_cross_node_traffic_resumes
         metrics.contains("switchboard_cluster_redis_up 1"),
         "{metrics}"
     );
+    // One registry: the cluster's series sit among the hub's, before the one `# EOF`.
+    assert_eq!(metrics.matches("# EOF").count(), 1, "{metrics}");
+    assert!(metrics.trim_end().ends_with("# EOF"), "{metrics}");
+    assert!(
+        metrics.contains("# TYPE switchboard_cluster_resyncs counter")
+            && metrics.contains("switchboard_cluster_resyncs_total "),
+        "{metrics}"
+    );
 
     alice.send_many("bob", "y", 0..10).await;
     alice.collect("y", 0..10, "bob", 0).await;

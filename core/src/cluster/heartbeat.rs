@@ -91,7 +91,7 @@ pub(super) async fn reap(cluster: &Cluster, conn: &mut MultiplexedConnection) ->
     cluster
         .stats
         .nodes
-        .store(alive.len() as u64 + 1, Ordering::Relaxed);
+        .store(alive.len() as i64 + 1, Ordering::Relaxed);
     for dead in nodes.iter().filter(|n| !alive.contains(*n)) {
         let lock_key = keys::reap_lock(dead);
         let got: Option<String> = redis::cmd("SET")

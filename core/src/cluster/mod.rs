@@ -64,7 +64,6 @@ mod wire;
 mod write;
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -76,7 +75,7 @@ use tracing::info;
 use crate::config::ServerConfig;
 use crate::error::{Error, Result};
 use crate::hub::backplane::{Backplane, ClaimRequest, MemberRecord, NodeTargets, Unavailable};
-use crate::hub::{Hub, ReplayMirror, WeakHub};
+use crate::hub::{CounterCell, GaugeCell, Hub, Metrics, ReplayMirror, WeakHub};
 use crate::protocol::{now_millis, outbound, Frame, LeaveReason};
 
 /// Operations queued for Redis, at most. Past it cross-node sends are refused and a
@@ -147,17 +146,100 @@ struct Pending {
 /// Counters for `/metrics`.
 #[derive(Debug, Default)]
 struct Stats {
-    sent: AtomicU64,
-    received: AtomicU64,
-    refused: AtomicU64,
-    buffered_orphan: AtomicU64,
-    claims: AtomicU64,
-    claim_failures: AtomicU64,
-    handovers: AtomicU64,
-    reaped: AtomicU64,
-    resyncs: AtomicU64,
-    redis_errors: AtomicU64,
-    nodes: AtomicU64,
+    sent: CounterCell,
+    received: CounterCell,
+    refused: CounterCell,
+    buffered_orphan: CounterCell,
+    claims: CounterCell,
+    claim_failures: CounterCell,
+    handovers: CounterCell,
+    reaped: CounterCell,
+    resyncs: CounterCell,
+    redis_errors: CounterCell,
+    nodes: GaugeCell,
+    redis_up: GaugeCell,
+    backlog: GaugeCell,
+}
+
+impl Stats {
+    /// Puts every series into the hub's registry (`switchboard_cluster_…`).
+    fn register(&self, m: &Metrics) {
+        let gauges = [
+            (
+                &self.redis_up,
+                "cluster_redis_up",
+                "1 while Redis is reachable and this node is in sync with it.",
+            ),
+            (
+                &self.nodes,
+                "cluster_nodes",
+                "Live nodes seen at the last heartbeat, this one included.",
+            ),
+            (
+                &self.backlog,
+                "cluster_backlog",
+                "Operations queued for Redis.",
+            ),
+        ];
+        for (cell, name, help) in gauges {
+            m.register_gauge(name, help, cell);
+        }
+        let counters = [
+            (
+                &self.sent,
+                "cluster_sent",
+                "Messages sent to peers on other nodes (per node).",
+            ),
+            (
+                &self.received,
+                "cluster_received",
+                "Messages received from other nodes.",
+            ),
+            (
+                &self.refused,
+                "cluster_refused",
+                "Cross-node operations refused (Redis down, backlog full, no answer).",
+            ),
+            (
+                &self.buffered_orphan,
+                "cluster_orphan_buffered",
+                "Messages buffered in Redis for sessions whose node is gone.",
+            ),
+            (
+                &self.claims,
+                "cluster_claims",
+                "Sessions resumed here from another node.",
+            ),
+            (
+                &self.claim_failures,
+                "cluster_claim_failures",
+                "Resumes of other nodes' sessions refused.",
+            ),
+            (
+                &self.handovers,
+                "cluster_handovers",
+                "Sessions handed over to another node.",
+            ),
+            (
+                &self.reaped,
+                "cluster_reaped_sessions",
+                "Sessions of dead nodes ended by this node.",
+            ),
+            (
+                &self.resyncs,
+                "cluster_resyncs",
+                "Full rewrites of this node's state to Redis (after connecting).",
+            ),
+            (
+                &self.redis_errors,
+                "cluster_redis_errors",
+                "Redis connections lost or commands failed.",
+            ),
+        ];
+        for (cell, name, help) in counters {
+            m.register_counter(name, help, cell);
+        }
+    }
 }
 
 /// What the writer task does for the hub, in call order.
@@ -244,7 +326,18 @@ pub(crate) fn hub(config: Arc<ServerConfig>) -> Result<(Hub, Option<Arc<Cluster>
         made = Some(cluster.clone());
         cluster as Arc<dyn Backplane>
     });
-    let cluster = made.expect("the backplane was made");
+    let cluster: Arc<Cluster> = made.expect("the backplane was made");
+    cluster.stats.register(hub.metrics());
+    let weak = Arc::downgrade(&cluster);
+    hub.metrics().before_render(move || {
+        if let Some(c) = weak.upgrade() {
+            c.stats
+                .redis_up
+                .store(i64::from(c.is_up()), Ordering::Relaxed);
+            let backlog = OP_QUEUE - c.ops.capacity();
+            c.stats.backlog.store(backlog as i64, Ordering::Relaxed);
+        }
+    });
     info!(node = %cluster.node, "cluster mode: joining through Redis");
     tokio::spawn(link::run(cluster.clone()));
     Ok((hub, Some(cluster)))
@@ -287,98 +380,6 @@ impl Cluster {
         }
         if self.ops.try_send(op).is_err() {
             self.needs_resync.store(true, Ordering::Release);
-        }
-    }
-
-    /// Appends the cluster's metrics in Prometheus text format.
-    pub fn render_metrics(&self, out: &mut String) {
-        let s = &self.stats;
-        let c = |v: &AtomicU64| v.load(Ordering::Relaxed);
-        let rows: [(&str, &str, &str, u64); 13] = [
-            (
-                "switchboard_cluster_redis_up",
-                "gauge",
-                "1 while Redis is reachable and this node is in sync with it.",
-                u64::from(self.is_up()),
-            ),
-            (
-                "switchboard_cluster_nodes",
-                "gauge",
-                "Live nodes seen at the last heartbeat, this one included.",
-                c(&s.nodes),
-            ),
-            (
-                "switchboard_cluster_backlog",
-                "gauge",
-                "Operations queued for Redis.",
-                (OP_QUEUE - self.ops.capacity()) as u64,
-            ),
-            (
-                "switchboard_cluster_sent_total",
-                "counter",
-                "Messages sent to peers on other nodes (per node).",
-                c(&s.sent),
-            ),
-            (
-                "switchboard_cluster_received_total",
-                "counter",
-                "Messages received from other nodes.",
-                c(&s.received),
-            ),
-            (
-                "switchboard_cluster_refused_total",
-                "counter",
-                "Cross-node operations refused (Redis down, backlog full, no answer).",
-                c(&s.refused),
-            ),
-            (
-                "switchboard_cluster_orphan_buffered_total",
-                "counter",
-                "Messages buffered in Redis for sessions whose node is gone.",
-                c(&s.buffered_orphan),
-            ),
-            (
-                "switchboard_cluster_claims_total",
-                "counter",
-                "Sessions resumed here from another node.",
-                c(&s.claims),
-            ),
-            (
-                "switchboard_cluster_claim_failures_total",
-                "counter",
-                "Resumes of other nodes' sessions refused.",
-                c(&s.claim_failures),
-            ),
-            (
-                "switchboard_cluster_handovers_total",
-                "counter",
-                "Sessions handed over to another node.",
-                c(&s.handovers),
-            ),
-            (
-                "switchboard_cluster_reaped_sessions_total",
-                "counter",
-                "Sessions of dead nodes ended by this node.",
-                c(&s.reaped),
-            ),
-            (
-                "switchboard_cluster_resyncs_total",
-                "counter",
-                "Full rewrites of this node's state to Redis (after connecting).",
-                c(&s.resyncs),
-            ),
-            (
-                "switchboard_cluster_redis_errors_total",
-                "counter",
-                "Redis connections lost or commands failed.",
-                c(&s.redis_errors),
-            ),
-        ];
-        for (name, kind, help, value) in rows {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
         }
     }
 

@@ -195,14 +195,8 @@ impl Edge {
     /// `GET /metrics`: the OpenMetrics text of the hub (and the cluster).
     pub fn metrics(&self) -> HttpReply {
         let mut body = String::with_capacity(8192);
+        // One registry: the cluster's series are in it too.
         self.inner.hub.metrics().render(&mut body);
-        if let Some(cluster) = &self.inner.cluster {
-            // The OpenMetrics text ends with `# EOF`: the cluster's figures go before it.
-            let eof = body.rfind("# EOF").unwrap_or(body.len());
-            body.truncate(eof);
-            cluster.render_metrics(&mut body);
-            body.push_str("# EOF\n");
-        }
         HttpReply {
             status: 200,
             content_type: METRICS_CONTENT_TYPE,

@@ -175,10 +175,14 @@ const LATENCY_BUCKETS: [f64; 12] = [
     2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 1e-1,
 ];
 
-/// Counters and gauges of one hub.
-#[derive(Debug)]
+/// Refreshes gauges that are read, not counted, right before a scrape.
+type RenderHook = Box<dyn Fn() + Send + Sync>;
+
+/// Counters and gauges of one hub, and of the parts plugged into it (the
+/// cluster registers its own series here: one registry, one `/metrics`).
 pub struct Metrics {
-    registry: Registry,
+    registry: std::sync::Mutex<Registry>,
+    before_render: std::sync::Mutex<Vec<RenderHook>>,
     pub connections: GaugeCell,
     pub connections_total: CounterCell,
     pub sessions: GaugeCell,
@@ -200,6 +204,15 @@ pub struct Metrics {
     auth_failures: LabeledCounters,
     refusals: LabeledCounters,
     routing_latency: Histogram,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("connections", &self.connections.load(Ordering::Relaxed))
+            .field("rooms", &self.rooms.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Metrics {
@@ -300,8 +313,32 @@ impl Metrics {
                 &REFUSAL_REASONS,
             ),
             routing_latency,
-            registry: r,
+            registry: std::sync::Mutex::new(r),
+            before_render: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// Registers a counter of a part plugged into the hub (name without the
+    /// `switchboard_` prefix and the `_total` suffix).
+    pub(crate) fn register_counter(&self, name: &str, help: &str, cell: &CounterCell) {
+        self.registry().register(name, help, cell.0.clone());
+    }
+
+    /// Registers a gauge of a part plugged into the hub.
+    pub(crate) fn register_gauge(&self, name: &str, help: &str, cell: &GaugeCell) {
+        self.registry().register(name, help, cell.0.clone());
+    }
+
+    /// Runs `hook` before every render (to set gauges that are read, not counted).
+    pub(crate) fn before_render(&self, hook: impl Fn() + Send + Sync + 'static) {
+        self.before_render
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Box::new(hook));
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Appends every metric in OpenMetrics text format (ends with `# EOF`).
@@ -311,8 +348,16 @@ impl Metrics {
             self.sessions.load(Ordering::Relaxed) - away,
             Ordering::Relaxed,
         );
+        for hook in self
+            .before_render
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            hook();
+        }
         // Writing to a String can not fail.
-        let _ = encode(out, &self.registry);
+        let _ = encode(out, &self.registry());
     }
 
     /// Counts a parsed client message.
