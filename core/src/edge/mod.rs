@@ -70,7 +70,7 @@ impl Edge {
     pub fn new(config: ServerConfig) -> Result<Edge> {
         config.validate()?;
         let proxies = TrustedProxies::new(&config.trusted_proxies)
-            .map_err(|e| crate::Error::Config(format!("trusted_proxies: {e}")))?;
+            .map_err(|e| crate::error::Error::Config(format!("trusted_proxies: {e}")))?;
         let config = Arc::new(config);
         let (hub, cluster) = crate::cluster::hub(config.clone())?;
         if config.allowed_origins.is_empty() {
