@@ -13,6 +13,58 @@
 //! The [`Edge`] also builds the hub from one [`ServerConfig`] (a `redis_url`
 //! gives a clustered hub in every host), counts connections, drains, and
 //! answers the plain endpoints (`/health`, `/ready`, `/metrics`).
+//!
+//! A host that owns its sockets, in full (the socket calls are the host's own):
+//!
+//! ```
+//! use switchboard::edge::{Edge, Liveness, Tick, UpgradeRequest};
+//! use switchboard::hub::Next;
+//! use switchboard::ServerConfig;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let edge = Edge::new(ServerConfig::default()).expect("a valid config");
+//! // An upgrade request arrives: its facts go to the kit.
+//! let mut request = UpgradeRequest::new("203.0.113.7".parse().ok(), "/ws?room=lobby");
+//! request.header("Origin", "https://app.example.com");
+//! request.header("Sec-WebSocket-Protocol", "webrtc-signaling");
+//! let admitted = match edge.admit(&request).await {
+//!     Ok(admitted) => admitted,
+//!     // Answer refused.status (403, 429, 503, 401) with its headers and body.
+//!     Err(refused) => panic!("refused: {refused}"),
+//! };
+//! // Answer 101, selecting admitted.subprotocol(); then open the connection.
+//! assert_eq!(admitted.subprotocol(), Some("webrtc-signaling"));
+//! let mut conn = admitted.open(edge.hub(), Liveness::Pings);
+//! // Every text frame read goes in; binary, oversized or malformed frames are
+//! // reported with `conn.violation(..)`.
+//! conn.text(r#"{"type":"join","roomId":"lobby","userId":"alice"}"#);
+//! // A write loop takes batches from the outbox: frames to send, or the close
+//! // the kit asks for (`Next::Close`).
+//! let mut batch = Vec::new();
+//! let mut types = Vec::new();
+//! while types.len() < 2 {
+//!     match conn.outbox().next(&mut batch).await {
+//!         Next::Frames => {
+//!             conn.writing();
+//!             for frame in batch.drain(..) {
+//!                 let v: serde_json::Value = serde_json::from_str(frame.as_str()).unwrap();
+//!                 types.push(v["type"].as_str().unwrap().to_owned());
+//!             }
+//!             conn.written();
+//!         }
+//!         Next::Close(close) => panic!("closed with {}", close.code),
+//!     }
+//! }
+//! assert_eq!(types, ["connected", "room-info"]);
+//! // A timer asks the kit when to ping and when to give up on the peer.
+//! assert!(matches!(conn.tick(), Tick::Idle(_)));
+//! assert_eq!(edge.connection_count(), 1);
+//! // The socket is gone (the peer's close code, or None without a close frame).
+//! conn.finish(Some(1000));
+//! assert_eq!(edge.connection_count(), 0);
+//! # }
+//! ```
 
 mod admit;
 mod conn;
