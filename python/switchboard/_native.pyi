@@ -17,6 +17,8 @@ __all__ = [
     "__version__",
     "connect_client",
     "create_hub",
+    "open_route",
+    "shutdown",
     "kinds_mask",
     "start_server",
 ]
@@ -91,14 +93,7 @@ class NativeHub:
     def rooms(self) -> List[Dict[str, Any]]: ...
     def peers(self, room_id: str) -> Optional[List[Dict[str, Any]]]: ...
     def shutdown(self) -> Awaitable[None]: ...
-    def open_route(
-        self,
-        ip: Optional[str] = None,
-        origin: Optional[str] = None,
-        path: str = ...,
-        query: Optional[str] = None,
-        authorization: Optional[str] = None,
-    ) -> Awaitable[Tuple[int, Optional[RouteConnection]]]: ...
+    def endpoint(self, path: str) -> Optional[Tuple[int, str, str]]: ...
 
 @final
 class NativeClient:
@@ -134,4 +129,16 @@ class AuthReply:
 def kinds_mask(kinds: List[str]) -> int: ...
 def start_server(options: ServerOptions, event_loop: asyncio.AbstractEventLoop) -> Awaitable[NativeHub]: ...
 def create_hub(options: ServerOptions, event_loop: asyncio.AbstractEventLoop) -> NativeHub: ...
+def open_route(
+    hub: NativeHub,
+    peer: Optional[str],
+    target: str,
+    headers: List[Tuple[str, str]],
+) -> Awaitable[
+    Union[
+        Tuple[int, Optional[str], RouteConnection],
+        Tuple[int, List[Tuple[str, str]], None],
+    ]
+]: ...
 def connect_client(url: str, event_loop: asyncio.AbstractEventLoop, **options: Any) -> Awaitable[NativeClient]: ...
+def shutdown() -> None: ...

@@ -1,10 +1,15 @@
-"""Route mode: one Starlette/FastAPI WebSocket driving the hub, so the app's own
-port, middleware and dependencies apply. A receive loop feeds ``handle_text``; a
-send loop drains the connection's bounded outbox; close codes pass through both
-ways. Admission follows PROTOCOL.md section 2 (origin 403, per-IP 429, capacity
-or draining 503, then the handshake token ``?token=`` or ``Authorization:
-Bearer``: 401) before the WebSocket is accepted; the core checks the token (static
-table, JWT or the ``authenticate`` hook), so both modes authenticate alike.
+"""Route mode: one Starlette/FastAPI WebSocket served by the connection kit of
+the core, so the app's own port, middleware and dependencies apply. This file
+only moves bytes: the request facts (socket peer, path and query, every header)
+go to the kit, which answers admit or refuse (origin 403, per-IP 429 keyed on
+the client address after trusted proxies, capacity or draining 503, handshake
+token 401) and selects the subprotocol; a receive loop feeds text frames in, a
+send loop drains the connection's bounded outbox; close codes pass both ways.
+
+Trusted proxies: the kit reads ``X-Forwarded-For``/``Forwarded`` itself, from
+the peers listed in ``trusted_proxies``. Run the ASGI server without its own
+proxy-header rewriting (uvicorn ``proxy_headers=False`` / ``--no-proxy-headers``),
+so that the kit sees the real socket peer.
 
 Liveness: an ASGI app can not send WebSocket pings; the ASGI server does (uvicorn
 ``--ws-ping-interval``/``--ws-ping-timeout``, 20 s each by default) and reports a
@@ -22,7 +27,6 @@ from . import _native
 
 log = logging.getLogger("switchboard")
 
-SUBPROTOCOL = "webrtc-signaling"
 # How long to wait for the client's answer to our close frame.
 CLOSE_GRACE = 2.0
 # Disconnect codes treated as "no close frame" (the session stays resumable).
@@ -34,13 +38,13 @@ CLOSE_GRACE = 2.0
 _NO_CLOSE_FRAME = {1005, 1006, 1012}
 
 
-async def deny(websocket: Any, status: int) -> None:
+async def deny(websocket: Any, status: int, headers: "list[tuple[str, str]]") -> None:
     extensions = websocket.scope.get("extensions") or {}
     if "websocket.http.response" in extensions and hasattr(websocket, "send_denial_response"):
         from starlette.responses import PlainTextResponse
 
         await websocket.send_denial_response(
-            PlainTextResponse("connection refused\n", status_code=status)
+            PlainTextResponse("connection refused\n", status_code=status, headers=dict(headers))
         )
     else:
         # Without the denial extension an ASGI server answers a close before
@@ -48,20 +52,27 @@ async def deny(websocket: Any, status: int) -> None:
         await websocket.close(code=1008)
 
 
+def _facts(scope: Any) -> "tuple[Optional[str], str, list[tuple[str, str]]]":
+    """The socket peer, the target (path and query) and every header."""
+    client = scope.get("client")
+    peer = client[0] if client else None
+    path = scope.get("raw_path") or scope.get("path", "/").encode("latin-1")
+    if isinstance(path, bytes):
+        path = path.decode("latin-1")
+    query = scope.get("query_string") or b""
+    target = path + ("?" + query.decode("latin-1") if query else "")
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", [])]
+    return peer, target, headers
+
+
 async def serve(hub: _native.NativeHub, write_timeout: float, websocket: Any) -> None:
-    client = getattr(websocket, "client", None)
-    ip = client.host if client is not None else None
-    headers = websocket.headers
-    url = websocket.url
-    status, conn = await hub.open_route(
-        ip, headers.get("origin"), url.path, url.query or None, headers.get("authorization")
-    )
+    peer, target, headers = _facts(websocket.scope)
+    status, extra, conn = await _native.open_route(hub, peer, target, headers)
     if conn is None:
-        await deny(websocket, status)
+        await deny(websocket, status, extra if isinstance(extra, list) else [])
         return
     try:
-        offered = websocket.scope.get("subprotocols") or []
-        await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
+        await websocket.accept(subprotocol=extra if isinstance(extra, str) else None)
     except BaseException:
         conn.finish(None)
         raise

@@ -243,12 +243,18 @@ class Hub:
         """Open WebSocket connections (own port and routes)."""
         return self._native.connection_count() if self._native is not None else 0
 
+    def endpoint(self, path: str) -> Optional["tuple[int, str, str]"]:
+        """The core's plain HTTP endpoints for the app to mount: ``/metrics``
+        (OpenMetrics, refused handshakes counted), ``/health``, ``/ready``.
+        Returns ``(status, content_type, body)``, or ``None`` for another path."""
+        return self._hub().endpoint(path)
+
     async def serve(self, websocket: Any) -> None:
         """Serves one Starlette/FastAPI WebSocket (not yet accepted) until it
         closes: ``@app.websocket("/ws") async def ws(w): await hub.serve(w)``."""
         if not self.running:
             # Before start or after stop, as while draining: 503, no WebSocket.
-            await _route.deny(websocket, 503)
+            await _route.deny(websocket, 503, [])
             return
         await _route.serve(self._hub(), self._options.heartbeat_timeout, websocket)
 

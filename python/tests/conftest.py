@@ -11,7 +11,7 @@ import socket
 from typing import Any, AsyncIterator, Awaitable, Callable, Dict, List, Optional
 
 import pytest
-from fastapi import FastAPI, WebSocket
+from fastapi import FastAPI, Response, WebSocket
 
 import switchboard
 
@@ -85,6 +85,8 @@ class Uvicorn:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
+        # The kit resolves trusted proxies itself: uvicorn must not rewrite the peer.
+        config.setdefault("proxy_headers", False)
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", **config))
         self.task: Optional["asyncio.Task[None]"] = None
 
@@ -180,5 +182,10 @@ def make_app(hub: switchboard.Hub) -> FastAPI:
     @app.get("/rooms")
     def rooms() -> Any:
         return [r.room_id for r in hub.rooms()]
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        status, content_type, body = hub.endpoint("/metrics") or (404, "text/plain", "")
+        return Response(body, status_code=status, media_type=content_type)
 
     return app

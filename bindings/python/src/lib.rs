@@ -13,6 +13,7 @@ mod auth;
 mod client;
 mod convert;
 mod feed;
+mod route;
 mod runtime;
 mod server;
 
@@ -39,13 +40,20 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<feed::EventFeed>()?;
     m.add_class::<server::ServerOptions>()?;
     m.add_class::<server::NativeHub>()?;
-    m.add_class::<server::RouteConnection>()?;
+    m.add_class::<route::RouteConnection>()?;
     m.add_class::<client::NativeClient>()?;
     m.add_class::<client::TokenReply>()?;
     m.add_class::<auth::AuthReply>()?;
     m.add_function(wrap_pyfunction!(feed::kinds_mask, m)?)?;
     m.add_function(wrap_pyfunction!(server::start_server, m)?)?;
     m.add_function(wrap_pyfunction!(server::create_hub, m)?)?;
+    m.add_function(wrap_pyfunction!(route::open_route, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime::shutdown, m)?)?;
+    // Before the interpreter finalizes, no runtime thread may still touch it.
+    let shutdown = m.getattr("shutdown")?;
+    m.py()
+        .import("atexit")?
+        .call_method1("register", (shutdown,))?;
     m.add_function(wrap_pyfunction!(client::connect_client, m)?)?;
     Ok(())
 }

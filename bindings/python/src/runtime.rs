@@ -6,6 +6,12 @@
 //! parent's runtime is dead there (its workers do not exist). The runtime is
 //! therefore keyed by process id: the first use in a new process builds a fresh
 //! one and leaks the dead one (dropping it would join threads that do not exist).
+//!
+//! Exit: an `atexit` hook ([`shutdown`]) stops the runtime before the interpreter
+//! finalizes, waiting (without the GIL) for its threads to finish what they do.
+//! Otherwise a worker still handing a result to Python while the interpreter
+//! tears down aborts the process (`PyGILState_Release: thread state … must be
+//! current`) or crashes it.
 //! This is what makes `gunicorn --preload` work: the master imports, the workers
 //! start servers. Objects created before the fork stay with the parent and refuse
 //! to work in the child (see [`check_pid`]).
@@ -23,8 +29,12 @@ use tokio::runtime::{Handle, Runtime};
 use crate::convert::closed_error;
 
 /// This process's runtime, with the pid it was built in. A child of a fork finds
-/// its parent's pid here and builds its own; the parent's is leaked.
-static CURRENT: Mutex<Option<(u32, &'static Runtime)>> = Mutex::new(None);
+/// its parent's pid here and builds its own; the parent's is leaked. `None` in
+/// the runtime slot after [`shutdown`]: the handle stays, spawns are dropped.
+static CURRENT: Mutex<Option<(u32, Handle, Option<Runtime>)>> = Mutex::new(None);
+
+/// How long the exit hook waits for the runtime's threads.
+const EXIT_GRACE: Duration = Duration::from_secs(3);
 
 /// Threads of the blocking pool: they only carry hand-offs to Python (results,
 /// event wake-ups, auth calls), each short; past the bound hand-offs wait in
@@ -52,14 +62,36 @@ pub(crate) fn handle() -> Handle {
     }
     let pid = std::process::id();
     let mut current = CURRENT.lock().unwrap_or_else(|p| p.into_inner());
-    match *current {
-        Some((owner, rt)) if owner == pid => rt.handle().clone(),
+    match &*current {
+        Some((owner, handle, _)) if *owner == pid => handle.clone(),
         _ => {
             // The previous runtime (if any) belongs to the parent: leak it.
-            let rt: &'static Runtime = Box::leak(Box::new(build()));
-            *current = Some((pid, rt));
-            rt.handle().clone()
+            if let Some((_, _, Some(dead))) = current.take() {
+                Box::leak(Box::new(dead));
+            }
+            let rt = build();
+            let handle = rt.handle().clone();
+            *current = Some((pid, handle.clone(), Some(rt)));
+            handle
         }
+    }
+}
+
+/// Stops this process's runtime and waits for its threads (the `atexit` hook
+/// registered at import; see the module notes). Later spawns are dropped.
+#[pyfunction]
+pub(crate) fn shutdown(py: Python<'_>) {
+    let pid = std::process::id();
+    let rt = {
+        let mut current = CURRENT.lock().unwrap_or_else(|p| p.into_inner());
+        match current.as_mut() {
+            Some((owner, _, rt)) if *owner == pid => rt.take(),
+            _ => None,
+        }
+    };
+    if let Some(rt) = rt {
+        // Without the GIL: a worker may need it to finish its hand-off.
+        py.detach(move || rt.shutdown_timeout(EXIT_GRACE));
     }
 }
 

@@ -1,23 +1,17 @@
 //! The server side: options → `ServerConfig` (every option of the Rust builder,
-//! checked before any I/O), [`NativeHub`] (a started server, or a hub without a
-//! listener for route mode), and [`RouteConnection`], one WebSocket of a host
-//! framework (Starlette/FastAPI) driving the same hub as the server's own port.
+//! checked before any I/O), and [`NativeHub`]: a started server, or a hub
+//! without a listener for route mode (`route.rs`), both on one kit `Edge`.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList};
-use switchboard::auth::token_from_request;
-use switchboard::hub::{ConnectInfo, Connection, Next};
-use switchboard::protocol::{close, Frame};
-use switchboard::{AuthConfig, AuthRequest, Hub, JwtConfig, Server, ServerConfig, ServerHandle};
-use tokio::sync::Notify;
+use pyo3::types::{PyBytes, PyDict};
+use switchboard::{AuthConfig, Edge, Hub, JwtConfig, Server, ServerConfig, ServerHandle};
 
 use crate::auth::{PyAuthHook, SharedHook};
 use crate::convert::{config_error, duration, from_py, ok, to_py, Json, Outcome};
@@ -332,100 +326,34 @@ impl ServerOptions {
     }
 }
 
-/// Route-mode admission counters (the server's own port has its own).
-#[derive(Debug, Default)]
-struct RouteState {
-    open: AtomicUsize,
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
-    all_closed: Notify,
-}
-
-/// Gives a route connection's admission slots back when it ends.
-#[derive(Debug)]
-struct RouteSlot {
-    state: Arc<RouteState>,
-    ip: Option<IpAddr>,
-}
-
-impl Drop for RouteSlot {
-    fn drop(&mut self) {
-        if let Some(ip) = self.ip {
-            let mut per_ip = self.state.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(n) = per_ip.get_mut(&ip) {
-                *n -= 1;
-                if *n == 0 {
-                    per_ip.remove(&ip);
-                }
-            }
-        }
-        if self.state.open.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.state.all_closed.notify_waiters();
-        }
-    }
-}
-
 /// A hub with, in server mode, its listener: what `switchboard.Server` and
-/// `switchboard.Hub` wrap.
+/// `switchboard.Hub` wrap. Both host modes (the own port and FastAPI routes)
+/// serve one [`Edge`], so limits and counts hold across them.
 #[pyclass(frozen, module = "switchboard._native")]
 #[derive(Debug)]
 pub(crate) struct NativeHub {
-    hub: Hub,
+    pub(crate) edge: Edge,
     handle: Option<ServerHandle>,
-    pid: u32,
+    pub(crate) pid: u32,
     feeds: Mutex<Vec<Weak<FeedShared>>>,
-    route: Arc<RouteState>,
 }
 
 impl NativeHub {
-    fn new(hub: Hub, handle: Option<ServerHandle>) -> NativeHub {
+    fn new(edge: Edge, handle: Option<ServerHandle>) -> NativeHub {
         NativeHub {
-            hub,
+            edge,
             handle,
             pid: runtime::pid(),
             feeds: Mutex::new(Vec::new()),
-            route: Arc::default(),
         }
     }
 
-    fn check(&self) -> PyResult<()> {
+    fn hub(&self) -> &Hub {
+        self.edge.hub()
+    }
+
+    pub(crate) fn check(&self) -> PyResult<()> {
         check_pid(self.pid, "server")
-    }
-
-    /// Route mode's admission (PROTOCOL.md §2, in order): `Err(status)` refuses.
-    fn admit(&self, ip: Option<IpAddr>, origin: Option<&str>) -> Result<RouteSlot, u16> {
-        let config = self.hub.config();
-        if let (false, Some(origin)) = (config.allowed_origins.is_empty(), origin) {
-            if !config.allowed_origins.iter().any(|o| o == origin) {
-                return Err(403);
-            }
-        }
-        if let Some(ip) = ip {
-            let mut per_ip = self.route.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-            let n = per_ip.entry(ip).or_insert(0);
-            if config.max_conns_per_ip > 0 && *n >= config.max_conns_per_ip {
-                if *n == 0 {
-                    per_ip.remove(&ip);
-                }
-                return Err(429);
-            }
-            *n += 1;
-        }
-        let open = self.route.open.fetch_add(1, Ordering::AcqRel);
-        let slot = RouteSlot {
-            state: self.route.clone(),
-            ip,
-        };
-        let server_open = self
-            .handle
-            .as_ref()
-            .map_or(0, ServerHandle::connection_count);
-        if config.max_conns > 0 && open + server_open >= config.max_conns {
-            return Err(503);
-        }
-        if self.hub.is_draining() {
-            return Err(503);
-        }
-        Ok(slot)
     }
 }
 
@@ -447,7 +375,7 @@ pub(crate) fn start_server<'py>(
             .build()
             .map_err(|e| config_error(&e.to_string()))?;
         match server.start().await {
-            Ok(handle) => ok(NativeHub::new(handle.hub().clone(), Some(handle))),
+            Ok(handle) => ok(NativeHub::new(handle.edge().clone(), Some(handle))),
             Err(e) => Ok(Outcome(Err(e))),
         }
     })
@@ -463,12 +391,17 @@ pub(crate) fn create_hub(
     if let Some(hook) = &options.hook {
         hook.bind_loop(event_loop)?;
     }
+    if options.config.tls.is_some() {
+        // The host's web server terminates TLS for route mode.
+        return Err(config_error(
+            "tls_cert/tls_key need a listener: use Server, or TLS in the ASGI server",
+        ));
+    }
     let _rt = runtime::handle();
     let _entered = _rt.enter();
-    Ok(NativeHub::new(
-        Hub::new(Arc::new(options.config.clone())),
-        None,
-    ))
+    // `redis_url` makes this a cluster node, as for a Server.
+    let edge = Edge::new(options.config.clone()).map_err(|e| config_error(&e.to_string()))?;
+    Ok(NativeHub::new(edge, None))
 }
 
 #[pymethods]
@@ -490,22 +423,27 @@ impl NativeHub {
 
     /// Open connections (the listener's and route mode's).
     fn connection_count(&self) -> usize {
-        self.handle
-            .as_ref()
-            .map_or(0, ServerHandle::connection_count)
-            + self.route.open.load(Ordering::Relaxed)
+        self.edge.connection_count()
+    }
+
+    /// A plain endpoint of the kit (`/metrics`, `/health`, `/ready`) as
+    /// `(status, content_type, body)`, or `None` for another path.
+    fn endpoint(&self, path: &str) -> Option<(u16, &'static str, String)> {
+        self.edge
+            .endpoint(path)
+            .map(|r| (r.status, r.content_type, r.body))
     }
 
     /// Whether a drain has started.
     fn is_draining(&self) -> bool {
-        self.hub.is_draining()
+        self.hub().is_draining()
     }
 
     /// A feed of this hub's events (kinds in `mask`), bounded by `event_buffer`.
     #[pyo3(signature = (mask=ALL_KINDS))]
     fn subscribe(&self, mask: u32) -> PyResult<EventFeed> {
         self.check()?;
-        let rx = self.hub.subscribe();
+        let rx = self.hub().subscribe();
         let missed = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let counter = missed.clone();
         let stream = futures_util::stream::unfold(rx, move |mut rx| {
@@ -526,7 +464,7 @@ impl NativeHub {
                 }
             }
         });
-        let feed = EventFeed::counting(stream, mask, self.hub.config().event_buffer, missed);
+        let feed = EventFeed::counting(stream, mask, self.hub().config().event_buffer, missed);
         let mut feeds = self.feeds.lock().unwrap_or_else(|p| p.into_inner());
         feeds.retain(|f| f.strong_count() > 0);
         feeds.push(feed.weak());
@@ -543,7 +481,7 @@ impl NativeHub {
     ) -> PyResult<Bound<'py, PyAny>> {
         self.check()?;
         let message = from_py(message)?;
-        let hub = self.hub.clone();
+        let hub = self.hub().clone();
         awaitable(py, async move {
             Ok(Outcome(hub.send(&room_id, &user_id, &message)))
         })
@@ -558,7 +496,7 @@ impl NativeHub {
     ) -> PyResult<Bound<'py, PyAny>> {
         self.check()?;
         let message = from_py(message)?;
-        let hub = self.hub.clone();
+        let hub = self.hub().clone();
         awaitable(
             py,
             async move { Ok(Outcome(hub.broadcast(&room_id, &message))) },
@@ -573,20 +511,20 @@ impl NativeHub {
         user_id: String,
     ) -> PyResult<Bound<'py, PyAny>> {
         self.check()?;
-        let hub = self.hub.clone();
+        let hub = self.hub().clone();
         awaitable(py, async move { Ok(Outcome(hub.kick(&room_id, &user_id))) })
     }
 
     /// Every room with its peers (JSON: `[{roomId, peers: [...]}, ...]`).
     fn rooms<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let hub = self.hub.clone();
+        let hub = self.hub().clone();
         let rooms = py.detach(move || serde_json::to_value(hub.rooms()));
         to_py(py, &rooms.unwrap_or_default())
     }
 
     /// The peers of one room (JSON list), or `None` when there is no such room.
     fn peers<'py>(&self, py: Python<'py>, room_id: &str) -> PyResult<Bound<'py, PyAny>> {
-        let hub = self.hub.clone();
+        let hub = self.hub().clone();
         let peers = py.detach(move || hub.peers(room_id).map(serde_json::to_value));
         match peers {
             Some(Ok(v)) => to_py(py, &v),
@@ -594,36 +532,19 @@ impl NativeHub {
         }
     }
 
-    /// Graceful drain of both the listener and route-mode connections, then
-    /// every event feed ends. Idempotent.
+    /// Graceful drain of both the listener and route-mode connections (one
+    /// edge), then every event feed ends. Idempotent.
     fn shutdown<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         self.check()?;
-        let hub = self.hub.clone();
+        let edge = self.edge.clone();
         let handle = self.handle.clone();
-        let route = self.route.clone();
         let feeds: Vec<_> =
             std::mem::take(&mut *self.feeds.lock().unwrap_or_else(|p| p.into_inner()));
         awaitable(py, async move {
-            let timeout = hub.config().drain_timeout;
-            hub.drain();
-            let route_closed = async {
-                loop {
-                    let notified = route.all_closed.notified();
-                    if route.open.load(Ordering::Acquire) == 0 {
-                        break;
-                    }
-                    notified.await;
-                }
-            };
-            let server_done = async {
-                if let Some(h) = &handle {
-                    h.shutdown().await;
-                }
-            };
-            let _ = tokio::time::timeout(timeout, async {
-                tokio::join!(route_closed, server_done);
-            })
-            .await;
+            match &handle {
+                Some(h) => h.shutdown().await,
+                None => edge.drain().await,
+            }
             // Every connection is closed: the feeds take the events already
             // produced (the drain's user-left, disconnected), then end.
             for f in feeds.iter().filter_map(Weak::upgrade) {
@@ -631,201 +552,5 @@ impl NativeHub {
             }
             Ok(Json(serde_json::Value::Null))
         })
-    }
-
-    /// Admits one route-mode WebSocket (PROTOCOL.md §2: origin 403, per-IP 429,
-    /// capacity or draining 503, then the handshake token: 401). Resolves with
-    /// `(0, connection)`, or `(status, None)` when refused.
-    #[pyo3(signature = (ip=None, origin=None, path=String::new(), query=None, authorization=None))]
-    fn open_route<'py>(
-        &self,
-        py: Python<'py>,
-        ip: Option<&str>,
-        origin: Option<String>,
-        path: String,
-        query: Option<String>,
-        authorization: Option<String>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        self.check()?;
-        let ip: Option<IpAddr> = ip.and_then(|s| s.parse().ok());
-        let admitted = self.admit(ip, origin.as_deref());
-        let hub = self.hub.clone();
-        awaitable(py, async move {
-            let slot = match admitted {
-                Ok(slot) => slot,
-                Err(status) => return Ok(Opened::Refused(status)),
-            };
-            let request = AuthRequest {
-                token: token_from_request(query.as_deref(), authorization.as_deref()),
-                origin: origin.clone(),
-                ip,
-                path: path.clone(),
-            };
-            let identity = match hub.authenticate_handshake(&request).await {
-                Ok(identity) => identity,
-                Err(_) => return Ok(Opened::Refused(401)),
-            };
-            let conn = hub.connect(ConnectInfo {
-                ip,
-                origin,
-                path,
-                token: None,
-                identity,
-            });
-            Ok(Opened::Open(RouteConnection {
-                outbox: conn.outbox().clone(),
-                client_id: conn.client_id().to_owned(),
-                conn: Mutex::new(Some(conn)),
-                max_message_bytes: hub.config().max_message_bytes,
-                _slot: Mutex::new(Some(slot)),
-                pid: runtime::pid(),
-            }))
-        })
-    }
-}
-
-/// What `open_route` resolves with.
-#[derive(Debug)]
-enum Opened {
-    Open(RouteConnection),
-    Refused(u16),
-}
-
-impl<'py> IntoPyObject<'py> for Opened {
-    type Target = PyAny;
-    type Output = Bound<'py, PyAny>;
-    type Error = PyErr;
-
-    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        match self {
-            Opened::Open(conn) => Ok((0u16, Bound::new(py, conn)?).into_pyobject(py)?.into_any()),
-            Opened::Refused(status) => Ok((status, py.None()).into_pyobject(py)?.into_any()),
-        }
-    }
-}
-
-/// One route-mode WebSocket attached to the hub. The Python side runs a receive
-/// loop (`handle_text`) and a send loop (`next_batch`), and calls `finish`.
-#[pyclass(frozen, module = "switchboard._native")]
-#[derive(Debug)]
-pub(crate) struct RouteConnection {
-    conn: Mutex<Option<Connection>>,
-    outbox: Arc<switchboard::hub::Outbox>,
-    client_id: String,
-    max_message_bytes: usize,
-    _slot: Mutex<Option<RouteSlot>>,
-    pid: u32,
-}
-
-#[pymethods]
-impl RouteConnection {
-    /// This connection's `clientId`.
-    #[getter]
-    fn client_id(&self) -> &str {
-        &self.client_id
-    }
-
-    /// Handles one inbound text frame (too big: close 1009). Never raises for
-    /// bad input: the hub answers with `error` or a close request.
-    fn handle_text(&self, py: Python<'_>, text: &str) -> PyResult<()> {
-        check_pid(self.pid, "connection")?;
-        let max = self.max_message_bytes;
-        py.detach(|| {
-            let rt = runtime::handle();
-            let _entered = rt.enter();
-            let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(conn) = guard.as_mut() else { return };
-            if text.len() > max {
-                conn.close(close::TOO_BIG, "message too big");
-                return;
-            }
-            // A bug in one message's handling costs that connection (1011).
-            let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                conn.handle_text(text);
-            }));
-            if handled.is_err() {
-                conn.close(close::INTERNAL, "internal error");
-            }
-        });
-        Ok(())
-    }
-
-    /// Asks for a close for a violation the transport saw: 1003 (binary frame),
-    /// 1009 (too big), 1002 (protocol error).
-    fn close_for(&self, code: u16) -> PyResult<()> {
-        let reason = match code {
-            close::UNSUPPORTED_DATA => "binary frames are not accepted",
-            close::TOO_BIG => "message too big",
-            close::PROTOCOL_ERROR => "protocol error",
-            _ => return Err(PyValueError::new_err("close_for takes 1002, 1003 or 1009")),
-        };
-        if let Some(conn) = self.conn.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            conn.close(code, reason);
-        }
-        Ok(())
-    }
-
-    /// Waits for what to write next: a list of text frames, or `(code, reason)`
-    /// for the close to send (after which nothing more is written).
-    fn next_batch<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        check_pid(self.pid, "connection")?;
-        let outbox = self.outbox.clone();
-        awaitable(py, async move {
-            let mut batch: Vec<Frame> = Vec::new();
-            Ok(match outbox.next(&mut batch).await {
-                Next::Frames => Batch::Frames(batch),
-                Next::Close(req) => Batch::Close(req.code, req.reason),
-            })
-        })
-    }
-
-    /// Ends the connection: `client_close` is the close code the client sent, or
-    /// `None` when it ended without a close frame (network cut: the session stays
-    /// resumable). Idempotent.
-    #[pyo3(signature = (client_close=None))]
-    fn finish(&self, py: Python<'_>, client_close: Option<u16>) {
-        py.detach(|| {
-            let rt = runtime::handle();
-            let _entered = rt.enter();
-            if let Some(conn) = self.conn.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                conn.finish(client_close);
-            }
-            self._slot.lock().unwrap_or_else(|p| p.into_inner()).take();
-        });
-    }
-}
-
-impl Drop for RouteConnection {
-    fn drop(&mut self) {
-        // Dropping a `Connection` settles it as an abnormal end; it may start the
-        // resume-window timer, which needs the runtime.
-        let rt = runtime::handle();
-        let _entered = rt.enter();
-        self.conn
-            .get_mut()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-    }
-}
-
-/// What `next_batch` resolves with.
-#[derive(Debug)]
-enum Batch {
-    Frames(Vec<Frame>),
-    Close(u16, &'static str),
-}
-
-impl<'py> IntoPyObject<'py> for Batch {
-    type Target = PyAny;
-    type Output = Bound<'py, PyAny>;
-    type Error = PyErr;
-
-    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        match self {
-            Batch::Frames(frames) => {
-                Ok(PyList::new(py, frames.iter().map(|f| f.as_str()))?.into_any())
-            }
-            Batch::Close(code, reason) => Ok((code, reason).into_pyobject(py)?.into_any()),
-        }
     }
 }
