@@ -1,18 +1,18 @@
 // Attach mode: the same hub served on the application's own `http.Server`
-// (Express, Fastify, plain `http`), so the app keeps one port. The `ws`
-// package does the WebSocket framing; this file does what the Rust transport
-// does around the hub: admission (path, origin, per-IP and global limits,
-// draining), the read side (text frames into `handleText`, violations close
-// the connection), the write side (one outbox batch at a time, written and
-// flushed before the next is taken, so the hub's outbound bound holds), the
-// heartbeat, and the close handshake.
+// (Express, Fastify, plain `http`), so the app keeps one port. This file is an
+// adapter of the core's connection kit and decides nothing: the request facts
+// (socket peer, URL, every header) go to the kit, which admits or refuses
+// (origin, per-IP after trusted proxies, capacity, draining, handshake token)
+// and selects the subprotocol; `ws` does the framing; frames go into the kit,
+// outbox batches come out (one at a time, written and flushed before the next
+// is taken, so the hub's outbound bound holds); the kit's liveness clock says
+// when to ping and when to give up on a socket.
 import type { IncomingMessage, Server as PlainHttpServer } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 
 import { WebSocketServer, type WebSocket } from 'ws';
 
-import { SUBPROTOCOL } from './constants';
 import type native from './native';
 
 /** An `http.Server` or an `https.Server` (then clients connect with `wss://`). */
@@ -26,32 +26,21 @@ export interface AttachOptions {
 interface AttachConfig {
   path: string;
   maxMessageBytes: number;
-  maxConns: number;
-  maxConnsPerIp: number;
-  heartbeatMs: number;
-  heartbeatTimeoutMs: number;
-  allowedOrigins: string[];
+  tickMs: number;
   drainTimeoutMs: number;
 }
 
 /** How long to wait for the client's close frame after ours (as the Rust transport). */
 const CLOSE_GRACE_MS = 2000;
+/** Where an upgrade's admission waits for `ws` to complete the handshake. */
+const ADMISSION = Symbol('switchboard.admission');
 
-const STATUS_TEXT: Record<number, string> = {
-  401: 'Unauthorized',
-  403: 'Forbidden',
-  429: 'Too Many Requests',
-  503: 'Service Unavailable',
-};
+type AdmittedRequest = IncomingMessage & { [ADMISSION]?: native.Admission };
 
 /** One attached socket and its hub connection. */
 interface Peer {
   ws: WebSocket;
   conn: native.NativeConnection;
-  ip: string;
-  lastHeard: number;
-  /** When the current batch started being written (a stuck write drops the socket). */
-  writeStarted: number | null;
   /** A close was sent (by us) or received: no more frames go into the hub. */
   closing: boolean;
 }
@@ -64,7 +53,6 @@ export class Attachment {
   readonly #cfg: AttachConfig;
   readonly #wss: WebSocketServer;
   readonly #peers = new Set<Peer>();
-  readonly #perIp = new Map<string, number>();
   readonly #onUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
   readonly #heartbeat: NodeJS.Timeout;
   readonly #detach: () => void;
@@ -86,28 +74,20 @@ export class Attachment {
       maxPayload: this.#cfg.maxMessageBytes,
       perMessageDeflate: false,
       clientTracking: false,
-      handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
+      // The kit chose it at admission.
+      handleProtocols: (_offered, req) => (req as AdmittedRequest)[ADMISSION]?.subprotocol ?? false,
     });
     this.#onUpgrade = (req, socket, head) => this.#upgrade(req, socket, head);
     http.on('upgrade', this.#onUpgrade);
-    // One timer for every socket: pings, and drops the silent or stuck ones.
-    const tick = Math.max(50, Math.min(this.#cfg.heartbeatMs, this.#cfg.heartbeatTimeoutMs) / 2);
-    let nextPing = Date.now() + this.#cfg.heartbeatMs;
+    // One timer for every socket; the kit says, per socket, ping, drop or nothing.
     this.#heartbeat = setInterval(() => {
-      const now = Date.now();
-      const ping = now >= nextPing;
-      if (ping) nextPing = now + this.#cfg.heartbeatMs;
       for (const p of this.#peers) {
-        const silent = now - p.lastHeard >= this.#cfg.heartbeatMs + this.#cfg.heartbeatTimeoutMs;
-        const stuck = p.writeStarted !== null && now - p.writeStarted >= this.#cfg.heartbeatTimeoutMs;
-        if (silent || stuck) {
-          // No close frame: the session is away and can resume (as a network cut).
-          p.ws.terminate();
-        } else if (ping && !p.closing) {
-          p.ws.ping();
-        }
+        const action = p.conn.tick();
+        // No close frame on drop: the session is away and can resume (as a network cut).
+        if (action === 'drop') p.ws.terminate();
+        else if (action === 'ping' && !p.closing) p.ws.ping();
       }
-    }, tick);
+    }, this.#cfg.tickMs);
     this.#heartbeat.unref();
   }
 
@@ -120,98 +100,55 @@ export class Attachment {
     return `${scheme}://${host}:${a.port}${this.path}`;
   }
 
+  /** Sockets open on this attachment. */
   get connectionCount(): number {
     return this.#peers.size;
   }
 
-  #refuse(socket: Duplex, status: number): void {
-    const extra = status === 401 ? 'WWW-Authenticate: Bearer\r\n' : '';
-    socket.end(
-      `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nConnection: close\r\n${extra}Content-Type: text/plain\r\nContent-Length: 19\r\n\r\nconnection refused\n`,
-    );
-    socket.destroy();
-  }
-
   #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    const url = req.url ?? '/';
-    const q = url.indexOf('?');
-    const path = q < 0 ? url : url.slice(0, q);
-    if (path !== this.path) return; // another handler's upgrade
+    const target = req.url ?? '/';
+    const q = target.indexOf('?');
+    if ((q < 0 ? target : target.slice(0, q)) !== this.path) return; // another handler's upgrade
     socket.on('error', () => socket.destroy());
-    if (this.#closing || this.#native.draining) return this.#refuse(socket, 503);
-    // Admission, in the protocol's order: origin, per-IP, global.
-    const origin = req.headers.origin;
-    if (this.#cfg.allowedOrigins.length > 0 && origin !== undefined && !this.#cfg.allowedOrigins.includes(origin)) {
-      return this.#refuse(socket, 403);
-    }
-    const ip = normalizeIp(req.socket.remoteAddress ?? '');
-    const n = this.#perIp.get(ip) ?? 0;
-    if (this.#cfg.maxConnsPerIp > 0 && n >= this.#cfg.maxConnsPerIp) return this.#refuse(socket, 429);
-    if (this.#cfg.maxConns > 0 && this.#peers.size >= this.#cfg.maxConns) return this.#refuse(socket, 503);
-    this.#perIp.set(ip, n + 1);
-    let admitted = false;
-    socket.once('close', () => {
-      if (!admitted) this.#release(ip);
-    });
-    const request: native.HandshakeRequest = {
-      query: q < 0 ? undefined : url.slice(q + 1),
-      authorization: req.headers.authorization,
-      origin,
-      ip,
-      path,
-    };
-    const upgrade = (auth: native.HandshakeAuth | null) => {
-      if (socket.destroyed) return;
-      this.#wss.handleUpgrade(req, socket, head, (ws) => {
-        admitted = true;
-        this.#open(ws, request, auth);
-      });
-    };
-    if (!this.#native.authRequired) return upgrade(null);
-    // As the own listener: a refused token is HTTP 401 before the upgrade.
-    this.#native.authenticateHandshake(request).then(
-      (auth) => (auth.refused ? this.#refuse(socket, 401) : upgrade(auth)),
-      () => this.#refuse(socket, 503),
+    const facts = { peer: req.socket.remoteAddress, target, headers: req.rawHeaders };
+    this.#native.admit(facts).then(
+      (admission) => {
+        if (admission.status !== 101) return writeRefusal(socket, admission);
+        if (socket.destroyed) return admission.release();
+        (req as AdmittedRequest)[ADMISSION] = admission;
+        this.#wss.handleUpgrade(req, socket, head, (ws) => {
+          const conn = admission.open();
+          if (conn) this.#open(ws, conn);
+          else ws.terminate();
+        });
+        // `ws` answered the handshake itself (a malformed upgrade) without calling back.
+        if (socket.destroyed) admission.release();
+      },
+      () => socket.destroy(),
     );
   }
 
-  #release(ip: string): void {
-    const n = (this.#perIp.get(ip) ?? 1) - 1;
-    if (n <= 0) this.#perIp.delete(ip);
-    else this.#perIp.set(ip, n);
-  }
-
-  #open(ws: WebSocket, request: native.HandshakeRequest, auth: native.HandshakeAuth | null): void {
-    const ip = request.ip as string;
-    const conn = this.#native.connect(request, auth);
-    const peer: Peer = { ws, conn, ip, lastHeard: Date.now(), writeStarted: null, closing: false };
+  #open(ws: WebSocket, conn: native.NativeConnection): void {
+    const peer: Peer = { ws, conn, closing: false };
     this.#peers.add(peer);
-    const heard = () => {
-      peer.lastHeard = Date.now();
-    };
+    const heard = () => conn.heard();
     ws.on('message', (data, isBinary) => {
-      heard();
       if (peer.closing) return;
-      if (isBinary) {
-        conn.close(1003);
-        return;
-      }
-      conn.handleText(data.toString());
+      if (isBinary) conn.violation(1003);
+      else conn.handleText(data.toString());
     });
     ws.on('ping', heard);
     ws.on('pong', heard);
     ws.on('error', (err: Error & { code?: string }) => {
-      // `ws` closes the socket itself after a framing error; tell the hub why
-      // first, so the membership ends as with the Rust transport.
-      if (err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') conn.close(1009);
-      else conn.close(1002);
+      // `ws` closes the socket itself after a framing error; the kit learns why
+      // first, so membership ends as with the Rust transport.
+      conn.violation(err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' ? 1009 : 1002);
     });
     ws.on('close', (code: number) => {
       peer.closing = true;
       // 1006: no close frame (a network cut): the session waits for a resume.
       conn.finish(code === 1006 ? null : code);
       this.#peers.delete(peer);
-      this.#release(ip);
       if (this.#peers.size === 0) this.#allClosed?.();
     });
     void this.#writeLoop(peer);
@@ -230,7 +167,7 @@ export class Attachment {
       }
       if (ws.readyState !== ws.OPEN) return;
       if (batch.frames) {
-        p.writeStarted = Date.now();
+        conn.writing();
         const flushed = new Promise<boolean>((resolve) => {
           const frames = batch.frames as string[];
           for (let i = 0; i < frames.length; i++) {
@@ -239,10 +176,10 @@ export class Attachment {
           }
         });
         if (!(await flushed)) return;
-        p.writeStarted = null;
+        conn.written();
         continue;
       }
-      // A close the hub asked for (kick 4403, drain 1001, slow consumer 1008, …).
+      // A close the kit asked for (kick 4403, drain 1001, slow consumer 1008, …).
       p.closing = true;
       ws.close(batch.closeCode ?? 1011, batch.closeReason ?? '');
       setTimeout(() => ws.terminate(), CLOSE_GRACE_MS).unref();
@@ -273,7 +210,12 @@ export class Attachment {
   }
 }
 
-/** `::ffff:127.0.0.1` → `127.0.0.1`. */
-function normalizeIp(ip: string): string {
-  return ip.startsWith('::ffff:') ? ip.slice(7) : ip;
+/** Writes the kit's refusal (status, headers, body) and closes the socket. */
+function writeRefusal(socket: Duplex, a: native.Admission): void {
+  const body = Buffer.from(a.body);
+  let head = `HTTP/1.1 ${a.status} ${a.reason}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\n`;
+  const h = a.headers;
+  for (let i = 0; i + 1 < h.length; i += 2) head += `${h[i]}: ${h[i + 1]}\r\n`;
+  socket.end(Buffer.concat([Buffer.from(`${head}\r\n`), body]));
+  socket.destroy();
 }

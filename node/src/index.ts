@@ -1,7 +1,7 @@
 // The `switchboard` package: WebRTC signaling for Node.js. `Server` (with the
 // attach mode for an existing http server) and `Client`, over the Rust core.
 export { Server } from './server';
-export type { AuthHook, AuthOptions, AuthRequest, Identity, ServerOptions } from './server';
+export type { AuthHook, AuthOptions, AuthRequest, HttpReply, Identity, ServerOptions } from './server';
 export { Attachment } from './attach';
 export type { AttachOptions, HttpServer } from './attach';
 export { Client } from './client';

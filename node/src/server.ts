@@ -2,6 +2,8 @@
 // EventEmitter and `events()` iterator over hub events, host operations, and
 // the attach mode (see attach.ts).
 
+import type { IncomingMessage, ServerResponse } from 'node:http';
+
 import { Attachment, type AttachOptions, type HttpServer } from './attach';
 import { call, configError, invalidArgument, reportListenerError, settle } from './errors';
 import { TypedEmitter } from './emitter';
@@ -15,6 +17,13 @@ import {
 import native = require('./native');
 
 /** What the auth hook is asked. */
+/** A plain HTTP answer of the core (`/metrics`, `/health`, `/ready`). */
+export interface HttpReply {
+  status: number;
+  contentType: string;
+  body: string;
+}
+
 export interface AuthRequest {
   /** The token the client presented (`?token=`, `Authorization: Bearer`, or an `auth` message). */
   token: string | null;
@@ -303,11 +312,38 @@ export class Server extends TypedEmitter<ServerEventMap> {
     return this.#native.url;
   }
 
-  /** Open WebSocket connections (own listener and attached). */
+  /** Open WebSocket connections (own listener and attached: one count in the core). */
   get connectionCount(): number {
-    let n = this.#native.connectionCount;
-    for (const a of this.#attachments) n += a.connectionCount;
-    return n;
+    return this.#native.connectionCount;
+  }
+
+  /**
+   * The core's plain HTTP endpoints for the app to mount: `/metrics`
+   * (OpenMetrics; refused handshakes counted), `/health`, `/ready`. `null` for
+   * another path. `httpHandler()` wraps this for `http`/Express.
+   */
+  endpoint(path: string): HttpReply | null {
+    const reply = this.#native.endpoint(path);
+    return reply === null ? null : (JSON.parse(reply) as HttpReply);
+  }
+
+  /**
+   * A request handler for `http.createServer` or Express that answers the
+   * core's endpoints (`/metrics`, `/health`, `/ready`) and calls `next()` (or
+   * answers 404 without one) for any other path.
+   */
+  httpHandler(): (req: IncomingMessage, res: ServerResponse, next?: () => void) => void {
+    return (req, res, next) => {
+      const path = (req.url ?? '/').split('?')[0];
+      const reply = req.method === 'GET' || req.method === 'HEAD' ? this.endpoint(path) : null;
+      if (reply === null) {
+        if (next) return next();
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+        return;
+      }
+      res.writeHead(reply.status, { 'content-type': reply.contentType });
+      res.end(req.method === 'HEAD' ? undefined : reply.body);
+    };
   }
 
   /** Events lost because listeners fell more than `eventBuffer` events behind. */

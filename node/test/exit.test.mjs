@@ -41,3 +41,21 @@ test('while a server runs, the process stays alive (the control case)', async ()
   await exited;
   assert.equal(stillAlive, true, 'a running server keeps the process alive, as a listening socket does');
 });
+
+test('the process exits by itself every time (30 runs, 6 at once)', async () => {
+  const failures = [];
+  for (let batch = 0; batch < 5; batch++) {
+    await Promise.all(
+      Array.from({ length: 6 }, async () => {
+        const { p, output } = run('stop');
+        const timer = setTimeout(() => p.kill('SIGKILL'), 30000);
+        const [code, signal] = await once(p, 'exit');
+        clearTimeout(timer);
+        if (code !== 0 || signal !== null || !/ready\nstopped\n/.test(output())) {
+          failures.push({ code, signal, output: output().slice(-300) });
+        }
+      }),
+    );
+  }
+  assert.deepEqual(failures, [], `${failures.length} of 30 runs did not exit cleanly`);
+});

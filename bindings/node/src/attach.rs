@@ -1,15 +1,123 @@
-//! One connection of the attach mode: the TypeScript layer owns the `ws` socket
-//! (on the application's `http.Server`) and drives the hub through this object —
-//! inbound text frames in, outbox batches out (one pending `next()` at a time,
-//! so the outbox bound holds and nothing queues up unbounded in JS).
+//! Attach mode's native half: an adapter of the core's connection kit. The
+//! TypeScript layer owns the `ws` socket on the application's `http.Server`; it
+//! hands the request facts to [`Admission`] (the kit admits or refuses) and drives
+//! a [`NativeConnection`]: inbound text frames in, outbox batches out (one pending
+//! `next()` at a time, so the outbox bound holds and nothing queues up unbounded
+//! in JS), pings and drops when the kit's liveness clock says so.
 
 use std::sync::{Arc, Mutex};
 
 use napi::bindgen_prelude::{within_runtime_if_available, PromiseRaw};
 use napi::Env;
 use napi_derive::napi;
-use switchboard::hub::{Connection, Next, Outbox};
-use switchboard::protocol::close;
+use switchboard::edge::{Admitted, EdgeConnection, Liveness, Refused, Tick, Violation};
+use switchboard::hub::{Hub, Next, Outbox};
+
+/// The facts of one upgrade request, as `http` gives them.
+#[napi(object)]
+#[derive(Debug, Default)]
+pub struct UpgradeFacts {
+    /// The socket's remote address.
+    pub peer: Option<String>,
+    /// `req.url`: the path with its query.
+    pub target: String,
+    /// `req.rawHeaders`: name, value, name, value, …
+    pub headers: Vec<String>,
+}
+
+/// The kit's decision on one upgrade: `status` 101 (then `open()`), or the HTTP
+/// refusal to write (`status`, `reason`, `headers`, `body`).
+#[napi]
+#[derive(Debug)]
+pub struct Admission {
+    outcome: Mutex<Result<Option<(Admitted, Hub)>, Refused>>,
+    subprotocol: Option<&'static str>,
+}
+
+impl Admission {
+    pub(crate) fn new(outcome: Result<Admitted, Refused>, hub: &Hub) -> Admission {
+        let subprotocol = outcome.as_ref().ok().and_then(Admitted::subprotocol);
+        Admission {
+            outcome: Mutex::new(outcome.map(|a| Some((a, hub.clone())))),
+            subprotocol,
+        }
+    }
+
+    fn refused(&self) -> Option<Refused> {
+        self.outcome
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .err()
+            .copied()
+    }
+}
+
+#[napi]
+impl Admission {
+    /// 101 when admitted, else the refusal's HTTP status.
+    #[napi(getter)]
+    pub fn status(&self) -> u32 {
+        self.refused().map_or(101, |r| u32::from(r.status))
+    }
+
+    /// The reason phrase of a refusal.
+    #[napi(getter)]
+    pub fn reason(&self) -> String {
+        self.refused()
+            .map_or("Switching Protocols", |r| r.reason_phrase())
+            .to_owned()
+    }
+
+    /// Extra headers of a refusal: name, value, name, value, …
+    #[napi(getter)]
+    pub fn headers(&self) -> Vec<String> {
+        self.refused()
+            .map(|r| {
+                r.headers
+                    .iter()
+                    .flat_map(|(k, v)| [k.to_string(), v.to_string()])
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The body of a refusal.
+    #[napi(getter)]
+    pub fn body(&self) -> String {
+        self.refused()
+            .map(|r| r.body)
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// The subprotocol to select in the 101 answer.
+    #[napi(getter)]
+    pub fn subprotocol(&self) -> Option<String> {
+        self.subprotocol.map(str::to_owned)
+    }
+
+    /// Opens the hub connection of an admitted upgrade (once); `null` when refused
+    /// or already opened.
+    #[napi]
+    pub fn open(&self) -> Option<NativeConnection> {
+        let mut outcome = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
+        let (admitted, hub) = outcome.as_mut().ok()?.take()?;
+        // Liveness: the TypeScript layer pings when `tick()` says so.
+        let conn = within_runtime_if_available(|| admitted.open(&hub, Liveness::Pings));
+        Some(NativeConnection::new(conn))
+    }
+
+    /// Gives the connection slot back without opening (the socket went away
+    /// before the upgrade finished). Idempotent.
+    #[napi]
+    pub fn release(&self) {
+        let mut outcome = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
+        if let Ok(slot) = outcome.as_mut() {
+            slot.take();
+        }
+    }
+}
 
 /// What to do next with the socket.
 #[napi(object)]
@@ -26,13 +134,13 @@ pub struct OutboxBatch {
 #[napi]
 #[derive(Debug)]
 pub struct NativeConnection {
-    conn: Arc<Mutex<Option<Connection>>>,
+    conn: Arc<Mutex<Option<EdgeConnection>>>,
     outbox: Arc<Outbox>,
     client_id: String,
 }
 
 impl NativeConnection {
-    pub(crate) fn new(conn: Connection) -> Self {
+    fn new(conn: EdgeConnection) -> Self {
         NativeConnection {
             outbox: conn.outbox().clone(),
             client_id: conn.client_id().to_owned(),
@@ -40,9 +148,10 @@ impl NativeConnection {
         }
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> Option<T> {
+    fn with<T>(&self, f: impl FnOnce(&mut EdgeConnection) -> T) -> Option<T> {
         let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        guard.as_mut().map(f)
+        // The kit may start hub timers (resume window, auth): they need the runtime.
+        within_runtime_if_available(|| guard.as_mut().map(f))
     }
 }
 
@@ -53,34 +162,51 @@ impl NativeConnection {
         self.client_id.clone()
     }
 
-    /// One inbound text frame.
+    /// One inbound text frame (the kit checks its size and isolates panics).
     #[napi]
     pub fn handle_text(&self, text: String) {
-        within_runtime_if_available(|| {
-            self.with(|c| {
-                // A bug in one message's handling costs that connection (1011),
-                // never the process: the native transport does the same.
-                let ok =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.handle_text(&text)))
-                        .is_ok();
-                if !ok {
-                    c.close(close::INTERNAL, "internal error");
-                }
-            })
-        });
+        self.with(|c| c.text(&text));
     }
 
     /// A violation the socket layer detected: 1002 (protocol), 1003 (binary),
-    /// 1009 (too big), else 1011. Membership ends at once.
+    /// 1009 (too big). Membership ends at once.
     #[napi]
-    pub fn close(&self, code: u32) {
-        let (code, reason) = match code {
-            1002 => (close::PROTOCOL_ERROR, "protocol error"),
-            1003 => (close::UNSUPPORTED_DATA, "binary frames are not accepted"),
-            1009 => (close::TOO_BIG, "message too big"),
-            _ => (close::INTERNAL, "internal error"),
-        };
-        self.with(|c| c.close(code, reason));
+    pub fn violation(&self, code: u32) {
+        let v = u16::try_from(code)
+            .ok()
+            .and_then(Violation::from_code)
+            .unwrap_or(Violation::Protocol);
+        self.with(|c| c.violation(v));
+    }
+
+    /// The peer was heard (a message, ping or pong).
+    #[napi]
+    pub fn heard(&self) {
+        self.with(EdgeConnection::heard);
+    }
+
+    /// A batch is being written (`written()` once flushed).
+    #[napi]
+    pub fn writing(&self) {
+        self.with(EdgeConnection::writing);
+    }
+
+    #[napi]
+    pub fn written(&self) {
+        self.with(EdgeConnection::written);
+    }
+
+    /// The liveness decision now: `"ping"` (send one), `"drop"` (terminate
+    /// without a close frame) or `"idle"`.
+    #[napi]
+    pub fn tick(&self) -> String {
+        let tick = self.with(EdgeConnection::tick);
+        match tick {
+            Some(Tick::Ping(_)) => "ping",
+            Some(Tick::Drop) => "drop",
+            Some(Tick::Idle(_)) | None => "idle",
+        }
+        .to_owned()
     }
 
     /// The next outbox batch or close request (one pending call at a time).

@@ -1,18 +1,17 @@
 //! The native server: the core's listener (optional) and its hub, host
 //! operations, the event pump, and the release of everything JS-bound on stop.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use napi::bindgen_prelude::PromiseRaw;
 use napi::Env;
 use napi_derive::napi;
 use serde_json::json;
-use switchboard::auth::token_from_request;
-use switchboard::hub::ConnectInfo;
-use switchboard::{AuthRequest, Hub, Identity, Server, ServerHandle};
+use switchboard::edge::UpgradeRequest;
+use switchboard::{Edge, Server, ServerHandle};
 use tokio::sync::watch;
 
-use crate::attach::NativeConnection;
+use crate::attach::{Admission, UpgradeFacts};
 use crate::auth::{JsAsyncFn, JsAuthHook, Releasable};
 use crate::errors::{config, parse_json, to_napi};
 use crate::events::{Pump, Source};
@@ -20,44 +19,15 @@ use crate::options::{apply, ServerOptions};
 
 #[derive(Debug)]
 struct Inner {
-    hub: Hub,
+    /// The connection kit: admission, counts and the hub, shared by the own
+    /// listener and every attached `http.Server`.
+    edge: Edge,
     /// `None` in attach-only mode (`listen: null`).
     handle: Option<ServerHandle>,
     auth: Option<Releasable>,
     pump: Pump,
     /// Turns true in `release()`: the pump and `waitReleased()` end.
     released: watch::Sender<bool>,
-}
-
-/// What the attach mode knows about an upgrade request.
-#[napi(object)]
-#[derive(Debug, Default)]
-pub struct HandshakeRequest {
-    /// The query string (without `?`), where a `token=` may be.
-    pub query: Option<String>,
-    /// The `Authorization` header.
-    pub authorization: Option<String>,
-    pub origin: Option<String>,
-    pub ip: Option<String>,
-    /// The request path without the query string.
-    pub path: String,
-}
-
-/// The outcome of `authenticateHandshake`: refused (answer 401), or admitted
-/// with the identity (if any) that `connect()` hands to the hub.
-#[napi]
-#[derive(Debug)]
-pub struct HandshakeAuth {
-    refused: bool,
-    identity: Mutex<Option<Identity>>,
-}
-
-#[napi]
-impl HandshakeAuth {
-    #[napi(getter)]
-    pub fn refused(&self) -> bool {
-        self.refused
-    }
 }
 
 /// A running Switchboard server (see `node/src/server.ts`).
@@ -94,13 +64,22 @@ pub async fn start_server(
         Ok::<_, napi::Error>(match listen {
             Some(_) => {
                 let handle = server.start().await.map_err(to_napi)?;
-                (handle.hub().clone(), Some(handle))
+                (handle.edge().clone(), Some(handle))
             }
-            None => (Hub::new(Arc::new(server.config().clone())), None),
+            None => {
+                if server.config().tls.is_some() {
+                    // The application's https server terminates TLS in attach mode.
+                    return Err(config(
+                        "`tls` needs `listen`; attach to an https server instead",
+                    ));
+                }
+                // `redisUrl` makes this a cluster node, as with a listener.
+                (Edge::new(server.config().clone()).map_err(to_napi)?, None)
+            }
         })
     }
     .await;
-    let (hub, handle) = match started {
+    let (edge, handle) = match started {
         Ok(v) => v,
         Err(e) => {
             if let Some(a) = &auth {
@@ -111,7 +90,7 @@ pub async fn start_server(
     };
     Ok(NativeServer {
         inner: Arc::new(Inner {
-            hub,
+            edge,
             handle,
             auth,
             pump: Pump::new(),
@@ -128,28 +107,56 @@ impl NativeServer {
         self.inner.handle.as_ref().map(|h| h.url().to_owned())
     }
 
-    /// The settings the attach mode enforces itself, as JSON.
+    /// What the attach mode's socket layer is set up with (the rules are the
+    /// kit's): the path, the `ws` frame limit, how often to ask `tick()`, and
+    /// how long `close()` waits for sockets.
     #[napi]
     pub fn attach_config(&self) -> String {
-        let c = self.inner.hub.config();
+        let c = self.inner.edge.config();
+        let tick = c.heartbeat_interval.min(c.heartbeat_timeout) / 2;
         json!({
             "path": c.path,
             "maxMessageBytes": c.max_message_bytes,
-            "maxConns": c.max_conns,
-            "maxConnsPerIp": c.max_conns_per_ip,
-            "heartbeatMs": c.heartbeat_interval.as_millis() as u64,
-            "heartbeatTimeoutMs": c.heartbeat_timeout.as_millis() as u64,
-            "allowedOrigins": c.allowed_origins,
+            "tickMs": tick.as_millis().max(50) as u64,
             "drainTimeoutMs": c.drain_timeout.as_millis() as u64,
         })
         .to_string()
+    }
+
+    /// Admission of one attach-mode upgrade by the kit (origin, per-IP after
+    /// trusted proxies, capacity, draining, handshake token).
+    #[napi]
+    pub fn admit<'e>(
+        &self,
+        env: &'e Env,
+        facts: UpgradeFacts,
+    ) -> napi::Result<PromiseRaw<'e, Admission>> {
+        let edge = self.inner.edge.clone();
+        let peer = facts.peer.as_deref().and_then(|p| p.parse().ok());
+        let mut request = UpgradeRequest::new(peer, &facts.target);
+        for pair in facts.headers.chunks_exact(2) {
+            request.header(&pair[0], &pair[1]);
+        }
+        env.spawn_future(async move {
+            let outcome = edge.admit(&request).await;
+            Ok(Admission::new(outcome, edge.hub()))
+        })
+    }
+
+    /// A plain endpoint of the kit (`/metrics`, `/health`, `/ready`) as JSON
+    /// `{status, contentType, body}`, or `null` for another path.
+    #[napi]
+    pub fn endpoint(&self, path: String) -> Option<String> {
+        self.inner.edge.endpoint(&path).map(|r| {
+            json!({"status": r.status, "contentType": r.content_type, "body": r.body}).to_string()
+        })
     }
 
     /// Starts receiving hub events (from now on) with an optional name filter.
     #[napi]
     pub fn subscribe(&self, kinds: Option<Vec<String>>) {
         self.set_event_filter(kinds);
-        let hub = self.inner.hub.clone();
+        let hub = self.inner.edge.hub().clone();
         self.inner.pump.set_source(|| Source::Hub(hub.subscribe()));
     }
 
@@ -160,9 +167,9 @@ impl NativeServer {
         match &kinds {
             Some(k) => {
                 let names: Vec<&str> = k.iter().map(String::as_str).collect();
-                self.inner.hub.set_relay_events(Some(&names));
+                self.inner.edge.hub().set_relay_events(Some(&names));
             }
-            None => self.inner.hub.set_relay_events(None),
+            None => self.inner.edge.hub().set_relay_events(None),
         }
         self.inner.pump.set_filter(kinds);
     }
@@ -188,7 +195,8 @@ impl NativeServer {
     pub fn send(&self, room_id: String, user_id: String, message: String) -> napi::Result<()> {
         let msg = parse_json(&message)?;
         self.inner
-            .hub
+            .edge
+            .hub()
             .send(&room_id, &user_id, &msg)
             .map_err(to_napi)
     }
@@ -198,7 +206,8 @@ impl NativeServer {
     pub fn broadcast(&self, room_id: String, message: String) -> napi::Result<u32> {
         let msg = parse_json(&message)?;
         self.inner
-            .hub
+            .edge
+            .hub()
             .broadcast(&room_id, &msg)
             .map(|n| n as u32)
             .map_err(to_napi)
@@ -208,104 +217,54 @@ impl NativeServer {
     #[napi]
     pub fn kick(&self, room_id: String, user_id: String) -> napi::Result<()> {
         napi::bindgen_prelude::within_runtime_if_available(|| {
-            self.inner.hub.kick(&room_id, &user_id).map_err(to_napi)
+            self.inner
+                .edge
+                .hub()
+                .kick(&room_id, &user_id)
+                .map_err(to_napi)
         })
     }
 
     /// Every room with its peers, as JSON.
     #[napi]
     pub fn rooms(&self) -> String {
-        serde_json::to_string(&self.inner.hub.rooms()).unwrap_or_else(|_| "[]".to_owned())
+        serde_json::to_string(&self.inner.edge.hub().rooms()).unwrap_or_else(|_| "[]".to_owned())
     }
 
     /// The peers of one room as JSON (`[]` for an unknown room).
     #[napi]
     pub fn peers(&self, room_id: String) -> String {
-        let peers = self.inner.hub.peers(&room_id).unwrap_or_default();
+        let peers = self.inner.edge.hub().peers(&room_id).unwrap_or_default();
         serde_json::to_string(&peers).unwrap_or_else(|_| "[]".to_owned())
     }
 
-    /// Open connections on the own listener.
+    /// Open connections: the own listener's and every attached server's.
     #[napi(getter)]
     pub fn connection_count(&self) -> u32 {
-        self.inner
-            .handle
-            .as_ref()
-            .map_or(0, |h| h.connection_count() as u32)
+        self.inner.edge.connection_count() as u32
     }
 
     #[napi(getter)]
     pub fn draining(&self) -> bool {
-        self.inner.hub.is_draining()
+        self.inner.edge.hub().is_draining()
     }
 
     /// Whether connections must authenticate (an auth mode is configured).
     #[napi(getter)]
     pub fn auth_required(&self) -> bool {
-        self.inner.hub.auth_required()
-    }
-
-    /// The auth decision for an attach-mode upgrade, before it happens (the
-    /// token from `?token=` or `Authorization: Bearer`, as the own listener).
-    #[napi]
-    pub fn authenticate_handshake<'e>(
-        &self,
-        env: &'e Env,
-        request: HandshakeRequest,
-    ) -> napi::Result<PromiseRaw<'e, HandshakeAuth>> {
-        let hub = self.inner.hub.clone();
-        env.spawn_future(async move {
-            let auth_request = AuthRequest {
-                token: token_from_request(
-                    request.query.as_deref(),
-                    request.authorization.as_deref(),
-                ),
-                origin: request.origin,
-                ip: request.ip.as_deref().and_then(|ip| ip.parse().ok()),
-                path: request.path,
-            };
-            let (refused, identity) = match hub.authenticate_handshake(&auth_request).await {
-                Ok(identity) => (false, identity),
-                Err(_) => (true, None),
-            };
-            Ok(HandshakeAuth {
-                refused,
-                identity: Mutex::new(identity),
-            })
-        })
-    }
-
-    /// A connection of the attach mode (a JS `ws` socket) on this hub.
-    #[napi]
-    pub fn connect(
-        &self,
-        request: HandshakeRequest,
-        auth: Option<&HandshakeAuth>,
-    ) -> NativeConnection {
-        let info = ConnectInfo {
-            ip: request.ip.as_deref().and_then(|ip| ip.parse().ok()),
-            origin: request.origin,
-            path: request.path,
-            token: None,
-            identity: auth
-                .and_then(|a| a.identity.lock().unwrap_or_else(|p| p.into_inner()).take()),
-        };
-        let hub = &self.inner.hub;
-        NativeConnection::new(napi::bindgen_prelude::within_runtime_if_available(|| {
-            hub.connect(info)
-        }))
+        self.inner.edge.hub().auth_required()
     }
 
     /// Graceful drain: every client (own listener and attached) gets `draining`
-    /// and a 1001 close; the own listener waits for its connections up to the
-    /// drain timeout. Attached sockets are awaited by the TypeScript layer.
+    /// and a 1001 close; resolves once all finished or the drain timeout passed
+    /// (the TypeScript layer then cuts attached sockets that are left).
     #[napi]
     pub fn shutdown<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, ()>> {
         let inner = self.inner.clone();
         env.spawn_future(async move {
             match &inner.handle {
                 Some(h) => h.shutdown().await,
-                None => inner.hub.drain(),
+                None => inner.edge.drain().await,
             }
             Ok(())
         })
