@@ -43,5 +43,6 @@ run_suite "browser client, demo page, Chromium end-to-end" test-browser.sh
 run_suite "python" test-python.sh
 run_suite "C and Java" test-cjava.sh
 run_suite "Node.js package" test-node.sh
+run_suite "parity: every host mode, one set of cases" test-parity.sh
 
 say "all tests passed"
