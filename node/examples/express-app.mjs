@@ -11,8 +11,11 @@ const httpServer = http.createServer(app);
 // No own listener: the hub is served through the app's http server only.
 const signaling = await Server.start({ listen: null, path: '/ws', allowedOrigins: ['http://localhost:3000'] });
 signaling.attach(httpServer, { path: '/ws' });
+// The core's /metrics, /health and /ready, mounted on the app.
+app.use(signaling.httpHandler());
 
 app.get('/rooms', (req, res) => res.json(signaling.rooms()));
+
 app.post('/rooms/:room/announce', express.json(), async (req, res) => {
   const count = await signaling.broadcast(req.params.room, { type: 'message', from: 'host', data: { announcement: req.body.text } });
   res.json({ delivered: count });

@@ -56,6 +56,9 @@ test('examples/express-app.mjs: Express routes and signaling on one port', async
   await b.join('lobby');
   const rooms = await (await fetch(`${base}/rooms`)).json();
   assert.deepEqual(rooms[0].peers.map((x) => x.userId), ['a', 'b']);
+  const metrics = await fetch(`${base}/metrics`);
+  assert.match(metrics.headers.get('content-type'), /openmetrics/);
+  assert.match(await metrics.text(), /switchboard_connections 2/);
   const announced = b.next('message');
   const res = await fetch(`${base}/rooms/lobby/announce`, {
     method: 'POST',

@@ -2,7 +2,7 @@
 the app's port, authenticated by the app's own logic (here a session table).
 
     pip install ./python fastapi uvicorn
-    uvicorn fastapi_route:app --app-dir python/examples --port 8000
+    uvicorn fastapi_route:app --app-dir python/examples --port 8000 --no-proxy-headers
     # clients connect to ws://127.0.0.1:8000/ws?token=SESSION
 """
 
@@ -12,7 +12,7 @@ import contextlib
 import secrets
 from typing import AsyncIterator, Dict, Optional
 
-from fastapi import FastAPI, WebSocket
+from fastapi import FastAPI, Response, WebSocket
 
 import switchboard
 
@@ -49,6 +49,12 @@ def login(user: str) -> Dict[str, str]:
 @app.websocket("/ws")
 async def signaling(websocket: WebSocket) -> None:
     await hub.serve(websocket)
+
+
+@app.get("/metrics")
+def metrics() -> Response:
+    status, content_type, body = hub.endpoint("/metrics") or (404, "text/plain", "")
+    return Response(body, status_code=status, media_type=content_type)
 
 
 @app.get("/lobby")

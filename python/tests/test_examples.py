@@ -68,6 +68,9 @@ async def test_fastapi_route_example() -> None:
             with pytest.raises(websockets.InvalidStatus) as refused:
                 await websockets.connect(web.url("/ws") + "?token=not-a-session")
             assert refused.value.response.status_code == 401
+            metrics = await http.get("/metrics")
+            assert metrics.headers["content-type"].startswith("application/openmetrics-text")
+            assert 'switchboard_handshakes_refused_total{reason="unauthorized"} 1' in metrics.text
 
 
 async def test_bot_example(server) -> None:
