@@ -22,6 +22,7 @@
 
 mod auth;
 mod client;
+mod config;
 mod event;
 mod guard;
 mod server;
@@ -30,6 +31,7 @@ use std::ffi::{c_char, CStr};
 
 pub use auth::*;
 pub use client::*;
+pub use config::*;
 pub use event::*;
 pub use server::*;
 
