@@ -72,6 +72,11 @@ enum switchboard_result
    */
   SWITCHBOARD_RESULT_PANIC = 10,
   /**
+   * The host-socket mode refused an upgrade: answer the HTTP status that
+   * `switchboard_server_admit` wrote.
+   */
+  SWITCHBOARD_RESULT_REFUSED = 11,
+  /**
    * Protocol `invalid-json` (also: a JSON argument that does not parse).
    */
   SWITCHBOARD_RESULT_INVALID_JSON = 100,
@@ -133,6 +138,66 @@ typedef uint32_t switchboard_result;
 #endif // __cplusplus
 
 /**
+ * Who keeps a host-socket connection alive.
+ */
+enum switchboard_liveness
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * The host sends a WebSocket ping whenever `switchboard_conn_next` gives
+   * `SWITCHBOARD_OUTPUT_PING`, and reports every frame it hears (pongs
+   * included) with `switchboard_conn_heard`; silence drops the connection.
+   */
+  SWITCHBOARD_LIVENESS_PINGS = 0,
+  /**
+   * The host's WebSocket server pings and reports dead peers itself.
+   */
+  SWITCHBOARD_LIVENESS_HOST = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum switchboard_liveness switchboard_liveness;
+#else
+typedef uint32_t switchboard_liveness;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * What `switchboard_conn_next` asks the host to do.
+ */
+enum switchboard_output_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Write the frames in order (text frames), then call `switchboard_conn_written`.
+   */
+  SWITCHBOARD_OUTPUT_KIND_FRAMES = 0,
+  /**
+   * Send a close frame with this code and reason; write nothing after it.
+   */
+  SWITCHBOARD_OUTPUT_KIND_CLOSE = 1,
+  /**
+   * Send a WebSocket ping.
+   */
+  SWITCHBOARD_OUTPUT_KIND_PING = 2,
+  /**
+   * Cut the socket without a close frame (a silent peer, or one that takes no frames).
+   */
+  SWITCHBOARD_OUTPUT_KIND_DROP = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum switchboard_output_kind switchboard_output_kind;
+#else
+typedef uint32_t switchboard_output_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * A connection asking to be admitted. The callback receives it and owns it:
  * it must be completed exactly once, by `switchboard_auth_request_allow` or
  * `switchboard_auth_request_deny` (each frees it), from any thread, during the
@@ -156,12 +221,24 @@ typedef struct switchboard_client switchboard_client;
 typedef struct switchboard_client_options switchboard_client_options;
 
 /**
+ * One WebSocket owned by the host, attached to the hub. Every function may be
+ * called from any thread until `switchboard_conn_free`.
+ */
+typedef struct switchboard_conn switchboard_conn;
+
+/**
  * One event: its type (the protocol's `type` string: `"user-joined"`,
  * `"offer"`, ..., or a client connection state such as `"reconnecting"`), the
  * whole event as a JSON object, and the fields C code routes on. Immutable, so
  * any thread may read it.
  */
 typedef struct switchboard_event switchboard_event;
+
+/**
+ * What to do next on a connection (see `switchboard_output_kind`). Freed with
+ * `switchboard_output_free`.
+ */
+typedef struct switchboard_output switchboard_output;
 
 /**
  * A running (or stopped) server. Every function may be called from any thread
@@ -184,6 +261,13 @@ typedef struct switchboard_server_config switchboard_server_config;
  * the callback or later; the connection attempt waits up to the connect timeout.
  */
 typedef struct switchboard_token_request switchboard_token_request;
+
+/**
+ * One upgrade request: its facts, then the kit's decision. Made by
+ * `switchboard_upgrade_new`, freed with `switchboard_upgrade_free` (or
+ * consumed by a successful `switchboard_upgrade_open`). One thread at a time.
+ */
+typedef struct switchboard_upgrade switchboard_upgrade;
 
 /**
  * A push callback: `userdata` as registered, and an event that is valid only
@@ -558,14 +642,14 @@ switchboard_result switchboard_client_options_set_token_callback(switchboard_cli
                                                                  void *userdata);
 
 /**
- * Connects with default options to `url` (`ws://host:port/path`) as
+ * Connects with default options to `url` (`ws://host:port/path` or `wss://…`) as
  * `user_id` (NULL: the server assigns one). Blocks until the server's
  * `connected` arrived (at most the connect timeout, 10 s); this first attempt
  * is not retried, later losses are (reconnect with backoff and session
  * resume). On success writes the new client to `*client_out`, which the
  * caller owns and frees with `switchboard_client_free`. Fails with
  * `SWITCHBOARD_RESULT_IO`/`WEBSOCKET`/`TIMEOUT`/`UNAUTHORIZED`, or `CONFIG` for
- * a bad URL (`wss://` is not supported by this build).
+ * a bad URL (a scheme other than `ws://` or `wss://`).
  *
  * # Safety
  * `url` and `user_id` are NULL or NUL-terminated; `client_out` is NULL or
@@ -775,72 +859,6 @@ switchboard_result switchboard_client_close(const switchboard_client *client);
  * `client` is NULL or a client the caller owns, not freed before.
  */
 void switchboard_client_free(switchboard_client *client);
-
-/**
- * The event's type: the protocol `type` string (`"user-joined"`, `"offer"`,
- * ...) or a client state (`"connecting"`, `"open"`, `"reconnecting"`,
- * `"rejoined"`, `"reconnect-failed"`, `"closed"`); on a server also
- * `"connected"`/`"disconnected"` of a connection. Owned by `ev`; NULL if `ev`
- * is NULL.
- *
- * # Safety
- * `ev` is NULL or a live event.
- */
-const char *switchboard_event_type(const switchboard_event *ev);
-
-/**
- * The whole event as one JSON object with its `type` and the protocol
- * message's fields (`{"type":"offer","from":"alice","sdp":...}`). Owned by `ev`;
- * NULL if `ev` is NULL.
- *
- * # Safety
- * `ev` is NULL or a live event.
- */
-const char *switchboard_event_json(const switchboard_event *ev);
-
-/**
- * The event's `roomId`, or NULL when it has none. Owned by `ev`.
- *
- * # Safety
- * `ev` is NULL or a live event.
- */
-const char *switchboard_event_room_id(const switchboard_event *ev);
-
-/**
- * The event's `userId`, or NULL when it has none. Owned by `ev`.
- *
- * # Safety
- * `ev` is NULL or a live event.
- */
-const char *switchboard_event_user_id(const switchboard_event *ev);
-
-/**
- * The event's `from` (the sender of a relayed `offer`/`answer`/`candidate`/
- * `message`/`chat`), or NULL when it has none. Owned by `ev`.
- *
- * # Safety
- * `ev` is NULL or a live event.
- */
-const char *switchboard_event_from(const switchboard_event *ev);
-
-/**
- * A copy of an event that the caller owns (free it with
- * `switchboard_event_free`), e.g. to keep an event past its callback. Cheap:
- * the data is shared. NULL if `ev` is NULL.
- *
- * # Safety
- * `ev` is NULL or a live event.
- */
-switchboard_event *switchboard_event_clone(const switchboard_event *ev);
-
-/**
- * Frees an event from `*_next_event` or `switchboard_event_clone`. NULL is
- * allowed. Never free the event a callback receives.
- *
- * # Safety
- * `ev` is NULL or an event the caller owns, not freed before.
- */
-void switchboard_event_free(switchboard_event *ev);
 
 /**
  * A new configuration with the protocol's defaults (listen `127.0.0.1:8080`,
@@ -1231,6 +1249,285 @@ switchboard_result switchboard_server_config_set_event_callback(switchboard_serv
                                                                 void *userdata);
 
 /**
+ * The event's type: the protocol `type` string (`"user-joined"`, `"offer"`,
+ * ...) or a client state (`"connecting"`, `"open"`, `"reconnecting"`,
+ * `"rejoined"`, `"reconnect-failed"`, `"closed"`); on a server also
+ * `"connected"`/`"disconnected"` of a connection. Owned by `ev`; NULL if `ev`
+ * is NULL.
+ *
+ * # Safety
+ * `ev` is NULL or a live event.
+ */
+const char *switchboard_event_type(const switchboard_event *ev);
+
+/**
+ * The whole event as one JSON object with its `type` and the protocol
+ * message's fields (`{"type":"offer","from":"alice","sdp":...}`). Owned by `ev`;
+ * NULL if `ev` is NULL.
+ *
+ * # Safety
+ * `ev` is NULL or a live event.
+ */
+const char *switchboard_event_json(const switchboard_event *ev);
+
+/**
+ * The event's `roomId`, or NULL when it has none. Owned by `ev`.
+ *
+ * # Safety
+ * `ev` is NULL or a live event.
+ */
+const char *switchboard_event_room_id(const switchboard_event *ev);
+
+/**
+ * The event's `userId`, or NULL when it has none. Owned by `ev`.
+ *
+ * # Safety
+ * `ev` is NULL or a live event.
+ */
+const char *switchboard_event_user_id(const switchboard_event *ev);
+
+/**
+ * The event's `from` (the sender of a relayed `offer`/`answer`/`candidate`/
+ * `message`/`chat`), or NULL when it has none. Owned by `ev`.
+ *
+ * # Safety
+ * `ev` is NULL or a live event.
+ */
+const char *switchboard_event_from(const switchboard_event *ev);
+
+/**
+ * A copy of an event that the caller owns (free it with
+ * `switchboard_event_free`), e.g. to keep an event past its callback. Cheap:
+ * the data is shared. NULL if `ev` is NULL.
+ *
+ * # Safety
+ * `ev` is NULL or a live event.
+ */
+switchboard_event *switchboard_event_clone(const switchboard_event *ev);
+
+/**
+ * Frees an event from `*_next_event` or `switchboard_event_clone`. NULL is
+ * allowed. Never free the event a callback receives.
+ *
+ * # Safety
+ * `ev` is NULL or an event the caller owns, not freed before.
+ */
+void switchboard_event_free(switchboard_event *ev);
+
+/**
+ * Starts an upgrade request from `peer_ip` (the socket's remote address; NULL
+ * when unknown) for `target` (the path with its query, as in the request
+ * line). NULL when `target` is NULL or not UTF-8.
+ *
+ * # Safety
+ * `peer_ip` is NULL or NUL-terminated; `target` is NUL-terminated.
+ */
+switchboard_upgrade *switchboard_upgrade_new(const char *peer_ip,
+                                             const char *target);
+
+/**
+ * Adds one request header (call it for every header; the kit reads `Origin`,
+ * `X-Forwarded-For`, `Forwarded`, `X-Real-IP`, `Authorization`,
+ * `Sec-WebSocket-Protocol`).
+ *
+ * # Safety
+ * `upgrade` is NULL or live; the strings are NULL or NUL-terminated.
+ */
+switchboard_result switchboard_upgrade_header(switchboard_upgrade *upgrade,
+                                              const char *name,
+                                              const char *value);
+
+/**
+ * Admission by the kit (origin 403, per-IP 429 after trusted proxies,
+ * capacity or draining 503, handshake token 401; refusals are counted in the
+ * metrics). Blocks the calling thread while an auth callback decides (bounded
+ * by the auth timeout). Writes 101 to `*status_out` when admitted (answer the
+ * upgrade with `switchboard_upgrade_subprotocol`, then open), else the HTTP
+ * status to answer (with `switchboard_upgrade_refusal_header`) and returns
+ * `SWITCHBOARD_RESULT_REFUSED`. An upgrade is admitted once.
+ *
+ * # Safety
+ * `server` and `upgrade` are NULL or live; `status_out` is NULL or writable.
+ */
+switchboard_result switchboard_server_admit(const switchboard_server *server,
+                                            switchboard_upgrade *upgrade,
+                                            uint16_t *status_out);
+
+/**
+ * The subprotocol to select in the 101 answer (`"webrtc-signaling"` when the
+ * client offered it), or NULL. Owned by `upgrade`.
+ *
+ * # Safety
+ * `upgrade` is NULL or live.
+ */
+const char *switchboard_upgrade_subprotocol(const switchboard_upgrade *upgrade);
+
+/**
+ * A header line to add to a refusal (`"www-authenticate: Bearer"` with 401),
+ * or NULL. Owned by `upgrade`.
+ *
+ * # Safety
+ * `upgrade` is NULL or live.
+ */
+const char *switchboard_upgrade_refusal_header(const switchboard_upgrade *upgrade);
+
+/**
+ * Opens the connection of an admitted upgrade (its `connected` message is the
+ * first output). Consumes `upgrade` on success; writes the connection to
+ * `*conn_out`, which the caller frees with `switchboard_conn_free`.
+ *
+ * # Safety
+ * `server` is NULL or live; `upgrade` is NULL or live and not used after
+ * success; `conn_out` is NULL or writable.
+ */
+switchboard_result switchboard_upgrade_open(const switchboard_server *server,
+                                            switchboard_upgrade *upgrade,
+                                            switchboard_liveness liveness,
+                                            switchboard_conn **conn_out);
+
+/**
+ * Frees an upgrade that was not opened (an admitted one gives its connection
+ * slot back). NULL is ignored.
+ *
+ * # Safety
+ * `upgrade` is NULL or live and not used afterwards.
+ */
+void switchboard_upgrade_free(switchboard_upgrade *upgrade);
+
+/**
+ * This connection's `clientId`, owned by `conn`.
+ *
+ * # Safety
+ * `conn` is NULL or live.
+ */
+const char *switchboard_conn_client_id(const switchboard_conn *conn);
+
+/**
+ * One received text frame (`len` bytes of UTF-8, no NUL needed). Invalid UTF-8
+ * closes the connection (1002); an oversized frame 1009; bad messages are
+ * answered with `error` frames in the output.
+ *
+ * # Safety
+ * `conn` is NULL or live; `data` points to `len` readable bytes.
+ */
+switchboard_result switchboard_conn_text(const switchboard_conn *conn,
+                                         const char *data,
+                                         size_t len);
+
+/**
+ * A violation the host's WebSocket layer saw: 1002 (bad framing), 1003 (a
+ * binary frame), 1009 (too big). The connection closes with that code and its
+ * memberships end at once. Other codes are `SWITCHBOARD_RESULT_INVALID_ARGUMENT`.
+ *
+ * # Safety
+ * `conn` is NULL or live.
+ */
+switchboard_result switchboard_conn_violation(const switchboard_conn *conn,
+                                              uint16_t close_code);
+
+/**
+ * The peer was heard (a pong, a ping, any frame).
+ *
+ * # Safety
+ * `conn` is NULL or live.
+ */
+switchboard_result switchboard_conn_heard(const switchboard_conn *conn);
+
+/**
+ * Waits up to `timeout_ms` (0 = do not wait) for what to do next and writes it
+ * to `*output_out` (free it with `switchboard_output_free`). Returns
+ * `SWITCHBOARD_RESULT_TIMEOUT` when there is nothing yet. One thread at a time
+ * should pull a connection (its writer). After `FRAMES`, call
+ * `switchboard_conn_written` once they are sent; after `CLOSE` or `DROP`, only
+ * `switchboard_conn_finish` remains.
+ *
+ * # Safety
+ * `conn` is NULL or live; `output_out` is NULL or writable.
+ */
+switchboard_result switchboard_conn_next(const switchboard_conn *conn,
+                                         uint32_t timeout_ms,
+                                         switchboard_output **output_out);
+
+/**
+ * The frames of a `FRAMES` output were written and flushed.
+ *
+ * # Safety
+ * `conn` is NULL or live.
+ */
+switchboard_result switchboard_conn_written(const switchboard_conn *conn);
+
+/**
+ * The socket is gone: `client_close` is the close code the peer sent, or -1
+ * when it ended without a close frame (a cut: the session stays resumable for
+ * the resume window). Idempotent; the connection only waits for `free` then.
+ *
+ * # Safety
+ * `conn` is NULL or live.
+ */
+switchboard_result switchboard_conn_finish(const switchboard_conn *conn,
+                                           int32_t client_close);
+
+/**
+ * Frees a connection (finishing it as a cut first if `finish` was not called).
+ * NULL is ignored. Must not race with other calls on `conn`.
+ *
+ * # Safety
+ * `conn` is NULL or live and not used afterwards.
+ */
+void switchboard_conn_free(switchboard_conn *conn);
+
+/**
+ * What the output asks for.
+ *
+ * # Safety
+ * `output` is NULL (then `DROP`) or live.
+ */
+switchboard_output_kind switchboard_output_get_kind(const switchboard_output *output);
+
+/**
+ * How many frames a `FRAMES` output holds (0 otherwise).
+ *
+ * # Safety
+ * `output` is NULL or live.
+ */
+size_t switchboard_output_count(const switchboard_output *output);
+
+/**
+ * Frame `index` as NUL-terminated UTF-8 (its length without the NUL to
+ * `*len_out` when not NULL), owned by `output`; NULL past the end.
+ *
+ * # Safety
+ * `output` is NULL or live; `len_out` is NULL or writable.
+ */
+const char *switchboard_output_frame(const switchboard_output *output,
+                                     size_t index,
+                                     size_t *len_out);
+
+/**
+ * The close code of a `CLOSE` output (0 otherwise).
+ *
+ * # Safety
+ * `output` is NULL or live.
+ */
+uint16_t switchboard_output_close_code(const switchboard_output *output);
+
+/**
+ * The close reason of a `CLOSE` output ("" otherwise), owned by `output`.
+ *
+ * # Safety
+ * `output` is NULL or live.
+ */
+const char *switchboard_output_close_reason(const switchboard_output *output);
+
+/**
+ * Frees an output. NULL is ignored.
+ *
+ * # Safety
+ * `output` is NULL or live and not used afterwards.
+ */
+void switchboard_output_free(switchboard_output *output);
+
+/**
  * Starts a server: its runtime, the listener, the event pump. Consumes `cfg`
  * in every case (never use or free it afterwards). On success writes the new
  * server to `*server_out`, which the caller owns and frees with
@@ -1246,9 +1543,24 @@ switchboard_result switchboard_server_start(switchboard_server_config *cfg,
                                             switchboard_server **server_out);
 
 /**
+ * Creates a server without a listener, for the host-socket mode: a host that
+ * owns the WebSockets (Spring, a native server) admits each upgrade with
+ * `switchboard_server_admit` and drives its connections (`switchboard_conn_*`). The event API, send, broadcast, kick, rooms,
+ * stop and free work as for a started server; `url` is NULL and `port` 0. A
+ * `redis_url` makes it a cluster node. Consumes `cfg` in every case. Fails
+ * with `SWITCHBOARD_RESULT_CONFIG` for an invalid configuration, TLS included
+ * (the host terminates TLS).
+ *
+ * # Safety
+ * As `switchboard_server_start`.
+ */
+switchboard_result switchboard_server_create(switchboard_server_config *cfg,
+                                             switchboard_server **server_out);
+
+/**
  * The server's `ws://HOST:PORT/PATH` (the real port when bound to port 0).
  * Owned by `server`, valid until `switchboard_server_free`; NULL if `server`
- * is NULL.
+ * is NULL or has no listener (host-socket mode).
  *
  * # Safety
  * `server` is NULL or a live server.
@@ -1256,7 +1568,7 @@ switchboard_result switchboard_server_start(switchboard_server_config *cfg,
 const char *switchboard_server_url(const switchboard_server *server);
 
 /**
- * The bound TCP port, or 0 if `server` is NULL.
+ * The bound TCP port, or 0 if `server` is NULL or has no listener.
  *
  * # Safety
  * `server` is NULL or a live server.

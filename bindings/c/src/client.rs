@@ -656,14 +656,14 @@ fn connect(url: &str, opts: &switchboard_client_options) -> FfiResult<switchboar
     })
 }
 
-/// Connects with default options to `url` (`ws://host:port/path`) as
+/// Connects with default options to `url` (`ws://host:port/path` or `wss://…`) as
 /// `user_id` (NULL: the server assigns one). Blocks until the server's
 /// `connected` arrived (at most the connect timeout, 10 s); this first attempt
 /// is not retried, later losses are (reconnect with backoff and session
 /// resume). On success writes the new client to `*client_out`, which the
 /// caller owns and frees with `switchboard_client_free`. Fails with
 /// `SWITCHBOARD_RESULT_IO`/`WEBSOCKET`/`TIMEOUT`/`UNAUTHORIZED`, or `CONFIG` for
-/// a bad URL (`wss://` is not supported by this build).
+/// a bad URL (a scheme other than `ws://` or `wss://`).
 ///
 /// # Safety
 /// `url` and `user_id` are NULL or NUL-terminated; `client_out` is NULL or

@@ -6,18 +6,12 @@ use std::ffi::{c_char, c_void};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sb::{
-    AuthConfig, JwtConfig, JwtKey, ServerConfig, TlsConfig, TurnConfig,
-};
+use sb::{AuthConfig, JwtConfig, JwtKey, ServerConfig, TlsConfig, TurnConfig};
 use tokio::runtime::Runtime;
 
 use crate::auth::{switchboard_auth_callback, CAuthHook};
-use crate::event::{
-    switchboard_event_callback, EventCallbackFn,
-};
-use crate::guard::{
-    self, count, millis, set, string, with_mut, FfiError, FfiResult, UserData,
-};
+use crate::event::{switchboard_event_callback, EventCallbackFn};
+use crate::guard::{self, count, millis, set, string, with_mut, FfiError, FfiResult, UserData};
 use crate::switchboard_result;
 
 /// A server configuration being built: the protocol's defaults until set. Made

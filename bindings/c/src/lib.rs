@@ -25,6 +25,7 @@ mod client;
 mod config;
 mod event;
 mod guard;
+mod host;
 mod server;
 
 use std::ffi::{c_char, CStr};
@@ -33,6 +34,7 @@ pub use auth::*;
 pub use client::*;
 pub use config::*;
 pub use event::*;
+pub use host::*;
 pub use server::*;
 
 /// The outcome of a call. The values are stable: new ones may be added, existing
@@ -64,6 +66,9 @@ pub enum switchboard_result {
     Timeout = 9,
     /// A bug: the library panicked; the message says where.
     Panic = 10,
+    /// The host-socket mode refused an upgrade: answer the HTTP status that
+    /// `switchboard_server_admit` wrote.
+    Refused = 11,
     /// Protocol `invalid-json` (also: a JSON argument that does not parse).
     InvalidJson = 100,
     /// Protocol `invalid-message`.
@@ -108,6 +113,7 @@ impl switchboard_result {
             Self::QueueFull => c"queue-full",
             Self::Timeout => c"timeout",
             Self::Panic => c"panic",
+            Self::Refused => c"refused",
             Self::InvalidJson => c"invalid-json",
             Self::InvalidMessage => c"invalid-message",
             Self::UnknownType => c"unknown-type",
@@ -133,7 +139,7 @@ pub extern "C" fn switchboard_result_name(result: u32) -> *const c_char {
     // Takes the raw integer: an out-of-range value from C must not become an
     // invalid Rust enum.
     // Every value, in order.
-    const ALL_RESULTS: [switchboard_result; 24] = [
+    const ALL_RESULTS: [switchboard_result; 25] = [
         switchboard_result::Ok,
         switchboard_result::NullArgument,
         switchboard_result::InvalidUtf8,
@@ -145,6 +151,7 @@ pub extern "C" fn switchboard_result_name(result: u32) -> *const c_char {
         switchboard_result::QueueFull,
         switchboard_result::Timeout,
         switchboard_result::Panic,
+        switchboard_result::Refused,
         switchboard_result::InvalidJson,
         switchboard_result::InvalidMessage,
         switchboard_result::UnknownType,

@@ -8,7 +8,7 @@ use std::ffi::{c_char, c_void, CString};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use sb::{Event, Server, ServerHandle};
+use sb::{Edge, Event, Server, ServerHandle};
 use tokio::runtime::Runtime;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
@@ -23,8 +23,12 @@ use crate::switchboard_result;
 #[derive(Debug)]
 pub struct switchboard_server {
     runtime: Option<Runtime>,
-    handle: ServerHandle,
-    url: CString,
+    /// The connection kit: the hub, admission and counts (shared by the
+    /// listener and host sockets).
+    pub(crate) edge: Edge,
+    /// The listener; `None` in host-socket mode (`switchboard_server_create`).
+    handle: Option<ServerHandle>,
+    url: Option<CString>,
     events: EventHub,
     stopped: AtomicBool,
     stop: Mutex<Stop>,
@@ -38,14 +42,14 @@ struct Stop {
 }
 
 impl switchboard_server {
-    fn runtime(&self) -> &Runtime {
+    pub(crate) fn runtime(&self) -> &Runtime {
         // Only `free` takes the runtime, after which the handle is gone.
         self.runtime
             .as_ref()
             .unwrap_or_else(|| unreachable!("runtime taken before free"))
     }
 
-    fn check_running(&self) -> FfiResult<()> {
+    pub(crate) fn check_running(&self) -> FfiResult<()> {
         if self.stopped.load(Ordering::Acquire) {
             Err(FfiError::closed("the server is stopped"))
         } else {
@@ -59,7 +63,10 @@ impl switchboard_server {
         if !stop.done {
             self.stopped.store(true, Ordering::Release);
             let rt = self.runtime();
-            rt.block_on(self.handle.shutdown());
+            match &self.handle {
+                Some(h) => rt.block_on(h.shutdown()),
+                None => rt.block_on(self.edge.drain()),
+            }
             let _ = stop.signal.send(true);
             if let Some(pump) = stop.pump.take() {
                 let _ = rt.block_on(pump);
@@ -107,7 +114,8 @@ async fn pump(
     fanout.finish();
 }
 
-fn start(cfg: &mut switchboard_server_config) -> FfiResult<switchboard_server> {
+/// A server on its own runtime; `listen`: with the listener, else host-socket mode.
+fn start(cfg: &mut switchboard_server_config, listen: bool) -> FfiResult<switchboard_server> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cfg.worker_threads)
         .thread_name("switchboard-server")
@@ -122,13 +130,29 @@ fn start(cfg: &mut switchboard_server_config) -> FfiResult<switchboard_server> {
     let core = cfg.build(&runtime)?;
     // The callback's queue exists before the pump: it sees the first event.
     let events = EventHub::new(core.event_buffer, cfg.event_callback)?;
-    let server = Server::builder().config(core).build()?;
-    let handle = runtime.block_on(server.start())?;
-    let url = CString::new(handle.url()).unwrap_or_default();
+    let (edge, handle) = if listen {
+        let server = Server::builder().config(core).build()?;
+        let handle = runtime.block_on(server.start())?;
+        (handle.edge().clone(), Some(handle))
+    } else {
+        if core.tls.is_some() {
+            // The host's own server terminates TLS for its sockets.
+            return Err(FfiError::config(
+                "TLS needs the listener: use switchboard_server_start",
+            ));
+        }
+        // `redis_url` makes this a cluster node, as with a listener.
+        let _entered = runtime.enter();
+        (Edge::new(core)?, None)
+    };
+    let url = handle
+        .as_ref()
+        .map(|h| CString::new(h.url()).unwrap_or_default());
     let (signal, stop_rx) = watch::channel(false);
-    let pump = runtime.spawn(pump(handle.hub().subscribe(), stop_rx, events.fanout()));
+    let pump = runtime.spawn(pump(edge.hub().subscribe(), stop_rx, events.fanout()));
     Ok(switchboard_server {
         runtime: Some(runtime),
+        edge,
         handle,
         url,
         events,
@@ -163,7 +187,36 @@ pub unsafe extern "C" fn switchboard_server_start(
         // SAFETY: made by `switchboard_server_config_new`; consumed here.
         let mut cfg = unsafe { Box::from_raw(cfg) };
         let out = guard::out_arg(server_out, "server_out")?;
-        let server = start(&mut cfg)?;
+        let server = start(&mut cfg, true)?;
+        // SAFETY: checked by `out_arg`; writable by the caller's contract.
+        unsafe { guard::write_out(out, Box::into_raw(Box::new(server))) };
+        Ok(())
+    })
+}
+
+/// Creates a server without a listener, for the host-socket mode: a host that
+/// owns the WebSockets (Spring, a native server) admits each upgrade with
+/// `switchboard_server_admit` and drives its connections (`switchboard_conn_*`). The event API, send, broadcast, kick, rooms,
+/// stop and free work as for a started server; `url` is NULL and `port` 0. A
+/// `redis_url` makes it a cluster node. Consumes `cfg` in every case. Fails
+/// with `SWITCHBOARD_RESULT_CONFIG` for an invalid configuration, TLS included
+/// (the host terminates TLS).
+///
+/// # Safety
+/// As `switchboard_server_start`.
+#[no_mangle]
+pub unsafe extern "C" fn switchboard_server_create(
+    cfg: *mut switchboard_server_config,
+    server_out: *mut *mut switchboard_server,
+) -> switchboard_result {
+    guard::guard(|| {
+        if cfg.is_null() {
+            return Err(guard::null_arg("cfg"));
+        }
+        // SAFETY: made by `switchboard_server_config_new`; consumed here.
+        let mut cfg = unsafe { Box::from_raw(cfg) };
+        let out = guard::out_arg(server_out, "server_out")?;
+        let server = start(&mut cfg, false)?;
         // SAFETY: checked by `out_arg`; writable by the caller's contract.
         unsafe { guard::write_out(out, Box::into_raw(Box::new(server))) };
         Ok(())
@@ -172,7 +225,7 @@ pub unsafe extern "C" fn switchboard_server_start(
 
 /// The server's `ws://HOST:PORT/PATH` (the real port when bound to port 0).
 /// Owned by `server`, valid until `switchboard_server_free`; NULL if `server`
-/// is NULL.
+/// is NULL or has no listener (host-socket mode).
 ///
 /// # Safety
 /// `server` is NULL or a live server.
@@ -180,16 +233,20 @@ pub unsafe extern "C" fn switchboard_server_start(
 pub unsafe extern "C" fn switchboard_server_url(
     server: *const switchboard_server,
 ) -> *const c_char {
-    guard::read(server, "server", std::ptr::null(), |s| s.url.as_ptr())
+    guard::read(server, "server", std::ptr::null(), |s| {
+        guard::c_ptr(s.url.as_ref())
+    })
 }
 
-/// The bound TCP port, or 0 if `server` is NULL.
+/// The bound TCP port, or 0 if `server` is NULL or has no listener.
 ///
 /// # Safety
 /// `server` is NULL or a live server.
 #[no_mangle]
 pub unsafe extern "C" fn switchboard_server_port(server: *const switchboard_server) -> u16 {
-    guard::read(server, "server", 0, |s| s.handle.local_addr().port())
+    guard::read(server, "server", 0, |s| {
+        s.handle.as_ref().map_or(0, |h| h.local_addr().port())
+    })
 }
 
 /// Sets the push callback: from now on it is called once per server event, in
@@ -275,7 +332,8 @@ pub unsafe extern "C" fn switchboard_server_send(
             )
         };
         s.check_running()?;
-        Ok(s.runtime().block_on(s.handle.send(room, user, message))?)
+        let _entered = s.runtime().enter();
+        Ok(s.edge.hub().send(room, user, &message)?)
     })
 }
 
@@ -302,7 +360,8 @@ pub unsafe extern "C" fn switchboard_server_broadcast(
             )
         };
         s.check_running()?;
-        let n = s.runtime().block_on(s.handle.broadcast(room, message))?;
+        let _entered = s.runtime().enter();
+        let n = s.edge.hub().broadcast(room, &message)?;
         if !delivered_out.is_null() {
             // SAFETY: not NULL; writable by the caller's contract.
             unsafe { guard::write_out(delivered_out, n as u64) };
@@ -331,7 +390,8 @@ pub unsafe extern "C" fn switchboard_server_kick(
             )
         };
         s.check_running()?;
-        Ok(s.runtime().block_on(s.handle.kick(room, user))?)
+        let _entered = s.runtime().enter();
+        Ok(s.edge.hub().kick(room, user)?)
     })
 }
 
@@ -350,7 +410,7 @@ pub unsafe extern "C" fn switchboard_server_rooms_json(
 ) -> switchboard_result {
     with_ref(server, "server", |s| {
         let out = guard::out_arg(json_out, "json_out")?;
-        let json = serde_json::to_string(&s.handle.rooms())
+        let json = serde_json::to_string(&s.edge.hub().rooms())
             .map_err(|e| FfiError::new(switchboard_result::Internal, e.to_string()))?;
         // SAFETY: checked by `out_arg`; writable by the caller's contract.
         unsafe { guard::write_out(out, guard::owned_c_string(json)) };
