@@ -1674,6 +1674,19 @@ switchboard_result switchboard_server_rooms_json(const switchboard_server *serve
                                                  char **json_out);
 
 /**
+ * The OpenMetrics text of the server (what its `/metrics` answers; a host in
+ * host-socket mode serves it on its own port), with the content type
+ * `application/openmetrics-text; version=1.0.0; charset=utf-8`. On success
+ * writes a new string to `*text_out`, which the caller frees with
+ * `switchboard_string_free`.
+ *
+ * # Safety
+ * `server` is NULL or a live server; `text_out` is NULL or writable.
+ */
+switchboard_result switchboard_server_metrics(const switchboard_server *server,
+                                              char **text_out);
+
+/**
  * Stops the server gracefully: new upgrades get 503, every client gets
  * `draining` and a 1001 close; returns once all are closed or the drain
  * timeout passed (the rest are cut), every event was handed to the readers and

@@ -24,7 +24,9 @@ static void result_names(void) {
     CHECK(streq(switchboard_result_name(SWITCHBOARD_RESULT_PEER_NOT_FOUND), "peer-not-found"));
     CHECK(streq(switchboard_result_name(SWITCHBOARD_RESULT_INTERNAL), "internal"));
     CHECK(streq(switchboard_result_name(9999), "unknown"));
-    CHECK(streq(switchboard_result_name(11), "unknown"));
+    CHECK(streq(switchboard_result_name(SWITCHBOARD_RESULT_REFUSED), "refused"));
+    CHECK(SWITCHBOARD_RESULT_REFUSED == 11);
+    CHECK(streq(switchboard_result_name(12), "unknown"));
     /* Stable values. */
     CHECK(SWITCHBOARD_RESULT_OK == 0 && SWITCHBOARD_RESULT_CLOSED == 7 &&
           SWITCHBOARD_RESULT_INVALID_JSON == 100 && SWITCHBOARD_RESULT_INTERNAL == 112);

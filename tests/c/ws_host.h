@@ -18,6 +18,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "switchboard.h"
@@ -154,6 +155,7 @@ typedef struct ws_host {
     pthread_mutex_t lock;
     pthread_cond_t idle;
     int live; /* connection threads still running */
+    struct ws_conn *conns[1024]; /* their sockets, cut at stop (past the bound: not tracked) */
     volatile int stopping;
 } ws_host;
 
@@ -207,9 +209,12 @@ static void *ws_writer(void *arg) {
         if (stop) break;
     }
     if (c->closing) {
-        /* Give the peer a moment to answer the close, then end the reader. */
-        struct timeval tv = {2, 0};
-        setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        /* Give the peer 2 s to answer the close, then cut it (the reader ends). */
+        for (int i = 0; i < 20 && !c->done; i++) {
+            struct timespec pause = {0, 100 * 1000 * 1000};
+            nanosleep(&pause, NULL);
+        }
+        if (!c->done) shutdown(c->fd, SHUT_RDWR);
     }
     return NULL;
 }
@@ -293,6 +298,22 @@ static void *ws_serve(void *arg) {
     if (ws_read_head(c->fd, head) == 0) goto out;
     char method[8], target[2048];
     if (sscanf(head, "%7s %2047s", method, target) != 2) goto out;
+    if (strcmp(method, "GET") == 0 && strcmp(target, "/metrics") == 0) {
+        /* The kit's OpenMetrics text, on the host's own port. */
+        char *text = NULL;
+        if (switchboard_server_metrics(c->host->server, &text) == SWITCHBOARD_RESULT_OK) {
+            char h[160];
+            int n = snprintf(h, sizeof h,
+                             "HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; "
+                             "version=1.0.0; charset=utf-8\r\nContent-Length: %zu\r\n"
+                             "Connection: close\r\n\r\n",
+                             strlen(text));
+            ws_write_all(c->fd, h, (size_t)n);
+            ws_write_all(c->fd, text, strlen(text));
+        }
+        switchboard_string_free(text);
+        goto out;
+    }
     size_t plen = strlen(c->host->path);
     if (strncmp(target, c->host->path, plen) != 0 || (target[plen] != '\0' && target[plen] != '?')) {
         ws_http_answer(c->fd, 404, NULL);
@@ -340,11 +361,16 @@ static void *ws_serve(void *arg) {
     switchboard_conn_free(c->conn);
 out:
     switchboard_upgrade_free(u);
+    pthread_mutex_lock(&c->host->lock); /* stop() may be cutting this socket */
     close(c->fd);
+    c->fd = -1;
+    pthread_mutex_unlock(&c->host->lock);
     pthread_mutex_destroy(&c->write_lock);
     ws_host *h = c->host;
-    free(c);
     pthread_mutex_lock(&h->lock);
+    for (size_t i = 0; i < sizeof h->conns / sizeof h->conns[0]; i++)
+        if (h->conns[i] == c) h->conns[i] = NULL;
+    free(c);
     if (--h->live == 0) pthread_cond_broadcast(&h->idle);
     pthread_mutex_unlock(&h->lock);
     return NULL;
@@ -368,6 +394,8 @@ static void *ws_accept_loop(void *arg) {
         pthread_mutex_init(&c->write_lock, NULL);
         pthread_mutex_lock(&h->lock);
         h->live++;
+        for (size_t i = 0; i < sizeof h->conns / sizeof h->conns[0]; i++)
+            if (h->conns[i] == NULL) { h->conns[i] = c; break; }
         pthread_mutex_unlock(&h->lock);
         pthread_t t;
         pthread_create(&t, NULL, ws_serve, c);
@@ -396,13 +424,16 @@ static int ws_host_start(ws_host *h, switchboard_server *server, const char *pat
     return pthread_create(&h->acceptor, NULL, ws_accept_loop, h);
 }
 
-/* Stops accepting, then waits for every connection thread (drain the server first). */
+/* Stops accepting, cuts the connections still open (drain the server first:
+ * they are the ones the drain timeout gave up on), and waits for their threads. */
 static void ws_host_stop(ws_host *h) {
     h->stopping = 1;
     shutdown(h->listen_fd, SHUT_RDWR);
     close(h->listen_fd);
     pthread_join(h->acceptor, NULL);
     pthread_mutex_lock(&h->lock);
+    for (size_t i = 0; i < sizeof h->conns / sizeof h->conns[0]; i++)
+        if (h->conns[i] != NULL && h->conns[i]->fd >= 0) shutdown(h->conns[i]->fd, SHUT_RDWR);
     while (h->live > 0) pthread_cond_wait(&h->idle, &h->lock);
     pthread_mutex_unlock(&h->lock);
     pthread_mutex_destroy(&h->lock);

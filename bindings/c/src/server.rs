@@ -418,6 +418,28 @@ pub unsafe extern "C" fn switchboard_server_rooms_json(
     })
 }
 
+/// The OpenMetrics text of the server (what its `/metrics` answers; a host in
+/// host-socket mode serves it on its own port), with the content type
+/// `application/openmetrics-text; version=1.0.0; charset=utf-8`. On success
+/// writes a new string to `*text_out`, which the caller frees with
+/// `switchboard_string_free`.
+///
+/// # Safety
+/// `server` is NULL or a live server; `text_out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn switchboard_server_metrics(
+    server: *const switchboard_server,
+    text_out: *mut *mut c_char,
+) -> switchboard_result {
+    with_ref(server, "server", |s| {
+        let out = guard::out_arg(text_out, "text_out")?;
+        let body = s.edge.metrics().body;
+        // SAFETY: checked by `out_arg`; writable by the caller's contract.
+        unsafe { guard::write_out(out, guard::owned_c_string(body)) };
+        Ok(())
+    })
+}
+
 /// Stops the server gracefully: new upgrades get 503, every client gets
 /// `draining` and a 1001 close; returns once all are closed or the drain
 /// timeout passed (the rest are cut), every event was handed to the readers and
