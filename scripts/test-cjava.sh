@@ -97,7 +97,10 @@ gcc "${CFLAGS[@]}" tests/c/test_signaling.c target/debug/libswitchboard.a \
 run_c_test test_signaling_static "$OUT/test_signaling_static"
 
 say "Java binding (Maven, JUnit)"
-(cd java && mvn -q -B test -Dswitchboard.native.dir="$ROOT/target/debug")
+(cd java && mvn -q -B install -Dswitchboard.native.dir="$ROOT/target/debug")
+
+say "Spring Boot: the WebSocketHandler on the host-socket mode (a real app on Tomcat)"
+(cd java/spring && mvn -q -B test -Dswitchboard.native.dir="$ROOT/target/debug")
 # Surefire's summary, for the log.
 cat java/target/surefire-reports/*.txt | grep -E '^Tests run' || true
 

@@ -18,6 +18,7 @@ interface NativeLib extends Library {
     int OK = 0;
     int TIMEOUT = 9;
     int CLOSED = 7;
+    int REFUSED = 11;
 
     /** switchboard_auth_callback: runs on a native blocking thread (JNA attaches it). */
     interface AuthCallback extends Callback {
@@ -84,6 +85,31 @@ interface NativeLib extends Library {
     int switchboard_server_config_set_serve_client(Pointer cfg, boolean on);
 
     int switchboard_server_start(Pointer cfg, PointerByReference serverOut);
+    int switchboard_server_create(Pointer cfg, PointerByReference serverOut);
+    int switchboard_server_metrics(Pointer server, PointerByReference textOut);
+
+    // The host-socket mode (HostUpgrade, HostConnection).
+    Pointer switchboard_upgrade_new(String peerIp, String target);
+    int switchboard_upgrade_header(Pointer upgrade, String name, String value);
+    int switchboard_server_admit(Pointer server, Pointer upgrade, com.sun.jna.ptr.ShortByReference statusOut);
+    String switchboard_upgrade_subprotocol(Pointer upgrade);
+    String switchboard_upgrade_refusal_header(Pointer upgrade);
+    int switchboard_upgrade_open(Pointer server, Pointer upgrade, int liveness, PointerByReference connOut);
+    void switchboard_upgrade_free(Pointer upgrade);
+    String switchboard_conn_client_id(Pointer conn);
+    int switchboard_conn_text(Pointer conn, byte[] data, long len);
+    int switchboard_conn_violation(Pointer conn, short closeCode);
+    int switchboard_conn_heard(Pointer conn);
+    int switchboard_conn_next(Pointer conn, int timeoutMs, PointerByReference outputOut);
+    int switchboard_conn_written(Pointer conn);
+    int switchboard_conn_finish(Pointer conn, int clientClose);
+    void switchboard_conn_free(Pointer conn);
+    int switchboard_output_get_kind(Pointer output);
+    long switchboard_output_count(Pointer output);
+    Pointer switchboard_output_frame(Pointer output, long index, LongByReference lenOut);
+    short switchboard_output_close_code(Pointer output);
+    String switchboard_output_close_reason(Pointer output);
+    void switchboard_output_free(Pointer output);
     String switchboard_server_url(Pointer server);
     short switchboard_server_port(Pointer server);
     int switchboard_server_next_event(Pointer server, int timeoutMs, PointerByReference eventOut);

@@ -12,6 +12,8 @@ public class SwitchboardException extends RuntimeException {
     public static final int CLOSED = 7;
     /** {@code SWITCHBOARD_RESULT_CONFIG}: an invalid configuration value. */
     public static final int CONFIG = 3;
+    /** {@code SWITCHBOARD_RESULT_INVALID_ARGUMENT}: an argument the call can not accept. */
+    public static final int INVALID_ARGUMENT = 4;
     /** {@code SWITCHBOARD_RESULT_INVALID_JSON}. */
     public static final int INVALID_JSON = 100;
     /** {@code SWITCHBOARD_RESULT_PEER_NOT_FOUND}. */

@@ -53,14 +53,36 @@ public final class SwitchboardServer implements AutoCloseable {
         return new Builder();
     }
 
-    /** {@code ws://HOST:PORT/PATH}, with the real port when bound to port 0. */
+    /** {@code ws://HOST:PORT/PATH}, with the real port when bound to port 0; null without a listener. */
     public String url() {
         return url;
     }
 
-    /** The bound TCP port. */
+    /** The bound TCP port; 0 without a listener. */
     public int port() {
         return port;
+    }
+
+    NativeHandle handle() {
+        return handle;
+    }
+
+    /**
+     * The host-socket mode: asks the core's connection kit to admit one WebSocket
+     * upgrade that the host owns (origin, per-IP after trusted proxies, capacity,
+     * draining, handshake token). {@code peerIp} is the socket's remote address,
+     * {@code target} the path with its query, {@code headers} every request header.
+     * Blocks while an {@link Authenticator} decides.
+     */
+    public HostUpgrade admit(String peerIp, String target, java.util.Map<String, ? extends List<String>> headers) {
+        return new HostUpgrade(this, peerIp, target, headers);
+    }
+
+    /** The OpenMetrics text of this server (what its {@code /metrics} answers). */
+    public String metrics() {
+        PointerByReference out = new PointerByReference();
+        handle.call(p -> LIB.switchboard_server_metrics(p, out));
+        return NativeLib.takeString(out);
     }
 
     /**
@@ -348,6 +370,20 @@ public final class SwitchboardServer implements AutoCloseable {
 
         /** Starts the server; throws {@link SwitchboardException} (CONFIG, IO, ...) on failure. */
         public SwitchboardServer start() {
+            return build(true);
+        }
+
+        /**
+         * Creates the server without a listener, for the host-socket mode: the
+         * host (a Spring {@code WebSocketHandler}, any Java server) owns the
+         * sockets and calls {@link SwitchboardServer#admit} per upgrade. The event
+         * API, send, broadcast, kick and rooms work as with {@link #start()}.
+         */
+        public SwitchboardServer create() {
+            return build(false);
+        }
+
+        private SwitchboardServer build(boolean listen) {
             NativeLib.AuthCallback callback = authenticator == null ? null : new AuthBridge(authenticator);
             List<Consumer<Pointer>> all = new ArrayList<>(settings);
             if (callback != null) {
@@ -357,7 +393,7 @@ public final class SwitchboardServer implements AutoCloseable {
                     LIB::switchboard_server_config_free, all);
             PointerByReference out = new PointerByReference();
             // Consumes cfg whatever the outcome.
-            NativeLib.check(LIB.switchboard_server_start(cfg, out));
+            NativeLib.check(listen ? LIB.switchboard_server_start(cfg, out) : LIB.switchboard_server_create(cfg, out));
             return new SwitchboardServer(out.getValue(), executor, callback);
         }
     }
