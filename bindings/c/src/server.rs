@@ -165,6 +165,29 @@ fn start(cfg: &mut switchboard_server_config, listen: bool) -> FfiResult<switchb
     })
 }
 
+/// Consumes `cfg`, starts a server (with or without its listener) and writes it out.
+///
+/// # Safety
+/// As `switchboard_server_start`.
+unsafe fn start_into(
+    cfg: *mut switchboard_server_config,
+    server_out: *mut *mut switchboard_server,
+    listen: bool,
+) -> switchboard_result {
+    guard::guard(|| {
+        if cfg.is_null() {
+            return Err(guard::null_arg("cfg"));
+        }
+        // SAFETY: made by `switchboard_server_config_new`; consumed here.
+        let mut cfg = unsafe { Box::from_raw(cfg) };
+        let out = guard::out_arg(server_out, "server_out")?;
+        let server = start(&mut cfg, listen)?;
+        // SAFETY: checked by `out_arg`; writable by the caller's contract.
+        unsafe { guard::write_out(out, Box::into_raw(Box::new(server))) };
+        Ok(())
+    })
+}
+
 /// Starts a server: its runtime, the listener, the event pump. Consumes `cfg`
 /// in every case (never use or free it afterwards). On success writes the new
 /// server to `*server_out`, which the caller owns and frees with
@@ -180,18 +203,8 @@ pub unsafe extern "C" fn switchboard_server_start(
     cfg: *mut switchboard_server_config,
     server_out: *mut *mut switchboard_server,
 ) -> switchboard_result {
-    guard::guard(|| {
-        if cfg.is_null() {
-            return Err(guard::null_arg("cfg"));
-        }
-        // SAFETY: made by `switchboard_server_config_new`; consumed here.
-        let mut cfg = unsafe { Box::from_raw(cfg) };
-        let out = guard::out_arg(server_out, "server_out")?;
-        let server = start(&mut cfg, true)?;
-        // SAFETY: checked by `out_arg`; writable by the caller's contract.
-        unsafe { guard::write_out(out, Box::into_raw(Box::new(server))) };
-        Ok(())
-    })
+    // SAFETY: forwarded contract.
+    unsafe { start_into(cfg, server_out, true) }
 }
 
 /// Creates a server without a listener, for the host-socket mode: a host that
@@ -209,18 +222,8 @@ pub unsafe extern "C" fn switchboard_server_create(
     cfg: *mut switchboard_server_config,
     server_out: *mut *mut switchboard_server,
 ) -> switchboard_result {
-    guard::guard(|| {
-        if cfg.is_null() {
-            return Err(guard::null_arg("cfg"));
-        }
-        // SAFETY: made by `switchboard_server_config_new`; consumed here.
-        let mut cfg = unsafe { Box::from_raw(cfg) };
-        let out = guard::out_arg(server_out, "server_out")?;
-        let server = start(&mut cfg, false)?;
-        // SAFETY: checked by `out_arg`; writable by the caller's contract.
-        unsafe { guard::write_out(out, Box::into_raw(Box::new(server))) };
-        Ok(())
-    })
+    // SAFETY: forwarded contract.
+    unsafe { start_into(cfg, server_out, false) }
 }
 
 /// The server's `ws://HOST:PORT/PATH` (the real port when bound to port 0).
