@@ -412,6 +412,225 @@ switchboard_result switchboard_auth_request_allow(switchboard_auth_request *requ
 void switchboard_auth_request_deny(switchboard_auth_request *request);
 
 /**
+ * Connects with default options to `url` (`ws://host:port/path` or `wss://…`) as
+ * `user_id` (NULL: the server assigns one). Blocks until the server's
+ * `connected` arrived (at most the connect timeout, 10 s); this first attempt
+ * is not retried, later losses are (reconnect with backoff and session
+ * resume). On success writes the new client to `*client_out`, which the
+ * caller owns and frees with `switchboard_client_free`. Fails with
+ * `SWITCHBOARD_RESULT_IO`/`WEBSOCKET`/`TIMEOUT`/`UNAUTHORIZED`, or `CONFIG` for
+ * a bad URL (a scheme other than `ws://` or `wss://`).
+ *
+ * # Safety
+ * `url` and `user_id` are NULL or NUL-terminated; `client_out` is NULL or
+ * points to writable memory for a pointer.
+ */
+switchboard_result switchboard_client_connect(const char *url,
+                                              const char *user_id,
+                                              switchboard_client **client_out);
+
+/**
+ * Connects as `switchboard_client_connect` does, with `opts`. Consumes `opts`
+ * in every case (never use or free them afterwards).
+ *
+ * # Safety
+ * `url` is NULL or NUL-terminated; `opts` is NULL or options the caller owns;
+ * `client_out` is NULL or points to writable memory for a pointer.
+ */
+switchboard_result switchboard_client_connect_with_options(const char *url,
+                                                           switchboard_client_options *opts,
+                                                           switchboard_client **client_out);
+
+/**
+ * Joins a room and waits up to `timeout_ms` for the server's `room-info` (0:
+ * return once queued). Fails with the server's code (`ROOM_FULL`,
+ * `USER_ID_TAKEN`, `FORBIDDEN`, ...), `TIMEOUT` (the join stays queued), or
+ * `CLOSED`. The `room-info` also arrives as an event.
+ *
+ * # Safety
+ * `client` is NULL or a live client; `room_id` is NULL or NUL-terminated.
+ */
+switchboard_result switchboard_client_join(const switchboard_client *client,
+                                           const char *room_id,
+                                           uint32_t timeout_ms);
+
+/**
+ * Joins a room as `switchboard_client_join` does, waiting (`timeout_ms` > 0)
+ * for the `room-info`, which it writes on success to `*room_info_out` as JSON
+ * (`{"type":"room-info","roomId":...,"users":[...],"peers":[...],"you":...}`); the
+ * caller frees it with `switchboard_string_free`.
+ *
+ * # Safety
+ * `client` is NULL or a live client; `room_id` is NULL or NUL-terminated;
+ * `room_info_out` is NULL or writable.
+ */
+switchboard_result switchboard_client_join_with_info(const switchboard_client *client,
+                                                     const char *room_id,
+                                                     uint32_t timeout_ms,
+                                                     char **room_info_out);
+
+/**
+ * Leaves a room (NULL `room_id`: every room) and waits up to `timeout_ms` for
+ * the acknowledgement (0: return once queued).
+ *
+ * # Safety
+ * `client` is NULL or a live client; `room_id` is NULL or NUL-terminated.
+ */
+switchboard_result switchboard_client_leave(const switchboard_client *client,
+                                            const char *room_id,
+                                            uint32_t timeout_ms);
+
+/**
+ * Sends any client message of the protocol, given as JSON text of an object
+ * with its `type` (`offer`, `answer`, `candidate`, `message`, `chat`, `join`,
+ * `leave`, `auth`; e.g. with an explicit `roomId`); the client sets its `id`.
+ * Waits for the acknowledgement up to the send timeout (options; 0 = return
+ * once queued). Fails with `SWITCHBOARD_RESULT_INVALID_JSON` when `json` does
+ * not parse, `INVALID_MESSAGE` when it is not an object with a known `type`
+ * (`ping`, `ack` and `resume` are the client's own), the server's code
+ * (`PEER_NOT_FOUND`, `NOT_IN_ROOM`, ...), `QUEUE_FULL`, `MESSAGE_TOO_BIG`,
+ * `TIMEOUT` (still queued) or `CLOSED`.
+ *
+ * # Safety
+ * `client` is NULL or a live client; `json` is NULL or NUL-terminated.
+ */
+switchboard_result switchboard_client_send_json(const switchboard_client *client,
+                                                const char *json);
+
+/**
+ * Sends an SDP offer to peer `to` (in the one room the client is in; use
+ * `send_json` with a `roomId` when in several). `sdp_json` is the `sdp`
+ * field as JSON text: an object such as `{"type":"offer","sdp":"v=0..."}` or a
+ * JSON string. Waits and fails as `switchboard_client_send_json`.
+ *
+ * # Safety
+ * `client` is NULL or a live client; the strings are NULL or NUL-terminated.
+ */
+switchboard_result switchboard_client_send_offer(const switchboard_client *client,
+                                                 const char *to,
+                                                 const char *sdp_json);
+
+/**
+ * Sends an SDP answer to peer `to`; as `switchboard_client_send_offer`.
+ *
+ * # Safety
+ * `client` is NULL or a live client; the strings are NULL or NUL-terminated.
+ */
+switchboard_result switchboard_client_send_answer(const switchboard_client *client,
+                                                  const char *to,
+                                                  const char *sdp_json);
+
+/**
+ * Sends an ICE candidate to peer `to`: `candidate_json` is the `candidate`
+ * field as JSON text (`{"candidate":"candidate:...","sdpMid":"0"}`, or `null`
+ * for the end of candidates). Waits and fails as `switchboard_client_send_json`.
+ *
+ * # Safety
+ * `client` is NULL or a live client; the strings are NULL or NUL-terminated.
+ */
+switchboard_result switchboard_client_send_candidate(const switchboard_client *client,
+                                                     const char *to,
+                                                     const char *candidate_json);
+
+/**
+ * Sends application data (`data_json`: any JSON text) to peer `to`, or with
+ * `to` NULL to every other peer of the room. Waits and fails as
+ * `switchboard_client_send_json`.
+ *
+ * # Safety
+ * `client` is NULL or a live client; the strings are NULL or NUL-terminated.
+ */
+switchboard_result switchboard_client_send_message(const switchboard_client *client,
+                                                   const char *to,
+                                                   const char *data_json);
+
+/**
+ * Sends a chat line to the whole room (the sender gets it back too). Waits
+ * and fails as `switchboard_client_send_json`.
+ *
+ * # Safety
+ * `client` is NULL or a live client; `content` is NULL or NUL-terminated.
+ */
+switchboard_result switchboard_client_chat(const switchboard_client *client,
+                                           const char *content);
+
+/**
+ * Sets the push callback: from now on it is called once per client event, in
+ * order, on a thread the library owns (one per callback, never a runtime
+ * thread), so it may block - events for it queue meanwhile (bounded by the
+ * event capacity; past it the oldest are dropped) - and may call any function
+ * of this client, `close` and `free` included (then it gets no further event).
+ * Replaces the previous callback (which gets no event after this returns,
+ * except one it may be running); NULL removes it. `userdata` must stay valid
+ * until `switchboard_client_free` returns. To see the events of the first
+ * connection too, set it in the options instead.
+ *
+ * # Safety
+ * `client` is NULL or a live client; `callback` is NULL or a function that may
+ * be called from a library thread with `userdata`.
+ */
+switchboard_result switchboard_client_set_event_callback(const switchboard_client *client,
+                                                         switchboard_event_callback callback,
+                                                         void *userdata);
+
+/**
+ * The pull API: waits up to `timeout_ms` (0 = do not wait) for the next client
+ * event: every server message (`connected`, `room-info`, `user-joined`,
+ * `offer`, ...; not `ack`/`pong`) and the connection states (`connecting`,
+ * `open`, `reconnecting`, `resumed`, `rejoined`, `reconnect-failed`, `closed`),
+ * every one since connect, in order. On success writes a new event to
+ * `*event_out` (free it with `switchboard_event_free`). Returns
+ * `SWITCHBOARD_RESULT_TIMEOUT` when none came in time, and
+ * `SWITCHBOARD_RESULT_CLOSED` after the `closed` event was read.
+ *
+ * # Safety
+ * `client` is NULL or a live client; `event_out` is NULL or writable.
+ */
+switchboard_result switchboard_client_next_event(const switchboard_client *client,
+                                                 uint32_t timeout_ms,
+                                                 switchboard_event **event_out);
+
+/**
+ * Events the pull queue dropped because nobody read them in time. 0 if
+ * `client` is NULL.
+ *
+ * # Safety
+ * `client` is NULL or a live client.
+ */
+uint64_t switchboard_client_events_missed(const switchboard_client *client);
+
+/**
+ * Whether a session is established right now (false while reconnecting and
+ * after close, or if `client` is NULL).
+ *
+ * # Safety
+ * `client` is NULL or a live client.
+ */
+bool switchboard_client_is_connected(const switchboard_client *client);
+
+/**
+ * Closes the client: no more reconnects; messages already queued are written
+ * and their acknowledgements awaited for up to 1 s, then the WebSocket closes
+ * (peers see `user-left` with `closed`). Returns once the client's task ended,
+ * its last events (`closed`) were handed to the readers and the callback
+ * threads ended. Idempotent; later sends fail with `SWITCHBOARD_RESULT_CLOSED`.
+ *
+ * # Safety
+ * `client` is NULL or a live client.
+ */
+switchboard_result switchboard_client_close(const switchboard_client *client);
+
+/**
+ * Closes the client if needed (as `switchboard_client_close`), joins every
+ * thread it started, and frees it. NULL is allowed. Must not race with other
+ * calls on `client`; may be called from the client's own event callback.
+ *
+ * # Safety
+ * `client` is NULL or a client the caller owns, not freed before.
+ */
+void switchboard_client_free(switchboard_client *client);
+
+/**
  * New client options with the core client's defaults (offers the
  * `webrtc-signaling` subprotocol; reconnects forever with backoff 1 s..30 s;
  * heartbeat 15 s + 10 s; connect timeout 10 s; outbox 256 messages / 1 MiB;
@@ -642,225 +861,6 @@ switchboard_result switchboard_client_options_set_token_callback(switchboard_cli
                                                                  void *userdata);
 
 /**
- * Connects with default options to `url` (`ws://host:port/path` or `wss://…`) as
- * `user_id` (NULL: the server assigns one). Blocks until the server's
- * `connected` arrived (at most the connect timeout, 10 s); this first attempt
- * is not retried, later losses are (reconnect with backoff and session
- * resume). On success writes the new client to `*client_out`, which the
- * caller owns and frees with `switchboard_client_free`. Fails with
- * `SWITCHBOARD_RESULT_IO`/`WEBSOCKET`/`TIMEOUT`/`UNAUTHORIZED`, or `CONFIG` for
- * a bad URL (a scheme other than `ws://` or `wss://`).
- *
- * # Safety
- * `url` and `user_id` are NULL or NUL-terminated; `client_out` is NULL or
- * points to writable memory for a pointer.
- */
-switchboard_result switchboard_client_connect(const char *url,
-                                              const char *user_id,
-                                              switchboard_client **client_out);
-
-/**
- * Connects as `switchboard_client_connect` does, with `opts`. Consumes `opts`
- * in every case (never use or free them afterwards).
- *
- * # Safety
- * `url` is NULL or NUL-terminated; `opts` is NULL or options the caller owns;
- * `client_out` is NULL or points to writable memory for a pointer.
- */
-switchboard_result switchboard_client_connect_with_options(const char *url,
-                                                           switchboard_client_options *opts,
-                                                           switchboard_client **client_out);
-
-/**
- * Joins a room and waits up to `timeout_ms` for the server's `room-info` (0:
- * return once queued). Fails with the server's code (`ROOM_FULL`,
- * `USER_ID_TAKEN`, `FORBIDDEN`, ...), `TIMEOUT` (the join stays queued), or
- * `CLOSED`. The `room-info` also arrives as an event.
- *
- * # Safety
- * `client` is NULL or a live client; `room_id` is NULL or NUL-terminated.
- */
-switchboard_result switchboard_client_join(const switchboard_client *client,
-                                           const char *room_id,
-                                           uint32_t timeout_ms);
-
-/**
- * Joins a room as `switchboard_client_join` does, waiting (`timeout_ms` > 0)
- * for the `room-info`, which it writes on success to `*room_info_out` as JSON
- * (`{"type":"room-info","roomId":...,"users":[...],"peers":[...],"you":...}`); the
- * caller frees it with `switchboard_string_free`.
- *
- * # Safety
- * `client` is NULL or a live client; `room_id` is NULL or NUL-terminated;
- * `room_info_out` is NULL or writable.
- */
-switchboard_result switchboard_client_join_with_info(const switchboard_client *client,
-                                                     const char *room_id,
-                                                     uint32_t timeout_ms,
-                                                     char **room_info_out);
-
-/**
- * Leaves a room (NULL `room_id`: every room) and waits up to `timeout_ms` for
- * the acknowledgement (0: return once queued).
- *
- * # Safety
- * `client` is NULL or a live client; `room_id` is NULL or NUL-terminated.
- */
-switchboard_result switchboard_client_leave(const switchboard_client *client,
-                                            const char *room_id,
-                                            uint32_t timeout_ms);
-
-/**
- * Sends any client message of the protocol, given as JSON text of an object
- * with its `type` (`offer`, `answer`, `candidate`, `message`, `chat`, `join`,
- * `leave`, `auth`; e.g. with an explicit `roomId`); the client sets its `id`.
- * Waits for the acknowledgement up to the send timeout (options; 0 = return
- * once queued). Fails with `SWITCHBOARD_RESULT_INVALID_JSON` when `json` does
- * not parse, `INVALID_MESSAGE` when it is not an object with a known `type`
- * (`ping`, `ack` and `resume` are the client's own), the server's code
- * (`PEER_NOT_FOUND`, `NOT_IN_ROOM`, ...), `QUEUE_FULL`, `MESSAGE_TOO_BIG`,
- * `TIMEOUT` (still queued) or `CLOSED`.
- *
- * # Safety
- * `client` is NULL or a live client; `json` is NULL or NUL-terminated.
- */
-switchboard_result switchboard_client_send_json(const switchboard_client *client,
-                                                const char *json);
-
-/**
- * Sends an SDP offer to peer `to` (in the one room the client is in; use
- * `send_json` with a `roomId` when in several). `sdp_json` is the `sdp`
- * field as JSON text: an object such as `{"type":"offer","sdp":"v=0..."}` or a
- * JSON string. Waits and fails as `switchboard_client_send_json`.
- *
- * # Safety
- * `client` is NULL or a live client; the strings are NULL or NUL-terminated.
- */
-switchboard_result switchboard_client_send_offer(const switchboard_client *client,
-                                                 const char *to,
-                                                 const char *sdp_json);
-
-/**
- * Sends an SDP answer to peer `to`; as `switchboard_client_send_offer`.
- *
- * # Safety
- * `client` is NULL or a live client; the strings are NULL or NUL-terminated.
- */
-switchboard_result switchboard_client_send_answer(const switchboard_client *client,
-                                                  const char *to,
-                                                  const char *sdp_json);
-
-/**
- * Sends an ICE candidate to peer `to`: `candidate_json` is the `candidate`
- * field as JSON text (`{"candidate":"candidate:...","sdpMid":"0"}`, or `null`
- * for the end of candidates). Waits and fails as `switchboard_client_send_json`.
- *
- * # Safety
- * `client` is NULL or a live client; the strings are NULL or NUL-terminated.
- */
-switchboard_result switchboard_client_send_candidate(const switchboard_client *client,
-                                                     const char *to,
-                                                     const char *candidate_json);
-
-/**
- * Sends application data (`data_json`: any JSON text) to peer `to`, or with
- * `to` NULL to every other peer of the room. Waits and fails as
- * `switchboard_client_send_json`.
- *
- * # Safety
- * `client` is NULL or a live client; the strings are NULL or NUL-terminated.
- */
-switchboard_result switchboard_client_send_message(const switchboard_client *client,
-                                                   const char *to,
-                                                   const char *data_json);
-
-/**
- * Sends a chat line to the whole room (the sender gets it back too). Waits
- * and fails as `switchboard_client_send_json`.
- *
- * # Safety
- * `client` is NULL or a live client; `content` is NULL or NUL-terminated.
- */
-switchboard_result switchboard_client_chat(const switchboard_client *client,
-                                           const char *content);
-
-/**
- * Sets the push callback: from now on it is called once per client event, in
- * order, on a thread the library owns (one per callback, never a runtime
- * thread), so it may block - events for it queue meanwhile (bounded by the
- * event capacity; past it the oldest are dropped) - and may call any function
- * of this client, `close` and `free` included (then it gets no further event).
- * Replaces the previous callback (which gets no event after this returns,
- * except one it may be running); NULL removes it. `userdata` must stay valid
- * until `switchboard_client_free` returns. To see the events of the first
- * connection too, set it in the options instead.
- *
- * # Safety
- * `client` is NULL or a live client; `callback` is NULL or a function that may
- * be called from a library thread with `userdata`.
- */
-switchboard_result switchboard_client_set_event_callback(const switchboard_client *client,
-                                                         switchboard_event_callback callback,
-                                                         void *userdata);
-
-/**
- * The pull API: waits up to `timeout_ms` (0 = do not wait) for the next client
- * event: every server message (`connected`, `room-info`, `user-joined`,
- * `offer`, ...; not `ack`/`pong`) and the connection states (`connecting`,
- * `open`, `reconnecting`, `resumed`, `rejoined`, `reconnect-failed`, `closed`),
- * every one since connect, in order. On success writes a new event to
- * `*event_out` (free it with `switchboard_event_free`). Returns
- * `SWITCHBOARD_RESULT_TIMEOUT` when none came in time, and
- * `SWITCHBOARD_RESULT_CLOSED` after the `closed` event was read.
- *
- * # Safety
- * `client` is NULL or a live client; `event_out` is NULL or writable.
- */
-switchboard_result switchboard_client_next_event(const switchboard_client *client,
-                                                 uint32_t timeout_ms,
-                                                 switchboard_event **event_out);
-
-/**
- * Events the pull queue dropped because nobody read them in time. 0 if
- * `client` is NULL.
- *
- * # Safety
- * `client` is NULL or a live client.
- */
-uint64_t switchboard_client_events_missed(const switchboard_client *client);
-
-/**
- * Whether a session is established right now (false while reconnecting and
- * after close, or if `client` is NULL).
- *
- * # Safety
- * `client` is NULL or a live client.
- */
-bool switchboard_client_is_connected(const switchboard_client *client);
-
-/**
- * Closes the client: no more reconnects; messages already queued are written
- * and their acknowledgements awaited for up to 1 s, then the WebSocket closes
- * (peers see `user-left` with `closed`). Returns once the client's task ended,
- * its last events (`closed`) were handed to the readers and the callback
- * threads ended. Idempotent; later sends fail with `SWITCHBOARD_RESULT_CLOSED`.
- *
- * # Safety
- * `client` is NULL or a live client.
- */
-switchboard_result switchboard_client_close(const switchboard_client *client);
-
-/**
- * Closes the client if needed (as `switchboard_client_close`), joins every
- * thread it started, and frees it. NULL is allowed. Must not race with other
- * calls on `client`; may be called from the client's own event callback.
- *
- * # Safety
- * `client` is NULL or a client the caller owns, not freed before.
- */
-void switchboard_client_free(switchboard_client *client);
-
-/**
  * A new configuration with the protocol's defaults (listen `127.0.0.1:8080`,
  * path `/ws`, the limits of the README's table, auth off, 2 worker threads).
  * The caller owns it: pass it to `switchboard_server_start` (which consumes
@@ -1076,6 +1076,37 @@ switchboard_result switchboard_server_config_set_worker_threads(switchboard_serv
                                                                 uint32_t threads);
 
 /**
+ * Serve the demo call page at `/` and the browser client at `/switchboard.js`.
+ *
+ * # Safety
+ * `cfg` is NULL or a live configuration.
+ */
+switchboard_result switchboard_server_config_set_demo(switchboard_server_config *cfg,
+                                                      bool on);
+
+/**
+ * Serve the browser client at `/switchboard.js` (without the demo page).
+ *
+ * # Safety
+ * `cfg` is NULL or a live configuration.
+ */
+switchboard_result switchboard_server_config_set_serve_client(switchboard_server_config *cfg,
+                                                              bool on);
+
+/**
+ * A push callback registered before start, so it sees every event from the
+ * first one (see `switchboard_server_set_event_callback`). `userdata` must stay
+ * valid until `switchboard_server_free` returns. NULL `callback` removes it.
+ *
+ * # Safety
+ * `cfg` is NULL or a live configuration; `callback` is NULL or a function that
+ * may be called from a library thread with `userdata`.
+ */
+switchboard_result switchboard_server_config_set_event_callback(switchboard_server_config *cfg,
+                                                                switchboard_event_callback callback,
+                                                                void *userdata);
+
+/**
  * Adds a static token: a client presenting `token` is `user_id`. Turns on
  * token authentication (one auth mode per server: tokens, JWT or a callback).
  *
@@ -1216,37 +1247,6 @@ switchboard_result switchboard_server_config_add_turn_url(switchboard_server_con
  */
 switchboard_result switchboard_server_config_set_redis_url(switchboard_server_config *cfg,
                                                            const char *url);
-
-/**
- * Serve the demo call page at `/` and the browser client at `/switchboard.js`.
- *
- * # Safety
- * `cfg` is NULL or a live configuration.
- */
-switchboard_result switchboard_server_config_set_demo(switchboard_server_config *cfg,
-                                                      bool on);
-
-/**
- * Serve the browser client at `/switchboard.js` (without the demo page).
- *
- * # Safety
- * `cfg` is NULL or a live configuration.
- */
-switchboard_result switchboard_server_config_set_serve_client(switchboard_server_config *cfg,
-                                                              bool on);
-
-/**
- * A push callback registered before start, so it sees every event from the
- * first one (see `switchboard_server_set_event_callback`). `userdata` must stay
- * valid until `switchboard_server_free` returns. NULL `callback` removes it.
- *
- * # Safety
- * `cfg` is NULL or a live configuration; `callback` is NULL or a function that
- * may be called from a library thread with `userdata`.
- */
-switchboard_result switchboard_server_config_set_event_callback(switchboard_server_config *cfg,
-                                                                switchboard_event_callback callback,
-                                                                void *userdata);
 
 /**
  * The event's type: the protocol `type` string (`"user-joined"`, `"offer"`,

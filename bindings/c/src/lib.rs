@@ -22,7 +22,9 @@
 
 mod auth;
 mod client;
+mod client_options;
 mod config;
+mod config_security;
 mod event;
 mod guard;
 mod host;
@@ -32,7 +34,9 @@ use std::ffi::{c_char, CStr};
 
 pub use auth::*;
 pub use client::*;
+pub use client_options::*;
 pub use config::*;
+pub use config_security::*;
 pub use event::*;
 pub use host::*;
 pub use server::*;
