@@ -120,9 +120,8 @@ test('kit: attach-only servers with redisUrl form a cluster', async () => {
   }
 });
 
-test('kit: tls without a listener is a config error', async () => {
-  await assert.rejects(
-    Server.start({ listen: null, tls: { cert: 'cert.pem', key: 'key.pem' } }),
-    (e) => e.code === 'config',
-  );
+test('kit: listener options without a listener are a config error', async () => {
+  for (const extra of [{ tls: { cert: 'cert.pem', key: 'key.pem' } }, { demo: true }, { serveClient: true }]) {
+    await assert.rejects(Server.start({ listen: null, ...extra }), (e) => e.code === 'config', JSON.stringify(extra));
+  }
 });

@@ -25,7 +25,7 @@ from typing import (
 
 from . import _native, _route
 from ._auth import AuthHook
-from ._errors import ClosedError
+from ._errors import ClosedError, ConfigError
 from ._events import EventStream, H, Handler, Handlers
 
 Seconds = Union[float, int, datetime.timedelta]
@@ -128,6 +128,14 @@ class Hub:
         serve_client: Optional[bool] = None,
     ) -> None:
         given = {k: v for k, v in locals().items() if k not in ("self", "__class__") and v is not None}
+        if self._kind == "hub":
+            # Options of a listener: a route-only hub can not honour them.
+            unusable = [k for k in ("listen", "path", "demo", "serve_client", "tls_cert", "tls_key") if k in given]
+            if unusable:
+                raise ConfigError(
+                    f"{', '.join(unusable)}: a Hub has no listener of its own (the app's route and"
+                    " server decide these); use Server for its own port"
+                )
         if isinstance(given.get("auth_tokens"), Mapping):
             given["auth_tokens"] = dict(given["auth_tokens"])
         for name in ("allowed_origins", "trusted_proxies", "turn_urls"):

@@ -135,10 +135,10 @@ async def test_route_only_hubs_with_redis_form_a_cluster() -> None:
         redis.stop()
 
 
-def test_tls_options_on_a_route_only_hub_are_a_config_error() -> None:
-    async def start() -> None:
-        async with switchboard.Hub(tls_cert="cert.pem", tls_key="key.pem"):
-            pass
-
-    with pytest.raises(switchboard.ConfigError):
-        asyncio.run(start())
+def test_listener_options_on_a_route_only_hub_are_a_config_error() -> None:
+    for options in ({"tls_cert": "cert.pem", "tls_key": "key.pem"}, {"listen": "127.0.0.1:0"},
+                    {"path": "/ws"}, {"demo": True}):
+        with pytest.raises(switchboard.ConfigError) as refused:
+            switchboard.Hub(**options)
+        assert next(iter(options)) in str(refused.value)
+    switchboard.Server(listen="127.0.0.1:0", path="/ws")  # a Server takes them

@@ -67,10 +67,16 @@ pub async fn start_server(
                 (handle.edge().clone(), Some(handle))
             }
             None => {
-                if server.config().tls.is_some() {
+                let c = server.config();
+                if c.tls.is_some() {
                     // The application's https server terminates TLS in attach mode.
                     return Err(config(
                         "`tls` needs `listen`; attach to an https server instead",
+                    ));
+                }
+                if c.demo || c.serve_client {
+                    return Err(config(
+                        "`demo`/`serveClient` need `listen`: the app serves its own pages",
                     ));
                 }
                 // `redisUrl` makes this a cluster node, as with a listener.
