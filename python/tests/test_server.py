@@ -269,14 +269,16 @@ async def test_slow_event_reader_loses_the_oldest_not_the_server(clients) -> Non
         await b.close()
 
 
-async def test_server_relays_while_the_event_loop_is_blocked(server) -> None:
+async def test_server_relays_while_the_event_loop_is_blocked(server, tmp_path) -> None:
     """The Rust server needs neither the GIL nor the event loop to relay: two
-    clients in another process exchange messages while this loop is stuck."""
+    clients in another process exchange offers while this loop is stuck (the
+    client counts the round trips in a file that this test reads afterwards)."""
     import subprocess
     import sys
     import time
 
     server.on("offer", lambda e: None)  # a handler: events queue for the loop
+    progress = tmp_path / "progress"
     script = f"""
 import asyncio, json, websockets
 async def main():
@@ -287,15 +289,23 @@ async def main():
             await a.send(json.dumps({{"type": "offer", "to": "b", "sdp": {{"n": i}}}}))
             while json.loads(await b.recv()).get("type") != "offer":
                 pass
+            open({str(progress)!r}, "w").write(str(i + 1))
         print("done")
 asyncio.run(main())
 """
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    # Generous: on a loaded 2-core machine this process's spinning takes one core.
-    deadline = time.monotonic() + 60
+    # Block the loop (and hold the GIL) until 10 round trips went through, at most 30 s.
+    deadline = time.monotonic() + 30
     spins = 0
-    while proc.poll() is None and time.monotonic() < deadline:
-        spins += sum(range(1000))  # pure Python: holds the GIL, never yields to the loop
+    relayed = 0
+    while proc.poll() is None and time.monotonic() < deadline and relayed < 10:
+        spins += 1
+        sum(range(1000))  # pure Python: holds the GIL, never yields to the loop
+        if spins % 200 == 0 and progress.exists():
+            relayed = int(progress.read_text() or 0)
+    if progress.exists():
+        relayed = max(relayed, int(progress.read_text() or 0))
+    assert relayed >= 10, f"only {relayed} offers relayed while the loop was blocked"
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0 and out.strip() == "done"
     assert spins > 0
