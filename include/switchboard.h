@@ -173,7 +173,8 @@ enum switchboard_output_kind
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
   /**
-   * Write the frames in order (text frames), then call `switchboard_conn_written`.
+   * Write the frames in order (text frames, or binary ones when
+   * `switchboard_output_is_binary`), then call `switchboard_conn_written`.
    */
   SWITCHBOARD_OUTPUT_KIND_FRAMES = 0,
   /**
@@ -698,6 +699,17 @@ switchboard_result switchboard_client_options_set_subprotocol(switchboard_client
                                                               const char *subprotocol);
 
 /**
+ * How messages travel: `"json"` (default) or `"msgpack"` (MessagePack binary
+ * frames; offers the `webrtc-signaling.msgpack` subprotocol). Other values
+ * are `SWITCHBOARD_RESULT_INVALID_ARGUMENT`.
+ *
+ * # Safety
+ * `opts` is NULL or live options; `encoding` is NULL or NUL-terminated.
+ */
+switchboard_result switchboard_client_options_set_encoding(switchboard_client_options *opts,
+                                                           const char *encoding);
+
+/**
  * Reconnect backoff: attempt `n` waits a random time in
  * `[0, min(max_ms, base_ms * 2^(n-1))]` (default 1000 and 30000; 0 < base <= max).
  *
@@ -888,7 +900,9 @@ switchboard_result switchboard_server_config_set_listen(switchboard_server_confi
                                                         const char *listen);
 
 /**
- * WebSocket upgrade path (default `/ws`; must start with `/`).
+ * WebSocket upgrade paths, comma-separated (default `/ws`): fixed paths
+ * (`/ws`, `/`) or templates whose `{roomId}`/`{userId}` segments join that
+ * room at connect (`/signaling/{roomId}/{userId}`). Checked at start.
  *
  * # Safety
  * `cfg` is NULL or a live configuration; `path` is NULL or NUL-terminated.
@@ -1027,6 +1041,28 @@ switchboard_result switchboard_server_config_add_allowed_origin(switchboard_serv
                                                                 const char *origin);
 
 /**
+ * Adds one of the application's own message types (`hangup`, `mute`, …):
+ * relayed like `message`, with `from` stamped. Checked at start (a protocol
+ * type or a bad name is `SWITCHBOARD_RESULT_CONFIG`).
+ *
+ * # Safety
+ * `cfg` is NULL or a live configuration; `name` is NULL or NUL-terminated.
+ */
+switchboard_result switchboard_server_config_add_app_type(switchboard_server_config *cfg,
+                                                          const char *name);
+
+/**
+ * Turns on the operator API (`/api/v1`) and the admin page (`/admin`):
+ * requests carry `Authorization: Bearer <key>`. At least 16 characters
+ * (checked at start).
+ *
+ * # Safety
+ * `cfg` is NULL or a live configuration; `key` is NULL or NUL-terminated.
+ */
+switchboard_result switchboard_server_config_set_api_key(switchboard_server_config *cfg,
+                                                         const char *key);
+
+/**
  * Longest wait for an HTTP request head, in milliseconds (default 10000).
  *
  * # Safety
@@ -1105,6 +1141,115 @@ switchboard_result switchboard_server_config_set_serve_client(switchboard_server
 switchboard_result switchboard_server_config_set_event_callback(switchboard_server_config *cfg,
                                                                 switchboard_event_callback callback,
                                                                 void *userdata);
+
+/**
+ * Sockets per client IP between accept and their upgrade decision or HTTP
+ * answer (default 8, 0 = unlimited); past it a new socket is answered 429 at
+ * once and closed. A trusted proxy's sockets count server-wide only.
+ *
+ * # Safety
+ * `cfg` is NULL or a live configuration.
+ */
+switchboard_result switchboard_server_config_set_max_pending_per_ip(switchboard_server_config *cfg,
+                                                                    uint64_t sockets);
+
+/**
+ * Sockets server-wide between accept and their upgrade decision (default
+ * 1024, 0 = unlimited); past it a new socket is answered 503 at once.
+ *
+ * # Safety
+ * `cfg` is NULL or a live configuration.
+ */
+switchboard_result switchboard_server_config_set_max_pending(switchboard_server_config *cfg,
+                                                             uint64_t sockets);
+
+/**
+ * New connections per second per client IP (default 20, 0 = off; at most
+ * 4294967295), a token bucket of `conn_burst_per_ip`: past it a new socket or
+ * upgrade gets 429 with `Retry-After`.
+ *
+ * # Safety
+ * `cfg` is NULL or a live configuration.
+ */
+switchboard_result switchboard_server_config_set_conn_rate_per_ip(switchboard_server_config *cfg,
+                                                                  uint64_t per_second);
+
+/**
+ * Burst of the new-connection rate per client IP (default 40; at least 1
+ * while the rate is on, checked at start; at most 4294967295).
+ *
+ * # Safety
+ * `cfg` is NULL or a live configuration.
+ */
+switchboard_result switchboard_server_config_set_conn_burst_per_ip(switchboard_server_config *cfg,
+                                                                   uint64_t connections);
+
+/**
+ * IPv6 clients are counted per prefix of this many bits (default 64: one
+ * subscriber's /64 is one client; 1 to 128, anything else is
+ * `SWITCHBOARD_RESULT_CONFIG`).
+ *
+ * # Safety
+ * `cfg` is NULL or a live configuration.
+ */
+switchboard_result switchboard_server_config_set_ipv6_prefix(switchboard_server_config *cfg,
+                                                             uint32_t bits);
+
+/**
+ * Longest time to write one HTTP answer (refusals, endpoints, static files,
+ * the API), in milliseconds (default 10000, positive): a client that does not
+ * read is cut.
+ *
+ * # Safety
+ * `cfg` is NULL or a live configuration.
+ */
+switchboard_result switchboard_server_config_set_http_write_timeout_ms(switchboard_server_config *cfg,
+                                                                       uint64_t ms);
+
+/**
+ * Largest member `metadata` a client may join with, in bytes of JSON (default
+ * 4096; 0 refuses any); a bigger one gets `invalid-message`. Each member's
+ * metadata goes into every newcomer's `room-info`. Metadata the auth vouches
+ * for (a JWT's `metadata` claim, `switchboard_auth_request_allow`) is the
+ * app's own and not capped.
+ *
+ * # Safety
+ * `cfg` is NULL or a live configuration.
+ */
+switchboard_result switchboard_server_config_set_max_metadata_bytes(switchboard_server_config *cfg,
+                                                                    uint64_t bytes);
+
+/**
+ * Away sessions (connection lost, resumable) per client IP (default 32, 0 =
+ * unlimited); past it the IP's oldest away session ends: its peers get
+ * `user-left` with reason `evicted`. Live connections are never ended.
+ *
+ * # Safety
+ * `cfg` is NULL or a live configuration.
+ */
+switchboard_result switchboard_server_config_set_max_away_per_ip(switchboard_server_config *cfg,
+                                                                 uint64_t sessions);
+
+/**
+ * Away sessions server-wide (default 10000, 0 = unlimited); past it the
+ * oldest away session ends (`user-left`, reason `evicted`).
+ *
+ * # Safety
+ * `cfg` is NULL or a live configuration.
+ */
+switchboard_result switchboard_server_config_set_max_away_sessions(switchboard_server_config *cfg,
+                                                                   uint64_t sessions);
+
+/**
+ * Replay bytes all away sessions may hold together (default 268435456 =
+ * 256 MiB, 0 = unlimited); past it the oldest away sessions end (`user-left`,
+ * reason `evicted`) until the rest fit.
+ *
+ * # Safety
+ * `cfg` is NULL or a live configuration.
+ */
+switchboard_result switchboard_server_config_set_away_replay_budget_bytes(switchboard_server_config *cfg,
+                                                                          uint64_t bytes);
 
 /**
  * Adds a static token: a client presenting `token` is `user_id`. Turns on
@@ -1247,6 +1392,18 @@ switchboard_result switchboard_server_config_add_turn_url(switchboard_server_con
  */
 switchboard_result switchboard_server_config_set_redis_url(switchboard_server_config *cfg,
                                                            const char *url);
+
+/**
+ * Cluster mode over `rediss://`: the PEM file of the CA that signed Redis'
+ * certificate (read at start; default: the system's roots). Set with a
+ * `redis://` URL, starting or creating the server fails with
+ * `SWITCHBOARD_RESULT_CONFIG`.
+ *
+ * # Safety
+ * `cfg` is NULL or a live configuration; `path` is NULL or NUL-terminated.
+ */
+switchboard_result switchboard_server_config_set_redis_ca_cert(switchboard_server_config *cfg,
+                                                               const char *path);
 
 /**
  * The event's type: the protocol `type` string (`"user-joined"`, `"offer"`,
@@ -1415,6 +1572,18 @@ switchboard_result switchboard_conn_text(const switchboard_conn *conn,
                                          size_t len);
 
 /**
+ * One received binary frame (`len` bytes): a message on the MessagePack
+ * subprotocol (bad MessagePack is answered `invalid-json`); on a JSON
+ * connection the connection closes with 1003.
+ *
+ * # Safety
+ * `conn` is NULL or live; `data` points to `len` readable bytes.
+ */
+switchboard_result switchboard_conn_binary(const switchboard_conn *conn,
+                                           const uint8_t *data,
+                                           size_t len);
+
+/**
  * A violation the host's WebSocket layer saw: 1002 (bad framing), 1003 (a
  * binary frame), 1009 (too big). The connection closes with that code and its
  * memberships end at once. Other codes are `SWITCHBOARD_RESULT_INVALID_ARGUMENT`.
@@ -1493,8 +1662,10 @@ switchboard_output_kind switchboard_output_get_kind(const switchboard_output *ou
 size_t switchboard_output_count(const switchboard_output *output);
 
 /**
- * Frame `index` as NUL-terminated UTF-8 (its length without the NUL to
- * `*len_out` when not NULL), owned by `output`; NULL past the end.
+ * Frame `index`, owned by `output`, with its length (without the NUL that
+ * follows it) to `*len_out` when not NULL; NULL past the end. Text frames
+ * are NUL-terminated UTF-8; binary frames (MessagePack) may hold NULs, so
+ * use the length.
  *
  * # Safety
  * `output` is NULL or live; `len_out` is NULL or writable.
@@ -1502,6 +1673,15 @@ size_t switchboard_output_count(const switchboard_output *output);
 const char *switchboard_output_frame(const switchboard_output *output,
                                      size_t index,
                                      size_t *len_out);
+
+/**
+ * Whether the frames of a `FRAMES` output are binary (the connection chose
+ * the MessagePack subprotocol) rather than text.
+ *
+ * # Safety
+ * `output` is NULL or live.
+ */
+bool switchboard_output_is_binary(const switchboard_output *output);
 
 /**
  * The close code of a `CLOSE` output (0 otherwise).
@@ -1526,6 +1706,56 @@ const char *switchboard_output_close_reason(const switchboard_output *output);
  * `output` is NULL or live and not used afterwards.
  */
 void switchboard_output_free(switchboard_output *output);
+
+/**
+ * Answers one operator API request (`path` under `/api/v1`, without the
+ * query): `method` (`GET`, `POST`), `query` (after `?`, or NULL),
+ * `authorization` (the header, or NULL) and the body (`body_len` bytes; a host
+ * refuses a longer body than `switchboard_server_api_body_limit` with 413
+ * before reading it, or passes it here to be refused). Writes the HTTP status,
+ * the content type (a static string, or skipped when `content_type_out` is
+ * NULL) and a new JSON body string that the caller frees with
+ * `switchboard_string_free`.
+ *
+ * # Safety
+ * `server` is NULL or live; the strings are NULL or NUL-terminated; `body`
+ * points to `body_len` readable bytes; the out-pointers are NULL or writable.
+ */
+switchboard_result switchboard_server_api(const switchboard_server *server,
+                                          const char *method,
+                                          const char *path,
+                                          const char *query,
+                                          const char *authorization,
+                                          const uint8_t *body,
+                                          size_t body_len,
+                                          uint16_t *status_out,
+                                          const char **content_type_out,
+                                          char **body_out);
+
+/**
+ * The largest API request body the server takes.
+ *
+ * # Safety
+ * `server` is NULL (then 0) or live.
+ */
+size_t switchboard_server_api_body_limit(const switchboard_server *server);
+
+/**
+ * A plain `GET` endpoint of the kit at `path`: `/health`, `/ready`,
+ * `/metrics`, and with the API on `/admin` and `/admin.js`. Writes the
+ * status, the content type (static) and a new body string (free it with
+ * `switchboard_string_free`). Another path is not an error: status 404 with
+ * an empty body.
+ *
+ * # Safety
+ * `server` is NULL or live; `path` is NULL or NUL-terminated; the
+ * out-pointers are NULL or writable.
+ */
+switchboard_result switchboard_server_endpoint(const switchboard_server *server,
+                                               const char *path,
+                                               uint16_t *status_out,
+                                               const char **content_type_out,
+                                               char **body_out);
 
 /**
  * Starts a server: its runtime, the listener, the event pump. Consumes `cfg`
@@ -1659,6 +1889,40 @@ switchboard_result switchboard_server_broadcast(const switchboard_server *server
 switchboard_result switchboard_server_kick(const switchboard_server *server,
                                            const char *room_id,
                                            const char *user_id);
+
+/**
+ * Whether `path` (without the query) is one of the configured upgrade paths:
+ * a fixed entry or a `{roomId}`/`{userId}` template. A host that routes
+ * upgrades itself answers 404 otherwise.
+ *
+ * # Safety
+ * `server` is NULL or a live server; `path` is NULL or NUL-terminated.
+ */
+bool switchboard_server_serves_path(const switchboard_server *server,
+                                    const char *path);
+
+/**
+ * Puts a connected user into a room, as if it had sent `join` (`room-info`
+ * to it, `user-joined` to the others). `SWITCHBOARD_RESULT_PEER_NOT_FOUND`
+ * when no connection carries `user_id`; the join's own refusals likewise.
+ *
+ * # Safety
+ * `server` is NULL or a live server; the strings are NULL or NUL-terminated.
+ */
+switchboard_result switchboard_server_join(const switchboard_server *server,
+                                           const char *user_id,
+                                           const char *room_id);
+
+/**
+ * Takes a user out of a room (the others get `user-left` with `leave`); its
+ * connection stays open.
+ *
+ * # Safety
+ * `server` is NULL or a live server; the strings are NULL or NUL-terminated.
+ */
+switchboard_result switchboard_server_leave(const switchboard_server *server,
+                                            const char *user_id,
+                                            const char *room_id);
 
 /**
  * Every room with its peers, as JSON:

@@ -83,15 +83,17 @@ for src in tests/c/test_*.c; do
     -lpthread -o "$OUT/$name"
   run_c_test "$name" "$OUT/$name"
 done
-# The README's example, as a user would build it.
+# The C example of docs/C-JAVA.md, as a user would build it: bob pulls his
+# room-info, then alice's offer.
 gcc "${CFLAGS[@]}" tests/c/example.c -Ltarget/debug -lswitchboard -Wl,-rpath,"$ROOT/target/debug" \
   -o "$OUT/example"
-if ! "$OUT/example" > "$OUT/example.log" 2>&1 || ! grep -q '"type":"room-info"' "$OUT/example.log"; then
+if ! "$OUT/example" > "$OUT/example.log" 2>&1 || ! grep -q '^bob: room-info ' "$OUT/example.log" \
+    || ! grep -q '^bob: offer {"from":"alice"' "$OUT/example.log"; then
   cat "$OUT/example.log"
-  fail "the README example"
+  fail "the docs/C-JAVA.md example"
 fi
 echo "example: ok"
-# The same program against the static library (the link flags the README gives).
+# The same program against the static library (the link flags docs/C-JAVA.md gives).
 gcc "${CFLAGS[@]}" tests/c/test_signaling.c target/debug/libswitchboard.a \
   -lpthread -ldl -lm -lrt -lutil -lgcc_s -o "$OUT/test_signaling_static"
 run_c_test test_signaling_static "$OUT/test_signaling_static"

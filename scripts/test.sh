@@ -25,6 +25,9 @@ fi
 say "format"
 cargo fmt --all -- --check
 
+say "docs: every snippet is copied from a test that runs"
+python3 scripts/check-doc-snippets.py
+
 say "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
@@ -44,5 +47,6 @@ run_suite "python" test-python.sh
 run_suite "C and Java" test-cjava.sh
 run_suite "Node.js package" test-node.sh
 run_suite "parity: every host mode, one set of cases" test-parity.sh
+run_suite "packages: the jar with its native library" test-packages.sh
 
 say "all tests passed"

@@ -1,5 +1,6 @@
 //! Load-client plumbing: connect, join a room, build candidate frames, and a
-//! borrowed (allocation-free) parse of the frames the server sends.
+//! borrowed (allocation-free) parse of the frames the server sends; with the
+//! MessagePack subprotocol, frames are transcoded to and from JSON here.
 
 use std::time::Duration;
 
@@ -41,15 +42,60 @@ pub(crate) struct Candidate {
     pub(crate) t: Option<u64>,
 }
 
+/// How the load clients encode their frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wire {
+    /// JSON text frames.
+    Json,
+    /// MessagePack binary frames (`webrtc-signaling.msgpack`).
+    MsgPack,
+}
+
+impl Wire {
+    /// A frame carrying `json` in this encoding.
+    pub(crate) fn message(self, json: String) -> Message {
+        match self {
+            Wire::Json => Message::text(json),
+            Wire::MsgPack => {
+                let mut out = Vec::with_capacity(json.len());
+                let mut de = serde_json::Deserializer::from_str(&json);
+                let mut ser = rmp_serde::Serializer::new(&mut out);
+                serde_transcode::transcode(&mut de, &mut ser).expect("the client's own JSON");
+                Message::binary(out)
+            }
+        }
+    }
+}
+
+/// The JSON text of a binary (MessagePack) frame.
+pub(crate) fn msgpack_to_json(bytes: &[u8]) -> Result<String, String> {
+    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 4);
+    let mut de = rmp_serde::Deserializer::new(bytes);
+    serde_transcode::transcode(&mut de, &mut serde_json::Serializer::new(&mut out))
+        .map_err(|e| format!("bad MessagePack frame: {e}"))?;
+    String::from_utf8(out).map_err(|e| e.to_string())
+}
+
 /// Client-side WebSocket settings: a small read buffer so that 10 000 idle
 /// clients stay cheap in the load generator itself.
 fn client_config() -> WebSocketConfig {
     WebSocketConfig::default().read_buffer_size(8 * 1024)
 }
 
-/// Open a WebSocket to `url` (Nagle off), bounded by [`STEP_TIMEOUT`].
-pub(crate) async fn connect(url: &str) -> Result<Ws, String> {
-    let fut = tokio_tungstenite::connect_async_with_config(url, Some(client_config()), true);
+/// Open a WebSocket to `url` (Nagle off), bounded by [`STEP_TIMEOUT`];
+/// MessagePack offers its subprotocol.
+pub(crate) async fn connect(url: &str, wire: Wire) -> Result<Ws, String> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = url
+        .into_client_request()
+        .map_err(|e| format!("{url}: {e}"))?;
+    if wire == Wire::MsgPack {
+        req.headers_mut().insert(
+            "sec-websocket-protocol",
+            "webrtc-signaling.msgpack".parse().expect("a valid header"),
+        );
+    }
+    let fut = tokio_tungstenite::connect_async_with_config(req, Some(client_config()), true);
     match tokio::time::timeout(STEP_TIMEOUT, fut).await {
         Ok(Ok((ws, _resp))) => Ok(ws),
         Ok(Err(e)) => Err(format!("connect {url}: {e}")),
@@ -58,9 +104,9 @@ pub(crate) async fn connect(url: &str) -> Result<Ws, String> {
 }
 
 /// Send `join` and wait for `room-info`; returns the highest `seq` seen.
-pub(crate) async fn join(ws: &mut Ws, room: &str, user: &str) -> Result<u64, String> {
+pub(crate) async fn join(ws: &mut Ws, room: &str, user: &str, wire: Wire) -> Result<u64, String> {
     let frame = format!(r#"{{"type":"join","roomId":"{room}","userId":"{user}"}}"#);
-    ws.send(Message::text(frame))
+    ws.send(wire.message(frame))
         .await
         .map_err(|e| format!("send join: {e}"))?;
     let mut last_seq = 0;
@@ -76,9 +122,10 @@ pub(crate) async fn join_seeing(
     room: &str,
     user: &str,
     peer: &str,
+    wire: Wire,
 ) -> Result<u64, String> {
     let frame = format!(r#"{{"type":"join","roomId":"{room}","userId":"{user}"}}"#);
-    ws.send(Message::text(frame))
+    ws.send(wire.message(frame))
         .await
         .map_err(|e| format!("send join: {e}"))?;
     let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
@@ -87,11 +134,13 @@ pub(crate) async fn join_seeing(
         let next = tokio::time::timeout_at(deadline, ws.next())
             .await
             .map_err(|_| format!("{user} never saw {peer} in {room}"))?;
-        let Some(Ok(Message::Text(text))) = next else {
-            continue;
+        let text = match next {
+            Some(Ok(Message::Text(t))) => t.as_str().to_owned(),
+            Some(Ok(Message::Binary(b))) => msgpack_to_json(&b)?,
+            _ => continue,
         };
         let v: serde_json::Value =
-            serde_json::from_str(text.as_str()).map_err(|e| format!("bad frame {text}: {e}"))?;
+            serde_json::from_str(&text).map_err(|e| format!("bad frame {text}: {e}"))?;
         last_seq = last_seq.max(v["seq"].as_u64().unwrap_or(0));
         let seen = match v["type"].as_str() {
             Some("room-info") => v["users"]
@@ -116,7 +165,8 @@ pub(crate) async fn wait_for(ws: &mut Ws, ty: &str, last_seq: &mut u64) -> Resul
             .await
             .map_err(|_| format!("no `{ty}` within {STEP_TIMEOUT:?}"))?;
         let text = match next {
-            Some(Ok(Message::Text(t))) => t,
+            Some(Ok(Message::Text(t))) => t.as_str().to_owned(),
+            Some(Ok(Message::Binary(b))) => msgpack_to_json(&b)?,
             Some(Ok(Message::Close(c))) => {
                 return Err(format!("closed while waiting for `{ty}`: {c:?}"))
             }
@@ -125,7 +175,7 @@ pub(crate) async fn wait_for(ws: &mut Ws, ty: &str, last_seq: &mut u64) -> Resul
             None => return Err(format!("closed while waiting for `{ty}`")),
         };
         let msg: Incoming<'_> =
-            serde_json::from_str(text.as_str()).map_err(|e| format!("bad frame {text}: {e}"))?;
+            serde_json::from_str(&text).map_err(|e| format!("bad frame {text}: {e}"))?;
         if let Some(seq) = msg.seq {
             *last_seq = (*last_seq).max(seq);
         }

@@ -11,6 +11,7 @@ mod client;
 mod reference;
 mod report;
 mod scenarios;
+mod soak;
 mod sys;
 
 use std::path::PathBuf;
@@ -19,12 +20,13 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::client::Wire;
 use crate::report::{Report, Row};
 use crate::scenarios::RelayParams;
 use crate::sys::{RedisProc, ServerProc, Servers};
 
 const DEFAULT_SERVER_CMD: &str =
-    "target/release/switchboard --listen 127.0.0.1:0 --rate-limit-rps 0 --max-conns-per-ip 0";
+    "target/release/switchboard --listen 127.0.0.1:0 --rate-limit-rps 0 --max-conns-per-ip 0 --conn-rate-per-ip 0 --max-pending-per-ip 0 --max-conns 0";
 const DEFAULT_NODE_CMD: &str = "node bench/node/ws-server.js";
 
 #[derive(Debug, Parser)]
@@ -47,6 +49,23 @@ enum Cmd {
     /// relay (each --pairs × --window; default 50 pairs × windows 1 and 8, then
     /// 1 pair × window 1 for unloaded latency), idle and joins.
     All,
+    /// Churn against the server under test (connect, join, relay, drop without
+    /// close, resume, leave) while its RSS and open descriptors are sampled;
+    /// fails on a lost message or descriptors that do not return.
+    Soak {
+        /// How long the churn lasts.
+        #[arg(long, default_value_t = 30.0)]
+        minutes: f64,
+        /// Pairs churning at once.
+        #[arg(long = "soak-pairs", default_value_t = 100)]
+        soak_pairs: usize,
+        /// Seconds between samples.
+        #[arg(long, default_value_t = 10)]
+        sample_secs: u64,
+        /// Seconds to wait after the churn (the resume window must pass).
+        #[arg(long, default_value_t = 30)]
+        settle_secs: u64,
+    },
     /// Run the built-in reference relay (plain default tokio-tungstenite).
     ReferenceServer {
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -58,13 +77,16 @@ enum Cmd {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum ServerKind {
+pub(crate) enum ServerKind {
     /// The server under test (--server-cmd).
     Switchboard,
     /// The built-in default-configured tokio-tungstenite relay.
     Reference,
     /// The classic Node `ws` relay (bench/node/ws-server.js), if `ws` is installed.
     Node,
+    /// The server under test with MessagePack clients (`webrtc-signaling.msgpack`:
+    /// the server transcodes every frame). Relay only.
+    SwitchboardMsgpack,
     /// Two nodes of the server under test (--server-cmd plus --redis-url) sharing a
     /// redis-server (--redis-cmd), all on the server core; relay pairs are split
     /// across them (A on one node, B on the other). Relay only.
@@ -77,6 +99,7 @@ impl ServerKind {
             ServerKind::Switchboard => "switchboard",
             ServerKind::Reference => "reference",
             ServerKind::Node => "node-ws",
+            ServerKind::SwitchboardMsgpack => "switchboard-msgpack",
             ServerKind::Cluster => "cluster-2-nodes",
         }
     }
@@ -253,6 +276,30 @@ fn main() -> ExitCode {
             }
             bench.joins();
         }
+        Cmd::Soak {
+            minutes,
+            soak_pairs,
+            sample_secs,
+            settle_secs,
+        } => {
+            let ok = soak::run(
+                &bench.rt,
+                &opts.server_cmd,
+                bench.server_pin,
+                soak_pairs,
+                minutes,
+                Duration::from_secs(sample_secs),
+                Duration::from_secs(settle_secs),
+            );
+            match ok {
+                Ok(true) => {}
+                Ok(false) => bench.failed = true,
+                Err(e) => {
+                    eprintln!("soak: {e}");
+                    bench.failed = true;
+                }
+            }
+        }
         Cmd::ReferenceServer { .. } => unreachable!("handled above"),
     }
     let missing_sut = bench.unavailable.contains(&ServerKind::Switchboard);
@@ -308,7 +355,9 @@ struct Bench<'a> {
 impl Bench<'_> {
     fn cmdline(&self, kind: ServerKind) -> String {
         match kind {
-            ServerKind::Switchboard | ServerKind::Cluster => self.opts.server_cmd.clone(),
+            ServerKind::Switchboard | ServerKind::SwitchboardMsgpack | ServerKind::Cluster => {
+                self.opts.server_cmd.clone()
+            }
             ServerKind::Reference => self.reference_cmd.clone(),
             ServerKind::Node => self.opts.node_cmd.clone(),
         }
@@ -322,6 +371,7 @@ impl Bench<'_> {
         if kind != ServerKind::Cluster {
             let node = ServerProc::spawn(&cmd, self.server_pin, stop)?;
             return Ok(Servers {
+                kind,
                 nodes: vec![node],
                 redis: None,
             });
@@ -335,6 +385,7 @@ impl Bench<'_> {
             nodes.push(node);
         }
         Ok(Servers {
+            kind,
             nodes,
             redis: Some(redis),
         })
@@ -357,9 +408,9 @@ impl Bench<'_> {
         let mut results: Vec<(ServerKind, Vec<T>)> = Vec::new();
         for rep in 0..self.opts.repeats {
             for &kind in &self.opts.servers {
-                if self.unavailable.contains(&kind)
-                    || (kind == ServerKind::Cluster && !with_cluster)
-                {
+                let relay_only =
+                    matches!(kind, ServerKind::Cluster | ServerKind::SwitchboardMsgpack);
+                if self.unavailable.contains(&kind) || (relay_only && !with_cluster) {
                     continue;
                 }
                 let mut attempt = 0;
@@ -444,6 +495,7 @@ impl Bench<'_> {
             duration: Duration::from_secs_f64(self.opts.duration),
             frame_bytes: self.opts.frame_bytes,
             ack_every: self.opts.ack_every,
+            wire: Wire::Json,
         };
         let title = format!(
             "relay: {} pairs, window {window}, {}-byte candidates, {} s measured after {} s warm-up, ack every {}",
@@ -451,11 +503,15 @@ impl Bench<'_> {
         );
         let slug = format!("relay-p{pairs}-w{window}");
         let results = self.each(&title, &slug, true, |rt, s, perf| {
+            let wire = match s.kind {
+                ServerKind::SwitchboardMsgpack => Wire::MsgPack,
+                _ => Wire::Json,
+            };
             let r = rt.block_on(scenarios::relay(
                 s.url(),
                 s.url_b(),
                 &s.pids(),
-                &p,
+                &RelayParams { wire, ..p.clone() },
                 perf.as_deref(),
             ))?;
             eprintln!(

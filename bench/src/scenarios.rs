@@ -12,7 +12,7 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::client::{self, FrameBuilder, Incoming, Ws};
+use crate::client::{self, FrameBuilder, Incoming, Wire, Ws};
 use crate::sys;
 
 /// How much other processes used the CPU during a run (% of one core).
@@ -55,6 +55,8 @@ pub(crate) struct RelayParams {
     pub(crate) duration: Duration,
     pub(crate) frame_bytes: usize,
     pub(crate) ack_every: u64,
+    /// The load clients' encoding (MessagePack: the server transcodes).
+    pub(crate) wire: Wire,
 }
 
 /// Outcome of one relay run.
@@ -88,6 +90,7 @@ struct Peer {
     acked_seq: u64,
     /// Frames fed but not flushed.
     dirty: bool,
+    wire: Wire,
 }
 
 #[derive(Default)]
@@ -129,13 +132,14 @@ async fn setup_pair(
     url_b: &str,
     i: usize,
     frame_bytes: usize,
+    wire: Wire,
 ) -> Result<(Peer, Peer), String> {
     let room = format!("bench-relay-{i}");
     let (na, nb) = (format!("a{i}"), format!("b{i}"));
-    let mut wa = client::connect(url_a).await?;
-    let seq_a = client::join(&mut wa, &room, &na).await?;
-    let mut wb = client::connect(url_b).await?;
-    let seq_b = client::join_seeing(&mut wb, &room, &nb, &na).await?;
+    let mut wa = client::connect(url_a, wire).await?;
+    let seq_a = client::join(&mut wa, &room, &na, wire).await?;
+    let mut wb = client::connect(url_b, wire).await?;
+    let seq_b = client::join_seeing(&mut wb, &room, &nb, &na, wire).await?;
     let mut seq_a2 = seq_a;
     client::wait_for(&mut wa, "user-joined", &mut seq_a2).await?;
     let peer = |ws, me: &str, to: &str, seq| Peer {
@@ -149,6 +153,7 @@ async fn setup_pair(
         last_seq: seq,
         acked_seq: 0,
         dirty: false,
+        wire,
     };
     Ok((peer(wa, &na, &nb, seq_a2), peer(wb, &nb, &na, seq_b)))
 }
@@ -159,7 +164,8 @@ impl Peer {
         let frame = self.frames.build(self.sent, clock.now_ns());
         self.sent += 1;
         self.in_flight += 1;
-        self.feed(Message::text(frame)).await
+        let msg = self.wire.message(frame);
+        self.feed(msg).await
     }
 
     async fn feed(&mut self, msg: Message) -> Result<(), String> {
@@ -193,8 +199,23 @@ async fn on_frame(
     ack_every: u64,
     st: &mut PairStats,
 ) -> bool {
-    let text = match frame {
-        Some(Ok(Message::Text(t))) => t,
+    // JSON frames are parsed in place; MessagePack ones after transcoding.
+    let (utf8, decoded);
+    let text: &str = match frame {
+        Some(Ok(Message::Text(t))) => {
+            utf8 = t;
+            utf8.as_str()
+        }
+        Some(Ok(Message::Binary(b))) => match client::msgpack_to_json(&b) {
+            Ok(json) => {
+                decoded = json;
+                &decoded
+            }
+            Err(e) => {
+                st.problem(format!("{}: {e}", rx.me));
+                return true;
+            }
+        },
         Some(Ok(Message::Close(c))) => {
             st.problem(format!("{}: server closed: {c:?}", rx.me));
             return false;
@@ -210,14 +231,10 @@ async fn on_frame(
         }
     };
     let now = Instant::now();
-    let msg: Incoming<'_> = match serde_json::from_str(text.as_str()) {
+    let msg: Incoming<'_> = match serde_json::from_str(text) {
         Ok(m) => m,
         Err(e) => {
-            st.problem(format!(
-                "{}: unparsable frame ({e}): {}",
-                rx.me,
-                text.as_str()
-            ));
+            st.problem(format!("{}: unparsable frame ({e}): {text}", rx.me));
             return true;
         }
     };
@@ -257,18 +274,14 @@ async fn on_frame(
                 }
             }
         }
-        "error" => st.problem(format!(
-            "{}: server error {:?}: {}",
-            rx.me,
-            msg.code,
-            text.as_str()
-        )),
+        "error" => st.problem(format!("{}: server error {:?}: {text}", rx.me, msg.code)),
         _ => {}
     }
     if ack_every > 0 && rx.last_seq >= rx.acked_seq + ack_every {
         rx.acked_seq = rx.last_seq;
         let ack = format!(r#"{{"type":"ack","seq":{}}}"#, rx.last_seq);
-        if let Err(e) = rx.feed(Message::text(ack)).await {
+        let ack = rx.wire.message(ack);
+        if let Err(e) = rx.feed(ack).await {
             st.problem(e);
         }
     }
@@ -364,7 +377,7 @@ pub(crate) async fn relay(
 ) -> Result<RelayResult, String> {
     let mut pairs = Vec::with_capacity(p.pairs);
     for i in 0..p.pairs {
-        pairs.push(setup_pair(url_a, url_b, i, p.frame_bytes).await?);
+        pairs.push(setup_pair(url_a, url_b, i, p.frame_bytes, p.wire).await?);
     }
     let base = Instant::now();
     let clock = Arc::new(Clock {
@@ -445,11 +458,12 @@ async fn connect_many(
                     if i >= n {
                         return Ok::<_, String>(mine);
                     }
-                    let mut ws = client::connect(&url).await?;
+                    let mut ws = client::connect(&url, Wire::Json).await?;
                     client::join(
                         &mut ws,
                         &format!("{prefix}{}", i / 2),
                         &format!("{prefix}u{i}"),
+                        Wire::Json,
                     )
                     .await?;
                     mine.push((i, ws));

@@ -409,6 +409,8 @@ pub(crate) fn wait_ready(url: &str) -> Result<(), String> {
 /// The servers of one run: one process, or two cluster nodes sharing a Redis.
 #[derive(Debug)]
 pub(crate) struct Servers {
+    /// What was started (the relay's clients speak MessagePack to one kind).
+    pub(crate) kind: crate::ServerKind,
     pub(crate) nodes: Vec<ServerProc>,
     pub(crate) redis: Option<RedisProc>,
 }

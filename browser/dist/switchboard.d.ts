@@ -1,5 +1,6 @@
 /**
- * The Switchboard browser client: one dependency-free ES module.
+ * The Switchboard browser client: one ES module (MessagePack, for the
+ * `webrtc-signaling.msgpack` subprotocol, is bundled in).
  *
  * - `SignalingClient` speaks the Switchboard protocol (docs/PROTOCOL.md) with the
  *   same semantics as the core Rust client: reconnect with exponential backoff and
@@ -164,6 +165,9 @@ export declare class SignalingError extends Error {
 /** The part of the WebSocket API the client uses (the browser's, or a test double). */
 export interface WebSocketLike {
     readonly readyState: number;
+    /** The subprotocol the server selected (`webrtc-signaling.msgpack`: binary frames). */
+    readonly protocol?: string;
+    binaryType?: string;
     onopen: ((ev: unknown) => void) | null;
     onmessage: ((ev: {
         data: unknown;
@@ -173,9 +177,11 @@ export interface WebSocketLike {
         reason: string;
     }) => void) | null;
     onerror: ((ev: unknown) => void) | null;
-    send(data: string): void;
+    send(data: string | Uint8Array): void;
     close(code?: number, reason?: string): void;
 }
+/** The MessagePack subprotocol: the same messages as binary frames. */
+export declare const SUBPROTOCOL_MSGPACK = "webrtc-signaling.msgpack";
 export type WebSocketFactory = new (url: string, protocols?: string | string[]) => WebSocketLike;
 /** Where the session is kept across page reloads (`sessionStorage` by default). */
 export interface StorageLike {
@@ -190,11 +196,25 @@ export interface SignalingClientOptions {
     metadata?: unknown;
     /**
      * A token, or a function asked before every connection attempt (so an expiring
-     * token is refreshed). Sent as the first message, `{"type":"auth"}`: browsers
-     * can not set headers on a WebSocket, and a query string ends up in logs.
+     * token is refreshed). Browsers can not set headers on a WebSocket and a query
+     * string ends up in logs, so it goes in a `bearer.<token>` subprotocol entry
+     * (the server checks it before the upgrade and selects only
+     * `webrtc-signaling`), or as the first message, `{"type":"auth"}` (see `tokenIn`).
      */
     token?: string | (() => string | Promise<string>);
-    /** WebSocket subprotocols to offer (default `['webrtc-signaling']`). */
+    /**
+     * Where the token goes: `'subprotocol'` (default) or `'message'`. A token with
+     * characters a subprotocol can not carry goes in the message; so does the
+     * next attempt after a handshake that failed before the socket opened (a
+     * refused token is then answered with a clear 4401).
+     */
+    tokenIn?: 'subprotocol' | 'message';
+    /**
+     * `'json'` (default) or `'msgpack'`: the `webrtc-signaling.msgpack`
+     * subprotocol, every message a MessagePack binary frame.
+     */
+    encoding?: 'json' | 'msgpack';
+    /** WebSocket subprotocols to offer (default `['webrtc-signaling']`, or the MessagePack one). */
     protocols?: string[];
     /** Ceiling of the first reconnect delay (default 1000 ms); doubles per attempt. */
     reconnectBaseMs?: number;
@@ -249,6 +269,9 @@ export declare class SignalingClient {
     private readonly s;
     private readonly WS;
     private readonly token;
+    private readonly tokenIn;
+    /** The last attempt with a subprotocol token failed before the socket opened. */
+    private tokenViaMessage;
     private readonly storage;
     private readonly storageKey;
     private readonly handlers;
@@ -296,8 +319,10 @@ export declare class SignalingClient {
     chat(content: string, roomId?: string): Promise<void>;
     /**
      * Any client message (`join`, `leave`, `offer`, `answer`, `candidate`,
-     * `message`, `chat`, `auth`) as an object with its `type`; extra fields are
-     * relayed as they are. Resolves with the `room-info` of a `join`, else `null`.
+     * `message`, `chat`, `auth`, or one of the server's app types such as
+     * `hangup`) as an object with its `type`; extra fields are relayed as they
+     * are. Resolves with the `room-info` of a `join`, else `null`; a type the
+     * server does not know is refused by it (`unknown-type`).
      */
     sendJson(message: Record<string, unknown>): Promise<unknown>;
     /** Subscribes to an event (a protocol `type`, a connection state, or `*`); returns the unsubscribe function. */
@@ -332,6 +357,8 @@ export declare class SignalingClient {
     /** Writes outbox messages not yet written on this connection, up to `maxInFlight`. */
     private flush;
     private sendRaw;
+    /** One message in the encoding the server selected (the outbox keeps JSON text, which its bounds count). */
+    private write;
     private clearTimer;
     private clearTimers;
     private connect;

@@ -1,17 +1,16 @@
-// Recompiles src/ into a temporary directory and fails when the committed
-// dist/switchboard.js or dist/switchboard.d.ts differ from it (the server embeds
+// Rebuilds src/ (scripts/build.mjs) into a temporary directory and fails when
+// the committed dist/switchboard.js or dist/switchboard.d.ts, or the server's
+// embedded copy core/assets/switchboard.js, differ from it (the server embeds
 // and the npm package ships the committed files, so they must match the source).
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+import { build, embeddedCopy, root } from './build.mjs';
+
 const out = fs.mkdtempSync(path.join(os.tmpdir(), 'switchboard-dist-'));
 try {
-  const tsc = path.join(root, 'node_modules', 'typescript', 'bin', 'tsc');
-  execFileSync(process.execPath, [tsc, '-p', path.join(root, 'tsconfig.json'), '--outDir', out], { stdio: 'inherit' });
+  build(out);
   let stale = 0;
   for (const name of ['switchboard.js', 'switchboard.d.ts']) {
     const fresh = fs.readFileSync(path.join(out, name), 'utf8');
@@ -22,8 +21,13 @@ try {
       stale++;
     }
   }
+  const embedded = fs.existsSync(embeddedCopy) ? fs.readFileSync(embeddedCopy, 'utf8') : null;
+  if (embedded !== fs.readFileSync(path.join(out, 'switchboard.js'), 'utf8')) {
+    console.error('core/assets/switchboard.js (the copy the server embeds) is not the compiled browser/src: run `npm run build` in browser/ and commit it');
+    stale++;
+  }
   if (stale) process.exit(1);
-  console.log('browser/dist matches browser/src');
+  console.log('browser/dist and core/assets/switchboard.js match browser/src');
 } finally {
   fs.rmSync(out, { recursive: true, force: true });
 }

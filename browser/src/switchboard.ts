@@ -1,5 +1,6 @@
 /**
- * The Switchboard browser client: one dependency-free ES module.
+ * The Switchboard browser client: one ES module (MessagePack, for the
+ * `webrtc-signaling.msgpack` subprotocol, is bundled in).
  *
  * - `SignalingClient` speaks the Switchboard protocol (docs/PROTOCOL.md) with the
  *   same semantics as the core Rust client: reconnect with exponential backoff and
@@ -13,6 +14,8 @@
  *   rollback on glare, trickle ICE with early candidates queued, ICE restart after
  *   a resume.
  */
+
+import { decode as decodeMsgpack, encode as encodeMsgpack } from '@msgpack/msgpack';
 
 // ---------------------------------------------------------------------------
 // Messages and events
@@ -181,13 +184,22 @@ export class SignalingError extends Error {
 /** The part of the WebSocket API the client uses (the browser's, or a test double). */
 export interface WebSocketLike {
   readonly readyState: number;
+  /** The subprotocol the server selected (`webrtc-signaling.msgpack`: binary frames). */
+  readonly protocol?: string;
+  binaryType?: string;
   onopen: ((ev: unknown) => void) | null;
   onmessage: ((ev: { data: unknown }) => void) | null;
   onclose: ((ev: { code: number; reason: string }) => void) | null;
   onerror: ((ev: unknown) => void) | null;
-  send(data: string): void;
+  send(data: string | Uint8Array): void;
   close(code?: number, reason?: string): void;
 }
+
+/** The MessagePack subprotocol: the same messages as binary frames. */
+export const SUBPROTOCOL_MSGPACK = 'webrtc-signaling.msgpack';
+
+/** The characters a subprotocol entry (an HTTP token) may hold. */
+const TOKEN_CHARS = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 export type WebSocketFactory = new (url: string, protocols?: string | string[]) => WebSocketLike;
 
@@ -205,11 +217,25 @@ export interface SignalingClientOptions {
   metadata?: unknown;
   /**
    * A token, or a function asked before every connection attempt (so an expiring
-   * token is refreshed). Sent as the first message, `{"type":"auth"}`: browsers
-   * can not set headers on a WebSocket, and a query string ends up in logs.
+   * token is refreshed). Browsers can not set headers on a WebSocket and a query
+   * string ends up in logs, so it goes in a `bearer.<token>` subprotocol entry
+   * (the server checks it before the upgrade and selects only
+   * `webrtc-signaling`), or as the first message, `{"type":"auth"}` (see `tokenIn`).
    */
   token?: string | (() => string | Promise<string>);
-  /** WebSocket subprotocols to offer (default `['webrtc-signaling']`). */
+  /**
+   * Where the token goes: `'subprotocol'` (default) or `'message'`. A token with
+   * characters a subprotocol can not carry goes in the message; so does the
+   * next attempt after a handshake that failed before the socket opened (a
+   * refused token is then answered with a clear 4401).
+   */
+  tokenIn?: 'subprotocol' | 'message';
+  /**
+   * `'json'` (default) or `'msgpack'`: the `webrtc-signaling.msgpack`
+   * subprotocol, every message a MessagePack binary frame.
+   */
+  encoding?: 'json' | 'msgpack';
+  /** WebSocket subprotocols to offer (default `['webrtc-signaling']`, or the MessagePack one). */
   protocols?: string[];
   /** Ceiling of the first reconnect delay (default 1000 ms); doubles per attempt. */
   reconnectBaseMs?: number;
@@ -299,6 +325,7 @@ const CLOSE = {
   UNAUTHORIZED: 4401,
   KICKED: 4403,
   REPLACED: 4409,
+  JOIN_REFUSED: 4400,
 } as const;
 
 /** The ceiling of the delay before reconnect attempt `attempt` (1-based). */
@@ -516,6 +543,9 @@ export class SignalingClient {
   private readonly s: Settings;
   private readonly WS: WebSocketFactory;
   private readonly token: SignalingClientOptions['token'];
+  private readonly tokenIn: 'subprotocol' | 'message';
+  /** The last attempt with a subprotocol token failed before the socket opened. */
+  private tokenViaMessage = false;
   private readonly storage: StorageLike | null;
   private readonly storageKey: string;
   private readonly handlers = new Map<string, Set<Handler>>();
@@ -579,6 +609,14 @@ export class SignalingClient {
     if (!WS) throw new TypeError('no WebSocket implementation: pass options.WebSocket');
     this.WS = WS;
     this.token = options.token;
+    if (options.tokenIn !== undefined && options.tokenIn !== 'subprotocol' && options.tokenIn !== 'message') {
+      throw new TypeError("tokenIn must be 'subprotocol' or 'message'");
+    }
+    this.tokenIn = options.tokenIn ?? 'subprotocol';
+    if (options.encoding !== undefined && options.encoding !== 'json' && options.encoding !== 'msgpack') {
+      throw new TypeError("encoding must be 'json' or 'msgpack'");
+    }
+    if (options.encoding === 'msgpack' && options.protocols === undefined) s.protocols = [SUBPROTOCOL_MSGPACK];
     this.outbox = new Outbox(s);
     this.storage = options.storage !== undefined ? options.storage : defaultStorage();
     this.storageKey = options.storageKey ?? `switchboard:${url}`;
@@ -641,8 +679,10 @@ export class SignalingClient {
 
   /**
    * Any client message (`join`, `leave`, `offer`, `answer`, `candidate`,
-   * `message`, `chat`, `auth`) as an object with its `type`; extra fields are
-   * relayed as they are. Resolves with the `room-info` of a `join`, else `null`.
+   * `message`, `chat`, `auth`, or one of the server's app types such as
+   * `hangup`) as an object with its `type`; extra fields are relayed as they
+   * are. Resolves with the `room-info` of a `join`, else `null`; a type the
+   * server does not know is refused by it (`unknown-type`).
    */
   sendJson(message: Record<string, unknown>): Promise<unknown> {
     const type = message?.type;
@@ -655,20 +695,14 @@ export class SignalingClient {
       case 'leave':
         kind = { t: 'leave', room: typeof message.roomId === 'string' ? message.roomId : null };
         break;
-      case 'offer':
-      case 'answer':
-      case 'candidate':
-      case 'message':
-      case 'chat':
-      case 'auth':
-        kind = { t: 'other' };
-        break;
       case 'ping':
       case 'ack':
       case 'resume':
         return this.refused(new SignalingError('invalid-message', '`ping`, `ack` and `resume` are sent by the client itself'));
       default:
-        return this.refused(new SignalingError('invalid-message', typeof type === 'string' ? `unknown message type \`${type}\`` : '`type` must be a string'));
+        // The protocol's relayed types, `auth`, and the server's app types.
+        if (typeof type !== 'string' || type === '') return this.refused(new SignalingError('invalid-message', '`type` must be a string'));
+        kind = { t: 'other' };
     }
     return this.enqueue(kind, message);
   }
@@ -808,11 +842,18 @@ export class SignalingClient {
   private flush(): void {
     if ((this.phase !== 'established' && this.phase !== 'closing') || !this.ws) return;
     if (this.pausedUntil !== null) return;
-    for (const text of this.outbox.takeUnwritten(this.s.maxInFlight)) this.ws.send(text);
+    for (const text of this.outbox.takeUnwritten(this.s.maxInFlight)) this.write(text);
   }
 
   private sendRaw(message: Record<string, unknown>): void {
-    this.ws?.send(JSON.stringify(message));
+    this.write(JSON.stringify(message));
+  }
+
+  /** One message in the encoding the server selected (the outbox keeps JSON text, which its bounds count). */
+  private write(text: string): void {
+    const ws = this.ws;
+    if (!ws) return;
+    ws.send(ws.protocol === SUBPROTOCOL_MSGPACK ? encodeMsgpack(JSON.parse(text)) : text);
   }
 
   // -- connection life cycle ------------------------------------------------
@@ -857,20 +898,28 @@ export class SignalingClient {
       this.currentToken = token;
     }
 
+    // The token in a `bearer.` subprotocol entry: checked before the upgrade.
+    const inProtocol =
+      token !== null && this.tokenIn === 'subprotocol' && !this.tokenViaMessage && TOKEN_CHARS.test(token);
+    const protocols = inProtocol ? [...this.s.protocols, `bearer.${token}`] : this.s.protocols;
     let ws: WebSocketLike;
     try {
-      ws = new this.WS(this.url, this.s.protocols);
+      ws = new this.WS(this.url, protocols);
     } catch (e) {
       this.clearTimer('connect');
       return this.finish(null, `can not open a WebSocket: ${String(e)}`);
     }
+    ws.binaryType = 'arraybuffer';
     this.ws = ws;
     this.phase = 'handshake';
+    let opened = false;
     ws.onopen = () => {
       if (gen !== this.generation) return;
+      opened = true;
+      this.tokenViaMessage = false;
       this.emit({ type: 'open' });
       // First, so that it precedes `resume` (the server accepts `auth` then `resume`).
-      if (token !== null) this.sendRaw({ type: 'auth', token });
+      if (token !== null && !inProtocol) this.sendRaw({ type: 'auth', token });
     };
     ws.onmessage = (ev) => {
       if (gen === this.generation) this.onFrame(ev.data);
@@ -879,7 +928,12 @@ export class SignalingClient {
       // Always followed by `close`.
     };
     ws.onclose = (ev) => {
-      if (gen === this.generation) this.onSocketClosed(ev.code, ev.reason);
+      if (gen !== this.generation) return;
+      // A browser reports a refused upgrade (HTTP 401 included) as a plain
+      // failure: the next attempt sends the token as a message, whose refusal
+      // is a clear 4401.
+      if (inProtocol && !opened) this.tokenViaMessage = true;
+      this.onSocketClosed(ev.code, ev.reason);
     };
   }
 
@@ -910,6 +964,9 @@ export class SignalingClient {
         return this.finish(code, why('kicked'));
       case CLOSE.REPLACED:
         return this.finish(code, why('the session was taken over by a newer connection'));
+      case CLOSE.JOIN_REFUSED:
+        // The room in the URL can not be joined: the same URL would fail again.
+        return this.finish(code, why('the join the URL asks for was refused'));
       case CLOSE.UNAUTHORIZED:
         this.rejectedToken = this.currentToken;
         if (typeof this.token !== 'function') return this.finish(code, why('unauthorized'));
@@ -988,10 +1045,13 @@ export class SignalingClient {
   // -- inbound --------------------------------------------------------------
 
   private onFrame(data: unknown): void {
-    if (typeof data !== 'string') return; // binary frames are not part of the JSON protocol
     let msg: SignalingMessage;
     try {
-      const v: unknown = JSON.parse(data);
+      // Text: JSON; binary: MessagePack (the `webrtc-signaling.msgpack` subprotocol).
+      let v: unknown;
+      if (typeof data === 'string') v = JSON.parse(data);
+      else if (data instanceof ArrayBuffer || ArrayBuffer.isView(data)) v = decodeMsgpack(data as ArrayBuffer);
+      else return;
       if (typeof v !== 'object' || v === null || Array.isArray(v) || typeof (v as SignalingMessage).type !== 'string') return;
       msg = v as SignalingMessage;
     } catch {

@@ -29,6 +29,7 @@ fn apply(b: ServerBuilder, key: &str, v: &Value) -> Result<ServerBuilder, String
         "drain_timeout_ms" => b.drain_timeout(ms()?),
         "allowed_origins" => b.allowed_origins(list()?),
         "trusted_proxies" => b.trusted_proxies(list()?),
+        "app_types" => b.app_types(list()?),
         "redis_url" => b.redis_url(v.as_str().ok_or("redis_url: a string")?),
         "auth_tokens" => {
             let table: HashMap<String, String> = serde_json::from_value(v.clone())

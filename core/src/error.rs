@@ -6,18 +6,37 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorCode {
+    /// A frame is not valid JSON (or MessagePack), or nests too deep.
     InvalidJson,
+    /// A well-formed frame breaks the message rules: not an object, a missing
+    /// or mistyped field, a duplicate key, a `resume` out of turn.
     InvalidMessage,
+    /// The `type` is neither a protocol type nor one of the server's app types.
     UnknownType,
+    /// Auth is on and the connection has not authenticated, or its token failed.
     Unauthorized,
+    /// The identity or token does not allow the request (another `userId`,
+    /// a room the token does not grant, too many rooms per session).
     Forbidden,
+    /// A room-scoped message names a room the session is not in (or it is in none).
     NotInRoom,
+    /// The `to` of a relayed message is not in the room (for host calls: no
+    /// connected session carries that user).
     PeerNotFound,
+    /// The room already holds its configured maximum of peers (`max_room_size`).
     RoomFull,
+    /// The `userId` is already in that room on a connected session (or, for host
+    /// calls, several connections carry it).
     UserIdTaken,
+    /// The connection exceeded its message rate; the message was dropped.
     RateLimited,
+    /// A message exceeds the size limit (a relayed one once `from` is added).
     MessageTooBig,
+    /// A `resume` could not restore the session (unknown session or token, or a
+    /// buffer that no longer covers `lastSeq + 1`); the client should join afresh.
     ResumeFailed,
+    /// The server could not serve the request (an ended session, a cluster
+    /// backplane that is unavailable).
     Internal,
 }
 
@@ -75,7 +94,12 @@ impl fmt::Display for ErrorCode {
 #[non_exhaustive]
 pub enum Error {
     /// The peer (server) answered with a protocol `error`.
-    Protocol { code: ErrorCode, message: String },
+    Protocol {
+        /// The protocol error code (what `error.code` carries on the wire).
+        code: ErrorCode,
+        /// The human-readable explanation (`error.message`).
+        message: String,
+    },
     /// A configuration value is invalid (before any I/O).
     Config(String),
     /// Binding the listener or connecting failed.

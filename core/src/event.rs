@@ -25,51 +25,107 @@ pub enum Event {
     Connected(Fields),
     /// A connection ended (server side: `clientId`, `sessionId`, `code`).
     Disconnected(Fields),
+    /// Client: the answer to a `join` (`roomId`, `users`, `peers`, `you`).
     RoomInfo(Fields),
+    /// A peer entered a room (`roomId`, `userId`, `displayName`?, `metadata`?, `polite`).
     UserJoined(Fields),
+    /// A peer left a room (`roomId`, `userId`, `reason`).
     UserLeft(Fields),
+    /// A relayed SDP offer (`from`, `to`, `sdp`, `roomId`).
     Offer(Fields),
+    /// A relayed SDP answer (`from`, `to`, `sdp`, `roomId`).
     Answer(Fields),
+    /// A relayed ICE candidate (`from`, `to`, `candidate`, `roomId`).
     Candidate(Fields),
+    /// A relayed application message (`from`, `data`, `to`?, `roomId`).
     Message(Fields),
+    /// A room-wide chat line (`roomId`, `from`, `content`, `timestamp`).
     Chat(Fields),
+    /// Client: the answer to a `ping` (its `timestamp`, else the server's time).
     Pong(Fields),
+    /// Client: the server accepted the message with this `id`.
     Ack(Fields),
     /// A session was resumed (`sessionId`, `replayed`).
     Resumed(Fields),
+    /// Client: the server is shutting down; reconnect after a random delay up to
+    /// `retryAfterMs`.
     Draining(Fields),
+    /// Client: the server refused a message (`code`, `message`, `ref`?).
     Error(Fields),
+    /// A message of one of the application's own types (`app_types`), named
+    /// by `kind` (its `type`). Serialized by [`Event::to_json`] only.
+    #[serde(skip)]
+    App {
+        /// The message's `type`, one of the configured app types.
+        kind: String,
+        /// The message's other fields, as relayed (with `from` and `roomId`).
+        fields: Fields,
+    },
     /// Client: a connection attempt starts.
     Connecting {
+        /// 0 for the first connect, else the reconnect attempt's number.
         attempt: u32,
     },
     /// Client: the WebSocket is open (before `connected`/`resumed`).
     Open,
     /// Client: the connection was lost; the next attempt starts after `delay_ms`.
     Reconnecting {
+        /// The coming attempt's number since the last stable connection, from 1.
         attempt: u32,
+        /// Milliseconds until that attempt (the backoff, or a drain's jittered hint).
         delay_ms: u64,
     },
     /// Client: the session could not be resumed; these rooms were joined afresh,
     /// so peer connections should be renegotiated.
     Rejoined {
+        /// The ids of the rooms joined again.
         rooms: Vec<String>,
     },
     /// Client: reconnection gave up after `attempts` attempts.
     ReconnectFailed {
+        /// How many reconnect attempts were made (the configured maximum).
         attempts: u32,
     },
     /// Client: closed for good (by `close()`, a terminal close code, or giving up).
     Closed {
+        /// The close code that ended the client, if any (1000 after `close()`).
         code: Option<u16>,
+        /// Why the client closed, for humans.
         reason: String,
     },
 }
 
+/// Every event name but the app types' (what [`Event::kind`] returns), in
+/// declaration order: the names bindings subscribe by.
+pub const EVENT_NAMES: [&str; 21] = [
+    "connected",
+    "disconnected",
+    "room-info",
+    "user-joined",
+    "user-left",
+    "offer",
+    "answer",
+    "candidate",
+    "message",
+    "chat",
+    "pong",
+    "ack",
+    "resumed",
+    "draining",
+    "error",
+    "connecting",
+    "open",
+    "reconnecting",
+    "rejoined",
+    "reconnect-failed",
+    "closed",
+];
+
 impl Event {
     /// The event name: the protocol `type` string (`"user-joined"`, …).
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> &str {
         match self {
+            Event::App { kind, .. } => kind,
             Event::Connected(_) => "connected",
             Event::Disconnected(_) => "disconnected",
             Event::RoomInfo(_) => "room-info",
@@ -95,7 +151,8 @@ impl Event {
     }
 
     /// Builds a protocol-message event from a parsed server message (with `type`).
-    /// Returns `None` for an unknown `type` or a non-object.
+    /// A type the protocol does not define is an app type ([`Event::App`]).
+    /// Returns `None` without a string `type` or for a non-object.
     pub fn from_message(value: Value) -> Option<Event> {
         let Value::Object(mut fields) = value else {
             return None;
@@ -119,7 +176,9 @@ impl Event {
             "resumed" => Event::Resumed(fields),
             "draining" => Event::Draining(fields),
             "error" => Event::Error(fields),
-            _ => return None,
+            // The server relays no other types than the app types it was given.
+            "" => return None,
+            _ => Event::App { kind, fields },
         })
     }
 
@@ -140,7 +199,8 @@ impl Event {
             | Event::Ack(f)
             | Event::Resumed(f)
             | Event::Draining(f)
-            | Event::Error(f) => Some(f),
+            | Event::Error(f)
+            | Event::App { fields: f, .. } => Some(f),
             _ => None,
         }
     }
@@ -167,6 +227,12 @@ impl Event {
 
     /// The event as one JSON object with its `type`.
     pub fn to_json(&self) -> Value {
+        if let Event::App { kind, fields } = self {
+            let mut all = Map::with_capacity(fields.len() + 1);
+            all.insert("type".into(), Value::String(kind.clone()));
+            all.extend(fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+            return Value::Object(all);
+        }
         serde_json::to_value(self).unwrap_or(Value::Null)
     }
 }
@@ -197,6 +263,9 @@ mod tests {
             Event::ReconnectFailed { attempts: 3 }.kind(),
             "reconnect-failed"
         );
-        assert!(Event::from_message(json!({"type":"bogus"})).is_none());
+        let app = Event::from_message(json!({"type":"hangup","from":"a"})).unwrap();
+        assert_eq!((app.kind(), app.from()), ("hangup", Some("a")));
+        assert_eq!(app.to_json(), json!({"type":"hangup","from":"a"}));
+        assert!(Event::from_message(json!({"type":7})).is_none());
     }
 }

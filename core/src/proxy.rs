@@ -157,6 +157,26 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
     addr.parse().ok().map(canonical)
 }
 
+/// The key a client address is counted under: IPv4 as is (an IPv4-mapped IPv6
+/// address is its IPv4 address), IPv6 cut to its first `v6_prefix` bits, since
+/// one subscriber routinely holds a whole /64 (a million "addresses").
+pub fn ip_key(ip: IpAddr, v6_prefix: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let bits = u128::from(v6);
+                let mask = match v6_prefix.min(128) {
+                    0 => 0,
+                    n => u128::MAX << (128 - u32::from(n)),
+                };
+                IpAddr::V6((bits & mask).into())
+            }
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -49,7 +49,14 @@ fn invalid_configuration_exits_with_a_message() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("path must start with '/'"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("path `no-slash` must start with '/'"));
+    // An unknown template field is named too.
+    let out = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--path", "/ws,/signaling/{room}"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`{room}` is not a template field"));
 }
 
 #[tokio::test]

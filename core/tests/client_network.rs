@@ -89,7 +89,7 @@ async fn wait_for(
                 if pred(&ev) {
                     return (ev, Instant::now());
                 }
-                seen.push(ev.kind());
+                seen.push(ev.kind().to_owned());
             }
             Ok(None) => panic!("event stream ended while waiting for {what}; saw {seen:?}"),
             Err(_) => panic!("no {what} within {within:?}; saw {seen:?}"),
@@ -1278,7 +1278,7 @@ async fn rate_limited_messages_are_resent_in_order_and_all_replies_resolve() {
     const N: u64 = 60;
     // A slow refill (one token per 125 ms): a later message can pass before an
     // earlier dropped one is resent only if the refill lands between two reads of
-    // one burst (a known limit of per-message dropping, see README); at 20/s a
+    // one burst (a known limit of per-message dropping, see docs/SERVER.md); at 20/s a
     // loaded machine made that happen.
     let server = start_rate_limited_server(5, 8).await;
     // Heartbeats count against the limit too: slow them down so that a dropped

@@ -7,13 +7,13 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::redis::{temp_dir, Redis, LONG};
 use common::Ws;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
@@ -22,104 +22,6 @@ use tokio_tungstenite::tungstenite::Message;
 /// Cluster timings of the test nodes: a dead node is noticed within ~2 s.
 const HEARTBEAT_MS: u64 = 200;
 const NODE_TTL_MS: u64 = 1500;
-/// Generous: the machine may be busy with other builds.
-const LONG: Duration = Duration::from_secs(30);
-
-static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
-
-fn temp_dir(what: &str) -> PathBuf {
-    let n = NEXT_DIR.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!(
-        "switchboard-cluster-{}-{what}-{n}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-/// A `redis-server` of this test.
-struct Redis {
-    child: Option<Child>,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let mut r = Redis {
-            child: None,
-            port: free_port(),
-            dir: temp_dir("redis"),
-        };
-        r.spawn();
-        r
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--loglevel", "warning"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start `redis-server` ({e}): install it (Debian: apt-get install -y \
-                     redis-server; scripts/test.sh does) so that it is on PATH"
-                )
-            });
-        self.child = Some(child);
-        let deadline = Instant::now() + LONG;
-        loop {
-            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
-                let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-                let mut buf = [0u8; 16];
-                if s.write_all(b"PING\r\n").is_ok()
-                    && matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
-                {
-                    return;
-                }
-            }
-            assert!(Instant::now() < deadline, "redis-server did not come up");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Kills Redis (SIGKILL: no goodbye to its clients).
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Starts an empty Redis again on the same port.
-    fn restart(&mut self) {
-        self.kill();
-        self.spawn();
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// A `switchboard` process in cluster mode.
 struct Node {

@@ -217,9 +217,56 @@ async fn auth_failures_and_refused_handshakes_are_counted() {
 #[tokio::test]
 async fn slow_consumer_closes_are_counted() {
     let (server, _a, mut b) = slow_consumer_flooded().await;
-    assert_eq!(b.expect_close().await, 1008);
+    b.expect_slow_consumer_end().await;
     let m = scrape(&server).await;
     assert_eq!(val(&m, "switchboard_slow_consumer_closes_total"), 1.0);
     // Its session stays, away (resumable).
     wait_for(&server, "switchboard_sessions_away", 1.0).await;
+}
+
+/// Every metric the Grafana dashboard (docs/grafana-dashboard.json) queries
+/// is one that a cluster node exports.
+#[tokio::test]
+async fn the_grafana_dashboard_uses_only_exported_metrics() {
+    let redis = common::redis::Redis::start();
+    let server = start(builder().redis_url(redis.url())).await;
+    let (_, body) = http_get(&server, "/metrics").await;
+    let families: std::collections::HashSet<&str> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let dashboard: serde_json::Value =
+        serde_json::from_str(include_str!("../../docs/grafana-dashboard.json")).unwrap();
+    let mut used = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            let mut rest = expr;
+            while let Some(at) = rest.find("switchboard_") {
+                let name: String = rest[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                rest = &rest[at + name.len()..];
+                used.push(name);
+            }
+        }
+    }
+    assert!(
+        used.len() >= 15,
+        "the dashboard charts the server: {used:?}"
+    );
+    for name in &used {
+        // A counter's samples end in `_total`, a histogram's in `_bucket`.
+        let family = ["_total", "_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(name);
+        assert!(
+            families.contains(family),
+            "{name} (family {family}) is not exported"
+        );
+    }
+    server.shutdown().await;
 }

@@ -1,5 +1,6 @@
 //! Over real sockets: TURN credentials in `room-info`, trusted-proxy headers,
-//! and TLS (`wss://`) with a certificate made at test time.
+//! TLS (`wss://`) with a certificate made at test time, and the cap on member
+//! metadata.
 
 mod common;
 
@@ -63,6 +64,61 @@ async fn room_info_carries_turn_rest_credentials() {
     b.send(json!({"type":"join","roomId":"r","userId":"bob"}))
         .await;
     assert!(b.recv_type("room-info").await.get("iceServers").is_none());
+}
+
+/// tests/deploy/turnserver.conf, the coturn settings docs/DEPLOYMENT.md shows:
+/// with its placeholder filled in with the server's `--turn-secret`, coturn's
+/// REST-credential rule (`use-auth-secret`: the password must be
+/// base64(HMAC-SHA1(static-auth-secret, username)) and the username's
+/// timestamp in the future) accepts what `room-info` hands out.
+#[tokio::test]
+async fn documented_coturn_settings_accept_room_info_credentials() {
+    let conf = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/deploy/turnserver.conf"
+    ))
+    .unwrap();
+    let settings: Vec<(&str, Option<&str>)> = conf
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (l, None),
+        })
+        .collect();
+    let get = |key: &str| settings.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+    assert_eq!(get("use-auth-secret"), Some(None), "REST credentials on");
+    assert_eq!(get("realm"), Some(Some("turn.example.com")));
+    let placeholder = get("static-auth-secret")
+        .flatten()
+        .expect("a shared secret");
+    assert_eq!(placeholder, "<the same secret>");
+
+    let secret = "the-same-secret-as-coturn";
+    let static_auth_secret = placeholder.replace("<the same secret>", secret);
+    let server = start(builder().turn(
+        secret,
+        ["turn:turn.example.com:3478?transport=udp"],
+        Duration::from_secs(3600),
+    ))
+    .await;
+    let mut a = Ws::connect(server.url()).await;
+    a.send(json!({"type":"join","roomId":"r","userId":"alice"}))
+        .await;
+    let info = a.recv_type("room-info").await;
+    let turn = &info["iceServers"][0];
+    let username = turn["username"].as_str().unwrap();
+    let (expiry, _) = username.split_once(':').unwrap();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(expiry.parse::<u64>().unwrap() > now, "not yet expired");
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(static_auth_secret.as_bytes()).unwrap();
+    mac.update(username.as_bytes());
+    let password = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    assert_eq!(turn["credential"], password.as_str());
 }
 
 /// The client IP the server settled on for the next connection (its `connected`
@@ -319,4 +375,57 @@ async fn binary_reloads_the_certificate_on_sighup() {
     let _ = child.kill();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Member metadata is capped: a client can not make every newcomer's
+/// `room-info` carry an unbounded blob of its own.
+#[tokio::test]
+async fn oversized_member_metadata_is_refused_and_the_room_stays_joinable() {
+    let server = start(builder().max_metadata_bytes(1024)).await;
+    let url = server.url().to_owned();
+    let mut big = Ws::connect(&url).await;
+    let blob = "x".repeat(1100);
+    let code = big
+        .error_code(json!({"type":"join","roomId":"r","userId":"big","metadata":{"blob":blob}}))
+        .await;
+    assert_eq!(code, "invalid-message");
+    let mut small = Ws::connect(&url).await;
+    small
+        .send(json!({"type":"join","roomId":"r","userId":"small","metadata":{"role":"host"}}))
+        .await;
+    small.recv_type("room-info").await;
+    let mut next = Ws::connect(&url).await;
+    next.send(json!({"type":"join","roomId":"r","userId":"next"}))
+        .await;
+    let info = next.recv_type("room-info").await;
+    let peers = info["peers"].as_array().expect("peers");
+    assert_eq!(peers.len(), 1, "only the member within the cap: {info}");
+    assert_eq!(peers[0]["metadata"]["role"], "host");
+}
+
+/// With auth on, TURN credentials go to authenticated users only: an
+/// anonymous connection can not join (so gets no `room-info`), and the token's
+/// user is the one the credentials name.
+#[tokio::test]
+async fn with_auth_on_only_authenticated_users_get_turn_credentials() {
+    let server = start(builder().auth_tokens([("tok-alice", "alice")]).turn(
+        "s3cret",
+        ["turn:turn.example.org:3478"],
+        Duration::from_secs(60),
+    ))
+    .await;
+    let mut anon = Ws::connect(server.url()).await;
+    let code = anon
+        .error_code(json!({"type":"join","roomId":"r","userId":"mallory"}))
+        .await;
+    assert_eq!(code, "unauthorized");
+    let mut alice = Ws::connect_with(server.url(), &[("authorization", "Bearer tok-alice")])
+        .await
+        .expect("admitted");
+    alice.send(json!({"type":"join","roomId":"r"})).await;
+    let info = alice.recv_type("room-info").await;
+    let username = info["iceServers"][0]["username"]
+        .as_str()
+        .expect("credentials");
+    assert!(username.ends_with(":alice"), "{username}");
 }

@@ -1,5 +1,6 @@
-//! The nginx configuration of docs/DEPLOYMENT.md, run for real: nginx terminates
-//! TLS and proxies WebSocket upgrades to an in-process server that trusts it.
+//! The nginx configuration of docs/DEPLOYMENT.md (tests/deploy/nginx.conf), run
+//! for real: nginx terminates TLS and proxies WebSocket upgrades to an
+//! in-process server that trusts it.
 //! Clients connect from other loopback addresses (127.0.0.2, 127.0.0.3), so the
 //! address nginx forwards differs from nginx's own.
 //!
@@ -29,15 +30,42 @@ fn nginx_binary() -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
-/// The ```nginx block of docs/DEPLOYMENT.md.
+/// tests/deploy/nginx.conf: the block docs/DEPLOYMENT.md shows (the page's copy
+/// is checked against this file by scripts/check-doc-snippets.py).
 fn documented_config() -> String {
-    let doc = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/DEPLOYMENT.md"),
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/deploy/nginx.conf"),
     )
-    .unwrap();
-    let start = doc.find("```nginx\n").expect("an nginx block") + "```nginx\n".len();
-    let len = doc[start..].find("```").unwrap();
-    doc[start..start + len].to_owned()
+    .unwrap()
+}
+
+/// What makes the block work as a WebSocket proxy, checked without nginx too:
+/// the upgrade headers (nginx drops hop-by-hop headers unless told), HTTP/1.1
+/// upstream, the client address forwarded, and a read timeout above the
+/// server's heartbeat (30 s ping + 10 s grace).
+#[test]
+fn documented_config_forwards_upgrades_and_client_addresses() {
+    let conf = documented_config();
+    let lines: Vec<&str> = conf.lines().map(str::trim).collect();
+    for needed in [
+        "proxy_http_version 1.1;",
+        "proxy_set_header Upgrade $http_upgrade;",
+        "proxy_set_header Connection $connection_upgrade;",
+        "proxy_set_header X-Forwarded-For $remote_addr;",
+        "proxy_set_header X-Real-IP $remote_addr;",
+        "proxy_pass http://switchboard;",
+        "location /ws {",
+    ] {
+        assert!(lines.contains(&needed), "nginx.conf lacks `{needed}`");
+    }
+    assert!(conf.contains("map $http_upgrade $connection_upgrade {"));
+    let timeout = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("proxy_read_timeout "))
+        .and_then(|v| v.strip_suffix("s;"))
+        .and_then(|v| v.parse::<u64>().ok())
+        .expect("proxy_read_timeout in seconds");
+    assert!(timeout > 40, "{timeout} s would cut quiet connections");
 }
 
 /// Stops nginx (gracefully, so its workers go too) when the test ends.

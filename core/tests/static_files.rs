@@ -84,7 +84,9 @@ async fn demo_serves_the_page_its_files_and_the_client() {
     assert_eq!(js.status, 200);
     assert_eq!(js.header("content-type"), "text/javascript; charset=utf-8");
     assert_eq!(js.body, CLIENT_JS, "the committed build, byte for byte");
-    assert!(js.body.contains("export class SignalingClient"));
+    // One bundled ES module exporting the client.
+    assert!(js.body.contains("var SignalingClient = class"));
+    assert!(js.body.contains("export {") && js.body.contains("  SignalingClient,\n"));
     assert_eq!(js.header("content-length"), CLIENT_JS.len().to_string());
 
     let script = get(&server, "/demo.js").await;

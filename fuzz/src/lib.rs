@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use switchboard::hub::{ConnectInfo, Connection, Hub, Next};
-use switchboard::protocol::parse_client_message;
+use switchboard::protocol::url::{url_join, UpgradePaths};
+use switchboard::protocol::{msgpack, parse_client_message};
 use switchboard::{AuthConfig, AuthRequest, Identity, ServerConfig};
 
 /// The parsers on arbitrary input.
@@ -49,8 +50,34 @@ pub fn parse_message(data: &[u8]) {
         mid -= 1;
     }
     let (query, header) = text.split_at(mid);
-    if let Some(t) = switchboard::auth::token_from_request(Some(query), Some(header)) {
+    let protocols = [header.to_owned()];
+    if let Some(t) = switchboard::auth::token_from_request(Some(query), Some(header), &protocols) {
         assert!(!t.is_empty());
+    }
+    // The URL parts: a path matched against templates, and the query's join.
+    let paths = UpgradePaths::parse("/ws,/,/signaling/{roomId}/{userId}").expect("a valid list");
+    if let Ok(Some(join)) = url_join(paths.matches(query).unwrap_or_default(), Some(header)) {
+        assert!(!join.room_id.is_empty() && join.room_id.len() <= 256);
+    }
+    // MessagePack frames become JSON text the hub can parse (or are refused);
+    // JSON the server accepted survives the trip to MessagePack and back.
+    if let Ok(json) = msgpack::decode(data) {
+        if let Err(e) = serde_json::from_str::<Value>(&json) {
+            assert!(
+                e.to_string().contains("recursion limit"),
+                "decoded MessagePack is not JSON ({e}): {json}"
+            );
+        }
+        let _ = parse_client_message(&json);
+    }
+    if parse_client_message(&text).is_ok() {
+        let back = msgpack::decode(&msgpack::encode(&text)).expect("our own encoding decodes");
+        if let (Ok(a), Ok(b)) = (
+            serde_json::from_str::<Value>(&text),
+            serde_json::from_str::<Value>(&back),
+        ) {
+            assert_eq!(a, b, "the MessagePack round trip changed {text}");
+        }
     }
 }
 

@@ -13,13 +13,18 @@ import type { Duplex } from 'node:stream';
 
 import { WebSocketServer, type WebSocket } from 'ws';
 
+import { call, configError } from './errors';
 import type native from './native';
 
 /** An `http.Server` or an `https.Server` (then clients connect with `wss://`). */
 export type HttpServer = PlainHttpServer | HttpsServer;
 
 export interface AttachOptions {
-  /** Upgrade path to serve (default: the server's `path` option). */
+  /**
+   * Upgrade paths to serve, comma-separated: fixed paths (`/ws`, `/`) or
+   * templates whose `{roomId}`/`{userId}` segments join that room at connect
+   * (default: the server's `path` option).
+   */
   path?: string;
 }
 
@@ -66,9 +71,9 @@ export class Attachment {
     this.#detach = detach;
     this.#cfg = JSON.parse(n.attachConfig()) as AttachConfig;
     this.path = options.path ?? this.#cfg.path;
-    if (typeof this.path !== 'string' || !this.path.startsWith('/')) {
-      throw Object.assign(new Error('`path` must start with "/"'), { code: 'config' });
-    }
+    if (typeof this.path !== 'string') throw configError('`path` must be a string');
+    const paths = this.path;
+    call(() => n.matchPath(paths, '/')); // a bad entry is a config error now, not at the first upgrade
     this.#wss = new WebSocketServer({
       noServer: true,
       maxPayload: this.#cfg.maxMessageBytes,
@@ -97,7 +102,9 @@ export class Attachment {
     if (!a || typeof a === 'string') return null;
     const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
     const scheme = typeof (this.#http as HttpsServer).setSecureContext === 'function' ? 'wss' : 'ws';
-    return `${scheme}://${host}:${a.port}${this.path}`;
+    // The first fixed entry (every entry a template: the root).
+    const fixed = this.path.split(',').map((p) => p.trim()).find((p) => !p.includes('{'));
+    return `${scheme}://${host}:${a.port}${fixed ?? '/'}`;
   }
 
   /** Sockets open on this attachment. */
@@ -108,9 +115,9 @@ export class Attachment {
   #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const target = req.url ?? '/';
     const q = target.indexOf('?');
-    if ((q < 0 ? target : target.slice(0, q)) !== this.path) return; // another handler's upgrade
+    if (!this.#native.matchPath(this.path, q < 0 ? target : target.slice(0, q))) return; // another handler's upgrade
     socket.on('error', () => socket.destroy());
-    const facts = { peer: req.socket.remoteAddress, target, headers: req.rawHeaders };
+    const facts = { peer: req.socket.remoteAddress, target, headers: req.rawHeaders, paths: this.path };
     this.#native.admit(facts).then(
       (admission) => {
         if (admission.status !== 101) return writeRefusal(socket, admission);
@@ -134,7 +141,8 @@ export class Attachment {
     const heard = () => conn.heard();
     ws.on('message', (data, isBinary) => {
       if (peer.closing) return;
-      if (isBinary) conn.violation(1003);
+      // Binary: MessagePack on its subprotocol, a 1003 close on JSON (the kit decides).
+      if (isBinary) conn.handleBinary(data as Buffer);
       else conn.handleText(data.toString());
     });
     ws.on('ping', heard);
@@ -166,10 +174,10 @@ export class Attachment {
         return;
       }
       if (ws.readyState !== ws.OPEN) return;
-      if (batch.frames) {
+      const frames: (string | Buffer)[] | null | undefined = batch.frames ?? batch.binaryFrames;
+      if (frames) {
         conn.writing();
         const flushed = new Promise<boolean>((resolve) => {
-          const frames = batch.frames as string[];
           for (let i = 0; i < frames.length; i++) {
             const last = i === frames.length - 1;
             ws.send(frames[i], last ? (err) => resolve(!err) : undefined);

@@ -20,6 +20,8 @@ export interface ClientOptions {
   metadata?: Json;
   /** Subprotocol to offer (default `webrtc-signaling`; `null` offers none). */
   subprotocol?: string | null;
+  /** `'json'` (default) or `'msgpack'`: MessagePack binary frames (`webrtc-signaling.msgpack`). */
+  encoding?: 'json' | 'msgpack';
   /** Reconnect backoff: attempt n waits a random time up to min(max, base·2^(n-1)) (defaults 1000 / 30000). */
   reconnectBaseMs?: number;
   reconnectMaxMs?: number;
@@ -66,6 +68,7 @@ const KNOWN = new Set<string>([
   'displayName',
   'metadata',
   'subprotocol',
+  'encoding',
   'maxReconnectAttempts',
 ]);
 
@@ -77,7 +80,7 @@ function toNative(o: ClientOptions): native.ClientOptions {
     if (typeof o[k] !== 'number') throw configError(`\`${k}\` must be a number`);
     out[k] = o[k];
   }
-  for (const k of ['userId', 'token', 'displayName'] as const) {
+  for (const k of ['userId', 'token', 'displayName', 'encoding'] as const) {
     if (o[k] === undefined) continue;
     if (typeof o[k] !== 'string') throw configError(`\`${k}\` must be a string`);
     out[k] = o[k];

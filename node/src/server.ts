@@ -77,14 +77,32 @@ export interface ServerOptions {
   path?: string;
   /** Largest accepted message (default 65536); bigger frames close with 1009. */
   maxMessageBytes?: number;
-  /** Server-wide connections (default 0 = unlimited); past it HTTP 503. */
+  /** Server-wide connections (default 10000, 0 = unlimited); past it HTTP 503. */
   maxConns?: number;
   /** Connections per client IP (default 20, 0 = unlimited); past it HTTP 429. */
   maxConnsPerIp?: number;
+  /** Sockets per client IP waiting for their upgrade decision, own port only (default 8, 0 = unlimited); past it HTTP 429 at once. */
+  maxPendingPerIp?: number;
+  /** The same server-wide (default 1024, 0 = unlimited); past it HTTP 503 at once. */
+  maxPending?: number;
+  /** New connections per second per client IP (default 20, 0 = off); past it HTTP 429 with Retry-After. */
+  connRatePerIp?: number;
+  /** Burst of new connections per client IP (default 40). */
+  connBurstPerIp?: number;
+  /** IPv6 clients count per prefix of this many bits (default 64). */
+  ipv6Prefix?: number;
   /** Peers per room (default 0 = unlimited); past it `room-full`. */
   maxRoomSize?: number;
   /** Rooms one session may be in (default 16). */
   maxRoomsPerSession?: number;
+  /** Largest member `metadata` a client may join with, bytes (default 4096); past it `invalid-message`. */
+  maxMetadataBytes?: number;
+  /** Away sessions (connection lost, resumable) per client IP (default 32, 0 = unlimited); past it the IP's oldest ends (`user-left` `evicted`). */
+  maxAwayPerIp?: number;
+  /** Away sessions server-wide (default 10000, 0 = unlimited); past it the oldest ends. */
+  maxAwaySessions?: number;
+  /** Replay bytes all away sessions may hold together (default 268435456, 0 = unlimited). */
+  awayReplayBudgetBytes?: number;
   /** Token bucket burst per connection (default 50). */
   rateLimitBurst?: number;
   /** Sustained messages/s per connection (default 20, 0 = off). */
@@ -105,6 +123,8 @@ export interface ServerOptions {
   allowedOrigins?: string[];
   /** Longest wait for an HTTP request head (default 10000). */
   handshakeTimeoutMs?: number;
+  /** Longest time writing one HTTP answer to a client that does not read, own port only (default 10000). */
+  httpWriteTimeoutMs?: number;
   /** Longest graceful drain in `stop()` (default 10000). */
   drainTimeoutMs?: number;
   /** Reconnect hint sent in `draining` (default 5000). */
@@ -121,20 +141,35 @@ export interface ServerOptions {
   trustedProxies?: string[];
   /** TURN REST credentials handed out in `room-info`. */
   turn?: { secret: string; urls: string[]; ttlSeconds?: number };
-  /** Cluster mode: the Redis backplane (`redis://host:port`). */
+  /** Cluster mode: the Redis backplane (`redis://[user:password@]host:port[/db]`, or `rediss://` for TLS). */
   redisUrl?: string;
+  /** Cluster mode over `rediss://`: the CA (PEM file) of Redis' certificate (default: the system's roots). */
+  redisCaCert?: string;
   /** Serve the demo call page at `/` (and the browser client). */
   demo?: boolean;
   /** Serve the browser client at `/switchboard.js`. */
   serveClient?: boolean;
+  /** The application's own message types (`hangup`, `mute`, …), relayed like `message`. */
+  appTypes?: string[];
+  /** Turns on the operator API (`/api/v1`, docs/API.md) and the admin page (`/admin`); served by `httpHandler()`. */
+  apiKey?: string;
 }
 
 const COUNT_OPTIONS = [
   'maxMessageBytes',
   'maxConns',
   'maxConnsPerIp',
+  'maxPendingPerIp',
+  'maxPending',
+  'connRatePerIp',
+  'connBurstPerIp',
+  'ipv6Prefix',
   'maxRoomSize',
   'maxRoomsPerSession',
+  'maxMetadataBytes',
+  'maxAwayPerIp',
+  'maxAwaySessions',
+  'awayReplayBudgetBytes',
   'rateLimitBurst',
   'rateLimitRps',
   'heartbeatMs',
@@ -144,6 +179,7 @@ const COUNT_OPTIONS = [
   'replayBufferBytes',
   'outboundQueueBytes',
   'handshakeTimeoutMs',
+  'httpWriteTimeoutMs',
   'drainTimeoutMs',
   'drainRetryAfterMs',
   'eventBuffer',
@@ -158,8 +194,11 @@ const OTHER_OPTIONS = [
   'trustedProxies',
   'turn',
   'redisUrl',
+  'redisCaCert',
   'demo',
   'serveClient',
+  'appTypes',
+  'apiKey',
 ] as const;
 const KNOWN_OPTIONS = new Set<string>([...COUNT_OPTIONS, ...OTHER_OPTIONS]);
 
@@ -190,12 +229,12 @@ function toNative(o: ServerOptions): { options: native.ServerOptions; hook: Auth
   const listen = o.listen === undefined ? '127.0.0.1:8080' : o.listen;
   if (listen !== null && typeof listen !== 'string') throw configError('`listen` must be "host:port" or null');
   if (listen !== null) out.listen = listen;
-  for (const k of ['path', 'redisUrl'] as const) {
+  for (const k of ['path', 'redisUrl', 'redisCaCert', 'apiKey'] as const) {
     if (o[k] === undefined) continue;
     if (typeof o[k] !== 'string') throw configError(`\`${k}\` must be a string`);
     out[k] = o[k];
   }
-  for (const k of ['allowedOrigins', 'trustedProxies'] as const) {
+  for (const k of ['allowedOrigins', 'trustedProxies', 'appTypes'] as const) {
     if (o[k] === undefined) continue;
     if (!isStringArray(o[k])) throw configError(`\`${k}\` must be an array of strings`);
     out[k] = o[k];
@@ -329,12 +368,14 @@ export class Server extends TypedEmitter<ServerEventMap> {
 
   /**
    * A request handler for `http.createServer` or Express that answers the
-   * core's endpoints (`/metrics`, `/health`, `/ready`) and calls `next()` (or
-   * answers 404 without one) for any other path.
+   * core's endpoints (`/metrics`, `/health`, `/ready`; with `apiKey`, the
+   * operator API under `/api/v1` and the admin page `/admin`) and calls
+   * `next()` (or answers 404 without one) for any other path.
    */
   httpHandler(): (req: IncomingMessage, res: ServerResponse, next?: () => void) => void {
     return (req, res, next) => {
-      const path = (req.url ?? '/').split('?')[0];
+      const [path, query] = (req.url ?? '/').split('?', 2);
+      if (path === '/api/v1' || path.startsWith('/api/v1/')) return this.#api(req, res, path, query ?? null);
       const reply = req.method === 'GET' || req.method === 'HEAD' ? this.endpoint(path) : null;
       if (reply === null) {
         if (next) return next();
@@ -344,6 +385,39 @@ export class Server extends TypedEmitter<ServerEventMap> {
       res.writeHead(reply.status, { 'content-type': reply.contentType });
       res.end(req.method === 'HEAD' ? undefined : reply.body);
     };
+  }
+
+  /** One operator API request: the body (bounded) goes to the kit, its answer back. */
+  #api(req: IncomingMessage, res: ServerResponse, path: string, query: string | null): void {
+    const answer = (body: Buffer) => {
+      const reply = JSON.parse(
+        this.#native.api(req.method ?? 'GET', path, query, req.headers.authorization ?? null, body),
+      ) as HttpReply;
+      res.writeHead(reply.status, { 'content-type': reply.contentType });
+      res.end(reply.body);
+    };
+    // Only a request with the key has its body read: anyone else is answered now.
+    if (!this.#native.apiAuthorized(req.headers.authorization ?? null)) {
+      answer(Buffer.alloc(0));
+      req.resume();
+      return;
+    }
+    const limit = this.#native.apiBodyLimit;
+    if (Number(req.headers['content-length'] ?? 0) > limit) {
+      const body = JSON.stringify({ error: { code: 'message-too-big', message: 'the body exceeds the message size limit' } });
+      res.writeHead(413, { 'content-type': 'application/json', connection: 'close' }).end(body);
+      req.destroy();
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      // A body without (or with a lying) Content-Length: refused at the bound too.
+      if (size > limit) req.destroy();
+      else chunks.push(c);
+    });
+    req.on('end', () => answer(Buffer.concat(chunks)));
   }
 
   /** Events lost because listeners fell more than `eventBuffer` events behind. */
@@ -376,6 +450,24 @@ export class Server extends TypedEmitter<ServerEventMap> {
     checkString('roomId', roomId);
     checkString('userId', userId);
     call(() => this.#native.kick(roomId, userId));
+  }
+
+  /**
+   * Puts a connected user into a room, as if it had sent `join` (`room-info`
+   * to it, `user-joined` to the others). Rejects with `peer-not-found` when no
+   * connection carries `userId`, and with the join's own errors.
+   */
+  async join(userId: string, roomId: string): Promise<void> {
+    checkString('userId', userId);
+    checkString('roomId', roomId);
+    call(() => this.#native.join(userId, roomId));
+  }
+
+  /** Takes a user out of a room (`user-left` with `leave`); it stays connected. */
+  async leave(userId: string, roomId: string): Promise<void> {
+    checkString('userId', userId);
+    checkString('roomId', roomId);
+    call(() => this.#native.leave(userId, roomId));
   }
 
   /** Every room with its peers, sorted by id. */
@@ -431,7 +523,8 @@ export class Server extends TypedEmitter<ServerEventMap> {
   // ---- event pump ----
 
   #listenersChanged(name: string | symbol, _delta: number): void {
-    if (typeof name !== 'string' || !(SERVER_EVENT_NAMES as readonly string[]).includes(name)) return;
+    // Protocol names, and any other name: an app type (`appTypes`).
+    if (typeof name !== 'string' || name.startsWith('__') || name === 'newListener' || name === 'removeListener') return;
     // `newListener` fires before the listener is added, `removeListener` after.
     setImmediate(() => this.#updateSubscription());
     if (_delta > 0) this.#updateSubscription(name);
@@ -448,7 +541,8 @@ export class Server extends TypedEmitter<ServerEventMap> {
     if (this.iteratorCount > 0) {
       kinds = null;
     } else {
-      kinds = SERVER_EVENT_NAMES.filter((n) => n === adding || this.listenerCount(n) > 0);
+      const names = new Set<string>([...SERVER_EVENT_NAMES, ...(this.eventNames().filter((n) => typeof n === 'string') as string[])]);
+      kinds = [...names].filter((n) => n === adding || this.listenerCount(n) > 0);
       if (kinds.length === 0 && !this.#pumping) return;
     }
     if (!this.#pumping) {

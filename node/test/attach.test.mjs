@@ -169,3 +169,16 @@ test('attach on an https server: wss:// with the app certificate', async () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('attach: a connection storm from one IP is answered 429 with Retry-After, charged at admission', async () => {
+  const server = await startServer({ connRatePerIp: 1, connBurstPerIp: 2 });
+  const h = await httpServer();
+  const a = server.attach(h, { path: '/ws' });
+  const c1 = await RawClient.open(a.url);
+  const c2 = await RawClient.open(a.url);
+  await assert.rejects(RawClient.open(a.url), (e) => e.status === 429 && e.headers['retry-after'] === '1');
+  c1.ws.close();
+  c2.ws.close();
+  await server.stop();
+  h.close();
+});

@@ -1,6 +1,6 @@
-// Every example runs: the auth-hook server, the Express app in attach mode,
-// the bot client, and the TypeScript example (type-checked with
-// `tsc --noEmit`, then compiled and run).
+// Every example runs: the quickstart of docs/NODE.md, the auth-hook server,
+// the Express app in attach mode, the bot client, and the TypeScript example
+// (type-checked with `tsc --noEmit`, then compiled and run).
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
@@ -28,6 +28,24 @@ async function stopExample(p) {
   const [code] = await once(p, 'exit');
   return code;
 }
+
+test('examples/quickstart.mjs: the API at a glance runs to its end and the process exits', () => {
+  const run = spawnSync(process.execPath, [join(pkg, 'examples', 'quickstart.mjs')], { cwd: pkg, encoding: 'utf8', timeout: 30000 });
+  assert.equal(run.status, 0, run.stdout + run.stderr);
+  const lines = run.stdout.trim().split('\n');
+  assert.match(lines[0], /^ws:\/\/127\.0\.0\.1:\d+\/ws$/);
+  for (const line of [
+    'bob joined room-1', // the user-joined listener
+    'alice joined room-1',
+    'answer: answer to v=0 alice', // bob's offer listener answered
+    'broadcast to 2',
+    "peers: [ 'bob', 'alice' ] rooms: 1",
+    'alice joined stage', // host-side join
+    "bob was kicked; alice saw [ 'bob' ] at her join",
+  ]) {
+    assert.ok(lines.includes(line), `${line} in:\n${run.stdout}`);
+  }
+});
 
 test('examples/auth-server.mjs: hook admits known tokens, welcomes, refuses others', async () => {
   const { p, match, output } = await spawnExample('auth-server.mjs', ['--listen', '127.0.0.1:0'], /listening on (ws:\S+)/);

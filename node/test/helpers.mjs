@@ -46,7 +46,7 @@ export class RawClient {
     await Promise.race([
       once(ws, 'open'),
       once(ws, 'unexpected-response').then(([, res]) => {
-        throw Object.assign(new Error(`HTTP ${res.statusCode}`), { status: res.statusCode });
+        throw Object.assign(new Error(`HTTP ${res.statusCode}`), { status: res.statusCode, headers: res.headers });
       }),
     ]);
     c.connected = await c.next('connected');

@@ -150,7 +150,7 @@ test('errors carry err.code: protocol codes and binding codes', async () => {
   const bob = await Client.connect(server.url, { userId: 'bob', ...FAST_CLIENT });
   await assert.rejects(bob.join('solo'), isCode('room-full'));
   await assert.rejects(bob.sendOffer('alice', 'x'), isCode('not-in-room'));
-  await assert.rejects(bob.sendJson({ type: 'bogus' }), isCode('invalid-message'));
+  await assert.rejects(bob.sendJson({ type: 'bogus' }), isCode('unknown-type'));
   await assert.rejects(alice.sendOffer(42, 'x'), isCode('invalid-argument'));
   await assert.rejects(alice.send('bob', undefined), isCode('invalid-argument'));
   // Host operations.

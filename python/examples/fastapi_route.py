@@ -39,13 +39,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 app = FastAPI(lifespan=lifespan)
 
 
-@app.post("/login/{user}")
-def login(user: str) -> Dict[str, str]:
-    token = secrets.token_urlsafe(16)
-    SESSIONS[token] = user
-    return {"token": token}
-
-
 @app.websocket("/ws")
 async def signaling(websocket: WebSocket) -> None:
     await hub.serve(websocket)
@@ -55,6 +48,13 @@ async def signaling(websocket: WebSocket) -> None:
 def metrics() -> Response:
     status, content_type, body = hub.endpoint("/metrics") or (404, "text/plain", "")
     return Response(body, status_code=status, media_type=content_type)
+
+
+@app.post("/login/{user}")
+def login(user: str) -> Dict[str, str]:
+    token = secrets.token_urlsafe(16)
+    SESSIONS[token] = user
+    return {"token": token}
 
 
 @app.get("/lobby")

@@ -44,6 +44,7 @@ class Client:
         display_name: Optional[str] = None,
         metadata: Json = None,
         subprotocol: Optional[str] = _UNSET,
+        encoding: Optional[str] = None,
         reconnect_base: Optional[Seconds] = None,
         reconnect_max: Optional[Seconds] = None,
         max_reconnect_attempts: Optional[int] = None,

@@ -11,6 +11,7 @@ dispatcher waits for one to finish, so the feed's bound applies."""
 from __future__ import annotations
 
 import asyncio
+import re
 import inspect
 import logging
 from collections import deque
@@ -105,6 +106,18 @@ class EventStream:
             feed.close()
 
 
+_APP_TYPE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def is_app_type(name: str) -> bool:
+    """Whether ``name`` can be one of the server's app types (``app_types``): a
+    name the protocol does not define, and not a misspelling of one
+    (``user_joined`` for ``user-joined``)."""
+    if not isinstance(name, str) or not _APP_TYPE.fullmatch(name):
+        return False
+    return name.lower().replace("_", "-") not in _native.EVENT_TYPES
+
+
 class Handlers:
     """``@on(type)`` handlers of one object, and the task that dispatches to them."""
 
@@ -118,7 +131,7 @@ class Handlers:
         self._calls: Set["asyncio.Task[Any]"] = set()
 
     def on(self, type: str, handler: Optional[H] = None) -> Union[H, Callable[[H], H]]:
-        if type not in self._allowed:
+        if type not in self._allowed and not is_app_type(type):
             raise ValueError(
                 f"{self._owner} has no event {type!r}; its events are: {', '.join(self._allowed)}"
             )

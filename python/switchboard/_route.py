@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from . import _native
 
@@ -52,6 +52,17 @@ async def deny(websocket: Any, status: int, headers: "list[tuple[str, str]]") ->
         await websocket.close(code=1008)
 
 
+def _path_fields(scope: Any) -> "Optional[tuple[Optional[str], Optional[str]]]":
+    """The room and user the app's router read from the path
+    (``/signaling/{room_id}/{user_id}``, or ``{roomId}``/``{userId}``)."""
+    params = scope.get("path_params") or {}
+    room = params.get("room_id", params.get("roomId"))
+    user = params.get("user_id", params.get("userId"))
+    if room is None and user is None:
+        return None
+    return (None if room is None else str(room), None if user is None else str(user))
+
+
 def _facts(scope: Any) -> "tuple[Optional[str], str, list[tuple[str, str]]]":
     """The socket peer, the target (path and query) and every header."""
     client = scope.get("client")
@@ -67,7 +78,7 @@ def _facts(scope: Any) -> "tuple[Optional[str], str, list[tuple[str, str]]]":
 
 async def serve(hub: _native.NativeHub, write_timeout: float, websocket: Any) -> None:
     peer, target, headers = _facts(websocket.scope)
-    status, extra, conn = await _native.open_route(hub, peer, target, headers)
+    status, extra, conn = await _native.open_route(hub, peer, target, headers, _path_fields(websocket.scope))
     if conn is None:
         await deny(websocket, status, extra if isinstance(extra, list) else [])
         return
@@ -90,7 +101,8 @@ async def serve(hub: _native.NativeHub, write_timeout: float, websocket: Any) ->
                 if text is not None:
                     conn.handle_text(text)
                 elif message.get("bytes") is not None:
-                    conn.close_for(1003)
+                    # MessagePack on its subprotocol; a 1003 close on JSON.
+                    conn.handle_bytes(message["bytes"])
             elif kind == "websocket.disconnect":
                 code = message.get("code", 1005)
                 return None if code in _NO_CLOSE_FRAME else int(code)
@@ -131,6 +143,9 @@ async def serve(hub: _native.NativeHub, write_timeout: float, websocket: Any) ->
         conn.finish(client_close)
 
 
-async def _write_all(websocket: Any, frames: "list[str]") -> None:
+async def _write_all(websocket: Any, frames: "list[Union[str, bytes]]") -> None:
     for frame in frames:
-        await websocket.send_text(frame)
+        if isinstance(frame, bytes):
+            await websocket.send_bytes(frame)
+        else:
+            await websocket.send_text(frame)

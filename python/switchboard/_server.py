@@ -94,8 +94,17 @@ class Hub:
         max_message_bytes: Optional[int] = None,
         max_conns: Optional[int] = None,
         max_conns_per_ip: Optional[int] = None,
+        max_pending_per_ip: Optional[int] = None,
+        max_pending: Optional[int] = None,
+        conn_rate_per_ip: Optional[int] = None,
+        conn_burst_per_ip: Optional[int] = None,
+        ipv6_prefix: Optional[int] = None,
         max_room_size: Optional[int] = None,
         max_rooms_per_session: Optional[int] = None,
+        max_metadata_bytes: Optional[int] = None,
+        max_away_per_ip: Optional[int] = None,
+        max_away_sessions: Optional[int] = None,
+        away_replay_budget_bytes: Optional[int] = None,
         rate_limit_burst: Optional[int] = None,
         rate_limit_rps: Optional[int] = None,
         heartbeat_interval: Optional[Seconds] = None,
@@ -106,6 +115,7 @@ class Hub:
         outbound_queue_bytes: Optional[int] = None,
         allowed_origins: Optional[Sequence[str]] = None,
         handshake_timeout: Optional[Seconds] = None,
+        http_write_timeout: Optional[Seconds] = None,
         drain_timeout: Optional[Seconds] = None,
         drain_retry_after: Optional[Seconds] = None,
         event_buffer: Optional[int] = None,
@@ -124,13 +134,18 @@ class Hub:
         turn_urls: Optional[Sequence[str]] = None,
         turn_ttl: Optional[Seconds] = None,
         redis_url: Optional[str] = None,
+        redis_ca_cert: Optional[Union[str, "os.PathLike[str]"]] = None,
         demo: Optional[bool] = None,
         serve_client: Optional[bool] = None,
+        app_types: Optional[Sequence[str]] = None,
+        api_key: Optional[str] = None,
     ) -> None:
         given = {k: v for k, v in locals().items() if k not in ("self", "__class__") and v is not None}
         if self._kind == "hub":
             # Options of a listener: a route-only hub can not honour them.
-            unusable = [k for k in ("listen", "path", "demo", "serve_client", "tls_cert", "tls_key") if k in given]
+            listener_only = ("listen", "path", "demo", "serve_client", "tls_cert", "tls_key", "max_pending_per_ip",
+                             "max_pending", "http_write_timeout")
+            unusable = [k for k in listener_only if k in given]
             if unusable:
                 raise ConfigError(
                     f"{', '.join(unusable)}: a Hub has no listener of its own (the app's route and"
@@ -138,7 +153,7 @@ class Hub:
                 )
         if isinstance(given.get("auth_tokens"), Mapping):
             given["auth_tokens"] = dict(given["auth_tokens"])
-        for name in ("allowed_origins", "trusted_proxies", "turn_urls"):
+        for name in ("allowed_origins", "trusted_proxies", "turn_urls", "app_types"):
             if name in given and not isinstance(given[name], str):
                 given[name] = list(given[name])
         self._options = _native.ServerOptions(**given)
@@ -234,6 +249,18 @@ class Hub:
         connection closes with 4403."""
         await self._hub().kick(room_id, user_id)
 
+    async def join(self, user_id: str, room_id: str) -> None:
+        """Puts a connected user into a room, as if it had sent ``join``
+        (``room-info`` to it, ``user-joined`` to the others). Raises
+        ``PeerNotFoundError`` when no connection carries ``user_id``, and the
+        join's own errors (``RoomFullError``, ``UserIdTakenError``, …)."""
+        await self._hub().join(user_id, room_id)
+
+    async def leave(self, user_id: str, room_id: str) -> None:
+        """Takes a user out of a room (the others get ``user-left`` with
+        ``leave``); its connection stays open."""
+        await self._hub().leave(user_id, room_id)
+
     def rooms(self) -> List[RoomInfo]:
         """Every room with its peers."""
         return [
@@ -256,6 +283,20 @@ class Hub:
         (OpenMetrics, refused handshakes counted), ``/health``, ``/ready``.
         Returns ``(status, content_type, body)``, or ``None`` for another path."""
         return self._hub().endpoint(path)
+
+    def api(
+        self,
+        method: str,
+        path: str,
+        query: Optional[str] = None,
+        authorization: Optional[str] = None,
+        body: bytes = b"",
+    ) -> "tuple[int, str, str]":
+        """The operator API (``/api/v1/…``, docs/API.md; on with ``api_key``) for
+        the app to mount: pass the request's method, path, query string,
+        ``Authorization`` header and body; returns ``(status, content_type, body)``.
+        The admin page comes from :meth:`endpoint` (``/admin``, ``/admin.js``)."""
+        return self._hub().api(method, path, query, authorization, body)
 
     async def serve(self, websocket: Any) -> None:
         """Serves one Starlette/FastAPI WebSocket (not yet accepted) until it

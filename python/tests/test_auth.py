@@ -149,6 +149,19 @@ async def test_static_tokens_and_jwt() -> None:
                 await switchboard.Client.connect(server.url, token=token, max_reconnect_attempts=0)
 
 
+async def test_documented_token() -> None:
+    # The token docs/DEPLOYMENT.md mints: alice, for an hour, rooms team-* only.
+    SECRET = b"the server's --jwt-secret, 32+ random bytes"
+    token = hs256({"sub": "alice", "exp": int(time.time()) + 3600,
+                   "aud": "switchboard", "rooms": ["team-*"]}, SECRET)
+    async with switchboard.Server(**LOOSE, jwt_secret=SECRET, jwt_audience="switchboard") as server:
+        c = await switchboard.Client.connect(server.url, token=token)
+        assert (await c.join("team-red"))["you"]["userId"] == "alice"
+        with pytest.raises(switchboard.ForbiddenError):
+            await c.join("lobby")
+        await c.close()
+
+
 def hs256(claims: dict, key: bytes) -> str:
     def b64(data: bytes) -> str:
         return base64.urlsafe_b64encode(data).rstrip(b"=").decode()

@@ -1,11 +1,14 @@
 """Each example in python/examples, exercised as a user would: the FastAPI apps
-under a real uvicorn server, the bot against a real server."""
+under a real uvicorn server, the quickstart script as a process, the auth hook
+server and the bot against real servers. Several are snippets of docs/PYTHON.md
+(scripts/check-doc-snippets.py checks that the page shows them as written)."""
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
 import os
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -71,6 +74,36 @@ async def test_fastapi_route_example() -> None:
             metrics = await http.get("/metrics")
             assert metrics.headers["content-type"].startswith("application/openmetrics-text")
             assert 'switchboard_handshakes_refused_total{reason="unauthorized"} 1' in metrics.text
+
+
+def test_quickstart_example() -> None:
+    # The first snippet of docs/PYTHON.md, run as a user would run the script.
+    run = subprocess.run(
+        [sys.executable, str(EXAMPLES / "quickstart.py")], capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith("ws://127.0.0.1:") and lines[0].endswith("/ws"), lines
+    assert lines[1] == "no offer: peer-not-found", lines
+    assert any(line.startswith("room-info {") and "'roomId': 'room-1'" in line for line in lines), lines
+    # The loop ended on the greeting that the user-joined handler sent.
+    assert lines[-1].startswith("message {") and "'data': {'hi': 1}" in lines[-1], lines
+
+
+async def test_auth_hook_example() -> None:
+    example = load("auth_hook")
+    server = await example.start("127.0.0.1:0")
+    try:
+        alice = await switchboard.Client.connect(server.url, token="token-alice")
+        info = await alice.join("blue-standup")
+        assert info["you"]["userId"] == "alice"
+        with pytest.raises(switchboard.ForbiddenError):
+            await alice.join("red-room")  # only her team's rooms
+        await alice.close()
+        with pytest.raises(switchboard.UnauthorizedError):
+            await switchboard.Client.connect(server.url, token="token-mallory", max_reconnect_attempts=0)
+    finally:
+        await server.stop()
 
 
 async def test_bot_example(server) -> None:

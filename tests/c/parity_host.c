@@ -52,12 +52,21 @@ static set_u64 number_setter(const char *key) {
         {"max_message_bytes", switchboard_server_config_set_max_message_bytes},
         {"max_conns", switchboard_server_config_set_max_conns},
         {"max_conns_per_ip", switchboard_server_config_set_max_conns_per_ip},
+        {"max_pending_per_ip", switchboard_server_config_set_max_pending_per_ip},
+        {"max_pending", switchboard_server_config_set_max_pending},
+        {"conn_rate_per_ip", switchboard_server_config_set_conn_rate_per_ip},
+        {"conn_burst_per_ip", switchboard_server_config_set_conn_burst_per_ip},
         {"max_room_size", switchboard_server_config_set_max_room_size},
         {"max_rooms_per_session", switchboard_server_config_set_max_rooms_per_session},
+        {"max_metadata_bytes", switchboard_server_config_set_max_metadata_bytes},
+        {"max_away_per_ip", switchboard_server_config_set_max_away_per_ip},
+        {"max_away_sessions", switchboard_server_config_set_max_away_sessions},
+        {"away_replay_budget_bytes", switchboard_server_config_set_away_replay_budget_bytes},
         {"heartbeat_interval_ms", switchboard_server_config_set_heartbeat_ms},
         {"heartbeat_timeout_ms", switchboard_server_config_set_heartbeat_timeout_ms},
         {"resume_window_ms", switchboard_server_config_set_resume_window_ms},
         {"drain_timeout_ms", switchboard_server_config_set_drain_timeout_ms},
+        {"http_write_timeout_ms", switchboard_server_config_set_http_write_timeout_ms},
     };
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
         if (strcmp(key, table[i].key) == 0) return table[i].set;
@@ -74,6 +83,7 @@ static int apply(switchboard_server_config *cfg, json_in *in, const char *key, c
             memcpy(path, s, strlen(s) + 1);
         }
         else if (strcmp(key, "redis_url") == 0) switchboard_server_config_set_redis_url(cfg, s);
+        else if (strcmp(key, "redis_ca_cert") == 0) switchboard_server_config_set_redis_ca_cert(cfg, s);
         else return fail(key);
         return 0;
     }
@@ -83,6 +93,7 @@ static int apply(switchboard_server_config *cfg, json_in *in, const char *key, c
             if (json_string(in, s, sizeof s) != 0) return fail("bad list");
             if (strcmp(key, "allowed_origins") == 0) switchboard_server_config_add_allowed_origin(cfg, s);
             else if (strcmp(key, "trusted_proxies") == 0) switchboard_server_config_add_trusted_proxy(cfg, s);
+            else if (strcmp(key, "app_types") == 0) switchboard_server_config_add_app_type(cfg, s);
             else return fail(key);
             ws_skip(in);
             if (*in->p == ',') in->p++;
@@ -109,11 +120,15 @@ static int apply(switchboard_server_config *cfg, json_in *in, const char *key, c
     unsigned long long v = strtoull(in->p, &end, 10);
     if (end == in->p) return fail("bad value");
     in->p = end;
-    if (strcmp(key, "rate_limit_burst") == 0) switchboard_server_config_set_rate_limit_burst(cfg, (uint32_t)v);
-    else if (strcmp(key, "rate_limit_rps") == 0) switchboard_server_config_set_rate_limit_rps(cfg, (uint32_t)v);
-    else if (number_setter(key)) number_setter(key)(cfg, v);
+    /* A value a setter refuses (an IPv6 prefix outside 1 to 128) fails the host. */
+    switchboard_result r;
+    if (strcmp(key, "rate_limit_burst") == 0) r = switchboard_server_config_set_rate_limit_burst(cfg, (uint32_t)v);
+    else if (strcmp(key, "rate_limit_rps") == 0) r = switchboard_server_config_set_rate_limit_rps(cfg, (uint32_t)v);
+    else if (strcmp(key, "ipv6_prefix") == 0)
+        r = switchboard_server_config_set_ipv6_prefix(cfg, v > UINT32_MAX ? UINT32_MAX : (uint32_t)v);
+    else if (number_setter(key)) r = number_setter(key)(cfg, v);
     else return fail(key);
-    return 0;
+    return r == SWITCHBOARD_RESULT_OK ? 0 : fail(switchboard_last_error_message());
 }
 
 static char *read_file(const char *name) {
@@ -151,8 +166,17 @@ int main(void) {
     switchboard_server *srv = NULL;
     if (switchboard_server_create(cfg, &srv) != SWITCHBOARD_RESULT_OK) return fail(switchboard_last_error_message());
     ws_host host;
-    if (ws_host_start(&host, srv, path) != 0) return fail("cannot listen");
-    printf("listening on ws://127.0.0.1:%u%s\n", host.port, path);
+    if (ws_host_start(&host, srv) != 0) return fail("cannot listen");
+    /* The URL names the first fixed entry of the path list (the root when all are templates). */
+    char first[256] = "/";
+    for (char *entry = strtok(path, ","); entry; entry = strtok(NULL, ",")) {
+        while (*entry == ' ') entry++;
+        if (strchr(entry, '{') == NULL) {
+            snprintf(first, sizeof first, "%s", entry);
+            break;
+        }
+    }
+    printf("listening on ws://127.0.0.1:%u%s\n", host.port, first);
     fflush(stdout);
     int sig = 0;
     sigwait(&term, &sig);

@@ -112,6 +112,7 @@ static void bad_arguments(void) {
     CHECK_RESULT(switchboard_server_config_set_tls(cfg, "cert.pem", NULL), SWITCHBOARD_RESULT_NULL_ARGUMENT);
     CHECK_RESULT(switchboard_server_config_add_trusted_proxy(cfg, BAD_UTF8), SWITCHBOARD_RESULT_INVALID_UTF8);
     CHECK_RESULT(switchboard_server_config_set_redis_url(cfg, NULL), SWITCHBOARD_RESULT_NULL_ARGUMENT);
+    CHECK_RESULT(switchboard_server_config_set_redis_ca_cert(cfg, BAD_UTF8), SWITCHBOARD_RESULT_INVALID_UTF8);
     CHECK_RESULT(switchboard_server_config_set_turn(cfg, "", 60), SWITCHBOARD_RESULT_CONFIG);
     CHECK_RESULT(switchboard_server_config_set_worker_threads(cfg, 0), SWITCHBOARD_RESULT_CONFIG);
     CHECK_RESULT(switchboard_server_config_set_jwt_public_key_file(cfg, "/nonexistent/key.pem"),
@@ -248,7 +249,8 @@ static void client_errors(void) {
     CHECK_RESULT(switchboard_client_send_json(a, "{\"type\":"), SWITCHBOARD_RESULT_INVALID_JSON);
     CHECK_RESULT(switchboard_client_send_json(a, "[1,2]"), SWITCHBOARD_RESULT_INVALID_MESSAGE);
     CHECK_RESULT(switchboard_client_send_json(a, "{\"type\":\"ping\"}"), SWITCHBOARD_RESULT_INVALID_MESSAGE);
-    CHECK_RESULT(switchboard_client_send_json(a, "{\"type\":\"bogus\"}"), SWITCHBOARD_RESULT_INVALID_MESSAGE);
+    /* Not an app type of this server: refused by the server, not the client. */
+    CHECK_RESULT(switchboard_client_send_json(a, "{\"type\":\"bogus\"}"), SWITCHBOARD_RESULT_UNKNOWN_TYPE);
     CHECK_RESULT(switchboard_client_send_json(a, BAD_UTF8), SWITCHBOARD_RESULT_INVALID_UTF8);
     CHECK_RESULT(switchboard_client_send_offer(a, "b", "v=0 not json"), SWITCHBOARD_RESULT_INVALID_JSON);
     CHECK_RESULT(switchboard_client_send_offer(a, BAD_UTF8, "{}"), SWITCHBOARD_RESULT_INVALID_UTF8);

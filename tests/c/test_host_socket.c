@@ -2,7 +2,9 @@
  * (ws_host.h) owns the sockets and serves a switchboard_server created without
  * a listener; the library's own C clients and raw sockets check that it
  * answers as the standalone server does: join and relay with `from` stamped,
- * origin 403, token 401, binary 1003, oversized 1009, server events, drain. */
+ * origin 403, token 401, binary 1003, oversized 1009, server events, drain;
+ * and the existing-client features: rooms from a path template, app types,
+ * a MessagePack client calling a JSON one, host-side join/leave. */
 #include "harness.h"
 #include "ws_host.h"
 
@@ -134,7 +136,7 @@ static void token_refused_with_401(void) {
     switchboard_server *srv = NULL;
     CHECK_OK(switchboard_server_create(cfg, &srv));
     ws_host host;
-    REQUIRE(ws_host_start(&host, srv, "/ws") == 0);
+    REQUIRE(ws_host_start(&host, srv) == 0);
     int status = 0;
     int fd = raw_upgrade(host.port, "Authorization: Bearer wrong", &status);
     CHECK(status == 401);
@@ -147,12 +149,92 @@ static void token_refused_with_401(void) {
     switchboard_server_free(srv);
 }
 
+static void existing_clients(void) {
+    switchboard_server_config *cfg = switchboard_server_config_new();
+    switchboard_server_config_set_rate_limit_rps(cfg, 0);
+    switchboard_server_config_set_path(cfg, "/ws,/signaling/{roomId}/{userId}");
+    CHECK_OK(switchboard_server_config_add_app_type(cfg, "mute"));
+    CHECK_OK(switchboard_server_config_set_api_key(cfg, "c-host-api-key-0123456789"));
+    switchboard_server *srv = NULL;
+    CHECK_OK(switchboard_server_create(cfg, &srv));
+    REQUIRE(srv != NULL);
+    CHECK(switchboard_server_serves_path(srv, "/signaling/r/alice"));
+    CHECK(!switchboard_server_serves_path(srv, "/signaling/r"));
+    ws_host host;
+    REQUIRE(ws_host_start(&host, srv) == 0);
+    char url[96];
+    /* The room and user from the path: joined at connect, no join sent. */
+    snprintf(url, sizeof url, "ws://127.0.0.1:%u/signaling/call/alice", host.port);
+    switchboard_client *json_peer = NULL;
+    CHECK_OK(switchboard_client_connect(url, NULL, &json_peer));
+    switchboard_event *info = wait_for(next_client_event, json_peer, "room-info", 5);
+    CHECK(info != NULL && contains(switchboard_event_json(info), "\"roomId\":\"call\""));
+    switchboard_event_free(info);
+    /* A MessagePack client (binary frames through the host's socket both ways). */
+    switchboard_client_options *opts = switchboard_client_options_new();
+    CHECK_OK(switchboard_client_options_set_user_id(opts, "bob"));
+    CHECK_RESULT(switchboard_client_options_set_encoding(opts, "cbor"), SWITCHBOARD_RESULT_INVALID_ARGUMENT);
+    CHECK_OK(switchboard_client_options_set_encoding(opts, "msgpack"));
+    snprintf(url, sizeof url, "ws://127.0.0.1:%u/ws", host.port);
+    switchboard_client *packed = NULL;
+    CHECK_OK(switchboard_client_connect_with_options(url, opts, &packed));
+    CHECK_OK(switchboard_client_join(packed, "call", 5000));
+    CHECK_OK(switchboard_client_send_json(packed, "{\"type\":\"mute\",\"to\":\"alice\",\"track\":\"audio\"}"));
+    switchboard_event *mute = wait_for(next_client_event, json_peer, "mute", 5);
+    CHECK(mute != NULL && contains(switchboard_event_json(mute), "\"from\":\"bob\""));
+    switchboard_event_free(mute);
+    CHECK_OK(switchboard_client_send_json(json_peer, "{\"type\":\"offer\",\"to\":\"bob\",\"sdp\":{\"sdp\":\"v=0\"}}"));
+    switchboard_event *offer = wait_for(next_client_event, packed, "offer", 5);
+    CHECK(offer != NULL && contains(switchboard_event_json(offer), "\"from\":\"alice\""));
+    switchboard_event_free(offer);
+    CHECK_RESULT(switchboard_client_send_json(packed, "{\"type\":\"dance\",\"to\":\"alice\"}"),
+                 SWITCHBOARD_RESULT_UNKNOWN_TYPE);
+    /* The host moves users between rooms. */
+    CHECK_OK(switchboard_server_join(srv, "bob", "stage"));
+    switchboard_event *staged = wait_for(next_client_event, packed, "room-info", 5);
+    CHECK(staged != NULL && contains(switchboard_event_json(staged), "\"roomId\":\"stage\""));
+    switchboard_event_free(staged);
+    CHECK_OK(switchboard_server_leave(srv, "bob", "call"));
+    switchboard_event *left = wait_for(next_client_event, json_peer, "user-left", 5);
+    CHECK(left != NULL && contains(switchboard_event_json(left), "\"reason\":\"leave\""));
+    switchboard_event_free(left);
+    CHECK_RESULT(switchboard_server_join(srv, "ghost", "stage"), SWITCHBOARD_RESULT_PEER_NOT_FOUND);
+    /* The operator API and the admin page, for a host that owns its port. */
+    uint16_t status = 0;
+    const char *type = NULL;
+    char *body = NULL;
+    CHECK_OK(switchboard_server_api(srv, "GET", "/api/v1/rooms/stage", NULL,
+                                    "Bearer c-host-api-key-0123456789", NULL, 0, &status, &type, &body));
+    CHECK(status == 200 && strcmp(type, "application/json") == 0 && contains(body, "\"userId\":\"bob\""));
+    switchboard_string_free(body);
+    CHECK_OK(switchboard_server_api(srv, "GET", "/api/v1/info", NULL, "Bearer wrong", NULL, 0, &status, NULL, &body));
+    CHECK(status == 401 && contains(body, "unauthorized"));
+    switchboard_string_free(body);
+    const char *notice = "{\"type\":\"notice\"}";
+    CHECK_OK(switchboard_server_api(srv, "POST", "/api/v1/rooms/stage/broadcast", NULL,
+                                    "Bearer c-host-api-key-0123456789", (const uint8_t *)notice, strlen(notice),
+                                    &status, NULL, &body));
+    CHECK(status == 200 && contains(body, "\"delivered\":1"));
+    switchboard_string_free(body);
+    CHECK(switchboard_server_api_body_limit(srv) > 1024);
+    CHECK_OK(switchboard_server_endpoint(srv, "/admin", &status, &type, &body));
+    CHECK(status == 200 && strncmp(type, "text/html", 9) == 0 && contains(body, "/admin.js"));
+    switchboard_string_free(body);
+    switchboard_client_close(json_peer);
+    switchboard_client_close(packed);
+    switchboard_client_free(json_peer);
+    switchboard_client_free(packed);
+    switchboard_server_stop(srv);
+    ws_host_stop(&host);
+    switchboard_server_free(srv);
+}
+
 int main(void) {
     switchboard_server *srv = create();
     CHECK(switchboard_server_url(srv) == NULL);
     CHECK(switchboard_server_port(srv) == 0);
     ws_host host;
-    REQUIRE(ws_host_start(&host, srv, "/ws") == 0);
+    REQUIRE(ws_host_start(&host, srv) == 0);
     relay_between_two_clients(host.port, srv);
     admission_and_violations(host.port);
     /* TLS needs the listener. */
@@ -162,6 +244,7 @@ int main(void) {
     CHECK_RESULT(switchboard_server_create(tls, &none), SWITCHBOARD_RESULT_CONFIG);
     CHECK(none == NULL);
     token_refused_with_401();
+    existing_clients();
     /* Drain: a connected client gets `draining`, then the server stops. */
     char url[64];
     snprintf(url, sizeof url, "ws://127.0.0.1:%u/ws", host.port);

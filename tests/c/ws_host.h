@@ -148,7 +148,6 @@ static int ws_send_close(int fd, pthread_mutex_t *lock, uint16_t code, const cha
 
 typedef struct ws_host {
     switchboard_server *server;
-    const char *path;
     int listen_fd;
     uint16_t port;
     pthread_t acceptor;
@@ -191,7 +190,9 @@ static void *ws_writer(void *arg) {
             for (size_t i = 0; i < switchboard_output_count(out); i++) {
                 size_t len = 0;
                 const char *frame = switchboard_output_frame(out, i, &len);
-                if (ws_send_frame(c->fd, &c->write_lock, 1, frame, len) != 0) stop = 1;
+                /* Binary on the MessagePack subprotocol, text otherwise. */
+                int op = switchboard_output_is_binary(out) ? 2 : 1;
+                if (ws_send_frame(c->fd, &c->write_lock, op, frame, len) != 0) stop = 1;
             }
             switchboard_conn_written(c->conn);
         } else if (kind == SWITCHBOARD_OUTPUT_KIND_CLOSE) {
@@ -265,8 +266,10 @@ static int ws_read_loop(ws_conn *c) {
             memcpy(msg + msg_len, payload, len);
             msg_len += len;
             if (fin) {
-                if (msg_op == 2) switchboard_conn_violation(c->conn, 1003);
-                else if (!c->closing) switchboard_conn_text(c->conn, (const char *)msg, msg_len);
+                /* The kit decides what a binary frame is (MessagePack, or a 1003 close). */
+                if (c->closing) {
+                } else if (msg_op == 2) switchboard_conn_binary(c->conn, msg, msg_len);
+                else switchboard_conn_text(c->conn, (const char *)msg, msg_len);
                 msg_len = 0;
             }
         } else {
@@ -314,8 +317,10 @@ static void *ws_serve(void *arg) {
         switchboard_string_free(text);
         goto out;
     }
-    size_t plen = strlen(c->host->path);
-    if (strncmp(target, c->host->path, plen) != 0 || (target[plen] != '\0' && target[plen] != '?')) {
+    /* The kit knows the upgrade paths (fixed ones and templates). */
+    char path_only[2048];
+    snprintf(path_only, sizeof path_only, "%.*s", (int)strcspn(target, "?"), target);
+    if (!switchboard_server_serves_path(c->host->server, path_only)) {
         ws_http_answer(c->fd, 404, NULL);
         goto out;
     }
@@ -404,11 +409,10 @@ static void *ws_accept_loop(void *arg) {
     return NULL;
 }
 
-/* Serves `server` at `path` on 127.0.0.1 (a free port: h->port). */
-static int ws_host_start(ws_host *h, switchboard_server *server, const char *path) {
+/* Serves `server` at its configured paths on 127.0.0.1 (a free port: h->port). */
+static int ws_host_start(ws_host *h, switchboard_server *server) {
     memset(h, 0, sizeof *h);
     h->server = server;
-    h->path = path;
     pthread_mutex_init(&h->lock, NULL);
     pthread_cond_init(&h->idle, NULL);
     h->listen_fd = socket(AF_INET, SOCK_STREAM, 0);

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+import msgpack
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -33,6 +34,7 @@ HERE = Path(__file__).resolve().parent
 START_TIMEOUT = 60.0  # a Spring Boot host takes several seconds
 STEP_TIMEOUT = 5.0
 SUBPROTOCOL = "webrtc-signaling"
+SUBPROTOCOL_MSGPACK = "webrtc-signaling.msgpack"
 
 
 class CaseFailure(Exception):
@@ -93,6 +95,7 @@ class Peer:
 
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
+        self.msgpack = ws.subprotocol == SUBPROTOCOL_MSGPACK
         self.messages: List[Dict[str, Any]] = []
         self.close_code: Optional[int] = None
         self.first: Dict[str, Any] = {}
@@ -102,7 +105,11 @@ class Peer:
     async def _read(self) -> None:
         try:
             async for raw in self.ws:
-                msg = json.loads(raw)
+                if isinstance(raw, bytes) != self.msgpack:
+                    kind = "binary" if isinstance(raw, bytes) else "text"
+                    msg = {"type": f"!{kind} frame on the {self.ws.subprotocol} subprotocol"}
+                else:
+                    msg = msgpack.unpackb(raw) if self.msgpack else json.loads(raw)
                 if isinstance(msg.get("seq"), int):
                     self.last_seq = max(self.last_seq, msg["seq"])
                 if not self.first:
@@ -165,14 +172,20 @@ class Run:
         sock.bind((step.get("source", "127.0.0.1"), 0))
         sock.setblocking(False)
         await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", host.port))
-        url = host.url + (("?" + step["query"]) if "query" in step else "")
+        url = host.url
+        if "path" in step:
+            url = url[: url.index("/", len("ws://"))] + step["path"]
+        url += ("?" + step["query"]) if "query" in step else ""
+        # `msgpack`: the MessagePack subprotocol; `protocols`: exactly these offers.
+        offered = step.get("protocols", [SUBPROTOCOL_MSGPACK if step.get("msgpack") else SUBPROTOCOL])
+        selects = step.get("selects", SUBPROTOCOL_MSGPACK if step.get("msgpack") else SUBPROTOCOL)
         want = step.get("status", 101)
         try:
             ws = await asyncio.wait_for(
                 connect(
                     url,
                     sock=sock,
-                    subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+                    subprotocols=offered,
                     additional_headers=step.get("headers", {}),
                     max_size=None,
                     ping_interval=None,
@@ -188,8 +201,8 @@ class Run:
         if want != 101:
             await ws.close()
             raise CaseFailure(f"connect {step['connect']}: upgraded, expected HTTP {want}")
-        if ws.subprotocol != SUBPROTOCOL:
-            raise CaseFailure(f"connect {step['connect']}: subprotocol {ws.subprotocol!r} not selected")
+        if ws.subprotocol != selects:
+            raise CaseFailure(f"connect {step['connect']}: subprotocol {ws.subprotocol!r}, expected {selects!r}")
         peer = Peer(ws)
         self.peers[step["connect"]] = peer
         # Every connection starts with `connected` in the protocol's shape.
@@ -222,6 +235,8 @@ class Run:
                 base = len(json.dumps(msg, separators=(",", ":")))
                 msg["data"] = "x" * (step["pad_to"] - base)
                 await ws.send(json.dumps(msg, separators=(",", ":")))
+            elif "json" in step and self.peers[step["send"]].msgpack:
+                await ws.send(msgpack.packb(substitute(step["json"], caps)))
             elif "json" in step:
                 await ws.send(json.dumps(substitute(step["json"], caps)))
             elif "text" in step:

@@ -222,6 +222,34 @@ pub unsafe extern "C" fn switchboard_client_options_set_subprotocol(
     })
 }
 
+/// How messages travel: `"json"` (default) or `"msgpack"` (MessagePack binary
+/// frames; offers the `webrtc-signaling.msgpack` subprotocol). Other values
+/// are `SWITCHBOARD_RESULT_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// `opts` is NULL or live options; `encoding` is NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn switchboard_client_options_set_encoding(
+    opts: *mut switchboard_client_options,
+    encoding: *const c_char,
+) -> switchboard_result {
+    with_mut(opts, "opts", |o| {
+        // SAFETY: header contract.
+        let protocol = match unsafe { guard::str_arg(encoding, "encoding") }? {
+            "json" => sb::protocol::SUBPROTOCOL_JSON,
+            "msgpack" => sb::protocol::SUBPROTOCOL_MSGPACK,
+            _ => {
+                return Err(FfiError::new(
+                    switchboard_result::InvalidArgument,
+                    "encoding is \"json\" or \"msgpack\"",
+                ))
+            }
+        };
+        o.subprotocol = Some(Some(protocol.to_owned()));
+        Ok(())
+    })
+}
+
 /// Reconnect backoff: attempt `n` waits a random time in
 /// `[0, min(max_ms, base_ms * 2^(n-1))]` (default 1000 and 30000; 0 < base <= max).
 ///

@@ -169,7 +169,9 @@ pub unsafe extern "C" fn switchboard_server_config_set_listen(
     with_mut(cfg, "cfg", |c| set(&mut c.core.listen, value?))
 }
 
-/// WebSocket upgrade path (default `/ws`; must start with `/`).
+/// WebSocket upgrade paths, comma-separated (default `/ws`): fixed paths
+/// (`/ws`, `/`) or templates whose `{roomId}`/`{userId}` segments join that
+/// room at connect (`/signaling/{roomId}/{userId}`). Checked at start.
 ///
 /// # Safety
 /// `cfg` is NULL or a live configuration; `path` is NULL or NUL-terminated.
@@ -393,6 +395,41 @@ pub unsafe extern "C" fn switchboard_server_config_add_allowed_origin(
     // SAFETY: header contract.
     let value = unsafe { string(origin, "origin") };
     with_mut(cfg, "cfg", |c| push(&mut c.core.allowed_origins, value?))
+}
+
+/// Adds one of the application's own message types (`hangup`, `mute`, …):
+/// relayed like `message`, with `from` stamped. Checked at start (a protocol
+/// type or a bad name is `SWITCHBOARD_RESULT_CONFIG`).
+///
+/// # Safety
+/// `cfg` is NULL or a live configuration; `name` is NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn switchboard_server_config_add_app_type(
+    cfg: *mut switchboard_server_config,
+    name: *const c_char,
+) -> switchboard_result {
+    // SAFETY: header contract.
+    let value = unsafe { string(name, "name") };
+    with_mut(cfg, "cfg", |c| push(&mut c.core.app_types, value?))
+}
+
+/// Turns on the operator API (`/api/v1`) and the admin page (`/admin`):
+/// requests carry `Authorization: Bearer <key>`. At least 16 characters
+/// (checked at start).
+///
+/// # Safety
+/// `cfg` is NULL or a live configuration; `key` is NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn switchboard_server_config_set_api_key(
+    cfg: *mut switchboard_server_config,
+    key: *const c_char,
+) -> switchboard_result {
+    // SAFETY: header contract.
+    let value = unsafe { string(key, "key") };
+    with_mut(cfg, "cfg", |c| {
+        c.core.api_key = Some(sb::config::ApiKey::new(value?));
+        Ok(())
+    })
 }
 
 /// Longest wait for an HTTP request head, in milliseconds (default 10000).

@@ -262,3 +262,22 @@ pub unsafe extern "C" fn switchboard_server_config_set_redis_url(
     let value = unsafe { string(url, "url") };
     with_mut(cfg, "cfg", |c| set(&mut c.core.redis_url, Some(value?)))
 }
+
+/// Cluster mode over `rediss://`: the PEM file of the CA that signed Redis'
+/// certificate (read at start; default: the system's roots). Set with a
+/// `redis://` URL, starting or creating the server fails with
+/// `SWITCHBOARD_RESULT_CONFIG`.
+///
+/// # Safety
+/// `cfg` is NULL or a live configuration; `path` is NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn switchboard_server_config_set_redis_ca_cert(
+    cfg: *mut switchboard_server_config,
+    path: *const c_char,
+) -> switchboard_result {
+    // SAFETY: header contract.
+    let value = unsafe { string(path, "path") };
+    with_mut(cfg, "cfg", |c| {
+        set(&mut c.core.redis_ca_cert, Some(value?.into()))
+    })
+}

@@ -138,6 +138,19 @@ pub(crate) fn guard_void(body: impl FnOnce()) {
     });
 }
 
+/// A `(pointer, length)` byte argument: NULL is an error unless `len` is 0.
+///
+/// # Safety
+/// `p` is NULL or points to `len` readable bytes that outlive `'a`.
+pub(crate) unsafe fn bytes_arg<'a>(p: *const u8, len: usize, name: &str) -> FfiResult<&'a [u8]> {
+    match (p.is_null(), len) {
+        (_, 0) => Ok(&[]),
+        (true, _) => Err(null_arg(name)),
+        // SAFETY: `len` readable bytes (the caller's contract).
+        (false, _) => Ok(unsafe { std::slice::from_raw_parts(p, len) }),
+    }
+}
+
 /// A required `const char *` argument: NULL and invalid UTF-8 are errors.
 ///
 /// # Safety

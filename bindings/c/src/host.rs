@@ -3,7 +3,7 @@
 //! core's connection kit. Per upgrade: `switchboard_upgrade_new` + one
 //! `switchboard_upgrade_header` per header, `switchboard_server_admit` (accept,
 //! or the HTTP status to answer), `switchboard_upgrade_open`; then per connection:
-//! received frames in (`switchboard_conn_text`, `_violation`, `_heard`), what to
+//! received frames in (`switchboard_conn_text`, `_binary`, `_violation`, `_heard`), what to
 //! do next out (`switchboard_conn_next`: frames, a close, a ping, or a drop), and
 //! the peer's close (`switchboard_conn_finish`). This file converts only; every
 //! rule is the kit's.
@@ -11,13 +11,16 @@
 use std::ffi::{c_char, CString};
 use std::sync::{Arc, Mutex};
 
-use sb::edge::{Admitted, EdgeConnection, Liveness, Refused, Tick, UpgradeRequest, Violation};
+use sb::edge::{
+    Admitted, EdgeConnection, Encoding, Liveness, Refused, Tick, UpgradeRequest, Violation,
+};
 use sb::hub::{Next, Outbox};
 use sb::Hub;
 use tokio::runtime::Handle;
 use tokio::time::Instant;
 
 use crate::guard::{self, with_mut, with_ref, FfiError, FfiResult};
+use crate::host_output::{switchboard_output, switchboard_output_kind};
 use crate::server::switchboard_server;
 use crate::switchboard_result;
 
@@ -31,20 +34,6 @@ pub enum switchboard_liveness {
     Pings = 0,
     /// The host's WebSocket server pings and reports dead peers itself.
     Host = 1,
-}
-
-/// What `switchboard_conn_next` asks the host to do.
-#[repr(u32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum switchboard_output_kind {
-    /// Write the frames in order (text frames), then call `switchboard_conn_written`.
-    Frames = 0,
-    /// Send a close frame with this code and reason; write nothing after it.
-    Close = 1,
-    /// Send a WebSocket ping.
-    Ping = 2,
-    /// Cut the socket without a close frame (a silent peer, or one that takes no frames).
-    Drop = 3,
 }
 
 /// One upgrade request: its facts, then the kit's decision. Made by
@@ -64,32 +53,11 @@ pub struct switchboard_upgrade {
 pub struct switchboard_conn {
     conn: Mutex<Option<EdgeConnection>>,
     outbox: Arc<Outbox>,
+    encoding: Encoding,
     client_id: CString,
     runtime: Handle,
     /// When the liveness clock must be asked next (by `next`).
     next_tick: Mutex<Instant>,
-}
-
-/// What to do next on a connection (see `switchboard_output_kind`). Freed with
-/// `switchboard_output_free`.
-#[derive(Debug)]
-pub struct switchboard_output {
-    kind: switchboard_output_kind,
-    /// NUL-terminated copies of the frames (JSON text never holds a raw NUL).
-    frames: Vec<CString>,
-    close_code: u16,
-    close_reason: CString,
-}
-
-impl switchboard_output {
-    fn of(kind: switchboard_output_kind) -> switchboard_output {
-        switchboard_output {
-            kind,
-            frames: Vec::new(),
-            close_code: 0,
-            close_reason: CString::default(),
-        }
-    }
 }
 
 /// Starts an upgrade request from `peer_ip` (the socket's remote address; NULL
@@ -276,6 +244,7 @@ fn open(
     let conn = admitted.open(hub, mode);
     switchboard_conn {
         outbox: conn.outbox().clone(),
+        encoding: conn.encoding(),
         client_id: guard::c_string(conn.client_id()).unwrap_or_default(),
         conn: Mutex::new(Some(conn)),
         runtime: rt.clone(),
@@ -352,19 +321,31 @@ pub unsafe extern "C" fn switchboard_conn_text(
     len: usize,
 ) -> switchboard_result {
     with_ref(conn, "conn", |c| {
-        if data.is_null() && len > 0 {
-            return Err(guard::null_arg("data"));
-        }
-        let bytes = if len == 0 {
-            &[][..]
-        } else {
-            // SAFETY: `len` readable bytes (header contract).
-            unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) }
-        };
+        // SAFETY: header contract.
+        let bytes = unsafe { guard::bytes_arg(data.cast::<u8>(), len, "data") }?;
         match std::str::from_utf8(bytes) {
             Ok(text) => c.with(|e| e.text(text)),
             Err(_) => c.with(|e| e.violation(Violation::Protocol)),
         }
+    })
+}
+
+/// One received binary frame (`len` bytes): a message on the MessagePack
+/// subprotocol (bad MessagePack is answered `invalid-json`); on a JSON
+/// connection the connection closes with 1003.
+///
+/// # Safety
+/// `conn` is NULL or live; `data` points to `len` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn switchboard_conn_binary(
+    conn: *const switchboard_conn,
+    data: *const u8,
+    len: usize,
+) -> switchboard_result {
+    with_ref(conn, "conn", |c| {
+        // SAFETY: header contract.
+        let bytes = unsafe { guard::bytes_arg(data, len, "data") }?;
+        c.with(|e| e.binary(bytes))
     })
 }
 
@@ -434,12 +415,7 @@ pub unsafe extern "C" fn switchboard_conn_next(
             match got {
                 Some(Next::Frames) => {
                     c.with(EdgeConnection::writing)?;
-                    let mut o = switchboard_output::of(switchboard_output_kind::Frames);
-                    o.frames = batch
-                        .iter()
-                        .filter_map(|f| guard::c_string(f.as_str()))
-                        .collect();
-                    break o;
+                    break switchboard_output::frames(batch, c.encoding);
                 }
                 Some(Next::Close(req)) => {
                     let mut o = switchboard_output::of(switchboard_output_kind::Close);
@@ -510,87 +486,6 @@ pub unsafe extern "C" fn switchboard_conn_free(conn: *mut switchboard_conn) {
             // SAFETY: made by `switchboard_upgrade_open`; freed once (header contract).
             let c = unsafe { Box::from_raw(conn) };
             finish(&c, None);
-        }
-    })
-}
-
-/// What the output asks for.
-///
-/// # Safety
-/// `output` is NULL (then `DROP`) or live.
-#[no_mangle]
-pub unsafe extern "C" fn switchboard_output_get_kind(
-    output: *const switchboard_output,
-) -> switchboard_output_kind {
-    guard::read(output, "output", switchboard_output_kind::Drop, |o| o.kind)
-}
-
-/// How many frames a `FRAMES` output holds (0 otherwise).
-///
-/// # Safety
-/// `output` is NULL or live.
-#[no_mangle]
-pub unsafe extern "C" fn switchboard_output_count(output: *const switchboard_output) -> usize {
-    guard::read(output, "output", 0, |o| o.frames.len())
-}
-
-/// Frame `index` as NUL-terminated UTF-8 (its length without the NUL to
-/// `*len_out` when not NULL), owned by `output`; NULL past the end.
-///
-/// # Safety
-/// `output` is NULL or live; `len_out` is NULL or writable.
-#[no_mangle]
-pub unsafe extern "C" fn switchboard_output_frame(
-    output: *const switchboard_output,
-    index: usize,
-    len_out: *mut usize,
-) -> *const c_char {
-    guard::read(output, "output", std::ptr::null(), |o| {
-        match o.frames.get(index) {
-            Some(f) => {
-                if !len_out.is_null() {
-                    // SAFETY: not NULL; writable by the caller's contract.
-                    unsafe { guard::write_out(len_out, f.as_bytes().len()) };
-                }
-                f.as_ptr()
-            }
-            None => std::ptr::null(),
-        }
-    })
-}
-
-/// The close code of a `CLOSE` output (0 otherwise).
-///
-/// # Safety
-/// `output` is NULL or live.
-#[no_mangle]
-pub unsafe extern "C" fn switchboard_output_close_code(output: *const switchboard_output) -> u16 {
-    guard::read(output, "output", 0, |o| o.close_code)
-}
-
-/// The close reason of a `CLOSE` output ("" otherwise), owned by `output`.
-///
-/// # Safety
-/// `output` is NULL or live.
-#[no_mangle]
-pub unsafe extern "C" fn switchboard_output_close_reason(
-    output: *const switchboard_output,
-) -> *const c_char {
-    guard::read(output, "output", std::ptr::null(), |o| {
-        o.close_reason.as_ptr()
-    })
-}
-
-/// Frees an output. NULL is ignored.
-///
-/// # Safety
-/// `output` is NULL or live and not used afterwards.
-#[no_mangle]
-pub unsafe extern "C" fn switchboard_output_free(output: *mut switchboard_output) {
-    guard::guard_void(|| {
-        if !output.is_null() {
-            // SAFETY: made by `switchboard_conn_next`; freed once (header contract).
-            drop(unsafe { Box::from_raw(output) });
         }
     })
 }

@@ -24,10 +24,13 @@ mod auth;
 mod client;
 mod client_options;
 mod config;
+mod config_admission;
 mod config_security;
 mod event;
 mod guard;
 mod host;
+mod host_output;
+mod operator;
 mod server;
 
 use std::ffi::{c_char, CStr};
@@ -36,9 +39,12 @@ pub use auth::*;
 pub use client::*;
 pub use client_options::*;
 pub use config::*;
+pub use config_admission::*;
 pub use config_security::*;
 pub use event::*;
 pub use host::*;
+pub use host_output::*;
+pub use operator::*;
 pub use server::*;
 
 /// The outcome of a call. The values are stable: new ones may be added, existing

@@ -373,6 +373,26 @@ pub unsafe extern "C" fn switchboard_server_broadcast(
     })
 }
 
+/// A host operation on the hub with two string arguments (a room and a user):
+/// checked, on a running server, inside its runtime.
+///
+/// # Safety
+/// `server` is NULL or a live server; the strings are NULL or NUL-terminated.
+unsafe fn hub_op(
+    server: *const switchboard_server,
+    (a, a_name): (*const c_char, &str),
+    (b, b_name): (*const c_char, &str),
+    op: impl FnOnce(&sb::Hub, &str, &str) -> sb::Result<()>,
+) -> switchboard_result {
+    with_ref(server, "server", |s| {
+        // SAFETY: forwarded to the caller's contract.
+        let (a, b) = unsafe { (guard::str_arg(a, a_name)?, guard::str_arg(b, b_name)?) };
+        s.check_running()?;
+        let _entered = s.runtime().enter();
+        Ok(op(s.edge.hub(), a, b)?)
+    })
+}
+
 /// Removes a peer from a room: the others get `user-left` (`kicked`) and its
 /// connection closes with 4403 (final: its client does not reconnect).
 ///
@@ -384,18 +404,80 @@ pub unsafe extern "C" fn switchboard_server_kick(
     room_id: *const c_char,
     user_id: *const c_char,
 ) -> switchboard_result {
-    with_ref(server, "server", |s| {
+    // SAFETY: header contract.
+    unsafe {
+        hub_op(
+            server,
+            (room_id, "room_id"),
+            (user_id, "user_id"),
+            |hub, room_id, user_id| hub.kick(room_id, user_id),
+        )
+    }
+}
+
+/// Whether `path` (without the query) is one of the configured upgrade paths:
+/// a fixed entry or a `{roomId}`/`{userId}` template. A host that routes
+/// upgrades itself answers 404 otherwise.
+///
+/// # Safety
+/// `server` is NULL or a live server; `path` is NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn switchboard_server_serves_path(
+    server: *const switchboard_server,
+    path: *const c_char,
+) -> bool {
+    guard::read(server, "server", false, |s| {
         // SAFETY: header contract.
-        let (room, user) = unsafe {
-            (
-                guard::str_arg(room_id, "room_id")?,
-                guard::str_arg(user_id, "user_id")?,
-            )
-        };
-        s.check_running()?;
-        let _entered = s.runtime().enter();
-        Ok(s.edge.hub().kick(room, user)?)
+        match unsafe { guard::str_arg(path, "path") } {
+            Ok(p) => s.edge.serves_path(p),
+            Err(_) => false,
+        }
     })
+}
+
+/// Puts a connected user into a room, as if it had sent `join` (`room-info`
+/// to it, `user-joined` to the others). `SWITCHBOARD_RESULT_PEER_NOT_FOUND`
+/// when no connection carries `user_id`; the join's own refusals likewise.
+///
+/// # Safety
+/// `server` is NULL or a live server; the strings are NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn switchboard_server_join(
+    server: *const switchboard_server,
+    user_id: *const c_char,
+    room_id: *const c_char,
+) -> switchboard_result {
+    // SAFETY: header contract.
+    unsafe {
+        hub_op(
+            server,
+            (user_id, "user_id"),
+            (room_id, "room_id"),
+            |hub, user_id, room_id| hub.join(user_id, room_id),
+        )
+    }
+}
+
+/// Takes a user out of a room (the others get `user-left` with `leave`); its
+/// connection stays open.
+///
+/// # Safety
+/// `server` is NULL or a live server; the strings are NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn switchboard_server_leave(
+    server: *const switchboard_server,
+    user_id: *const c_char,
+    room_id: *const c_char,
+) -> switchboard_result {
+    // SAFETY: header contract.
+    unsafe {
+        hub_op(
+            server,
+            (user_id, "user_id"),
+            (room_id, "room_id"),
+            |hub, user_id, room_id| hub.leave(user_id, room_id),
+        )
+    }
 }
 
 /// Every room with its peers, as JSON:

@@ -7,10 +7,12 @@
 
 use std::sync::{Arc, Mutex};
 
-use napi::bindgen_prelude::{within_runtime_if_available, PromiseRaw};
+use napi::bindgen_prelude::{within_runtime_if_available, Buffer, PromiseRaw};
 use napi::Env;
 use napi_derive::napi;
-use switchboard::edge::{Admitted, EdgeConnection, Liveness, Refused, Tick, Violation};
+use switchboard::edge::{
+    Admitted, EdgeConnection, Encoding, Liveness, Refused, Tick, Violation, Wire,
+};
 use switchboard::hub::{Hub, Next, Outbox};
 
 /// The facts of one upgrade request, as `http` gives them.
@@ -23,6 +25,9 @@ pub struct UpgradeFacts {
     pub target: String,
     /// `req.rawHeaders`: name, value, name, value, …
     pub headers: Vec<String>,
+    /// The attachment's path list (fixed paths and `{roomId}`/`{userId}`
+    /// templates) the target is matched against.
+    pub paths: String,
 }
 
 /// The kit's decision on one upgrade: `status` 101 (then `open()`), or the HTTP
@@ -121,13 +126,24 @@ impl Admission {
 
 /// What to do next with the socket.
 #[napi(object)]
-#[derive(Debug)]
 pub struct OutboxBatch {
-    /// Frames to write, in order (then wait until they are flushed).
+    /// Text frames to write, in order (then wait until they are flushed).
     pub frames: Option<Vec<String>>,
+    /// Binary frames (MessagePack connections), likewise.
+    pub binary_frames: Option<Vec<Buffer>>,
     /// Send this close code and end the connection.
     pub close_code: Option<u32>,
     pub close_reason: Option<String>,
+}
+
+impl std::fmt::Debug for OutboxBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboxBatch")
+            .field("frames", &self.frames.as_ref().map(Vec::len))
+            .field("binary_frames", &self.binary_frames.as_ref().map(Vec::len))
+            .field("close_code", &self.close_code)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A hub connection driven from JS.
@@ -136,6 +152,7 @@ pub struct OutboxBatch {
 pub struct NativeConnection {
     conn: Arc<Mutex<Option<EdgeConnection>>>,
     outbox: Arc<Outbox>,
+    encoding: Encoding,
     client_id: String,
 }
 
@@ -143,6 +160,7 @@ impl NativeConnection {
     fn new(conn: EdgeConnection) -> Self {
         NativeConnection {
             outbox: conn.outbox().clone(),
+            encoding: conn.encoding(),
             client_id: conn.client_id().to_owned(),
             conn: Arc::new(Mutex::new(Some(conn))),
         }
@@ -166,6 +184,13 @@ impl NativeConnection {
     #[napi]
     pub fn handle_text(&self, text: String) {
         self.with(|c| c.text(&text));
+    }
+
+    /// One inbound binary frame: a message on the MessagePack subprotocol, a
+    /// 1003 close on JSON connections.
+    #[napi]
+    pub fn handle_binary(&self, data: Buffer) {
+        self.with(|c| c.binary(&data));
     }
 
     /// A violation the socket layer detected: 1002 (protocol), 1003 (binary),
@@ -213,16 +238,33 @@ impl NativeConnection {
     #[napi]
     pub fn next<'e>(&self, env: &'e Env) -> napi::Result<PromiseRaw<'e, OutboxBatch>> {
         let outbox = self.outbox.clone();
+        let encoding = self.encoding;
         env.spawn_future(async move {
             let mut batch = Vec::new();
             Ok(match outbox.next(&mut batch).await {
+                Next::Frames if encoding == Encoding::MessagePack => OutboxBatch {
+                    frames: None,
+                    binary_frames: Some(
+                        batch
+                            .into_iter()
+                            .map(|f| match encoding.wire(f) {
+                                Wire::Binary(b) => Buffer::from(b),
+                                Wire::Text(t) => Buffer::from(t.as_str().as_bytes().to_vec()),
+                            })
+                            .collect(),
+                    ),
+                    close_code: None,
+                    close_reason: None,
+                },
                 Next::Frames => OutboxBatch {
                     frames: Some(batch.iter().map(|f| f.as_str().to_owned()).collect()),
+                    binary_frames: None,
                     close_code: None,
                     close_reason: None,
                 },
                 Next::Close(req) => OutboxBatch {
                     frames: None,
+                    binary_frames: None,
                     close_code: Some(u32::from(req.code)),
                     close_reason: Some(req.reason.to_owned()),
                 },

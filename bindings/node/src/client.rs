@@ -27,6 +27,8 @@ pub struct ClientOptions {
     pub metadata: Option<String>,
     /// `""` offers no subprotocol.
     pub subprotocol: Option<String>,
+    /// `"json"` (default) or `"msgpack"`.
+    pub encoding: Option<String>,
     pub reconnect_base_ms: Option<f64>,
     pub reconnect_max_ms: Option<f64>,
     /// Absent: retry forever.
@@ -133,6 +135,16 @@ async fn connect(
     }
     if let Some(s) = &o.subprotocol {
         b = b.subprotocol((!s.is_empty()).then_some(s.as_str()));
+    }
+    match o.encoding.as_deref() {
+        None => {}
+        Some("json") => b = b.encoding(switchboard::Encoding::Json),
+        Some("msgpack") => b = b.encoding(switchboard::Encoding::MessagePack),
+        Some(other) => {
+            return Err(crate::errors::config(format!(
+                "`encoding` must be \"json\" or \"msgpack\", not {other:?}"
+            )))
+        }
     }
     let base = ms("reconnectBaseMs", o.reconnect_base_ms)?;
     let max = ms("reconnectMaxMs", o.reconnect_max_ms)?;

@@ -176,8 +176,12 @@ fn to_json_array(events: &[Event]) -> String {
         if i > 0 {
             out.push(b',');
         }
-        // Serializing an `Event` (strings, numbers, JSON maps) can not fail.
-        let _ = serde_json::to_writer(&mut out, e);
+        // Serializing an `Event` (strings, numbers, JSON maps) can not fail;
+        // an app type's event is named at run time, so it goes through `to_json`.
+        let _ = match e {
+            Event::App { .. } => serde_json::to_writer(&mut out, &e.to_json()),
+            _ => serde_json::to_writer(&mut out, e),
+        };
     }
     out.push(b']');
     String::from_utf8(out).unwrap_or_default()

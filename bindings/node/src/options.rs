@@ -19,8 +19,17 @@ pub struct ServerOptions {
     pub max_message_bytes: Option<f64>,
     pub max_conns: Option<f64>,
     pub max_conns_per_ip: Option<f64>,
+    pub max_pending_per_ip: Option<f64>,
+    pub max_pending: Option<f64>,
+    pub conn_rate_per_ip: Option<f64>,
+    pub conn_burst_per_ip: Option<f64>,
+    pub ipv6_prefix: Option<f64>,
     pub max_room_size: Option<f64>,
     pub max_rooms_per_session: Option<f64>,
+    pub max_metadata_bytes: Option<f64>,
+    pub max_away_per_ip: Option<f64>,
+    pub max_away_sessions: Option<f64>,
+    pub away_replay_budget_bytes: Option<f64>,
     pub rate_limit_burst: Option<f64>,
     pub rate_limit_rps: Option<f64>,
     pub heartbeat_ms: Option<f64>,
@@ -31,6 +40,7 @@ pub struct ServerOptions {
     pub outbound_queue_bytes: Option<f64>,
     pub allowed_origins: Option<Vec<String>>,
     pub handshake_timeout_ms: Option<f64>,
+    pub http_write_timeout_ms: Option<f64>,
     pub drain_timeout_ms: Option<f64>,
     pub drain_retry_after_ms: Option<f64>,
     pub event_buffer: Option<f64>,
@@ -42,8 +52,14 @@ pub struct ServerOptions {
     pub trusted_proxies: Option<Vec<String>>,
     pub turn: Option<TurnOptions>,
     pub redis_url: Option<String>,
+    /// Cluster mode over `rediss://`: the CA (PEM file) of Redis' certificate.
+    pub redis_ca_cert: Option<String>,
     pub demo: Option<bool>,
     pub serve_client: Option<bool>,
+    /// The application's own message types, relayed like `message`.
+    pub app_types: Option<Vec<String>>,
+    /// Turns on the operator API (`/api/v1`) and the admin page (`/admin`).
+    pub api_key: Option<String>,
 }
 
 /// JWT verification: exactly one of `secret` (HS256) or `publicKey` (PEM, RS256/ES256).
@@ -95,6 +111,11 @@ fn u32_opt(name: &str, v: Option<f64>) -> napi::Result<Option<u32>> {
         .transpose()
 }
 
+fn u8_opt(name: &str, v: Option<f64>) -> napi::Result<Option<u8>> {
+    v.map(|v| count(name, v, f64::from(u8::MAX)).map(|v| v as u8))
+        .transpose()
+}
+
 fn ms_opt(name: &str, v: Option<f64>) -> napi::Result<Option<Duration>> {
     v.map(|v| count(name, v, 1e12).map(|v| Duration::from_millis(v as u64)))
         .transpose()
@@ -113,8 +134,17 @@ pub(crate) fn apply(mut b: ServerBuilder, o: &ServerOptions) -> napi::Result<Ser
         max_message_bytes: usize_opt => max_message_bytes,
         max_conns: usize_opt => max_conns,
         max_conns_per_ip: usize_opt => max_conns_per_ip,
+        max_pending_per_ip: usize_opt => max_pending_per_ip,
+        max_pending: usize_opt => max_pending,
+        conn_rate_per_ip: u32_opt => conn_rate_per_ip,
+        conn_burst_per_ip: u32_opt => conn_burst_per_ip,
+        ipv6_prefix: u8_opt => ipv6_prefix,
         max_room_size: usize_opt => max_room_size,
         max_rooms_per_session: usize_opt => max_rooms_per_session,
+        max_metadata_bytes: usize_opt => max_metadata_bytes,
+        max_away_per_ip: usize_opt => max_away_per_ip,
+        max_away_sessions: usize_opt => max_away_sessions,
+        away_replay_budget_bytes: usize_opt => away_replay_budget_bytes,
         rate_limit_burst: u32_opt => rate_limit_burst,
         rate_limit_rps: u32_opt => rate_limit_rps,
         heartbeat_ms: ms_opt => heartbeat_interval,
@@ -124,6 +154,7 @@ pub(crate) fn apply(mut b: ServerBuilder, o: &ServerOptions) -> napi::Result<Ser
         replay_buffer_bytes: usize_opt => replay_buffer_bytes,
         outbound_queue_bytes: usize_opt => outbound_queue_bytes,
         handshake_timeout_ms: ms_opt => handshake_timeout,
+        http_write_timeout_ms: ms_opt => http_write_timeout,
         drain_timeout_ms: ms_opt => drain_timeout,
         drain_retry_after_ms: ms_opt => drain_retry_after,
         event_buffer: usize_opt => event_buffer,
@@ -131,6 +162,12 @@ pub(crate) fn apply(mut b: ServerBuilder, o: &ServerOptions) -> napi::Result<Ser
     }
     if let Some(path) = &o.path {
         b = b.path(path.as_str());
+    }
+    if let Some(key) = &o.api_key {
+        b = b.api_key(key.as_str());
+    }
+    if let Some(types) = &o.app_types {
+        b = b.app_types(types.iter().cloned());
     }
     if let Some(origins) = &o.allowed_origins {
         b = b.allowed_origins(origins.iter().cloned());
@@ -161,6 +198,9 @@ pub(crate) fn apply(mut b: ServerBuilder, o: &ServerOptions) -> napi::Result<Ser
         let ttl = ms_opt("turn.ttlSeconds", t.ttl_seconds.map(|s| s * 1000.0))?
             .unwrap_or(Duration::from_secs(3600));
         b = b.turn(t.secret.clone(), t.urls.iter().cloned(), ttl);
+    }
+    if let Some(path) = &o.redis_ca_cert {
+        b = b.redis_ca_cert(path.as_str());
     }
     if let Some(url) = &o.redis_url {
         b = b.redis_url(url.as_str());

@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use napi::bindgen_prelude::PromiseRaw;
+use napi::bindgen_prelude::{within_runtime_if_available, Buffer, PromiseRaw};
 use napi::Env;
 use napi_derive::napi;
 use serde_json::json;
-use switchboard::edge::UpgradeRequest;
+use switchboard::edge::{UpgradePaths, UpgradeRequest};
 use switchboard::{Edge, Server, ServerHandle};
 use tokio::sync::watch;
 
@@ -143,10 +143,59 @@ impl NativeServer {
         for pair in facts.headers.chunks_exact(2) {
             request.header(&pair[0], &pair[1]);
         }
+        // The attachment's own path list decides the template fields.
+        let paths = UpgradePaths::parse(&facts.paths).map_err(config)?;
+        request.path_fields = Some(paths.matches(&request.path).unwrap_or_default());
         env.spawn_future(async move {
             let outcome = edge.admit(&request).await;
             Ok(Admission::new(outcome, edge.hub()))
         })
+    }
+
+    /// The operator API (`/api/v1/…`) as JSON `{status, contentType, body}`;
+    /// the kit checks the key, routes and answers (docs/API.md).
+    #[napi]
+    pub fn api(
+        &self,
+        method: String,
+        path: String,
+        query: Option<String>,
+        authorization: Option<String>,
+        body: Buffer,
+    ) -> String {
+        let reply = within_runtime_if_available(|| {
+            self.inner.edge.api(&switchboard::edge::ApiRequest {
+                method: &method,
+                path: &path,
+                query: query.as_deref(),
+                authorization: authorization.as_deref(),
+                body: &body,
+            })
+        });
+        json!({"status": reply.status, "contentType": reply.content_type, "body": reply.body})
+            .to_string()
+    }
+
+    /// Whether an `Authorization` header carries the API key (only then is a
+    /// request body read).
+    #[napi]
+    pub fn api_authorized(&self, authorization: Option<String>) -> bool {
+        self.inner.edge.api_authorized(authorization.as_deref())
+    }
+
+    /// The largest API request body; a longer one is refused with 413 unread.
+    #[napi(getter)]
+    pub fn api_body_limit(&self) -> u32 {
+        u32::try_from(self.inner.edge.api_body_limit()).unwrap_or(u32::MAX)
+    }
+
+    /// Whether an upgrade `path` is one of `paths` (a comma-separated list of
+    /// fixed paths and `{roomId}`/`{userId}` templates); a config error names a
+    /// bad entry.
+    #[napi]
+    pub fn match_path(&self, paths: String, path: String) -> napi::Result<bool> {
+        let paths = UpgradePaths::parse(&paths).map_err(config)?;
+        Ok(paths.matches(&path).is_some())
     }
 
     /// A plain endpoint of the kit (`/metrics`, `/health`, `/ready`) as JSON
@@ -222,11 +271,35 @@ impl NativeServer {
     /// Removes a peer (`user-left` with `kicked`, its connection closes with 4403).
     #[napi]
     pub fn kick(&self, room_id: String, user_id: String) -> napi::Result<()> {
-        napi::bindgen_prelude::within_runtime_if_available(|| {
+        within_runtime_if_available(|| {
             self.inner
                 .edge
                 .hub()
                 .kick(&room_id, &user_id)
+                .map_err(to_napi)
+        })
+    }
+
+    /// Puts a connected user into a room, as if it had sent `join`.
+    #[napi]
+    pub fn join(&self, user_id: String, room_id: String) -> napi::Result<()> {
+        within_runtime_if_available(|| {
+            self.inner
+                .edge
+                .hub()
+                .join(&user_id, &room_id)
+                .map_err(to_napi)
+        })
+    }
+
+    /// Takes a user out of a room (`user-left` with `leave`).
+    #[napi]
+    pub fn leave(&self, user_id: String, room_id: String) -> napi::Result<()> {
+        within_runtime_if_available(|| {
+            self.inner
+                .edge
+                .hub()
+                .leave(&user_id, &room_id)
                 .map_err(to_napi)
         })
     }

@@ -24,6 +24,7 @@ const OPTION_NAMES: &[&str] = &[
     "display_name",
     "metadata",
     "subprotocol",
+    "encoding",
     "reconnect_base",
     "reconnect_max",
     "max_reconnect_attempts",
@@ -160,6 +161,17 @@ fn build(
     if let Some(v) = opts.get_item("subprotocol")? {
         // `None` given explicitly offers no subprotocol.
         b = b.subprotocol(v.extract::<Option<String>>()?.as_deref());
+    }
+    if let Some(v) = get("encoding")? {
+        b = b.encoding(match v.extract::<String>()?.as_str() {
+            "json" => switchboard::Encoding::Json,
+            "msgpack" => switchboard::Encoding::MessagePack,
+            other => {
+                return Err(crate::convert::config_error(&format!(
+                    "encoding: \"json\" or \"msgpack\", not {other:?}"
+                )))
+            }
+        });
     }
     let base = secs("reconnect_base")?;
     let max = secs("reconnect_max")?;

@@ -22,35 +22,21 @@ use crate::convert::{object_to_py, to_py};
 use crate::runtime;
 
 /// Every event name, in a fixed order: bit `i` of a feed's mask selects `KINDS[i]`.
-pub(crate) const KINDS: [&str; 21] = [
-    "connected",
-    "disconnected",
-    "room-info",
-    "user-joined",
-    "user-left",
-    "offer",
-    "answer",
-    "candidate",
-    "message",
-    "chat",
-    "pong",
-    "ack",
-    "resumed",
-    "draining",
-    "error",
-    "connecting",
-    "open",
-    "reconnecting",
-    "rejoined",
-    "reconnect-failed",
-    "closed",
-];
+pub(crate) const KINDS: [&str; 21] = switchboard::event::EVENT_NAMES;
+
+/// The bit every app type (`app_types`: names the protocol does not define) shares.
+const APP_BIT: u32 = 1 << KINDS.len();
 
 /// Mask selecting every kind.
-pub(crate) const ALL_KINDS: u32 = (1 << KINDS.len()) - 1;
+pub(crate) const ALL_KINDS: u32 = (1 << (KINDS.len() + 1)) - 1;
 
+/// The bit of an event name; any name the protocol does not define is an app
+/// type (the server's `app_types`, which a client can not know in advance).
 fn kind_bit(kind: &str) -> u32 {
-    KINDS.iter().position(|k| *k == kind).map_or(0, |i| 1 << i)
+    KINDS
+        .iter()
+        .position(|k| *k == kind)
+        .map_or(APP_BIT, |i| 1 << i)
 }
 
 type BoxedEvents = std::pin::Pin<Box<dyn Stream<Item = Event> + Send>>;
@@ -302,13 +288,14 @@ impl Drop for EventFeed {
     }
 }
 
-/// The bit mask for a list of kinds (unknown names are a `ValueError`).
+/// The bit mask for a list of kinds (names the protocol does not define are
+/// app types; an empty name is a `ValueError`).
 #[pyfunction]
 pub(crate) fn kinds_mask(kinds: Vec<String>) -> PyResult<u32> {
     let mut mask = 0;
     for k in &kinds {
         let bit = kind_bit(k);
-        if bit == 0 {
+        if k.is_empty() {
             return Err(pyo3::exceptions::PyValueError::new_err(format!(
                 "unknown event type {k:?}; known: {}",
                 KINDS.join(", ")
@@ -324,7 +311,7 @@ pub(crate) fn kinds_mask(kinds: Vec<String>) -> PyResult<u32> {
 #[pyclass(frozen, name = "Event", module = "switchboard")]
 #[derive(Debug)]
 pub(crate) struct PyEvent {
-    kind: &'static str,
+    kind: String,
     data: Py<PyDict>,
 }
 
@@ -347,7 +334,7 @@ impl PyEvent {
         Bound::new(
             py,
             PyEvent {
-                kind: event.kind(),
+                kind: event.kind().to_owned(),
                 data: data.unbind(),
             },
         )
@@ -371,8 +358,8 @@ impl PyEvent {
 impl PyEvent {
     /// The protocol `type` string (`"user-joined"`, `"offer"`, …).
     #[getter(r#type)]
-    fn kind(&self) -> &'static str {
-        self.kind
+    fn kind(&self) -> &str {
+        &self.kind
     }
 
     /// The message's fields as a dict, `type` included.

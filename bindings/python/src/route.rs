@@ -9,8 +9,10 @@ use std::sync::{Arc, Mutex};
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyList;
-use switchboard::edge::{EdgeConnection, Liveness, UpgradeRequest, Violation};
+use pyo3::types::{PyBytes, PyList};
+use switchboard::edge::{
+    EdgeConnection, Encoding, Liveness, PathFields, UpgradeRequest, Violation, Wire,
+};
 use switchboard::hub::{Next, Outbox};
 use switchboard::protocol::Frame;
 
@@ -22,18 +24,21 @@ use crate::server::NativeHub;
 /// `(101, subprotocol, connection)`, or `(status, [(header, value)], None)`
 /// when the kit refuses the upgrade.
 #[pyfunction]
-#[pyo3(signature = (hub, peer, target, headers))]
+#[pyo3(signature = (hub, peer, target, headers, path_fields=None))]
 pub(crate) fn open_route<'py>(
     py: Python<'py>,
     hub: &Bound<'py, NativeHub>,
     peer: Option<&str>,
     target: &str,
     headers: Vec<(String, String)>,
+    path_fields: Option<(Option<String>, Option<String>)>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let hub = hub.get();
     hub.check()?;
     let peer: Option<IpAddr> = peer.and_then(|s| s.parse().ok());
     let mut request = UpgradeRequest::new(peer, target);
+    // The app's router matched a template (`/signaling/{room_id}/{user_id}`).
+    request.path_fields = path_fields.map(|(room_id, user_id)| PathFields { room_id, user_id });
     request.headers(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let edge = hub.edge.clone();
     awaitable(py, async move {
@@ -41,11 +46,13 @@ pub(crate) fn open_route<'py>(
             Err(refused) => Opened::Refused(refused.status, refused.headers),
             Ok(admitted) => {
                 let subprotocol = admitted.subprotocol();
+                let encoding = admitted.encoding();
                 let conn = admitted.open(edge.hub(), Liveness::Host);
                 Opened::Open(
                     subprotocol,
                     Box::new(RouteConnection {
                         outbox: conn.outbox().clone(),
+                        encoding,
                         client_id: conn.client_id().to_owned(),
                         conn: Mutex::new(Some(conn)),
                         pid: runtime::pid(),
@@ -89,6 +96,7 @@ impl<'py> IntoPyObject<'py> for Opened {
 pub(crate) struct RouteConnection {
     conn: Mutex<Option<EdgeConnection>>,
     outbox: Arc<Outbox>,
+    encoding: Encoding,
     client_id: String,
     pid: u32,
 }
@@ -120,6 +128,14 @@ impl RouteConnection {
         Ok(())
     }
 
+    /// Handles one inbound binary frame: a message on the MessagePack
+    /// subprotocol, a 1003 close on JSON connections.
+    fn handle_bytes(&self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
+        check_pid(self.pid, "connection")?;
+        py.detach(|| self.with(|conn| conn.binary(data)));
+        Ok(())
+    }
+
     /// A violation the ASGI layer saw: 1003 (binary frame), 1009 (too big),
     /// 1002 (protocol error).
     fn close_for(&self, code: u16) -> PyResult<()> {
@@ -129,15 +145,19 @@ impl RouteConnection {
         Ok(())
     }
 
-    /// Waits for what to write next: a list of text frames, or `(code, reason)`
-    /// for the close to send (after which nothing more is written).
+    /// Waits for what to write next: a list of frames (`str` for JSON, `bytes`
+    /// for MessagePack), or `(code, reason)` for the close to send (after which
+    /// nothing more is written).
     fn next_batch<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         check_pid(self.pid, "connection")?;
         let outbox = self.outbox.clone();
+        let encoding = self.encoding;
         awaitable(py, async move {
             let mut batch: Vec<Frame> = Vec::new();
             Ok(match outbox.next(&mut batch).await {
-                Next::Frames => Batch::Frames(batch),
+                Next::Frames => {
+                    Batch::Frames(batch.into_iter().map(|f| encoding.wire(f)).collect())
+                }
                 Next::Close(req) => Batch::Close(req.code, req.reason),
             })
         })
@@ -175,7 +195,7 @@ impl Drop for RouteConnection {
 /// What `next_batch` resolves with.
 #[derive(Debug)]
 enum Batch {
-    Frames(Vec<Frame>),
+    Frames(Vec<Wire>),
     Close(u16, &'static str),
 }
 
@@ -187,7 +207,14 @@ impl<'py> IntoPyObject<'py> for Batch {
     fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         match self {
             Batch::Frames(frames) => {
-                Ok(PyList::new(py, frames.iter().map(|f| f.as_str()))?.into_any())
+                let list = PyList::empty(py);
+                for frame in &frames {
+                    match frame {
+                        Wire::Text(text) => list.append(text.as_str())?,
+                        Wire::Binary(bytes) => list.append(PyBytes::new(py, bytes))?,
+                    }
+                }
+                Ok(list.into_any())
             }
             Batch::Close(code, reason) => Ok((code, reason).into_pyobject(py)?.into_any()),
         }

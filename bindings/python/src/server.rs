@@ -78,8 +78,17 @@ const OPTION_NAMES: &[&str] = &[
     "max_message_bytes",
     "max_conns",
     "max_conns_per_ip",
+    "max_pending_per_ip",
+    "max_pending",
+    "conn_rate_per_ip",
+    "conn_burst_per_ip",
+    "ipv6_prefix",
     "max_room_size",
     "max_rooms_per_session",
+    "max_metadata_bytes",
+    "max_away_per_ip",
+    "max_away_sessions",
+    "away_replay_budget_bytes",
     "rate_limit_burst",
     "rate_limit_rps",
     "heartbeat_interval",
@@ -90,6 +99,7 @@ const OPTION_NAMES: &[&str] = &[
     "outbound_queue_bytes",
     "allowed_origins",
     "handshake_timeout",
+    "http_write_timeout",
     "drain_timeout",
     "drain_retry_after",
     "event_buffer",
@@ -108,8 +118,11 @@ const OPTION_NAMES: &[&str] = &[
     "turn_urls",
     "turn_ttl",
     "redis_url",
+    "redis_ca_cert",
     "demo",
     "serve_client",
+    "app_types",
+    "api_key",
 ];
 
 #[pymethods]
@@ -140,8 +153,17 @@ impl ServerOptions {
             max_message_bytes,
             max_conns,
             max_conns_per_ip,
+            max_pending_per_ip,
+            max_pending,
+            conn_rate_per_ip,
+            conn_burst_per_ip,
+            ipv6_prefix,
             max_room_size,
             max_rooms_per_session,
+            max_metadata_bytes,
+            max_away_per_ip,
+            max_away_sessions,
+            away_replay_budget_bytes,
             rate_limit_burst,
             rate_limit_rps,
             replay_buffer_messages,
@@ -161,6 +183,7 @@ impl ServerOptions {
             heartbeat_timeout,
             resume_window,
             handshake_timeout,
+            http_write_timeout,
             drain_timeout,
             drain_retry_after,
             auth_timeout
@@ -174,11 +197,20 @@ impl ServerOptions {
         if let Some(v) = get(opts, "allowed_origins")? {
             c.allowed_origins = strings(&v, "allowed_origins")?;
         }
+        if let Some(v) = get(opts, "api_key")? {
+            c.api_key = Some(switchboard::config::ApiKey::new(v.extract::<String>()?));
+        }
+        if let Some(v) = get(opts, "app_types")? {
+            c.app_types = strings(&v, "app_types")?;
+        }
         if let Some(v) = get(opts, "trusted_proxies")? {
             c.trusted_proxies = strings(&v, "trusted_proxies")?;
         }
         if let Some(v) = get(opts, "redis_url")? {
             c.redis_url = Some(v.extract()?);
+        }
+        if let Some(v) = get(opts, "redis_ca_cert")? {
+            c.redis_ca_cert = Some(v.extract()?);
         }
         if let Some(v) = get(opts, "demo")? {
             c.demo = v.is_truthy()?;
@@ -434,6 +466,34 @@ impl NativeHub {
             .map(|r| (r.status, r.content_type, r.body))
     }
 
+    /// The operator API (`/api/v1/…`) as `(status, content_type, body)`; the
+    /// kit checks the key, routes and answers (docs/API.md).
+    #[pyo3(signature = (method, path, query, authorization, body))]
+    fn api(
+        &self,
+        py: Python<'_>,
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+        authorization: Option<&str>,
+        body: &[u8],
+    ) -> (u16, &'static str, String) {
+        let request = switchboard::edge::ApiRequest {
+            method,
+            path,
+            query,
+            authorization,
+            body,
+        };
+        let rt = crate::runtime::handle();
+        let reply = py.detach(|| {
+            // Kicks and sends may start hub timers: they need the runtime.
+            let _entered = rt.enter();
+            self.edge.api(&request)
+        });
+        (reply.status, reply.content_type, reply.body)
+    }
+
     /// Whether a drain has started.
     fn is_draining(&self) -> bool {
         self.hub().is_draining()
@@ -513,6 +573,33 @@ impl NativeHub {
         self.check()?;
         let hub = self.hub().clone();
         awaitable(py, async move { Ok(Outcome(hub.kick(&room_id, &user_id))) })
+    }
+
+    /// Puts a connected user into a room, as if it had sent `join`.
+    fn join<'py>(
+        &self,
+        py: Python<'py>,
+        user_id: String,
+        room_id: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.check()?;
+        let hub = self.hub().clone();
+        awaitable(py, async move { Ok(Outcome(hub.join(&user_id, &room_id))) })
+    }
+
+    /// Takes a user out of a room (`user-left` `leave`); it stays connected.
+    fn leave<'py>(
+        &self,
+        py: Python<'py>,
+        user_id: String,
+        room_id: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.check()?;
+        let hub = self.hub().clone();
+        awaitable(
+            py,
+            async move { Ok(Outcome(hub.leave(&user_id, &room_id))) },
+        )
     }
 
     /// Every room with its peers (JSON: `[{roomId, peers: [...]}, ...]`).

@@ -295,7 +295,23 @@ describe('browser client in Chromium', { timeout: 120000 }, () => {
     }
   });
 
-  test('with auth on, the token goes in the first message; a wrong one is refused for good', async () => {
+  test('a MessagePack page and a JSON page call each other', async () => {
+    const room = newRoom('msgpack');
+    const packed = await participant(room, { userId: 'packed', media: false, clientOptions: { encoding: 'msgpack' } });
+    const plain = await participant(room, { userId: 'plain', media: false });
+    try {
+      await waitConnected(packed.page, 'plain');
+      await waitConnected(plain.page, 'packed');
+      await dcRoundTrip(packed, plain, 'over msgpack signaling');
+      // The server selected the MessagePack subprotocol for one page only.
+      const protocols = await Promise.all([packed, plain].map((p) => p.page.evaluate(() => window.sb.client.ws?.protocol)));
+      assert.deepEqual(protocols, ['webrtc-signaling.msgpack', 'webrtc-signaling']);
+    } finally {
+      await closeAll(packed, plain);
+    }
+  });
+
+  test('with auth on, the token goes in a subprotocol (then in a message after a refusal); a wrong one is refused for good', async () => {
     const authServer = await startServer(['--auth-tokens', 'tok-ann:ann,tok-bo:bo']);
     const room = newRoom('auth');
     const people = [];

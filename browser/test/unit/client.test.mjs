@@ -120,12 +120,24 @@ describe('sending', () => {
     await flush();
   });
 
-  test('sendJson refuses what only the client may send, and unknown types', async () => {
-    const { c } = await client();
+  test('sendJson refuses what only the client may send; other types (app types) are the server\'s to judge', async () => {
+    const { c, ws } = await joined();
     await assert.rejects(c.sendJson({ type: 'resume' }), { code: 'invalid-message' });
-    await assert.rejects(c.sendJson({ type: 'bogus' }), { code: 'invalid-message' });
     await assert.rejects(c.sendJson({ type: 'join' }), { code: 'invalid-message' });
-    assert.equal(c.pending, 0);
+    await assert.rejects(c.sendJson({ type: 7 }), { code: 'invalid-message' });
+    const hangup = c.sendJson({ type: 'hangup', to: 'bob', reason: 'bye' });
+    const sent = ws.sentOf('hangup')[0];
+    assert.deepEqual([sent.to, sent.reason], ['bob', 'bye']);
+    ws.receive({ type: 'ack', id: sent.id, seq: 3 });
+    assert.equal(await hangup, null);
+    const bogus = c.sendJson({ type: 'bogus' });
+    ws.receive({ type: 'error', code: 'unknown-type', message: 'unknown message type', ref: ws.sentOf('bogus')[0].id, seq: 4 });
+    await assert.rejects(bogus, { code: 'unknown-type' });
+    // App-type messages from peers are events under their own name.
+    const got = [];
+    c.on('hangup', (e) => got.push(e));
+    ws.receive({ type: 'hangup', from: 'bob', roomId: 'r', seq: 5 });
+    assert.deepEqual(got.map((e) => e.from), ['bob']);
   });
 
   test('at most maxInFlight messages are unacknowledged on the wire', async () => {
@@ -271,14 +283,55 @@ describe('reconnecting', () => {
     assert.equal(events.at(-1).type, 'reconnecting');
   });
 
-  test('a token is sent first as an auth message; a refused static token is final', async () => {
-    const { events } = await client({ token: 'secret' });
+  test('a token goes in a bearer. subprotocol; after a failed handshake it goes as a message, whose refusal is final', async () => {
+    mock.method(Math, 'random', () => 0);
+    const { events } = await client({ token: 'secret.JWT-x_y' });
     await flush();
-    const ws = FakeWebSocket.last;
+    let ws = FakeWebSocket.last;
+    assert.deepEqual(ws.protocols, ['webrtc-signaling', 'bearer.secret.JWT-x_y']);
+    // The browser reports a refused upgrade (HTTP 401) as a failure before open.
+    ws.drop(1006);
+    mock.timers.tick(0);
+    await flush();
+    ws = FakeWebSocket.last;
+    assert.deepEqual(ws.protocols, ['webrtc-signaling']);
     ws.open();
-    assert.deepEqual(ws.sent[0], { type: 'auth', token: 'secret' });
+    assert.deepEqual(ws.sent[0], { type: 'auth', token: 'secret.JWT-x_y' });
     ws.drop(4401, 'bad token');
     assert.equal(events.at(-1).type, 'closed');
+  });
+
+  test('a token a subprotocol can not carry, or tokenIn: message, goes as the first message', async () => {
+    for (const [token, extra] of [['has space', {}], ['plain', { tokenIn: 'message' }]]) {
+      FakeWebSocket.reset();
+      const { c } = await client({ token, ...extra });
+      await flush();
+      const ws = FakeWebSocket.last;
+      assert.deepEqual(ws.protocols, ['webrtc-signaling']);
+      ws.open();
+      assert.deepEqual(ws.sent[0], { type: 'auth', token });
+      await c.close();
+    }
+    assert.throws(() => new SignalingClient('ws://x/ws', { WebSocket: FakeWebSocket, tokenIn: 'header' }), TypeError);
+  });
+
+  test('encoding msgpack offers the MessagePack subprotocol and speaks binary once selected', async () => {
+    const { c } = await client({ encoding: 'msgpack' });
+    await flush();
+    const ws = FakeWebSocket.last;
+    assert.deepEqual(ws.protocols, ['webrtc-signaling.msgpack']);
+    assert.equal(ws.binaryType, 'arraybuffer');
+    ws.protocol = 'webrtc-signaling.msgpack';
+    ws.binary = true;
+    ws.accept();
+    const joining = c.join('r');
+    const join = ws.sentOf('join')[0];
+    assert.equal(join.roomId, 'r');
+    ws.receive({ type: 'room-info', roomId: 'r', users: [], peers: [], you: { userId: 'u' }, seq: 1 });
+    assert.equal((await joining).roomId, 'r');
+    assert.ok(ws.rawSent.every((f) => f instanceof Uint8Array), 'every frame binary');
+    assert.throws(() => new SignalingClient('ws://x/ws', { WebSocket: FakeWebSocket, encoding: 'cbor' }), TypeError);
+    await c.close();
   });
 
   test('a token provider is asked on every attempt and may replace a refused token', async () => {
@@ -291,8 +344,10 @@ describe('reconnecting', () => {
     mock.timers.tick(0);
     await flush();
     assert.equal(FakeWebSocket.instances.length, 2);
+    // The first attempt opened: the refreshed token goes in the subprotocol again.
+    assert.deepEqual(FakeWebSocket.last.protocols, ['webrtc-signaling', 'bearer.t2']);
     FakeWebSocket.last.open();
-    assert.deepEqual(FakeWebSocket.last.sent[0], { type: 'auth', token: 't2' });
+    assert.deepEqual(FakeWebSocket.last.sent, []);
     assert.ok(!events.some((e) => e.type === 'closed'));
     await c.close();
   });
@@ -371,7 +426,8 @@ describe('auth', () => {
   test('a refused token during a resume keeps the old session for the next attempt', async () => {
     mock.method(Math, 'random', () => 0);
     let n = 0;
-    const { c } = await client({ token: () => `t${++n}` });
+    // The token as a message: the server answers a refused one after the upgrade.
+    const { c } = await client({ token: () => `t${++n}`, tokenIn: 'message' });
     await flush();
     FakeWebSocket.last.accept('s1');
     FakeWebSocket.last.drop();

@@ -1,6 +1,8 @@
 // A scriptable stand-in for the browser's WebSocket and sessionStorage, so the
 // client's reconnect, queue and resume logic can be driven step by step under
-// node:test's mock timers.
+// node:test's mock timers. A socket whose `protocol` the test sets to the
+// MessagePack subprotocol speaks binary frames both ways.
+import { decode, encode } from '@msgpack/msgpack';
 
 export class FakeWebSocket {
   /** Every socket the client opened, oldest first. */
@@ -18,8 +20,12 @@ export class FakeWebSocket {
     this.url = url;
     this.protocols = protocols;
     this.readyState = 0;
-    /** Parsed frames the client sent. */
+    /** The subprotocol the "server" selected (set by the test before open). */
+    this.protocol = '';
+    this.binaryType = 'blob';
+    /** Parsed frames the client sent, and the frames as written. */
     this.sent = [];
+    this.rawSent = [];
     this.closedWith = null;
     this.onopen = this.onmessage = this.onclose = this.onerror = null;
     FakeWebSocket.instances.push(this);
@@ -27,7 +33,8 @@ export class FakeWebSocket {
 
   send(text) {
     if (this.readyState !== 1) throw new Error(`send in readyState ${this.readyState}`);
-    this.sent.push(JSON.parse(text));
+    this.rawSent.push(text);
+    this.sent.push(typeof text === 'string' ? JSON.parse(text) : decode(text));
   }
 
   close(code, reason) {
@@ -43,6 +50,11 @@ export class FakeWebSocket {
   }
 
   receive(message) {
+    if (this.protocol === 'webrtc-signaling.msgpack' && typeof message !== 'string') {
+      const bytes = encode(message);
+      this.onmessage?.({ data: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) });
+      return;
+    }
     this.onmessage?.({ data: typeof message === 'string' ? message : JSON.stringify(message) });
   }
 

@@ -26,6 +26,9 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
+use crate::protocol::url::query_param;
+use crate::protocol::SUBPROTOCOL_TOKEN_PREFIX;
+
 mod verify;
 
 pub(crate) use verify::{validate, Check, Verifier};
@@ -324,46 +327,35 @@ where
     }
 }
 
-/// The token of a handshake: `?token=` in the query string, else
-/// `Authorization: Bearer …`. For transports (the built-in server and bindings).
-pub fn token_from_request(query: Option<&str>, authorization: Option<&str>) -> Option<String> {
-    let from_query = query.and_then(|q| {
-        q.split('&')
-            .filter_map(|pair| pair.split_once('='))
-            .find(|(k, _)| *k == "token")
-            .map(|(_, v)| percent_decode(v))
-    });
-    let from_header = || {
-        authorization.and_then(|h| {
-            let (scheme, token) = h.trim().split_once(' ')?;
-            scheme
-                .eq_ignore_ascii_case("bearer")
-                .then(|| token.trim().to_owned())
-        })
-    };
-    from_query.or_else(from_header).filter(|t| !t.is_empty())
+/// Whether two secrets are equal, in time independent of where they differ.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Decodes `%XX` escapes and `+` (a form-encoded space); invalid escapes stay as written.
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match b[i] {
-            b'%' if i + 2 < b.len() => {
-                if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                    out.push((h * 16 + l) as u8);
-                    i += 3;
-                    continue;
-                }
-                out.push(b'%');
-            }
-            b'+' => out.push(b' '),
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// The token of a handshake: `?token=` in the query string, else
+/// `Authorization: Bearer …`, else a `bearer.<token>` entry of
+/// `Sec-WebSocket-Protocol` (the one header a browser can set, and one that
+/// stays out of access logs). For transports (the built-in server and bindings).
+pub fn token_from_request(
+    query: Option<&str>,
+    authorization: Option<&str>,
+    protocols: &[String],
+) -> Option<String> {
+    let from_header = authorization.and_then(|h| {
+        let (scheme, token) = h.trim().split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_owned())
+    });
+    let from_protocol = || {
+        protocols
+            .iter()
+            .find_map(|p| p.strip_prefix(SUBPROTOCOL_TOKEN_PREFIX))
+            .map(str::to_owned)
+    };
+    let from_query = || query.and_then(|q| query_param(q, "token"));
+    from_query()
+        .or(from_header)
+        .or_else(from_protocol)
+        .filter(|t| !t.is_empty())
 }

@@ -223,7 +223,8 @@ pub(crate) fn validate(config: &AuthConfig) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::{percent_decode, token_from_request};
+    use crate::auth::token_from_request;
+    use crate::protocol::url::percent_decode;
 
     #[test]
     fn room_patterns() {
@@ -243,24 +244,34 @@ mod tests {
     #[test]
     fn token_sources() {
         assert_eq!(
-            token_from_request(Some("a=1&token=abc%2Bd+e&b=2"), None).as_deref(),
+            token_from_request(Some("a=1&token=abc%2Bd+e&b=2"), None, &[]).as_deref(),
             Some("abc+d e")
         );
         assert_eq!(
-            token_from_request(None, Some("Bearer xyz")).as_deref(),
+            token_from_request(None, Some("Bearer xyz"), &[]).as_deref(),
             Some("xyz")
         );
         assert_eq!(
-            token_from_request(None, Some("bearer  xyz ")).as_deref(),
+            token_from_request(None, Some("bearer  xyz "), &[]).as_deref(),
             Some("xyz")
         );
-        assert_eq!(token_from_request(None, Some("Basic xyz")), None);
+        assert_eq!(token_from_request(None, Some("Basic xyz"), &[]), None);
         assert_eq!(
-            token_from_request(Some("token=q"), Some("Bearer h")).as_deref(),
+            token_from_request(Some("token=q"), Some("Bearer h"), &[]).as_deref(),
             Some("q"),
             "the query wins, as documented"
         );
-        assert_eq!(token_from_request(Some("token="), None), None);
+        assert_eq!(token_from_request(Some("token="), None, &[]), None);
+        let offered = ["webrtc-signaling".to_owned(), "bearer.e30.x-y_z".to_owned()];
+        assert_eq!(
+            token_from_request(None, None, &offered).as_deref(),
+            Some("e30.x-y_z"),
+            "a `bearer.` subprotocol entry carries the token"
+        );
+        assert_eq!(
+            token_from_request(None, Some("Bearer h"), &offered).as_deref(),
+            Some("h")
+        );
         assert_eq!(percent_decode("%zz%4"), "%zz%4");
         assert_eq!(percent_decode("%41%42"), "AB");
     }

@@ -17,24 +17,64 @@ struct Cli {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "127.0.0.1:8080")]
     listen: String,
-    /// WebSocket upgrade path.
+    /// WebSocket upgrade paths, comma-separated: fixed (`/ws`, `/`) or templates
+    /// whose `{roomId}`/`{userId}` segments join that room at connect.
     #[arg(long, env = "SWITCHBOARD_PATH", default_value = "/ws")]
     path: String,
+    /// Turns on the operator HTTP API (/api/v1) and the admin page (/admin):
+    /// clients of the API send `Authorization: Bearer <key>` (at least 16 characters).
+    #[arg(long, env = "SWITCHBOARD_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// The application's own message types, comma-separated (`hangup,mute`):
+    /// relayed like `message`, with `from` stamped.
+    #[arg(long, env = "SWITCHBOARD_APP_TYPES", value_delimiter = ',')]
+    app_types: Vec<String>,
     /// Largest accepted message in bytes (bigger frames close with 1009).
     #[arg(long, env = "SWITCHBOARD_MAX_MESSAGE_BYTES", default_value_t = 65536)]
     max_message_bytes: usize,
     /// Server-wide connection limit, 0 = unlimited (over it: HTTP 503).
-    #[arg(long, env = "SWITCHBOARD_MAX_CONNS", default_value_t = 0)]
+    #[arg(long, env = "SWITCHBOARD_MAX_CONNS", default_value_t = 10_000)]
     max_conns: usize,
     /// Connections per client IP, 0 = unlimited (over it: HTTP 429).
     #[arg(long, env = "SWITCHBOARD_MAX_CONNS_PER_IP", default_value_t = 20)]
     max_conns_per_ip: usize,
+    /// Sockets per client IP waiting for their upgrade decision, from accept on;
+    /// 0 = unlimited (over it: HTTP 429 at once).
+    #[arg(long, env = "SWITCHBOARD_MAX_PENDING_PER_IP", default_value_t = 8)]
+    max_pending_per_ip: usize,
+    /// Sockets server-wide waiting for their upgrade decision; 0 = unlimited
+    /// (over it: HTTP 503 at once).
+    #[arg(long, env = "SWITCHBOARD_MAX_PENDING", default_value_t = 1024)]
+    max_pending: usize,
+    /// New connections per second per client IP; 0 = off (over it: HTTP 429).
+    #[arg(long, env = "SWITCHBOARD_CONN_RATE_PER_IP", default_value_t = 20)]
+    conn_rate_per_ip: u32,
+    /// Burst of new connections per client IP.
+    #[arg(long, env = "SWITCHBOARD_CONN_BURST_PER_IP", default_value_t = 40)]
+    conn_burst_per_ip: u32,
+    /// IPv6 clients count per prefix of this many bits (one /64 is one client).
+    #[arg(long, env = "SWITCHBOARD_IPV6_PREFIX", default_value_t = 64,
+          value_parser = clap::value_parser!(u8).range(1..=128))]
+    ipv6_prefix: u8,
     /// Peers per room, 0 = unlimited (over it: `room-full`).
     #[arg(long, env = "SWITCHBOARD_MAX_ROOM_SIZE", default_value_t = 0)]
     max_room_size: usize,
     /// Rooms one session may be in at once.
     #[arg(long, env = "SWITCHBOARD_MAX_ROOMS_PER_SESSION", default_value_t = 16)]
     max_rooms_per_session: usize,
+    /// Away sessions (connection lost, resumable) per client IP; 0 = unlimited
+    /// (over it the IP's oldest away session ends: `user-left` `evicted`).
+    #[arg(long, env = "SWITCHBOARD_MAX_AWAY_PER_IP", default_value_t = 32)]
+    max_away_per_ip: usize,
+    /// Away sessions server-wide; 0 = unlimited (over it the oldest ends).
+    #[arg(long, env = "SWITCHBOARD_MAX_AWAY_SESSIONS", default_value_t = 10_000)]
+    max_away_sessions: usize,
+    /// Replay bytes all away sessions may hold together; 0 = unlimited.
+    #[arg(long, env = "SWITCHBOARD_AWAY_REPLAY_BUDGET_BYTES", default_value_t = 256 * 1024 * 1024)]
+    away_replay_budget_bytes: usize,
+    /// Largest member `metadata` of a join, bytes (over it: `invalid-message`).
+    #[arg(long, env = "SWITCHBOARD_MAX_METADATA_BYTES", default_value_t = 4096)]
+    max_metadata_bytes: usize,
     /// Rate limit burst, in messages per connection.
     #[arg(long, env = "SWITCHBOARD_RATE_LIMIT_BURST", default_value_t = 50)]
     rate_limit_burst: u32,
@@ -95,6 +135,13 @@ struct Cli {
         default_value_t = 10_000
     )]
     handshake_timeout_ms: u64,
+    /// Longest time writing one HTTP answer to a client that does not read, ms.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_HTTP_WRITE_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    http_write_timeout_ms: u64,
     /// Static tokens, comma-separated `token:userId` pairs (small setups).
     #[arg(long, env = "SWITCHBOARD_AUTH_TOKENS", value_delimiter = ',')]
     auth_tokens: Vec<String>,
@@ -138,9 +185,14 @@ struct Cli {
     /// TURN credential lifetime, seconds.
     #[arg(long, env = "SWITCHBOARD_TURN_TTL", default_value_t = 3600)]
     turn_ttl: u64,
-    /// Cluster mode: Redis backplane shared by every node.
+    /// Cluster mode: Redis backplane shared by every node:
+    /// `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS.
     #[arg(long, env = "SWITCHBOARD_REDIS_URL")]
     redis_url: Option<String>,
+    /// Cluster mode over `rediss://`: PEM file of the CA of Redis' certificate
+    /// (default: the system's roots).
+    #[arg(long, env = "SWITCHBOARD_REDIS_CA_CERT", requires = "redis_url")]
+    redis_ca_cert: Option<PathBuf>,
     /// Cluster mode: how often this node refreshes its liveness in Redis, ms.
     #[arg(
         long,
@@ -169,8 +221,17 @@ impl Cli {
             max_message_bytes: self.max_message_bytes,
             max_conns: self.max_conns,
             max_conns_per_ip: self.max_conns_per_ip,
+            max_pending_per_ip: self.max_pending_per_ip,
+            max_pending: self.max_pending,
+            conn_rate_per_ip: self.conn_rate_per_ip,
+            conn_burst_per_ip: self.conn_burst_per_ip,
+            ipv6_prefix: self.ipv6_prefix,
             max_room_size: self.max_room_size,
             max_rooms_per_session: self.max_rooms_per_session,
+            max_metadata_bytes: self.max_metadata_bytes,
+            max_away_per_ip: self.max_away_per_ip,
+            max_away_sessions: self.max_away_sessions,
+            away_replay_budget_bytes: self.away_replay_budget_bytes,
             rate_limit_burst: self.rate_limit_burst,
             rate_limit_rps: self.rate_limit_rps,
             heartbeat_interval: ms(self.heartbeat_ms),
@@ -183,6 +244,7 @@ impl Cli {
             drain_timeout: ms(self.drain_timeout_ms),
             drain_retry_after: ms(self.drain_retry_after_ms),
             handshake_timeout: ms(self.handshake_timeout_ms),
+            http_write_timeout: ms(self.http_write_timeout_ms),
             auth,
             auth_timeout: ms(self.auth_timeout_ms),
             tls: match (self.tls_cert, self.tls_key) {
@@ -199,10 +261,13 @@ impl Cli {
                 ttl: Duration::from_secs(self.turn_ttl),
             }),
             redis_url: self.redis_url,
+            redis_ca_cert: self.redis_ca_cert,
             cluster_heartbeat: ms(self.cluster_heartbeat_ms),
             cluster_node_ttl: ms(self.cluster_node_ttl_ms),
             demo: self.demo,
             serve_client: self.serve_client || self.demo,
+            app_types: self.app_types.clone(),
+            api_key: self.api_key.clone().map(switchboard::config::ApiKey::new),
             ..ServerConfig::default()
         })
     }

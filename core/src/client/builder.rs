@@ -11,8 +11,9 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use super::backoff::Backoff;
 use super::outbox::Outbox;
+use crate::edge::Encoding;
 use crate::error::{Error, Result};
-use crate::protocol::SUBPROTOCOL_JSON;
+use crate::protocol::{SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK};
 
 use super::config::{Config, TokenFuture, TokenSource};
 use super::{Alive, Client, Shared, State};
@@ -128,6 +129,20 @@ impl ClientBuilder {
     /// offers none (the server then speaks JSON anyway).
     pub fn subprotocol(mut self, subprotocol: Option<&str>) -> Self {
         self.cfg.subprotocol = subprotocol.map(str::to_owned);
+        self
+    }
+
+    /// How messages travel: JSON text frames (the default) or MessagePack
+    /// binary frames (offers the `webrtc-signaling.msgpack` subprotocol; a
+    /// server that does not select it is spoken to in JSON).
+    pub fn encoding(mut self, encoding: Encoding) -> Self {
+        self.cfg.subprotocol = Some(
+            match encoding {
+                Encoding::Json => SUBPROTOCOL_JSON,
+                Encoding::MessagePack => SUBPROTOCOL_MSGPACK,
+            }
+            .to_owned(),
+        );
         self
     }
 

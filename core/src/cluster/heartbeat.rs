@@ -1,5 +1,8 @@
-//! Liveness of the cluster: this node's heartbeat, and reaping the nodes that
-//! stopped beating (their peers leave with `timeout` unless they resumed).
+//! Liveness of the cluster: this node's heartbeat (fenced: a node that finds
+//! its liveness key gone may have been reaped, so it registers again and
+//! resyncs), reaping the nodes that stopped beating (their peers leave with
+//! `timeout` unless they resumed) in a task of its own so a slow reap never
+//! delays a heartbeat, and the TTLs of this node's session keys.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -9,8 +12,9 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use redis::{RedisResult, Script, Value};
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::wire::{self, encode, Membership};
 use super::{keys, Cluster};
@@ -40,38 +44,105 @@ pub(super) async fn alive_nodes(
         .collect())
 }
 
-/// Every heartbeat: refresh this node's liveness, time out answers, reap dead nodes.
+/// Every heartbeat: refresh this node's liveness, time out answers; beside it,
+/// in tasks of their own (one of each at a time, ended with the ticker): reap
+/// dead nodes, and refresh the TTLs of this node's session keys.
 pub(super) async fn ticker(
     cluster: Arc<Cluster>,
-    mut conn: MultiplexedConnection,
+    conn: MultiplexedConnection,
     fail: mpsc::Sender<String>,
 ) {
     let settings = cluster.settings.clone();
     let mut interval = tokio::time::interval(settings.heartbeat);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let connected_at = Instant::now();
+    let mut reaping: JoinSet<()> = JoinSet::new();
+    let mut refreshing: JoinSet<()> = JoinSet::new();
+    let mut refreshed_at: Option<Instant> = None;
+    let mut beat_conn = conn.clone();
     loop {
         interval.tick().await;
-        let beat = redis::cmd("SET")
-            .arg(keys::node_alive(&cluster.node))
-            .arg(1)
-            .arg("PX")
-            .arg(settings.node_ttl.as_millis() as u64)
-            .query_async::<()>(&mut conn)
-            .await;
-        if let Err(e) = beat {
+        while reaping.try_join_next().is_some() {}
+        while refreshing.try_join_next().is_some() {}
+        if let Err(e) = beat(&cluster, &mut beat_conn).await {
             let _ = fail.send(format!("heartbeat failed: {e}")).await;
             return;
         }
         cluster.expire_pending();
         // After a reconnect (Redis restarted empty) the others need time to
         // reconnect and register again before their absence means anything.
-        if connected_at.elapsed() >= settings.node_ttl + MAX_BACKOFF * 2 {
-            if let Err(e) = reap(&cluster, &mut conn).await {
-                debug!(error = %e, "cluster: reaping failed; retried next heartbeat");
-            }
+        if connected_at.elapsed() >= settings.node_ttl + MAX_BACKOFF * 2 && reaping.is_empty() {
+            let (cluster, mut conn) = (cluster.clone(), conn.clone());
+            reaping.spawn(async move {
+                if let Err(e) = reap(&cluster, &mut conn).await {
+                    debug!(error = %e, "cluster: reaping failed; retried next heartbeat");
+                }
+            });
+        }
+        let due = refreshed_at.is_none_or(|t| t.elapsed() >= settings.session_ttl / 4);
+        if due && refreshing.is_empty() {
+            refreshed_at = Some(Instant::now());
+            let (cluster, mut conn) = (cluster.clone(), conn.clone());
+            refreshing.spawn(async move {
+                if let Err(e) = refresh_session_ttls(&cluster, &mut conn).await {
+                    debug!(error = %e, "cluster: refreshing session TTLs failed; retried");
+                }
+            });
         }
     }
+}
+
+/// Refreshes this node's liveness key. Fenced: it must still exist (`XX`); if
+/// it expired the others may have reaped this node (its sessions ended there,
+/// its members removed), so the node registers again and resyncs everything it
+/// holds before anyone relies on the stale view.
+async fn beat(cluster: &Cluster, conn: &mut MultiplexedConnection) -> RedisResult<()> {
+    let ttl = cluster.settings.node_ttl.as_millis() as u64;
+    let key = keys::node_alive(&cluster.node);
+    let kept: Option<String> = redis::cmd("SET")
+        .arg(&key)
+        .arg(1)
+        .arg("PX")
+        .arg(ttl)
+        .arg("XX")
+        .query_async(conn)
+        .await?;
+    if kept.is_none() {
+        warn!(node = %cluster.node, "cluster: this node's liveness key had expired (it may have been reaped); registering again and resyncing");
+        cluster.stats.fenced.fetch_add(1, Ordering::Relaxed);
+        redis::cmd("SET")
+            .arg(&key)
+            .arg(1)
+            .arg("PX")
+            .arg(ttl)
+            .query_async::<()>(conn)
+            .await?;
+        cluster.request_resync();
+    }
+    Ok(())
+}
+
+/// Session keys carry a TTL (`Settings::session_ttl`), refreshed here for every
+/// session this node holds: keys whose node and reaper both vanished (a whole
+/// cluster stopped) do not stay in Redis for ever.
+async fn refresh_session_ttls(
+    cluster: &Cluster,
+    conn: &mut MultiplexedConnection,
+) -> RedisResult<()> {
+    let Some(hub) = cluster.hub.upgrade() else {
+        return Ok(());
+    };
+    let ttl = cluster.settings.session_ttl.as_millis() as u64;
+    for chunk in hub.local_session_ids().chunks(512) {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for sid in chunk {
+            pipe.cmd("PEXPIRE").arg(keys::session_meta(sid)).arg(ttl);
+            pipe.cmd("PEXPIRE").arg(keys::session_replay(sid)).arg(ttl);
+        }
+        let _: Vec<RedisResult<Value>> = pipe.query_async(conn).await?;
+    }
+    Ok(())
 }
 
 /// Finds nodes whose liveness key expired and reaps each (one survivor does it).
@@ -92,6 +163,7 @@ pub(super) async fn reap(cluster: &Cluster, conn: &mut MultiplexedConnection) ->
         .stats
         .nodes
         .store(alive.len() as i64 + 1, Ordering::Relaxed);
+    cluster.set_peer_nodes(&alive);
     for dead in nodes.iter().filter(|n| !alive.contains(*n)) {
         let lock_key = keys::reap_lock(dead);
         let got: Option<String> = redis::cmd("SET")

@@ -24,6 +24,9 @@ use super::write::{retry_held, write, Held};
 
 /// Commands per pipeline in a resync (a node with many sessions writes a lot).
 const RESYNC_CHUNK: usize = 4096;
+/// Members per part of a snapshot announcement: with metadata capped at a few
+/// KiB, a part stays around a megabyte.
+pub(super) const SNAPSHOT_PART: usize = 256;
 /// Operations written per round trip at most.
 const BATCH: usize = 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -61,7 +64,10 @@ pub(super) async fn run(cluster: Arc<Cluster>) {
         loop {
             tokio::select! {
                 op = rx.recv() => match op {
-                    Some(op) => refuse(&cluster, op),
+                    Some(op) => {
+                        cluster.ops.taken(&op);
+                        refuse(&cluster, op)
+                    }
                     None => return,
                 },
                 _ = tokio::time::sleep_until(deadline) => break,
@@ -199,6 +205,9 @@ pub(super) async fn serve(
                 if n == 0 {
                     break "stopped".into();
                 }
+                for op in &batch {
+                    cluster.ops.taken(op);
+                }
                 if let Err(e) = write(cluster, &mut conn, &mut batch, &mut held).await {
                     break format!("Redis write failed: {e}");
                 }
@@ -322,15 +331,28 @@ pub(super) async fn resync(
             Err(_) => pipe.cmd(redis::cmd("HDEL").arg(keys::MEMBERS).arg(&field).clone()),
         }
     }
-    pipe.cmd(
-        redis::cmd("PUBLISH")
-            .arg(keys::MEMBERSHIP)
-            .arg(encode(&Membership::Snapshot {
-                n: node.clone(),
-                ms: mine,
-            }))
-            .clone(),
-    );
+    // In parts, each far below Redis' client output limit (32 MB by default).
+    let parts: Vec<&[wire::Member]> = if mine.is_empty() {
+        vec![&[]]
+    } else {
+        mine.chunks(SNAPSHOT_PART).collect()
+    };
+    let last = parts.len() - 1;
+    for (i, part) in parts.into_iter().enumerate() {
+        let snapshot = Membership::Snapshot {
+            n: node.clone(),
+            ms: part.to_vec(),
+            first: i == 0,
+            more: i < last,
+        };
+        pipe.cmd(
+            redis::cmd("PUBLISH")
+                .arg(keys::MEMBERSHIP)
+                .arg(encode(&snapshot))
+                .clone(),
+        );
+        pipe.flush_if_full(conn).await?;
+    }
     pipe.flush(conn).await?;
     // Load the members of live nodes (dead ones are the reaper's).
     let nodes: Vec<Arc<str>> = others

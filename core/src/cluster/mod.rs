@@ -1,6 +1,6 @@
 //! Cluster mode: several `switchboard` processes behind a load balancer behave as
 //! one server, with Redis as the backplane. This module owns every Redis detail; the
-//! hub sees it only through [`crate::hub::backplane::Backplane`].
+//! hub sees it only through its crate-private `hub::backplane::Backplane` trait.
 //!
 //! Design (the full text, with the reasons, is `docs/CLUSTER.md`):
 //!
@@ -48,7 +48,7 @@
 //!   announces a snapshot that replaces what the others knew of it, and reloads
 //!   theirs.
 //!
-//! Every queue is bounded: the writer's operation queue ([`OP_QUEUE`]; at the bound
+//! Every queue is bounded: the writer's operation queue (`queue.rs`: by count and by bytes; at the bound
 //! a cross-node send is refused and state writes are dropped, then rewritten by a
 //! full resync), the replay streams (the replay buffer bound), the pending answers
 //! (one per sent message with an `id`, each timed out), the hand-over tombstones
@@ -59,6 +59,8 @@ mod claim;
 mod heartbeat;
 mod keys;
 mod link;
+mod queue;
+mod stats;
 mod subscriber;
 mod wire;
 mod write;
@@ -75,12 +77,11 @@ use tracing::info;
 use crate::config::ServerConfig;
 use crate::error::{Error, Result};
 use crate::hub::backplane::{Backplane, ClaimRequest, MemberRecord, NodeTargets, Unavailable};
-use crate::hub::{CounterCell, GaugeCell, Hub, Metrics, ReplayMirror, WeakHub};
+use crate::hub::{Hub, ReplayMirror, WeakHub};
 use crate::protocol::{now_millis, outbound, Frame, LeaveReason};
+use queue::{OpQueue, OP_QUEUE};
+use stats::Stats;
 
-/// Operations queued for Redis, at most. Past it cross-node sends are refused and a
-/// full resync is scheduled for the state writes that had to be dropped.
-const OP_QUEUE: usize = 65_536;
 /// Deliveries held for one session while it is being claimed; past it, refused.
 const HELD_PER_CLAIM: usize = 1024;
 /// How long a hand-over may take before the claimant takes the session anyway.
@@ -95,6 +96,9 @@ pub(crate) struct Settings {
     replay_messages: usize,
     /// A cross-node message not answered within this is refused.
     answer_timeout: Duration,
+    /// TTL of a session's keys in Redis, refreshed by its node every quarter of
+    /// it; long past the resume window, so only orphans expire.
+    session_ttl: Duration,
 }
 
 /// One node's membership of the cluster: the backplane of its hub.
@@ -106,7 +110,7 @@ pub struct Cluster {
     client: redis::Client,
     settings: Settings,
     hub: WeakHub,
-    ops: mpsc::Sender<Op>,
+    ops: OpQueue,
     /// Taken by the link task when it starts.
     ops_rx: Mutex<Option<mpsc::Receiver<Op>>>,
     up: AtomicBool,
@@ -114,11 +118,15 @@ pub struct Cluster {
     down_reason: Mutex<String>,
     /// State writes were dropped: rewrite everything once Redis is back.
     needs_resync: AtomicBool,
+    /// Snapshot parts gathered per announcing node until its last part.
+    snapshot_parts: Mutex<HashMap<Arc<str>, Vec<wire::Member>>>,
     last_order: AtomicU64,
     /// Sent messages waiting for their answer: (sender session, id) → pending.
     pending: Mutex<HashMap<PendingKey, Pending>>,
     /// Sessions handed over to another node: deliveries that still come here follow.
     tombstones: Mutex<HashMap<Arc<str>, Tombstone>>,
+    /// The other nodes alive at the last heartbeat.
+    peer_nodes: Mutex<Vec<Arc<str>>>,
     /// Sessions being claimed here: deliveries wait until they are installed.
     claims: Mutex<HashMap<Arc<str>, Vec<wire::Delivery>>>,
     /// Hand-overs this node waits for.
@@ -141,105 +149,6 @@ struct Pending {
     remaining: usize,
     error: Option<(String, String)>,
     since: Instant,
-}
-
-/// Counters for `/metrics`.
-#[derive(Debug, Default)]
-struct Stats {
-    sent: CounterCell,
-    received: CounterCell,
-    refused: CounterCell,
-    buffered_orphan: CounterCell,
-    claims: CounterCell,
-    claim_failures: CounterCell,
-    handovers: CounterCell,
-    reaped: CounterCell,
-    resyncs: CounterCell,
-    redis_errors: CounterCell,
-    nodes: GaugeCell,
-    redis_up: GaugeCell,
-    backlog: GaugeCell,
-}
-
-impl Stats {
-    /// Puts every series into the hub's registry (`switchboard_cluster_…`).
-    fn register(&self, m: &Metrics) {
-        let gauges = [
-            (
-                &self.redis_up,
-                "cluster_redis_up",
-                "1 while Redis is reachable and this node is in sync with it.",
-            ),
-            (
-                &self.nodes,
-                "cluster_nodes",
-                "Live nodes seen at the last heartbeat, this one included.",
-            ),
-            (
-                &self.backlog,
-                "cluster_backlog",
-                "Operations queued for Redis.",
-            ),
-        ];
-        for (cell, name, help) in gauges {
-            m.register_gauge(name, help, cell);
-        }
-        let counters = [
-            (
-                &self.sent,
-                "cluster_sent",
-                "Messages sent to peers on other nodes (per node).",
-            ),
-            (
-                &self.received,
-                "cluster_received",
-                "Messages received from other nodes.",
-            ),
-            (
-                &self.refused,
-                "cluster_refused",
-                "Cross-node operations refused (Redis down, backlog full, no answer).",
-            ),
-            (
-                &self.buffered_orphan,
-                "cluster_orphan_buffered",
-                "Messages buffered in Redis for sessions whose node is gone.",
-            ),
-            (
-                &self.claims,
-                "cluster_claims",
-                "Sessions resumed here from another node.",
-            ),
-            (
-                &self.claim_failures,
-                "cluster_claim_failures",
-                "Resumes of other nodes' sessions refused.",
-            ),
-            (
-                &self.handovers,
-                "cluster_handovers",
-                "Sessions handed over to another node.",
-            ),
-            (
-                &self.reaped,
-                "cluster_reaped_sessions",
-                "Sessions of dead nodes ended by this node.",
-            ),
-            (
-                &self.resyncs,
-                "cluster_resyncs",
-                "Full rewrites of this node's state to Redis (after connecting).",
-            ),
-            (
-                &self.redis_errors,
-                "cluster_redis_errors",
-                "Redis connections lost or commands failed.",
-            ),
-        ];
-        for (cell, name, help) in counters {
-            m.register_counter(name, help, cell);
-        }
-    }
 }
 
 /// What the writer task does for the hub, in call order.
@@ -282,6 +191,35 @@ enum Op {
         sid: Arc<str>,
         node: Arc<str>,
     },
+    /// Nothing to write: wakes the writer (for a resync it was asked for).
+    Nudge,
+}
+
+/// The Redis client of `url`: `redis://[user:password@]host:port[/db]` (an ACL
+/// user, or only a password), or `rediss://` for TLS, verified against the
+/// system's roots or the CA in `ca_cert`.
+fn redis_client(url: &str, ca_cert: Option<&std::path::Path>) -> Result<redis::Client> {
+    let bad = |e: &dyn std::fmt::Display| Error::Config(format!("redis_url: {e}"));
+    if !url.starts_with("rediss://") {
+        if ca_cert.is_some() {
+            return Err(Error::Config(
+                "redis_ca_cert needs a rediss:// redis_url".to_owned(),
+            ));
+        }
+        return redis::Client::open(url).map_err(|e| bad(&e));
+    }
+    // rustls needs a process-wide provider; ring is the one this crate builds.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let Some(path) = ca_cert else {
+        return redis::Client::open(url).map_err(|e| bad(&e));
+    };
+    let root_cert = std::fs::read(path)
+        .map_err(|e| Error::Config(format!("redis_ca_cert: reading {}: {e}", path.display())))?;
+    let certs = redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(root_cert),
+    };
+    redis::Client::build_with_tls(url, certs).map_err(|e| bad(&e))
 }
 
 /// Builds the hub of a server: in memory without a Redis URL, else a cluster node.
@@ -289,19 +227,19 @@ pub(crate) fn hub(config: Arc<ServerConfig>) -> Result<(Hub, Option<Arc<Cluster>
     let Some(url) = config.redis_url.clone() else {
         return Ok((Hub::new(config), None));
     };
-    let client =
-        redis::Client::open(url.as_str()).map_err(|e| Error::Config(format!("redis_url: {e}")))?;
+    let client = redis_client(&url, config.redis_ca_cert.as_deref())?;
     let settings = Settings {
         heartbeat: config.cluster_heartbeat,
         node_ttl: config.cluster_node_ttl,
         resume_window: config.resume_window,
         replay_messages: config.replay_buffer_messages,
         answer_timeout: (config.cluster_node_ttl * 2).max(Duration::from_secs(5)),
+        session_ttl: (config.resume_window * 3).max(Duration::from_secs(600)),
     };
     let node: Arc<str> = format!("{:016x}", rand::random::<u64>()).into();
     let mut made = None;
     let hub = Hub::with_backplane(config, |weak| {
-        let (ops, rx) = mpsc::channel(OP_QUEUE);
+        let (ops, rx) = OpQueue::new();
         let cluster = Arc::new_cyclic(|me| Cluster {
             me: me.clone(),
             node: node.clone(),
@@ -313,9 +251,11 @@ pub(crate) fn hub(config: Arc<ServerConfig>) -> Result<(Hub, Option<Arc<Cluster>
             up: AtomicBool::new(false),
             down_reason: Mutex::new("connecting to Redis".to_owned()),
             needs_resync: AtomicBool::new(false),
+            snapshot_parts: Mutex::new(HashMap::new()),
             last_order: AtomicU64::new(0),
             pending: Mutex::new(HashMap::new()),
             tombstones: Mutex::new(HashMap::new()),
+            peer_nodes: Mutex::new(Vec::new()),
             claims: Mutex::new(HashMap::new()),
             releases: Mutex::new(HashMap::new()),
             query_conn: Mutex::new(None),
@@ -336,6 +276,9 @@ pub(crate) fn hub(config: Arc<ServerConfig>) -> Result<(Hub, Option<Arc<Cluster>
                 .store(i64::from(c.is_up()), Ordering::Relaxed);
             let backlog = OP_QUEUE - c.ops.capacity();
             c.stats.backlog.store(backlog as i64, Ordering::Relaxed);
+            c.stats
+                .backlog_bytes
+                .store(c.ops.bytes() as i64, Ordering::Relaxed);
         }
     });
     info!(node = %cluster.node, "cluster mode: joining through Redis");
@@ -351,6 +294,19 @@ impl Cluster {
     /// This node's id in the cluster.
     pub fn node_id(&self) -> &str {
         &self.node
+    }
+
+    /// Every live node's id, this one first (the others as of the last heartbeat).
+    pub fn nodes(&self) -> Vec<String> {
+        let mut out = vec![self.node.to_string()];
+        out.extend(lock(&self.peer_nodes).iter().map(|n| n.to_string()));
+        out
+    }
+
+    pub(crate) fn set_peer_nodes(&self, alive: &std::collections::HashSet<Arc<str>>) {
+        let mut nodes: Vec<Arc<str>> = alive.iter().cloned().collect();
+        nodes.sort();
+        *lock(&self.peer_nodes) = nodes;
     }
 
     /// Whether Redis is reachable and this node is in sync with it.
@@ -369,6 +325,12 @@ impl Cluster {
             "cluster unavailable: {}; only peers on this node can be reached",
             lock(&self.down_reason)
         ))
+    }
+
+    /// Asks the writer for a full resync now (it runs before its next batch).
+    fn request_resync(&self) {
+        self.needs_resync.store(true, Ordering::Release);
+        let _ = self.ops.try_send(Op::Nudge);
     }
 
     /// Queues a state write; at the bound it is dropped and a resync scheduled.
@@ -603,6 +565,23 @@ impl Backplane for Cluster {
                 }
             }
         }
+        Ok(())
+    }
+
+    fn kick(
+        &self,
+        node: &Arc<str>,
+        room_id: &str,
+        session_id: &Arc<str>,
+    ) -> std::result::Result<(), Unavailable> {
+        self.available()?;
+        self.queue(Op::Publish {
+            channel: keys::inbox(node),
+            payload: wire::encode(&wire::Inbox::Kick {
+                r: room_id.into(),
+                s: session_id.clone(),
+            }),
+        });
         Ok(())
     }
 

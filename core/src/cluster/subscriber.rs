@@ -70,7 +70,21 @@ pub(super) fn membership(cluster: &Cluster, hub: &Hub, event: Membership) {
     match event {
         Membership::Joined { m } if m.n != cluster.node => hub.remote_joined(&m.r, m.to_remote()),
         Membership::Left { n, r, s, why } if n != cluster.node => hub.remote_left(&r, &s, why),
-        Membership::Snapshot { n, ms } if n != cluster.node => {
+        Membership::Snapshot { n, ms, first, more } if n != cluster.node => {
+            // The parts of one snapshot arrive in order (one publisher's
+            // connection): gathered, then applied whole, so no member flickers.
+            let ms = {
+                let mut parts = lock(&cluster.snapshot_parts);
+                if first {
+                    parts.remove(&n);
+                }
+                let gathered = parts.entry(n.clone()).or_default();
+                gathered.extend(ms);
+                if more {
+                    return;
+                }
+                parts.remove(&n).unwrap_or_default()
+            };
             // Replaces what this node knew of `n`: it may have restarted or
             // missed announcing leaves while Redis was down.
             let listed: HashSet<(Arc<str>, Arc<str>)> =
@@ -85,6 +99,7 @@ pub(super) fn membership(cluster: &Cluster, hub: &Hub, event: Membership) {
             }
         }
         Membership::Gone { n } if n != cluster.node => {
+            lock(&cluster.snapshot_parts).remove(&n);
             for (room, m) in hub.remote_members() {
                 if m.node == n {
                     hub.remote_left(&room, &m.session_id, LeaveReason::Timeout);
@@ -133,6 +148,7 @@ pub(super) fn inbox(cluster: &Cluster, hub: &Hub, msg: Inbox) {
                 let _ = tx.send(());
             }
         }
+        Inbox::Kick { r, s } => hub.kick_session(&r, &s),
     }
 }
 

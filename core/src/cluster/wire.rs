@@ -80,9 +80,18 @@ pub(crate) enum Membership {
         why: crate::protocol::LeaveReason,
     },
     /// Everything node `n` holds (after it (re)connected): replaces what the others
-    /// knew about it.
+    /// knew about it. Sent in parts of at most `SNAPSHOT_PART` members (far below
+    /// Redis' pub/sub output limits): the first has `first`, all but the last
+    /// `more`; a receiver applies the whole once the last arrived.
     #[serde(rename = "snap")]
-    Snapshot { n: Arc<str>, ms: Vec<Member> },
+    Snapshot {
+        n: Arc<str>,
+        ms: Vec<Member>,
+        #[serde(default = "yes")]
+        first: bool,
+        #[serde(default)]
+        more: bool,
+    },
     /// Node `n` is gone and every session it held has ended.
     #[serde(rename = "gone")]
     Gone { n: Arc<str> },
@@ -110,6 +119,9 @@ pub(crate) enum Inbox {
     /// Session `s` was let go (its last frames are in Redis).
     #[serde(rename = "reld")]
     Released { s: Arc<str> },
+    /// The host application kicked session `s` (in room `r`) from another node.
+    #[serde(rename = "kick")]
+    Kick { r: Arc<str>, s: Arc<str> },
 }
 
 /// A relayed message on its way to the node of its receivers.
@@ -135,4 +147,8 @@ pub(crate) struct Delivery {
 /// Serializes a message (only fails on non-string map keys, which these have none of).
 pub(crate) fn encode<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "{}".to_owned())
+}
+
+fn yes() -> bool {
+    true
 }

@@ -40,7 +40,10 @@ pub(super) async fn write(
                     .arg("owner")
                     .arg(&**node);
                 pipe.cmd("SADD").arg(keys::node_sessions(node)).arg(&*sid);
-                n += 2;
+                pipe.cmd("PEXPIRE")
+                    .arg(keys::session_meta(&sid))
+                    .arg(cluster.settings.session_ttl.as_millis() as u64);
+                n += 3;
             }
             Op::Mirror {
                 sid,
@@ -127,6 +130,7 @@ pub(super) async fn write(
                 pipe.cmd("PUBLISH").arg(channel).arg(payload);
                 n += 1;
             }
+            Op::Nudge => {}
             Op::Owner { sid, node: to } => {
                 pipe.cmd("HSET")
                     .arg(keys::session_meta(&sid))

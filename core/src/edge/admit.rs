@@ -12,7 +12,8 @@ use tracing::debug;
 use super::EdgeInner;
 use crate::auth::{token_from_request, AuthRequest, Identity};
 use crate::hub::Refusal;
-use crate::protocol::SUBPROTOCOL_JSON;
+use crate::protocol::url::{url_join, PathFields, UrlJoin};
+use crate::protocol::{SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK, SUBPROTOCOL_TOKEN_PREFIX};
 use crate::proxy::forwarded_hops;
 
 /// What a transport knows about one upgrade request. Build it with
@@ -27,12 +28,18 @@ pub struct UpgradeRequest {
     pub path: String,
     /// The query string after `?`, if any.
     pub query: Option<String>,
+    /// The room and user a host's own router read from the path (a FastAPI
+    /// `/signaling/{roomId}/{userId}` route); `None`: the kit matches the path
+    /// against the configured `path` list.
+    pub path_fields: Option<PathFields>,
     origin: Option<String>,
     forwarded_for: Vec<String>,
     forwarded: Vec<String>,
     real_ip: Option<String>,
     authorization: Option<String>,
     protocols: Vec<String>,
+    /// Charged to its IP's new-connection rate at `accept` already.
+    pub(super) rated_at_accept: bool,
 }
 
 impl std::fmt::Debug for UpgradeRequest {
@@ -44,7 +51,17 @@ impl std::fmt::Debug for UpgradeRequest {
             .field("origin", &self.origin)
             .field("forwarded_for", &self.forwarded_for)
             .field("forwarded", &self.forwarded)
-            .field("protocols", &self.protocols)
+            .field(
+                "protocols",
+                &self
+                    .protocols
+                    .iter()
+                    .map(|p| match p.starts_with(SUBPROTOCOL_TOKEN_PREFIX) {
+                        true => "bearer.***",
+                        false => p.as_str(),
+                    })
+                    .collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -103,7 +120,7 @@ impl UpgradeRequest {
 /// Why an upgrade was refused: the HTTP answer to give instead of `101`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refused {
-    /// 401, 403, 429 or 503.
+    /// 400, 401, 403, 429 or 503.
     pub status: u16,
     /// A short plain-text body.
     pub body: &'static str,
@@ -112,14 +129,19 @@ pub struct Refused {
 }
 
 impl Refused {
-    fn new(status: u16) -> Refused {
+    pub(super) fn new(status: u16) -> Refused {
         Refused {
             status,
-            body: "connection refused\n",
-            headers: if status == 401 {
-                &[("www-authenticate", "Bearer")]
+            body: if status == 400 {
+                "bad room, userId or displayName in the URL\n"
             } else {
-                &[]
+                "connection refused\n"
+            },
+            headers: match status {
+                401 => &[("www-authenticate", "Bearer")],
+                // Per-IP budgets refill within seconds.
+                429 => &[("retry-after", "1")],
+                _ => &[],
             },
         }
     }
@@ -127,6 +149,7 @@ impl Refused {
     /// The standard reason phrase of the status.
     pub fn reason_phrase(&self) -> &'static str {
         match self.status {
+            400 => "Bad Request",
             401 => "Unauthorized",
             403 => "Forbidden",
             404 => "Not Found",
@@ -142,6 +165,16 @@ impl std::fmt::Display for Refused {
     }
 }
 
+/// How a connection's frames are encoded on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Encoding {
+    /// JSON text frames (`webrtc-signaling`, or no subprotocol).
+    #[default]
+    Json,
+    /// MessagePack binary frames (`webrtc-signaling.msgpack`).
+    MessagePack,
+}
+
 /// An admitted upgrade: answer `101` (with [`Admitted::subprotocol`]), then
 /// [`Admitted::open`] the connection. Dropping it gives the slot back.
 #[derive(Debug)]
@@ -150,6 +183,7 @@ pub struct Admitted {
     pub(super) origin: Option<String>,
     pub(super) path: String,
     pub(super) identity: Option<Identity>,
+    pub(super) join: Option<UrlJoin>,
     subprotocol: Option<&'static str>,
 }
 
@@ -159,10 +193,24 @@ impl Admitted {
         self.slot.ip
     }
 
-    /// The subprotocol to select in the `101` answer (`webrtc-signaling` when
-    /// the client offered it).
+    /// The subprotocol to select in the `101` answer: `webrtc-signaling` or
+    /// `webrtc-signaling.msgpack`, whichever the client offered first; never a
+    /// `bearer.` token entry.
     pub fn subprotocol(&self) -> Option<&'static str> {
         self.subprotocol
+    }
+
+    /// The frame encoding the selected subprotocol means.
+    pub fn encoding(&self) -> Encoding {
+        match self.subprotocol {
+            Some(SUBPROTOCOL_MSGPACK) => Encoding::MessagePack,
+            _ => Encoding::Json,
+        }
+    }
+
+    /// The room (and user) the upgrade URL joins at connect, if any.
+    pub fn url_join(&self) -> Option<&UrlJoin> {
+        self.join.as_ref()
     }
 
     /// Who the handshake's token belongs to (`None`: auth off, or the client
@@ -177,16 +225,18 @@ impl Admitted {
 pub(super) struct Slot {
     edge: Arc<EdgeInner>,
     ip: IpAddr,
+    /// What the per-IP count is keyed by (IPv6: the prefix).
+    key: IpAddr,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         let edge = &self.edge;
         let mut per_ip = edge.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = per_ip.get_mut(&self.ip) {
+        if let Some(n) = per_ip.get_mut(&self.key) {
             *n -= 1;
             if *n == 0 {
-                per_ip.remove(&self.ip);
+                per_ip.remove(&self.key);
             }
         }
         drop(per_ip);
@@ -213,31 +263,43 @@ impl EdgeInner {
         self.proxies.client_ip(peer, hops, req.real_ip.as_deref())
     }
 
-    fn refuse(&self, why: Refusal, status: u16, req: &UpgradeRequest, ip: IpAddr) -> Refused {
+    /// Counts the refusal and gives its answer: at `accept` (the socket's
+    /// address only) or at admission (`ip` after trusted proxies).
+    pub(super) fn refuse(
+        &self,
+        why: Refusal,
+        status: u16,
+        peer: Option<IpAddr>,
+        ip: IpAddr,
+    ) -> Refused {
         self.hub.metrics().handshake_refused(why);
-        debug!(peer = ?req.peer, %ip, status, "upgrade refused");
+        debug!(?peer, %ip, status, ?why, "upgrade refused");
         Refused::new(status)
     }
 
-    /// The checks of PROTOCOL.md §2, in order: origin 403, per-IP 429, capacity
-    /// 503, draining 503; then the handshake token (401).
+    /// The checks of PROTOCOL.md §2, in order: origin 403, new-connection rate
+    /// 429, per-IP 429, capacity 503, draining 503; then the handshake token (401).
     pub(super) async fn admit(self: &Arc<Self>, req: &UpgradeRequest) -> Result<Admitted, Refused> {
         let ip = self.client_ip(req);
+        let key = self.ip_key(ip);
         let config = &self.config;
         if let (false, Some(origin)) = (config.allowed_origins.is_empty(), req.origin()) {
             if !config.allowed_origins.iter().any(|o| o == origin) {
-                return Err(self.refuse(Refusal::Origin, 403, req, ip));
+                return Err(self.refuse(Refusal::Origin, 403, req.peer, ip));
             }
+        }
+        if !self.charge_conn_rate(req, key) {
+            return Err(self.refuse(Refusal::ConnRate, 429, req.peer, ip));
         }
         {
             let mut per_ip = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-            let n = per_ip.entry(ip).or_insert(0);
+            let n = per_ip.entry(key).or_insert(0);
             if config.max_conns_per_ip > 0 && *n >= config.max_conns_per_ip {
                 if *n == 0 {
-                    per_ip.remove(&ip);
+                    per_ip.remove(&key);
                 }
                 drop(per_ip);
-                return Err(self.refuse(Refusal::PerIp, 429, req, ip));
+                return Err(self.refuse(Refusal::PerIp, 429, req.peer, ip));
             }
             *n += 1;
         }
@@ -246,15 +308,20 @@ impl EdgeInner {
         let slot = Slot {
             edge: self.clone(),
             ip,
+            key,
         };
         if config.max_conns > 0 && open >= config.max_conns {
-            return Err(self.refuse(Refusal::Capacity, 503, req, ip));
+            return Err(self.refuse(Refusal::Capacity, 503, req.peer, ip));
         }
         if self.hub.is_draining() {
-            return Err(self.refuse(Refusal::Draining, 503, req, ip));
+            return Err(self.refuse(Refusal::Draining, 503, req.peer, ip));
         }
         let auth = AuthRequest {
-            token: token_from_request(req.query.as_deref(), req.authorization.as_deref()),
+            token: token_from_request(
+                req.query.as_deref(),
+                req.authorization.as_deref(),
+                &req.protocols,
+            ),
             origin: req.origin.clone(),
             ip: Some(ip),
             path: req.path.clone(),
@@ -264,20 +331,35 @@ impl EdgeInner {
             Ok(identity) => identity,
             Err(e) => {
                 debug!(%ip, reason = e.reason(), "handshake token refused: {e}");
-                return Err(self.refuse(Refusal::Unauthorized, 401, req, ip));
+                return Err(self.refuse(Refusal::Unauthorized, 401, req.peer, ip));
+            }
+        };
+        // Hosts whose own router picked the path (route and attach modes) may
+        // serve paths outside the list: those join only by the query.
+        let fields = match &req.path_fields {
+            Some(fields) => fields.clone(),
+            None => self.paths.matches(&req.path).unwrap_or_default(),
+        };
+        let join = match url_join(fields, req.query.as_deref()) {
+            Ok(join) => join,
+            Err(why) => {
+                debug!(%ip, "{why}");
+                return Err(self.refuse(Refusal::BadUrl, 400, req.peer, ip));
             }
         };
         let AuthRequest { origin, path, .. } = auth;
-        let subprotocol = req
-            .protocols
-            .iter()
-            .any(|p| p.eq_ignore_ascii_case(SUBPROTOCOL_JSON))
-            .then_some(SUBPROTOCOL_JSON);
+        // The client's order decides; a `bearer.` token entry is never selected.
+        let subprotocol = req.protocols.iter().find_map(|p| {
+            [SUBPROTOCOL_JSON, SUBPROTOCOL_MSGPACK]
+                .into_iter()
+                .find(|known| p.eq_ignore_ascii_case(known))
+        });
         Ok(Admitted {
             slot,
             origin,
             path,
             identity,
+            join,
             subprotocol,
         })
     }

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::admit::{Admitted, Slot};
+use super::admit::{Admitted, Encoding, Slot};
 use crate::hub::{ConnectInfo, Connection, Hub, Outbox};
-use crate::protocol::close;
+use crate::protocol::{close, msgpack, Frame};
 
 /// Who keeps the connection alive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +54,26 @@ impl Violation {
             close::TOO_BIG => Some(Violation::TooBig),
             close::PROTOCOL_ERROR => Some(Violation::Protocol),
             _ => None,
+        }
+    }
+}
+
+/// One frame to write, in the connection's encoding.
+#[derive(Debug, Clone)]
+pub enum Wire {
+    /// A text frame (JSON).
+    Text(Frame),
+    /// A binary frame (MessagePack).
+    Binary(Vec<u8>),
+}
+
+impl Encoding {
+    /// The frame as this encoding writes it. The transcoding happens here, on
+    /// the writer of the connection that chose MessagePack.
+    pub fn wire(self, frame: Frame) -> Wire {
+        match self {
+            Encoding::Json => Wire::Text(frame),
+            Encoding::MessagePack => Wire::Binary(msgpack::encode(frame.as_str())),
         }
     }
 }
@@ -106,10 +126,14 @@ impl Clock {
         self.write_started = None;
     }
 
+    /// Whether the current write has waited for the whole timeout.
+    pub(crate) fn write_stuck(&self, now: Instant) -> bool {
+        self.write_started
+            .is_some_and(|t| now.saturating_duration_since(t) >= self.timeout)
+    }
+
     pub(crate) fn tick(&mut self, now: Instant) -> Tick {
-        let stuck = self
-            .write_started
-            .is_some_and(|t| now.saturating_duration_since(t) >= self.timeout);
+        let stuck = self.write_stuck(now);
         let silent = self.mode == Liveness::Pings
             && now.saturating_duration_since(self.last_heard) >= self.interval + self.timeout;
         if stuck || silent {
@@ -143,6 +167,7 @@ pub struct EdgeConnection {
     conn: Connection,
     outbox: Arc<Outbox>,
     max_message_bytes: usize,
+    encoding: Encoding,
     clock: Clock,
     _slot: Slot,
 }
@@ -152,17 +177,20 @@ impl Admitted {
     pub fn open(self, hub: &Hub, liveness: Liveness) -> EdgeConnection {
         let config = hub.config();
         let ip = self.ip();
+        let encoding = self.encoding();
         let conn = hub.connect(ConnectInfo {
             ip: Some(ip),
             origin: self.origin,
             path: self.path,
             token: None,
             identity: self.identity,
+            join: self.join,
         });
         EdgeConnection {
             outbox: conn.outbox().clone(),
             conn,
             max_message_bytes: config.max_message_bytes,
+            encoding,
             clock: Clock::new(
                 liveness,
                 config.heartbeat_interval,
@@ -184,6 +212,12 @@ impl EdgeConnection {
         &self.outbox
     }
 
+    /// How this connection's frames are encoded (the selected subprotocol):
+    /// write every outbox frame as [`Encoding::wire`] gives it.
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+
     /// The hub connection underneath.
     pub fn connection(&self) -> &Connection {
         &self.conn
@@ -198,12 +232,37 @@ impl EdgeConnection {
             self.violation(Violation::TooBig);
             return;
         }
+        self.handle(text);
+    }
+
+    fn handle(&mut self, text: &str) {
         let conn = &mut self.conn;
         let handled =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| conn.handle_text(text)));
         if handled.is_err() {
             tracing::error!("handling a message panicked; closing its connection (1011)");
             conn.close(close::INTERNAL, "internal error");
+        }
+    }
+
+    /// One inbound binary frame: a message on the MessagePack subprotocol (bad
+    /// MessagePack is answered `invalid-json`, like bad JSON); on JSON
+    /// connections a binary frame closes with 1003.
+    pub fn binary(&mut self, bytes: &[u8]) {
+        if self.encoding != Encoding::MessagePack {
+            self.violation(Violation::Binary);
+            return;
+        }
+        self.clock.heard(Instant::now());
+        if bytes.len() > self.max_message_bytes {
+            self.violation(Violation::TooBig);
+            return;
+        }
+        match msgpack::decode(bytes) {
+            // The JSON form of a message may be longer than its MessagePack
+            // form; the size limit is the wire's, so it is not checked again.
+            Ok(json) => self.handle(&json),
+            Err(why) => self.conn.reject_frame(&why),
         }
     }
 
@@ -230,9 +289,15 @@ impl EdgeConnection {
         self.clock.write_done();
     }
 
-    /// The liveness decision for now.
+    /// The liveness decision for now. A write stuck for the heartbeat timeout
+    /// is a reader that stopped: it counts (and ends) as a slow consumer.
     pub fn tick(&mut self) -> Tick {
-        self.clock.tick(Instant::now())
+        let now = Instant::now();
+        let tick = self.clock.tick(now);
+        if matches!(tick, Tick::Drop) && self.clock.write_stuck(now) {
+            self.conn.outbox().stalled();
+        }
+        tick
     }
 
     /// The socket is gone: `client_close` is the code of the peer's close frame,

@@ -25,7 +25,9 @@
 //! # async fn main() {
 //! let edge = Edge::new(ServerConfig::default()).expect("a valid config");
 //! // An upgrade request arrives: its facts go to the kit.
-//! let mut request = UpgradeRequest::new("203.0.113.7".parse().ok(), "/ws?room=lobby");
+//! // The URL may name the room (and user) to join at connect.
+//! let mut request =
+//!     UpgradeRequest::new("203.0.113.7".parse().ok(), "/ws?room=lobby&userId=alice");
 //! request.header("Origin", "https://app.example.com");
 //! request.header("Sec-WebSocket-Protocol", "webrtc-signaling");
 //! let admitted = match edge.admit(&request).await {
@@ -36,17 +38,18 @@
 //! // Answer 101, selecting admitted.subprotocol(); then open the connection.
 //! assert_eq!(admitted.subprotocol(), Some("webrtc-signaling"));
 //! let mut conn = admitted.open(edge.hub(), Liveness::Pings);
-//! // Every text frame read goes in; binary, oversized or malformed frames are
-//! // reported with `conn.violation(..)`.
-//! conn.text(r#"{"type":"join","roomId":"lobby","userId":"alice"}"#);
+//! // Every text frame read goes in (binary ones with `conn.binary(..)`);
+//! // oversized or malformed frames are reported with `conn.violation(..)`.
+//! conn.text(r#"{"type":"ping","timestamp":1}"#);
 //! // A write loop takes batches from the outbox: frames to send, or the close
 //! // the kit asks for (`Next::Close`).
 //! let mut batch = Vec::new();
 //! let mut types = Vec::new();
-//! while types.len() < 2 {
+//! while types.len() < 3 {
 //!     match conn.outbox().next(&mut batch).await {
 //!         Next::Frames => {
 //!             conn.writing();
+//!             // `encoding().wire(frame)`: text, or MessagePack on its subprotocol.
 //!             for frame in batch.drain(..) {
 //!                 let v: serde_json::Value = serde_json::from_str(frame.as_str()).unwrap();
 //!                 types.push(v["type"].as_str().unwrap().to_owned());
@@ -56,7 +59,7 @@
 //!         Next::Close(close) => panic!("closed with {}", close.code),
 //!     }
 //! }
-//! assert_eq!(types, ["connected", "room-info"]);
+//! assert_eq!(types, ["connected", "room-info", "pong"]);
 //! // A timer asks the kit when to ping and when to give up on the peer.
 //! assert!(matches!(conn.tick(), Tick::Idle(_)));
 //! assert_eq!(edge.connection_count(), 1);
@@ -67,10 +70,15 @@
 //! ```
 
 mod admit;
+mod api;
+mod budget;
 mod conn;
 
-pub use admit::{Admitted, Refused, UpgradeRequest};
-pub use conn::{EdgeConnection, Liveness, Tick, Violation};
+pub use crate::protocol::url::{PathFields, UpgradePaths, UrlJoin};
+pub use admit::{Admitted, Encoding, Refused, UpgradeRequest};
+pub use api::{ApiRequest, API_PREFIX};
+pub use budget::{ip_key, Pending};
+pub use conn::{EdgeConnection, Liveness, Tick, Violation, Wire};
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -100,18 +108,31 @@ struct EdgeInner {
     hub: Hub,
     cluster: Option<Arc<Cluster>>,
     proxies: TrustedProxies,
+    paths: UpgradePaths,
     /// Admitted connections not yet finished (every host mode together).
     open: AtomicUsize,
+    /// Admitted connections by client IP key (IPv6: by prefix).
     per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Sockets before admission, and the new-connection rates.
+    budgets: budget::Budgets,
     /// Signalled whenever `open` drops to zero.
     all_closed: Notify,
+    /// When the edge was built (the API's uptime).
+    started: std::time::Instant,
 }
+
+/// The admin page (`core/assets/admin`): plain HTML and one ES module.
+const ADMIN_HTML: &str = include_str!("../../assets/admin/index.html");
+const ADMIN_JS: &str = include_str!("../../assets/admin/admin.js");
 
 /// A plain HTTP answer (`/health`, `/ready`, `/metrics`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpReply {
+    /// The HTTP status code (e.g. 200, or 503 while draining).
     pub status: u16,
+    /// The `Content-Type` header value.
     pub content_type: &'static str,
+    /// The response body.
     pub body: String,
 }
 
@@ -121,6 +142,7 @@ impl Edge {
     /// cluster's tasks run on it).
     pub fn new(config: ServerConfig) -> Result<Edge> {
         config.validate()?;
+        let paths = config.upgrade_paths()?;
         let proxies = TrustedProxies::new(&config.trusted_proxies)
             .map_err(|e| crate::error::Error::Config(format!("trusted_proxies: {e}")))?;
         let config = Arc::new(config);
@@ -130,15 +152,24 @@ impl Edge {
                 "no allowed origins configured: any web page may connect (set --allowed-origins)"
             );
         }
+        let budgets = budget::Budgets::default();
+        hub.metrics().register_gauge(
+            "pending_connections",
+            "Accepted sockets waiting for their upgrade decision or HTTP answer",
+            &budgets.pending_gauge,
+        );
         Ok(Edge {
             inner: Arc::new(EdgeInner {
                 config,
                 hub,
                 cluster,
                 proxies,
+                paths,
                 open: AtomicUsize::new(0),
                 per_ip: Mutex::new(HashMap::new()),
+                budgets,
                 all_closed: Notify::new(),
+                started: std::time::Instant::now(),
             }),
         })
     }
@@ -158,10 +189,11 @@ impl Edge {
         self.inner.cluster.as_ref()
     }
 
-    /// Whether `path` is the configured upgrade path (hosts that route upgrades
-    /// by the kit's configuration ask this; others leave the path to their router).
+    /// Whether `path` matches one of the configured upgrade paths (fixed or
+    /// template). Hosts that route upgrades by the kit's configuration ask this
+    /// (and answer 404 otherwise); others leave the path to their router.
     pub fn serves_path(&self, path: &str) -> bool {
-        path == self.inner.config.path
+        self.inner.paths.matches(path).is_some()
     }
 
     /// The client's IP for a request (trusted-proxy resolution), without admitting.
@@ -169,8 +201,20 @@ impl Edge {
         self.inner.client_ip(req)
     }
 
-    /// Admission (PROTOCOL.md §2): origin 403, per-IP 429, capacity or draining
-    /// 503, then the handshake token 401. Refusals are counted in the metrics.
+    /// A transport that owns its listening socket calls this for each accepted
+    /// socket, before reading anything: the socket counts against its IP's
+    /// pending budget (`max_pending_per_ip`, server-wide `max_pending`) and its
+    /// new-connection rate (`conn_rate_per_ip`) until the returned [`Pending`]
+    /// is dropped. Refused: write the status (`Retry-After` included) and close.
+    /// Build the upgrade request with [`Pending::request`] so the rate is
+    /// charged once.
+    pub fn accept(&self, peer: IpAddr) -> std::result::Result<Pending, Refused> {
+        self.inner.accept(peer)
+    }
+
+    /// Admission (PROTOCOL.md §2): origin 403, new-connection rate and per-IP
+    /// 429, capacity or draining 503, then the handshake token 401. Refusals are
+    /// counted in the metrics.
     pub async fn admit(&self, req: &UpgradeRequest) -> std::result::Result<Admitted, Refused> {
         self.inner.admit(req).await
     }
@@ -256,12 +300,23 @@ impl Edge {
         }
     }
 
-    /// The plain endpoint at `path` (`/health`, `/ready`, `/metrics`), if it is one.
+    /// The plain endpoint at `path` (`/health`, `/ready`, `/metrics`; with the
+    /// API on, the admin page `/admin` and its `/admin.js`), if it is one.
     pub fn endpoint(&self, path: &str) -> Option<HttpReply> {
+        let page = |content_type, body: &str| HttpReply {
+            status: 200,
+            content_type,
+            body: body.to_owned(),
+        };
         match path {
             "/health" => Some(self.health()),
             "/ready" => Some(self.ready()),
             "/metrics" => Some(self.metrics()),
+            // The page holds no data: everything it shows comes from the API.
+            "/admin" if self.api_enabled() => Some(page("text/html; charset=utf-8", ADMIN_HTML)),
+            "/admin.js" if self.api_enabled() => {
+                Some(page("text/javascript; charset=utf-8", ADMIN_JS))
+            }
             _ => None,
         }
     }

@@ -99,6 +99,14 @@ pub(crate) trait Backplane: ReplayMirror {
         unicast: bool,
         reply: Option<(&Arc<str>, &str)>,
     ) -> Result<(), Unavailable>;
+    /// Asks `node` to kick its session `session_id` out (the host's `kick` of a
+    /// peer on another node): `user-left` (`kicked`) and close 4403 there.
+    fn kick(
+        &self,
+        node: &Arc<str>,
+        room_id: &str,
+        session_id: &Arc<str>,
+    ) -> Result<(), Unavailable>;
     /// Takes a session that is not on this node over for a `resume`; the outcome is
     /// applied with [`Hub::adopt`].
     fn claim(&self, request: ClaimRequest);

@@ -98,7 +98,7 @@ impl LabeledCounters {
 
 /// Client message types, in [`msg_index`] order, plus `invalid` for frames that
 /// did not parse.
-const IN_TYPES: [&str; 12] = [
+const IN_TYPES: [&str; 13] = [
     "auth",
     "join",
     "offer",
@@ -110,6 +110,7 @@ const IN_TYPES: [&str; 12] = [
     "ping",
     "ack",
     "resume",
+    "app",
     "invalid",
 ];
 
@@ -126,6 +127,7 @@ fn msg_index(kind: MsgType) -> usize {
         MsgType::Ping => 8,
         MsgType::Ack => 9,
         MsgType::Resume => 10,
+        MsgType::App => 11,
     }
 }
 
@@ -152,7 +154,17 @@ const AUTH_REASONS: [&str; 6] = [
     "missing", "invalid", "expired", "refused", "timeout", "internal",
 ];
 
-const REFUSAL_REASONS: [&str; 5] = ["origin", "per_ip", "capacity", "draining", "unauthorized"];
+const REFUSAL_REASONS: [&str; 9] = [
+    "origin",
+    "per_ip",
+    "capacity",
+    "draining",
+    "unauthorized",
+    "bad_url",
+    "pending_per_ip",
+    "pending",
+    "conn_rate",
+];
 
 /// Why a WebSocket upgrade was refused before the handshake (the HTTP status).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +179,14 @@ pub enum Refusal {
     Draining,
     /// 401: invalid or expired token.
     Unauthorized,
+    /// 400: a malformed room, user or display name in the URL.
+    BadUrl,
+    /// 429 at accept: too many sockets of one IP wait for their upgrade decision.
+    PendingPerIp,
+    /// 503 at accept: too many sockets wait for their upgrade decision server-wide.
+    Pending,
+    /// 429: one IP opens new connections faster than its rate.
+    ConnRate,
 }
 
 /// Routing latency buckets, seconds: relaying is microseconds; the upper ones
@@ -183,20 +203,34 @@ type RenderHook = Box<dyn Fn() + Send + Sync>;
 pub struct Metrics {
     registry: std::sync::Mutex<Registry>,
     before_render: std::sync::Mutex<Vec<RenderHook>>,
+    /// Open WebSocket connections (gauge `connections`).
     pub connections: GaugeCell,
+    /// WebSocket connections accepted (counter `connections_accepted`).
     pub connections_total: CounterCell,
+    /// Sessions, connected or away (gauge `sessions`).
     pub sessions: GaugeCell,
     /// Sessions whose connection is lost, waiting for a resume.
     pub sessions_away: GaugeCell,
     sessions_connected: GaugeCell,
+    /// Rooms with at least one peer (gauge `rooms`).
     pub rooms: GaugeCell,
+    /// Client frames received (counter `messages_received`).
     pub messages_received: CounterCell,
+    /// Messages relayed to peers, one per receiver (counter `messages_relayed`).
     pub messages_relayed: CounterCell,
+    /// Messages dropped by the rate limit (counter `rate_limited`).
     pub rate_limited: CounterCell,
+    /// Sessions resumed (counter `resumes`).
     pub resumes: CounterCell,
+    /// Resumes refused with `resume-failed` (counter `resume_failures`).
     pub resume_failures: CounterCell,
+    /// Room joins (counter `joins`).
     pub joins: CounterCell,
+    /// Connections closed with 1008 because their outbound queue overflowed.
     pub slow_consumer_closes: CounterCell,
+    /// Away sessions ended early to keep the away budget (counter `sessions_evicted`).
+    pub sessions_evicted: CounterCell,
+    /// 1 while the server drains, else 0 (gauge `draining`).
     pub draining: GaugeCell,
     messages_in: LabeledCounters,
     messages_out: LabeledCounters,
@@ -271,6 +305,11 @@ impl Metrics {
             resumes: counter(&mut r, "resumes", "Sessions resumed"),
             resume_failures: counter(&mut r, "resume_failures", "Resumes refused (resume-failed)"),
             joins: counter(&mut r, "joins", "Room joins"),
+            sessions_evicted: counter(
+                &mut r,
+                "sessions_evicted",
+                "Away sessions ended early (user-left evicted) to keep the away budget",
+            ),
             slow_consumer_closes: counter(
                 &mut r,
                 "slow_consumer_closes",

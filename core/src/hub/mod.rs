@@ -14,8 +14,10 @@
 //! bounded [`Outbox`]es without blocking; transports drain them.
 
 mod auth;
+mod away;
 pub(crate) mod backplane;
 mod conn;
+mod control;
 mod metrics;
 pub mod outbox;
 mod rate;
@@ -25,6 +27,7 @@ mod session;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -38,9 +41,9 @@ pub use outbox::{CloseRequest, Fate, Next, Outbox};
 
 use crate::auth::Verifier;
 use crate::config::ServerConfig;
-use crate::error::{Error, ErrorCode, Result};
 use crate::event::{Event, Fields};
-use crate::protocol::{close, outbound, LeaveReason, MsgType};
+use crate::protocol::{close, outbound, AppTypes, LeaveReason, MsgType};
+use away::{AwayBudget, AwayCaps};
 use backplane::Backplane;
 use session::{Member, Room};
 pub(crate) use session::{RemoteMember, ReplayMirror};
@@ -90,19 +93,28 @@ impl<V: Clone> Shards<V> {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PeerInfo {
+    /// The peer's user id in the room.
     pub user_id: String,
+    /// The id of the session that holds the peer's membership.
     pub session_id: String,
+    /// The `displayName` the peer joined with, if any.
     pub display_name: Option<String>,
+    /// The `metadata` the peer joined with (or its token's), if any.
     pub metadata: Option<Value>,
     /// `false` while the peer's connection is lost and its session may resume.
     pub connected: bool,
+    /// Cluster mode: the node that holds the peer's session (`None` in memory).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// A room and its peers in join order.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RoomInfo {
+    /// The room's id.
     pub room_id: String,
+    /// The peers: this node's in join order, then (cluster mode) other nodes'.
     pub peers: Vec<PeerInfo>,
 }
 
@@ -131,6 +143,10 @@ struct HubInner {
     runtime: Option<tokio::runtime::Handle>,
     /// Cluster mode (`crate::cluster`); `None` in memory.
     backplane: Option<Arc<dyn Backplane>>,
+    /// The application's own message types (`ServerConfig::app_types`).
+    app_types: AppTypes,
+    /// Away sessions and their replay bytes, per IP and server-wide.
+    away: Arc<AwayBudget<Session>>,
 }
 
 /// A hub that a backplane can hold without keeping it alive.
@@ -151,6 +167,9 @@ impl Drop for HubInner {
         for room in self.rooms.values() {
             room.lock().members.clear();
         }
+        self.away.clear();
+        // Lets the evictor task see the hub is gone and end.
+        self.away.over_bytes.notify_one();
     }
 }
 
@@ -180,11 +199,16 @@ impl Hub {
         if let Verifier::Broken(why) = &auth {
             tracing::error!(%why, "unusable auth configuration: every connection is refused");
         }
-        Hub {
+        let away = Arc::new(AwayBudget::new(AwayCaps {
+            per_ip: config.max_away_per_ip,
+            total: config.max_away_sessions,
+            bytes: config.away_replay_budget_bytes,
+        }));
+        let hub = Hub {
             inner: Arc::new_cyclic(|weak| HubInner {
+                away,
                 auth,
                 runtime: tokio::runtime::Handle::try_current().ok(),
-                config,
                 rooms: Shards::new(),
                 sessions: Shards::new(),
                 metrics: Arc::new(Metrics::new()),
@@ -193,16 +217,33 @@ impl Hub {
                 next_conn_id: AtomicU64::new(1),
                 backplane: make(WeakHub(weak.clone())),
                 relay_events_muted: AtomicU8::new(0),
+                // Checked by `ServerConfig::validate`; a hub built from an
+                // unchecked config knows no app types rather than wrong ones.
+                app_types: AppTypes::new(&config.app_types).unwrap_or_default(),
+                config,
             }),
-        }
+        };
+        hub.inner.start_evictor();
+        let gauge = GaugeCell::default();
+        let metrics = &hub.inner.metrics;
+        metrics.register_gauge(
+            "away_replay_bytes",
+            "Replay bytes held by away sessions (drawn from --away-replay-budget-bytes)",
+            &gauge,
+        );
+        let budget = hub.inner.away.clone();
+        metrics.before_render(move || gauge.store(budget.usage().1 as i64, Ordering::Relaxed));
+        hub
     }
 
-    /// Which relayed messages (`offer`, `answer`, `candidate`, `message`, `chat`)
-    /// become events; `None` (the default) means all. Building a relay's event
+    /// Which relayed messages (`offer`, `answer`, `candidate`, `message`, `chat`,
+    /// and the app types: any of their names turns them all on) become events;
+    /// `None` (the default) means all. Building a relay's event
     /// costs about as much as relaying it, so a host that only listens for some
     /// kinds (a binding forwarding events to its listeners) turns the others off.
     /// Applies to every subscriber of this hub.
     pub fn set_relay_events(&self, kinds: Option<&[&str]>) {
+        let app_types = &self.inner.app_types;
         let muted = kinds.map_or(0, |kinds| {
             [
                 MsgType::Offer,
@@ -210,9 +251,13 @@ impl Hub {
                 MsgType::Candidate,
                 MsgType::Message,
                 MsgType::Chat,
+                MsgType::App,
             ]
             .into_iter()
-            .filter(|k| !kinds.contains(&k.as_str()))
+            .filter(|&k| match k {
+                MsgType::App => !kinds.iter().any(|name| app_types.contains(name)),
+                _ => !kinds.contains(&k.as_str()),
+            })
             .fold(0, |m, k| m | relay_kind_bit(k))
         });
         self.inner
@@ -240,68 +285,6 @@ impl Hub {
         self.inner.draining.load(Ordering::Acquire)
     }
 
-    /// Sends a server-originated message (a JSON object with a string `type`) to
-    /// one peer of a room.
-    pub fn send(&self, room_id: &str, user_id: &str, message: &Value) -> Result<()> {
-        let body = self.host_message_body(message)?;
-        let room = self.room(room_id)?;
-        let target = room.lock().find(user_id).map(|m| m.session.clone());
-        let target = target.ok_or_else(|| peer_not_found(user_id, room_id))?;
-        target
-            .deliver(&body)
-            .map(|_| ())
-            .ok_or_else(|| peer_not_found(user_id, room_id))
-    }
-
-    /// Sends a server-originated message to every peer of a room; returns how many.
-    pub fn broadcast(&self, room_id: &str, message: &Value) -> Result<usize> {
-        let body = self.host_message_body(message)?;
-        let room = self.room(room_id)?;
-        let rs = room.lock();
-        Ok(rs
-            .members
-            .iter()
-            .filter(|m| m.session.deliver(&body).is_some())
-            .count())
-    }
-
-    /// Removes a peer: the others get `user-left` (`kicked`) and its connection is
-    /// closed with 4403, which clients treat as final.
-    pub fn kick(&self, room_id: &str, user_id: &str) -> Result<()> {
-        let room = self.room(room_id)?;
-        let target = room.lock().find(user_id).map(|m| m.session.clone());
-        let target = target.ok_or_else(|| peer_not_found(user_id, room_id))?;
-        self.inner.end_session(
-            &target,
-            LeaveReason::Kicked,
-            Some((close::KICKED, "kicked")),
-        );
-        Ok(())
-    }
-
-    /// Every room with its peers.
-    pub fn rooms(&self) -> Vec<RoomInfo> {
-        let mut rooms: Vec<RoomInfo> = self
-            .inner
-            .rooms
-            .values()
-            .iter()
-            .map(|r| room_info(r))
-            .collect();
-        rooms.retain(|r| !r.peers.is_empty());
-        rooms.sort_by(|a, b| a.room_id.cmp(&b.room_id));
-        rooms
-    }
-
-    /// The peers of one room, in join order (`None` when the room does not exist).
-    pub fn peers(&self, room_id: &str) -> Option<Vec<PeerInfo>> {
-        self.inner
-            .rooms
-            .get(room_id)
-            .map(|r| room_info(&r).peers)
-            .filter(|p| !p.is_empty())
-    }
-
     /// Starts a drain: every connected client gets `draining` and a 1001 close;
     /// sessions stay away (resumable elsewhere in a cluster).
     pub fn drain(&self) {
@@ -316,78 +299,6 @@ impl Hub {
                     .close(close::GOING_AWAY, "Server shutting down", Fate::Away);
             }
         }
-    }
-
-    /// The body of a host message: a JSON object with a string `type`, within the size limit.
-    fn host_message_body(&self, message: &Value) -> Result<String> {
-        let Value::Object(map) = message else {
-            return Err(Error::protocol(
-                ErrorCode::InvalidMessage,
-                "a message must be a JSON object",
-            ));
-        };
-        if !matches!(map.get("type"), Some(Value::String(_))) {
-            return Err(Error::protocol(
-                ErrorCode::InvalidMessage,
-                "a message needs a string `type`",
-            ));
-        }
-        let body = outbound::from_host(map);
-        if body.len() > self.inner.config.max_message_bytes {
-            return Err(Error::protocol(
-                ErrorCode::MessageTooBig,
-                "the message exceeds max_message_bytes",
-            ));
-        }
-        Ok(body)
-    }
-
-    fn room(&self, room_id: &str) -> Result<Arc<Room>> {
-        self.inner
-            .rooms
-            .get(room_id)
-            .ok_or_else(|| Error::protocol(ErrorCode::NotInRoom, format!("no room `{room_id}`")))
-    }
-}
-
-fn peer_not_found(user_id: &str, room_id: &str) -> Error {
-    Error::protocol(
-        ErrorCode::PeerNotFound,
-        format!("no peer `{user_id}` in room `{room_id}`"),
-    )
-}
-
-fn room_info(room: &Room) -> RoomInfo {
-    let rs = room.lock();
-    RoomInfo {
-        room_id: room.id.to_string(),
-        peers: rs
-            .members
-            .iter()
-            .map(|m| PeerInfo {
-                user_id: m.user_id.to_string(),
-                session_id: m.session.id.to_string(),
-                display_name: m.display_name.as_deref().map(str::to_owned),
-                metadata: m
-                    .metadata
-                    .as_deref()
-                    .and_then(|t| serde_json::from_str(t).ok()),
-                connected: m.session.lock().attached.is_some(),
-            })
-            .chain(rs.remote.iter().map(|m| {
-                PeerInfo {
-                    user_id: m.user_id.to_string(),
-                    session_id: m.session_id.to_string(),
-                    display_name: m.display_name.as_deref().map(str::to_owned),
-                    metadata: m
-                        .metadata
-                        .as_deref()
-                        .and_then(|t| serde_json::from_str(t).ok()),
-                    // On another node: as far as this node knows, connected.
-                    connected: true,
-                }
-            }))
-            .collect(),
     }
 }
 
@@ -522,6 +433,7 @@ impl HubInner {
                 }
             }
             st.ended = true;
+            st.uncount_away();
             if st.attached.is_none() {
                 self.metrics.sessions_away.fetch_sub(1, Ordering::Relaxed);
             }
@@ -536,10 +448,11 @@ impl HubInner {
         self.unlist_session(session);
     }
 
-    /// The connection of an attached session is gone without a clean close: the
-    /// session stays for the resume window, then its peer leaves with `timeout`.
-    fn detach(self: &Arc<Self>, session: &Arc<Session>, conn_id: u64) {
-        let generation = {
+    /// The connection of an attached session (from `key`) is gone without a
+    /// clean close: the session stays for the resume window, then its peer
+    /// leaves with `timeout` — unless the away budget needs its place first.
+    fn detach(self: &Arc<Self>, session: &Arc<Session>, conn_id: u64, key: Option<IpAddr>) {
+        let (generation, victims) = {
             let mut st = session.lock();
             if st.ended || st.attached.as_ref().map(|a| a.conn_id) != Some(conn_id) {
                 return;
@@ -547,9 +460,44 @@ impl HubInner {
             st.attached = None;
             st.away_generation += 1;
             self.metrics.sessions_away.fetch_add(1, Ordering::Relaxed);
-            st.away_generation
+            // A drain moves every session away at once, to be resumed elsewhere:
+            // no eviction then.
+            let evict = !self.draining.load(Ordering::Acquire);
+            let victims = st.count_away(session, &self.away, key, evict);
+            (st.away_generation, victims)
         };
         self.schedule_timeout(session, generation);
+        for victim in victims {
+            self.evict(&victim);
+        }
+    }
+
+    /// Ends an away session to keep the away budget (`user-left`, `evicted`);
+    /// one that resumed meanwhile is left alone.
+    fn evict(&self, session: &Arc<Session>) {
+        if session.lock().attached.is_some() {
+            return;
+        }
+        self.metrics
+            .sessions_evicted
+            .fetch_add(1, Ordering::Relaxed);
+        self.end_session_if(session, LeaveReason::Evicted, None, None);
+    }
+
+    /// The task that ends the oldest away sessions while their replay bytes are
+    /// over the budget (woken by the budget; outside every lock).
+    fn start_evictor(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        let budget = self.away.clone();
+        self.spawn(async move {
+            loop {
+                budget.over_bytes.notified().await;
+                let Some(hub) = weak.upgrade() else { return };
+                while let Some(session) = budget.oldest_over_bytes() {
+                    hub.evict(&session);
+                }
+            }
+        });
     }
 }
 
@@ -560,6 +508,7 @@ fn relay_kind_bit(kind: MsgType) -> u8 {
         MsgType::Candidate => 4,
         MsgType::Message => 8,
         MsgType::Chat => 16,
+        MsgType::App => 32,
         _ => 0,
     }
 }
@@ -567,7 +516,9 @@ fn relay_kind_bit(kind: MsgType) -> u8 {
 /// `room-info` for `you`: the other local members and the remote ones (cluster
 /// mode), merged in join order; the newcomer is polite toward everyone already
 /// there (a remote peer that joined elsewhere at the same moment may be later).
+/// It fits half of the newcomer's queue (`outbound::room_info` trims it).
 fn room_info_body(
+    hub: &HubInner,
     room_id: &str,
     others: &[Member],
     remote: &[RemoteMember],
@@ -590,7 +541,8 @@ fn room_info_body(
             peers.push((m.peer(), you.order > m.order));
         }
     }
-    outbound::room_info(room_id, &peers, you.peer(), ice_servers)
+    let limit = hub.config.outbound_queue_bytes / 2;
+    outbound::room_info(room_id, &peers, you.peer(), ice_servers, limit)
 }
 
 /// The fields of a body this hub built (always a valid object).

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use futures_util::task::AtomicWaker;
 
@@ -26,8 +27,11 @@ pub enum Fate {
 /// A close the server asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CloseRequest {
+    /// The WebSocket close code to send (one of [`crate::protocol::close`]).
     pub code: u16,
+    /// The close frame's reason text.
     pub reason: &'static str,
+    /// What becomes of the session once the connection is closed.
     pub fate: Fate,
 }
 
@@ -40,19 +44,23 @@ pub enum Next {
     Close(CloseRequest),
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     frames: VecDeque<Frame>,
     bytes: usize,
     close: Option<CloseRequest>,
     close_taken: bool,
+    /// When the transport last took frames (to write them).
+    drained_at: Instant,
 }
 
 /// Per-connection outbound queue, bounded by bytes.
 ///
 /// At the bound the queued frames are dropped and the connection is closed with
 /// 1008 (slow consumer); the frames are still in the session's replay buffer, so
-/// the client loses nothing if it resumes.
+/// the client loses nothing if it resumes. Peers' relayed messages may fill only
+/// half of it (`Outbox::accepts_relay`): past that their senders are refused,
+/// so one flooding sender pays instead of a reader that keeps up.
 #[derive(Debug)]
 pub struct Outbox {
     state: Mutex<State>,
@@ -61,6 +69,9 @@ pub struct Outbox {
     /// The transport's task, woken when frames or a close arrive.
     waker: AtomicWaker,
     limit: usize,
+    /// A queue over half its bound that the transport has not taken from for
+    /// this long belongs to a reader that stopped: it is closed as slow.
+    stall: Duration,
     /// Counts frames by type and slow-consumer closes (`None` in unit tests).
     metrics: Option<Arc<Metrics>>,
 }
@@ -68,18 +79,70 @@ pub struct Outbox {
 impl Outbox {
     pub(crate) fn new(limit: usize) -> Self {
         Outbox {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                frames: VecDeque::new(),
+                bytes: 0,
+                close: None,
+                close_taken: false,
+                drained_at: Instant::now(),
+            }),
             closing: AtomicBool::new(false),
             waker: AtomicWaker::new(),
             limit,
+            stall: Duration::from_secs(10),
             metrics: None,
         }
     }
 
-    pub(crate) fn with_metrics(limit: usize, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn with_metrics(limit: usize, stall: Duration, metrics: Arc<Metrics>) -> Self {
         Outbox {
             metrics: Some(metrics),
+            stall,
             ..Outbox::new(limit)
+        }
+    }
+
+    /// Whether a peer's relayed message may be queued now: while the queue is
+    /// at most half full. Past that the sender is refused (`rate-limited`) and
+    /// this reader keeps its connection — unless its queue has not moved for
+    /// the stall time: a reader that stopped is closed as a slow consumer, and
+    /// the message waits in its session's replay buffer for a resume.
+    pub(crate) fn accepts_relay(&self) -> bool {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.close.is_some() || st.bytes <= self.limit / 2 {
+            return true;
+        }
+        if st.drained_at.elapsed() < self.stall {
+            return false;
+        }
+        self.close_slow(&mut st);
+        drop(st);
+        self.waker.wake();
+        true
+    }
+
+    /// The transport could not write for the stall time: the reader stopped.
+    /// Ends this connection as a slow consumer (counted once; the session goes
+    /// away, resumable) unless a close was asked for already.
+    pub fn stalled(&self) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if st.close.is_none() {
+            self.close_slow(&mut st);
+        }
+    }
+
+    /// Drops what is queued and asks for the slow-consumer close (1008).
+    fn close_slow(&self, st: &mut State) {
+        st.frames.clear();
+        st.bytes = 0;
+        self.closing.store(true, Ordering::Release);
+        st.close = Some(CloseRequest {
+            code: close::POLICY,
+            reason: "slow consumer",
+            fate: Fate::Away,
+        });
+        if let Some(m) = &self.metrics {
+            m.slow_consumer_closes.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -91,18 +154,8 @@ impl Outbox {
             return false;
         }
         if st.bytes + frame.len() > self.limit {
-            st.frames.clear();
-            st.bytes = 0;
-            self.closing.store(true, Ordering::Release);
-            st.close = Some(CloseRequest {
-                code: close::POLICY,
-                reason: "slow consumer",
-                fate: Fate::Away,
-            });
+            self.close_slow(&mut st);
             drop(st);
-            if let Some(m) = &self.metrics {
-                m.slow_consumer_closes.fetch_add(1, Ordering::Relaxed);
-            }
             self.waker.wake();
             return false;
         }
@@ -169,6 +222,7 @@ impl Outbox {
         if !st.frames.is_empty() {
             batch.extend(st.frames.drain(..));
             st.bytes = 0;
+            st.drained_at = Instant::now();
             return Some(Next::Frames);
         }
         if let Some(req) = st.close.clone().filter(|_| !st.close_taken) {
@@ -197,6 +251,27 @@ mod tests {
             o.next(&mut batch).await,
             Next::Close(CloseRequest { code: 1000, .. })
         ));
+    }
+
+    #[test]
+    fn relays_fill_half_then_a_stalled_reader_is_closed() {
+        let mut o = Outbox::new(100);
+        o.stall = Duration::from_millis(30);
+        assert!(o.push(Frame::from("x".repeat(50))));
+        assert!(o.accepts_relay(), "half full: still accepted");
+        assert!(o.push(Frame::from("y")));
+        assert!(!o.accepts_relay(), "over half: the sender is refused");
+        assert!(!o.is_closing(), "the reader keeps its connection");
+        // The transport takes the frames: room again.
+        let mut batch = Vec::new();
+        assert_eq!(o.try_next(&mut batch), Some(Next::Frames));
+        assert!(o.accepts_relay());
+        // Over half and nothing taken for the stall time: closed as slow.
+        assert!(o.push(Frame::from("z".repeat(60))));
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(o.accepts_relay(), "the message goes to the replay buffer");
+        assert!(o.is_closing());
+        assert_eq!(o.close_request().map(|c| c.code), Some(close::POLICY));
     }
 
     #[tokio::test]

@@ -111,6 +111,17 @@ impl Hub {
         out
     }
 
+    /// The ids of every live local session.
+    pub(crate) fn local_session_ids(&self) -> Vec<Arc<str>> {
+        self.inner
+            .sessions
+            .values()
+            .into_iter()
+            .filter(|s| !s.lock().ended)
+            .map(|s| s.id.clone())
+            .collect()
+    }
+
     /// Every live local session with its buffered frames (for a resync).
     pub(crate) fn local_sessions(&self) -> Vec<LocalSession> {
         self.inner
@@ -186,6 +197,7 @@ impl Hub {
                 return None;
             }
             st.ended = true;
+            st.uncount_away();
             if let Some(a) = st.attached.take() {
                 a.outbox
                     .close(close::REPLACED, "session taken over", Fate::Detached);
@@ -298,9 +310,18 @@ impl Hub {
         };
         drop(slot);
         if !outcome {
-            // Nobody carries it: away here, ending after the resume window.
-            let generation = session.lock().away_generation;
+            // Nobody carries it: away here, ending after the resume window, and
+            // counted server-wide (its clients' IP is not known on this node).
+            let (generation, victims) = {
+                let mut st = session.lock();
+                let evict = !hub.draining.load(Ordering::Acquire);
+                let victims = st.count_away(&session, &hub.away, None, evict);
+                (st.away_generation, victims)
+            };
             hub.schedule_timeout(&session, generation);
+            for victim in victims {
+                hub.evict(&victim);
+            }
         }
         records
     }

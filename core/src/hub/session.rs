@@ -7,12 +7,15 @@
 //! through a [`ReplayMirror`] (the backplane) so another node can resume it.
 
 use std::collections::{HashSet, VecDeque};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::outbox::Outbox;
 use crate::protocol::frame::stamp_seq;
 use crate::protocol::outbound::Peer;
 use crate::protocol::Frame;
+
+use super::away::AwayBudget;
 
 /// Where a session's replay buffer is copied in cluster mode (the backplane).
 pub(crate) trait ReplayMirror: Send + Sync + std::fmt::Debug {
@@ -64,6 +67,8 @@ pub(crate) struct SessionState {
     /// Cluster mode: every buffered frame is mirrored here, so another node can
     /// resume this session.
     mirror: Option<(Arc<str>, Arc<dyn ReplayMirror>)>,
+    /// While away: its ticket in the hub's away budget, which counts its bytes.
+    away: Option<(u64, Arc<AwayBudget<Session>>)>,
 }
 
 impl Session {
@@ -90,6 +95,7 @@ impl Session {
                 seen_ids: HashSet::new(),
                 seen_order: VecDeque::new(),
                 mirror: None,
+                away: None,
             }),
         }
     }
@@ -156,9 +162,13 @@ impl SessionState {
         self.next_seq += 1;
         // Bound: the oldest unacknowledged frames are dropped; a later resume from
         // before them fails with `resume-failed` instead of leaving a silent gap.
+        let before = self.replay_bytes;
         self.replay_bytes += frame.len();
         self.replay.push_back(frame.clone());
         self.trim_to_bounds();
+        if let Some((_, budget)) = &self.away {
+            budget.resized(before, self.replay_bytes);
+        }
         if let Some((id, backplane)) = &self.mirror {
             backplane.mirror(id, seq, &frame, self.first_seq);
         }
@@ -258,8 +268,39 @@ impl SessionState {
         (self.replay.len(), self.replay_bytes)
     }
 
+    /// Whether a peer's relayed message may be queued for this session now
+    /// (an away session buffers it for its resume).
+    pub(crate) fn accepts_relay(&self) -> bool {
+        self.attached
+            .as_ref()
+            .is_none_or(|a| a.outbox.accepts_relay())
+    }
+
     pub(crate) fn is_away(&self) -> bool {
         self.attached.is_none() && !self.ended
+    }
+
+    /// The session (this state's) lost its connection, which came from `key`:
+    /// it counts in `budget` from now on. Returns the away sessions to end to
+    /// stay within the caps (when `evict`).
+    pub(crate) fn count_away(
+        &mut self,
+        session: &Arc<Session>,
+        budget: &Arc<AwayBudget<Session>>,
+        key: Option<IpAddr>,
+        evict: bool,
+    ) -> Vec<Arc<Session>> {
+        self.uncount_away();
+        let (ticket, victims) = budget.went_away(session, key, self.replay_bytes, evict);
+        self.away = Some((ticket, budget.clone()));
+        victims
+    }
+
+    /// The session is back on a connection, or ended: it no longer counts as away.
+    pub(crate) fn uncount_away(&mut self) {
+        if let Some((ticket, budget)) = self.away.take() {
+            budget.left(ticket, self.replay_bytes);
+        }
     }
 }
 

@@ -85,6 +85,14 @@ impl Peer {
         self.conn.take().unwrap().finish(client_close);
     }
 
+    /// Sends `v`; the code of the `error` it got, if any.
+    fn error_code_or_none(&mut self, v: Value) -> Option<String> {
+        self.send(v);
+        let got = self.recv();
+        let e = got.iter().find(|m| m["type"] == "error")?;
+        Some(e["code"].as_str().unwrap().to_owned())
+    }
+
     fn error_code(&mut self, v: Value) -> String {
         self.send(v);
         let got = self.recv();
@@ -543,13 +551,33 @@ async fn slow_consumer_is_closed_and_can_resume() {
     cfg.max_message_bytes = 1024;
     cfg.replay_buffer_bytes = 3000;
     cfg.outbound_queue_bytes = 4096;
+    // The stall time of a queue over half full.
+    cfg.heartbeat_timeout = std::time::Duration::from_millis(30);
     cfg.validate().unwrap();
     let hub = hub_with(cfg);
     let mut a = Peer::joined(&hub, "r", "a");
     let b = Peer::joined(&hub, "r", "b");
     a.recv();
-    for i in 0..40 {
-        a.send(json!({"type":"message","to":"b","data":format!("{i:0>64}")}));
+    let message = |i: usize| json!({"type":"message","to":"b","data":format!("{i:0>64}")});
+    // b reads nothing: past half its queue, a is refused (the sender pays)...
+    let mut accepted = 0;
+    loop {
+        let code = a.error_code_or_none(message(accepted));
+        if code.as_deref() == Some("rate-limited") {
+            break;
+        }
+        assert_eq!(code, None);
+        accepted += 1;
+    }
+    assert!(
+        b.close_request().is_none(),
+        "b keeps its connection for now"
+    );
+    // ...until b's queue has not moved for the stall time: then b is closed as
+    // a slow consumer, and what a sends waits in b's replay buffer.
+    std::thread::sleep(std::time::Duration::from_millis(40));
+    for i in 0..20 {
+        a.send(message(1000 + i));
     }
     let req = b.close_request().expect("closed as slow consumer");
     assert_eq!((req.code, req.fate), (close::POLICY, Fate::Away));
@@ -561,16 +589,58 @@ async fn slow_consumer_is_closed_and_can_resume() {
     // The replay buffer (3000 B) no longer covers seq 2: refused, never a gap.
     let mut b2 = Peer::new(&hub);
     assert_eq!(b2.error_code(resume(1)), "resume-failed");
-    // From seq 31 on it does: seq 32..=41 come back in order.
+    // The last ten come back in order, the 20 sent after the close among them.
+    let newest = 2 + accepted as u64 + 20 - 1;
     let mut b3 = Peer::new(&hub);
-    b3.send(resume(31));
+    b3.send(resume(newest - 10));
     let got = b3.recv();
     assert_eq!(got[0]["type"], "resumed");
     let seqs: Vec<u64> = got[1..]
         .iter()
         .map(|m| m["seq"].as_u64().unwrap())
         .collect();
-    assert_eq!(seqs, (32..=41).collect::<Vec<u64>>());
+    assert_eq!(seqs, (newest - 9..=newest).collect::<Vec<u64>>());
+    assert_eq!(got.last().unwrap()["data"], format!("{:0>64}", 1019));
+}
+
+#[tokio::test]
+async fn a_room_broadcast_waits_for_a_busy_receiver_all_or_nothing() {
+    let mut cfg = config();
+    cfg.max_message_bytes = 1024;
+    cfg.replay_buffer_bytes = 3000;
+    cfg.outbound_queue_bytes = 4096;
+    cfg.validate().unwrap();
+    let hub = hub_with(cfg);
+    let mut a = Peer::joined(&hub, "r", "a");
+    let b = Peer::joined(&hub, "r", "b");
+    let mut c = Peer::joined(&hub, "r", "c");
+    a.recv();
+    c.recv();
+    let mut accepted = 0;
+    let refusal = loop {
+        a.send(json!({"type":"message","id":accepted,"data":format!("{accepted:0>64}")}));
+        let got = a.recv();
+        if let Some(e) = got.iter().find(|m| m["type"] == "error") {
+            break e.clone();
+        }
+        accepted += 1;
+        // c reads along; b does not.
+        assert_eq!(c.recv().len(), 1);
+    };
+    assert_eq!(refusal["code"], "rate-limited");
+    assert!(
+        refusal["message"]
+            .as_str()
+            .unwrap()
+            .contains("not sent: b "),
+        "{refusal}"
+    );
+    assert!(
+        c.recv().is_empty(),
+        "nothing of the refused broadcast reached c"
+    );
+    assert!(b.close_request().is_none());
+    assert!(accepted > 5);
 }
 
 #[test]
@@ -649,7 +719,7 @@ async fn events_describe_what_happened() {
     a.send(json!({"type":"offer","to":"b","sdp":"x"}));
     let mut kinds = Vec::new();
     while let Ok(e) = events.try_recv() {
-        kinds.push(e.kind());
+        kinds.push(e.kind().to_owned());
         if let Event::Offer(f) = &e {
             assert_eq!(f["from"], "a");
             assert_eq!(f["to"], "b");
@@ -935,7 +1005,7 @@ async fn relay_events_can_be_limited_to_some_kinds() {
         let mut kinds = Vec::new();
         while let Ok(e) = events.try_recv() {
             if matches!(e.kind(), "offer" | "candidate" | "chat") {
-                kinds.push(e.kind());
+                kinds.push(e.kind().to_owned());
             }
         }
         kinds

@@ -7,7 +7,9 @@ use std::fmt;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+use super::scan::{has_lone_surrogate, too_deep, MAX_NESTING};
 use crate::error::ErrorCode;
+use crate::event::EVENT_NAMES;
 
 /// Longest accepted room id, user id, session id or token field, in bytes.
 pub(crate) const MAX_ID_LEN: usize = 256;
@@ -88,17 +90,72 @@ impl<'a> Entries<'a> {
 /// The client message types of PROTOCOL.md §3.1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MsgType {
+    /// `auth`: carries a `token`; authenticates the connection (a no-op while auth is off).
     Auth,
+    /// `join`: enter the room `roomId`, optionally as `userId` with `displayName`, `metadata`.
     Join,
+    /// `offer`: an SDP offer (`sdp`) relayed to peer `to`.
     Offer,
+    /// `answer`: an SDP answer (`sdp`) relayed to peer `to`.
     Answer,
+    /// `candidate`: an ICE `candidate` (may be `null`) relayed to peer `to`.
     Candidate,
+    /// `message`: application `data` to peer `to`, or without `to` to the rest of the room.
     Message,
+    /// `chat`: `content` sent to the whole room, sender included, with a server `timestamp`.
     Chat,
+    /// `leave`: leave the room `roomId`, or without it every room.
     Leave,
+    /// `ping`: answered by `pong` with the same `timestamp`.
     Ping,
+    /// `ack`: the client has every server message up to `seq` (cumulative).
     Ack,
+    /// `resume`: take back session `sessionId` with `resumeToken`, replaying after `lastSeq`.
     Resume,
+    /// A type the application listed (`app_types`): relayed like `message`,
+    /// under its own name.
+    App,
+}
+
+/// The application's own message types (`--app-types`), relayed like `message`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppTypes(Vec<Box<str>>);
+
+impl AppTypes {
+    /// Checks the names: 1 to 64 characters of `A-Z a-z 0-9 - _ . :`, none of
+    /// the protocol's own types, no repeats.
+    pub fn new<I: IntoIterator<Item = S>, S: AsRef<str>>(names: I) -> Result<AppTypes, String> {
+        let mut out: Vec<Box<str>> = Vec::new();
+        for name in names {
+            let name = name.as_ref().trim();
+            let ok_char = |c: char| c.is_ascii_alphanumeric() || "-_.:".contains(c);
+            if name.is_empty() || name.len() > 64 || !name.chars().all(ok_char) {
+                return Err(format!(
+                    "app type `{name}`: use 1 to 64 characters of A-Z a-z 0-9 - _ . :"
+                ));
+            }
+            // An event name (a server message, a client's connection state) would let
+            // a client fake that event.
+            if MsgType::parse(name).is_some() || EVENT_NAMES.contains(&name) {
+                return Err(format!("app type `{name}` is a protocol message type"));
+            }
+            if out.iter().any(|n| &**n == name) {
+                return Err(format!("app type `{name}` is listed twice"));
+            }
+            out.push(name.into());
+        }
+        Ok(AppTypes(out))
+    }
+
+    /// Whether `name` is one of them.
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.iter().any(|n| &**n == name)
+    }
+
+    /// The names, in the configured order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|n| &**n)
+    }
 }
 
 impl MsgType {
@@ -133,6 +190,7 @@ impl MsgType {
             MsgType::Ping => "ping",
             MsgType::Ack => "ack",
             MsgType::Resume => "resume",
+            MsgType::App => "app",
         }
     }
 
@@ -140,7 +198,7 @@ impl MsgType {
     pub fn is_relayed(self) -> bool {
         matches!(
             self,
-            MsgType::Offer | MsgType::Answer | MsgType::Candidate | MsgType::Message
+            MsgType::Offer | MsgType::Answer | MsgType::Candidate | MsgType::Message | MsgType::App
         )
     }
 }
@@ -148,21 +206,30 @@ impl MsgType {
 /// A validated client message, borrowing from the frame text.
 #[derive(Debug)]
 pub struct ClientMessage<'a> {
+    /// Which message this is (`type`).
     pub kind: MsgType,
+    /// The `type` as sent (an app type's own name; the canonical name otherwise).
+    pub type_name: Cow<'a, str>,
     /// The client's `id`, raw (a JSON string or number), echoed in `ack`/`error.ref`.
     pub id: Option<&'a RawValue>,
+    /// `roomId`, when sent: the room a room-scoped message is about.
     pub room_id: Option<Cow<'a, str>>,
+    /// `to`, when sent: the user id of the peer a relayed message is for.
     pub to: Option<Cow<'a, str>>,
     /// `seq` of `ack`, `lastSeq` of `resume`.
     pub seq: Option<u64>,
+    /// Every top-level field of the frame, raw, kept for relaying.
     pub entries: Entries<'a>,
 }
 
 /// Why a frame was refused, with the `id` to echo as `ref` when one was readable.
 #[derive(Debug)]
 pub struct ParseError<'a> {
+    /// The error code of the `error` answer (`invalid-json`, `invalid-message`, ...).
     pub code: ErrorCode,
+    /// Why, for humans: the `error.message` text.
     pub message: String,
+    /// The frame's `id`, raw, to echo as `error.ref`.
     pub id: Option<&'a RawValue>,
 }
 
@@ -205,44 +272,16 @@ fn id_like(s: &str, name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether a `\\uXXXX` escape of `text` (a valid JSON document) is a surrogate
-/// without its pair. In valid JSON every backslash starts an escape inside a
-/// string, so the escapes can be walked without tracking strings.
-fn has_lone_surrogate(text: &str) -> bool {
-    let b = text.as_bytes();
-    let hex = |at: usize| -> Option<u32> {
-        let digits = b.get(at..at + 4)?;
-        u32::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
-    };
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] != b'\\' {
-            i += 1;
-            continue;
-        }
-        if b.get(i + 1) != Some(&b'u') {
-            i += 2; // a one-character escape, `\\\\` included
-            continue;
-        }
-        match hex(i + 2) {
-            Some(0xD800..=0xDBFF) => {
-                let low = (b.get(i + 6..i + 8) == Some(b"\\u"))
-                    .then(|| hex(i + 8))
-                    .flatten();
-                if !matches!(low, Some(0xDC00..=0xDFFF)) {
-                    return true;
-                }
-                i += 12;
-            }
-            Some(0xDC00..=0xDFFF) => return true,
-            _ => i += 6,
-        }
-    }
-    false
-}
-
 /// Parses and validates one client text frame (PROTOCOL.md §3.1).
 pub fn parse_client_message(text: &str) -> Result<ClientMessage<'_>, ParseError<'_>> {
+    parse_client_message_with(text, &AppTypes::default())
+}
+
+/// [`parse_client_message`] that also accepts the application's own types.
+pub fn parse_client_message_with<'a>(
+    text: &'a str,
+    app_types: &AppTypes,
+) -> Result<ClientMessage<'a>, ParseError<'a>> {
     let entries = Entries::parse(text).map_err(|e| {
         let code = if e.is_data() {
             ErrorCode::InvalidMessage
@@ -267,6 +306,13 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage<'_>, ParseError<
         return Err(ParseError {
             code: ErrorCode::InvalidJson,
             message: "the frame is not valid JSON (a \\u escape is a lone surrogate)".to_owned(),
+            id: None,
+        });
+    }
+    if too_deep(text) {
+        return Err(ParseError {
+            code: ErrorCode::InvalidJson,
+            message: format!("the frame nests deeper than {MAX_NESTING} levels"),
             id: None,
         });
     }
@@ -305,7 +351,9 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage<'_>, ParseError<
         Some(s) => s,
         None => return Err(invalid("`type` must be a string".to_owned(), id)),
     };
-    let Some(kind) = MsgType::parse(&kind_str) else {
+    let kind =
+        MsgType::parse(&kind_str).or_else(|| app_types.contains(&kind_str).then_some(MsgType::App));
+    let Some(kind) = kind else {
         let mut shown: String = kind_str.chars().take(64).collect();
         if shown.len() < kind_str.len() {
             shown.push('…');
@@ -317,8 +365,13 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage<'_>, ParseError<
         });
     };
 
+    let type_name = match kind {
+        MsgType::App => kind_str,
+        _ => Cow::Borrowed(kind.as_str()),
+    };
     let mut msg = ClientMessage {
         kind,
+        type_name,
         id,
         room_id: None,
         to: None,
@@ -381,7 +434,7 @@ fn validate(msg: &mut ClientMessage<'_>) -> Result<(), String> {
                 return Err("`chat` needs a string `content`".to_owned());
             }
         }
-        MsgType::Leave | MsgType::Ping => {}
+        MsgType::Leave | MsgType::Ping | MsgType::App => {}
         MsgType::Ack => {
             let seq = msg.raw_field("seq")?.and_then(as_u64);
             match seq {
@@ -495,6 +548,50 @@ mod tests {
     fn error_keeps_the_id_for_ref() {
         let e = parse_client_message(r#"{"type":"dance","id":"m1"}"#).unwrap_err();
         assert_eq!(e.id.unwrap().get(), r#""m1""#);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let deep = format!(
+            r#"{{"type":"ping","x":{}1{}}}"#,
+            "[".repeat(120),
+            "]".repeat(120)
+        );
+        assert_eq!(code(&deep), ErrorCode::InvalidJson);
+        let ok = format!(
+            r#"{{"type":"ping","x":{}1{}}}"#,
+            "[".repeat(90),
+            "]".repeat(90)
+        );
+        assert!(parse_client_message(&ok).is_ok());
+        let in_string = format!(r#"{{"type":"ping","x":"{}"}}"#, "[".repeat(300));
+        assert!(
+            parse_client_message(&in_string).is_ok(),
+            "brackets in strings do not count"
+        );
+    }
+
+    #[test]
+    fn app_types_parse_only_when_listed() {
+        let apps = AppTypes::new(["hangup", "hand-raise"]).unwrap();
+        let m = parse_client_message_with(r#"{"type":"hangup","to":"bob"}"#, &apps).unwrap();
+        assert_eq!((m.kind, &*m.type_name), (MsgType::App, "hangup"));
+        assert_eq!(m.to.as_deref(), Some("bob"));
+        assert_eq!(code(r#"{"type":"hangup"}"#), ErrorCode::UnknownType);
+        let e = parse_client_message_with(r#"{"type":"mute"}"#, &apps).unwrap_err();
+        assert_eq!(e.code, ErrorCode::UnknownType);
+        for bad in [
+            "offer",
+            "room-info",
+            "",
+            "a b",
+            "ACK",
+            "disconnected",
+            "closed",
+        ] {
+            assert!(AppTypes::new([bad]).is_err(), "{bad}");
+        }
+        assert!(AppTypes::new(["x", "x"]).is_err());
     }
 
     #[test]

@@ -11,7 +11,9 @@ use super::{now_millis, LeaveReason};
 /// A peer as `user-joined`, `room-info.peers` and `room-info.you` show it.
 #[derive(Debug, Clone, Copy)]
 pub struct Peer<'a> {
+    /// The peer's `userId`.
     pub user_id: &'a str,
+    /// The peer's `displayName`, when it gave one.
     pub display_name: Option<&'a str>,
     /// Raw JSON text of the peer's metadata.
     pub metadata: Option<&'a str>,
@@ -103,11 +105,54 @@ pub fn user_joined(room_id: &str, peer: Peer<'_>, polite: bool) -> String {
 
 /// `room-info` for `you`: `peers` in join order, each with the newcomer's
 /// `polite` role toward it; `ice_servers` (TURN credentials) when configured.
+///
+/// It never exceeds `limit` bytes (the hub passes half a connection's queue),
+/// so a newcomer can always join however much the members carry: past the
+/// limit the peers lose `displayName` and `metadata` (`"peersTrimmed":true`;
+/// `user-joined` and the host API still carry them), and past it again the
+/// list keeps the earliest joiners (`"peersOmitted":N`, the number left out).
 pub fn room_info(
     room_id: &str,
     peers: &[(Peer<'_>, bool)],
     you: Peer<'_>,
     ice_servers: Option<&serde_json::Value>,
+    limit: usize,
+) -> String {
+    let full = room_info_of(room_id, peers, you, ice_servers, None);
+    if full.len() <= limit {
+        return full;
+    }
+    let bare: Vec<(Peer<'_>, bool)> = peers
+        .iter()
+        .map(|(p, polite)| {
+            let p = Peer {
+                user_id: p.user_id,
+                display_name: None,
+                metadata: None,
+            };
+            (p, *polite)
+        })
+        .collect();
+    let mut keep = bare.len();
+    loop {
+        let omitted = bare.len() - keep;
+        let body = room_info_of(room_id, &bare[..keep], you, ice_servers, Some(omitted));
+        if body.len() <= limit || keep == 0 {
+            return body;
+        }
+        // Drop as many peers as the excess needs at their average size.
+        let per_peer = (body.len() / keep).max(1);
+        keep = keep.saturating_sub((body.len() - limit).div_ceil(per_peer).max(1));
+    }
+}
+
+/// `room-info` as is (`trimmed: None`), or trimmed with this many peers omitted.
+fn room_info_of(
+    room_id: &str,
+    peers: &[(Peer<'_>, bool)],
+    you: Peer<'_>,
+    ice_servers: Option<&serde_json::Value>,
+    trimmed: Option<usize>,
 ) -> String {
     let mut w = ObjectWriter::typed("room-info", 128 + peers.len() * 96);
     w.str("roomId", room_id);
@@ -131,6 +176,12 @@ pub fn room_info(
     if let Some(servers) = ice_servers {
         w.serialize("iceServers", servers);
     }
+    if let Some(omitted) = trimmed {
+        w.bool("peersTrimmed", true);
+        if omitted > 0 {
+            w.u64("peersOmitted", omitted as u64);
+        }
+    }
     w.finish()
 }
 
@@ -148,7 +199,7 @@ pub fn forward(msg: &ClientMessage<'_>, seq: Option<u64>, from: &str, room_id: &
     if let Some(seq) = seq {
         w.u64("seq", seq);
     }
-    w.str("type", msg.kind.as_str());
+    w.str("type", &msg.type_name);
     let is_chat = msg.kind == MsgType::Chat;
     for (k, v) in &msg.entries.0 {
         match &*k.0 {
@@ -219,7 +270,13 @@ mod tests {
         );
         let ice = json!([{"urls": ["turn:x"]}]);
         assert_eq!(
-            parse(&room_info("r", &[(alice, true)], bob, Some(&ice))),
+            parse(&room_info(
+                "r",
+                &[(alice, true)],
+                bob,
+                Some(&ice),
+                usize::MAX
+            )),
             json!({"type": "room-info", "roomId": "r", "users": ["alice"],
                    "peers": [{"userId": "alice", "displayName": "Alice",
                               "metadata": {"a": 1}, "polite": true}],
@@ -229,5 +286,48 @@ mod tests {
             parse(&user_left("r", "bob", LeaveReason::Kicked)),
             json!({"type": "user-left", "roomId": "r", "userId": "bob", "reason": "kicked"})
         );
+    }
+
+    #[test]
+    fn room_info_is_trimmed_then_cut_to_its_limit() {
+        let meta = format!(r#"{{"blob":"{}"}}"#, "m".repeat(1000));
+        let ids: Vec<String> = (0..100).map(|i| format!("user-{i:03}")).collect();
+        let peers: Vec<(Peer<'_>, bool)> = ids
+            .iter()
+            .map(|id| {
+                let p = Peer {
+                    user_id: id,
+                    display_name: Some("A Name"),
+                    metadata: Some(&meta),
+                };
+                (p, true)
+            })
+            .collect();
+        let you = Peer {
+            user_id: "me",
+            display_name: None,
+            metadata: Some(r#"{"mine":1}"#),
+        };
+        let full = room_info("r", &peers, you, None, usize::MAX);
+        assert!(full.len() > 100_000);
+        // Within 20 KB: every peer, without displayName and metadata.
+        let trimmed = parse(&room_info("r", &peers, you, None, 20_000));
+        assert_eq!(trimmed["peersTrimmed"], true);
+        assert_eq!(trimmed["peers"].as_array().unwrap().len(), 100);
+        assert!(trimmed.get("peersOmitted").is_none());
+        assert_eq!(
+            trimmed["peers"][0],
+            json!({"userId": "user-000", "polite": true})
+        );
+        assert_eq!(trimmed["you"]["metadata"], json!({"mine": 1}));
+        // Within 2 KB: the earliest joiners, and how many were left out.
+        let cut = room_info("r", &peers, you, None, 2_000);
+        assert!(cut.len() <= 2_000, "{} bytes", cut.len());
+        let cut = parse(&cut);
+        let kept = cut["peers"].as_array().unwrap().len();
+        assert!(kept > 10, "{kept} kept");
+        assert_eq!(cut["peersOmitted"], 100 - kept as u64);
+        assert_eq!(cut["users"].as_array().unwrap().len(), kept);
+        assert_eq!(cut["peers"][0]["userId"], "user-000");
     }
 }

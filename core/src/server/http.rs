@@ -1,9 +1,14 @@
 //! The HTTP/1.1 front of the server: reads a request head, answers the plain
 //! endpoints (`/health`, `/ready`, `/metrics`, 404) and decides on upgrades.
 
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::Sleep;
 
 /// Largest accepted request head; browsers send well under 2 KiB.
 const MAX_HEAD_BYTES: usize = 8 * 1024;
@@ -160,6 +165,82 @@ pub(crate) async fn respond<S: AsyncWrite + Unpin>(
     let _ = stream.shutdown().await;
 }
 
+/// A stream whose writes fail with `TimedOut` once one stalls (the peer takes
+/// no byte) for longer than the limit: the HTTP write timeout of the request
+/// phase, so a client that never reads can not hold a task and a descriptor.
+/// The upgrade unwraps it: WebSocket writes are paced by the kit's outbox.
+pub(crate) struct WriteDeadline<S> {
+    inner: S,
+    limit: Duration,
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl<S> WriteDeadline<S> {
+    pub(crate) fn new(inner: S, limit: Duration) -> Self {
+        WriteDeadline {
+            inner,
+            limit,
+            stalled: None,
+        }
+    }
+
+    pub(crate) fn into_inner(self) -> S {
+        self.inner
+    }
+
+    /// Passes a ready result on (progress: the clock restarts); while pending,
+    /// fails once the stall outlasts the limit.
+    fn bound<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if polled.is_ready() {
+            self.stalled = None;
+            return polled;
+        }
+        let limit = self.limit;
+        let sleep = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::ErrorKind::TimedOut.into())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteDeadline<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.bound(cx, polled)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        self.bound(cx, polled)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let polled = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.bound(cx, polled)
+    }
+}
+
 /// Writes the `101 Switching Protocols` answer to a WebSocket upgrade.
 pub(crate) async fn switch_protocols<S: AsyncWrite + Unpin>(
     stream: &mut S,
@@ -193,6 +274,34 @@ mod tests {
         assert!(req.header_has_token("connection", "upgrade"));
         assert_eq!(req.header("HOST"), Some("x"));
         assert_eq!(req.rest, b"\x81\x00");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_does_not_read_is_cut_after_the_write_timeout() {
+        // 64 bytes of buffer, nobody reading: the answer can not be written.
+        let (ours, _theirs) = tokio::io::duplex(64);
+        let mut stream = WriteDeadline::new(ours, Duration::from_secs(10));
+        let started = tokio::time::Instant::now();
+        let body = "x".repeat(4096);
+        let wrote = stream.write_all(body.as_bytes()).await;
+        assert_eq!(wrote.unwrap_err().kind(), io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), Duration::from_secs(10));
+        // A reader that keeps taking bytes is never cut, however long it takes.
+        let (ours, mut theirs) = tokio::io::duplex(64);
+        let mut stream = WriteDeadline::new(ours, Duration::from_secs(1));
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut chunk = [0u8; 32];
+            while let Ok(n @ 1..) = theirs.read(&mut chunk).await {
+                got.extend_from_slice(&chunk[..n]);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            got.len()
+        });
+        stream.write_all(body.as_bytes()).await.unwrap();
+        stream.shutdown().await.unwrap();
+        drop(stream);
+        assert_eq!(reader.await.unwrap(), 4096);
     }
 
     #[tokio::test]

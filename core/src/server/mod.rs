@@ -2,7 +2,9 @@
 //! endpoints, and the tokio-tungstenite adapter of the connection kit
 //! ([`crate::edge`]), which decides admission, limits and liveness.
 
+mod builder;
 mod http;
+mod operator;
 mod static_files;
 mod tls;
 mod ws;
@@ -10,7 +12,6 @@ mod ws;
 pub use crate::proxy::{Cidr, TrustedProxies};
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,181 +26,19 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, info, warn};
 
-use crate::auth::{AuthConfig, AuthHook, JwtConfig};
 use crate::cluster::Cluster;
-use crate::config::{ServerConfig, TlsConfig, TurnConfig};
-use crate::edge::{Edge, EdgeConnection, Liveness, UpgradeRequest};
+use crate::config::ServerConfig;
+use crate::edge::{Edge, EdgeConnection, Liveness, Pending, Refused};
 use crate::error::Result;
 use crate::event::Event;
 use crate::hub::{Hub, PeerInfo, RoomInfo};
-use http::{read_request, respond, switch_protocols, HeadError, Request};
+pub use builder::ServerBuilder;
+use http::{read_request, respond, switch_protocols, HeadError, Request, WriteDeadline};
 
 /// A configured server, not yet listening.
 #[derive(Debug, Clone)]
 pub struct Server {
     config: ServerConfig,
-}
-
-/// Builds a [`Server`]; does no I/O.
-#[derive(Debug, Clone, Default)]
-pub struct ServerBuilder {
-    config: ServerConfig,
-}
-
-macro_rules! setters {
-    ($($(#[$doc:meta])* $name:ident: $ty:ty;)*) => {
-        $($(#[$doc])* pub fn $name(mut self, value: $ty) -> Self {
-            self.config.$name = value;
-            self
-        })*
-    };
-}
-
-impl ServerBuilder {
-    setters! {
-        /// Peers per room (0 = unlimited).
-        max_room_size: usize;
-        /// Rooms one session may be in at once.
-        max_rooms_per_session: usize;
-        /// Largest accepted message in bytes; bigger frames close with 1009.
-        max_message_bytes: usize;
-        /// Server-wide connection limit (0 = unlimited).
-        max_conns: usize;
-        /// Connections per client IP (0 = unlimited).
-        max_conns_per_ip: usize;
-        /// Token bucket burst.
-        rate_limit_burst: u32;
-        /// Token bucket refill per second (0 = no rate limit).
-        rate_limit_rps: u32;
-        /// WebSocket Ping interval.
-        heartbeat_interval: Duration;
-        /// Extra silence allowed after the interval.
-        heartbeat_timeout: Duration;
-        /// How long an away session can be resumed.
-        resume_window: Duration;
-        /// Replay buffer bound in messages.
-        replay_buffer_messages: usize;
-        /// Replay buffer bound in bytes.
-        replay_buffer_bytes: usize;
-        /// Outbound queue bound per connection in bytes.
-        outbound_queue_bytes: usize;
-        /// Longest graceful drain.
-        drain_timeout: Duration;
-        /// Upper bound of the reconnect delay suggested in `draining`.
-        drain_retry_after: Duration;
-        /// Longest wait for a request head.
-        handshake_timeout: Duration;
-        /// Events buffered per `events()` reader.
-        event_buffer: usize;
-        /// How long a connection may wait before its first `auth` message (auth on).
-        auth_timeout: Duration;
-        /// Cluster mode: how often this node refreshes its liveness in Redis.
-        cluster_heartbeat: Duration;
-        /// Cluster mode: silence after which a node counts as dead.
-        cluster_node_ttl: Duration;
-        /// Serve the demo page at `/` (and the browser client).
-        demo: bool;
-        /// Serve the browser client at `/switchboard.js`.
-        serve_client: bool;
-    }
-
-    /// Static tokens: token → userId.
-    pub fn auth_tokens<I, T, U>(mut self, tokens: I) -> Self
-    where
-        I: IntoIterator<Item = (T, U)>,
-        T: Into<String>,
-        U: Into<String>,
-    {
-        let table = tokens
-            .into_iter()
-            .map(|(t, u)| (t.into(), u.into()))
-            .collect();
-        self.config.auth = AuthConfig::Tokens(table);
-        self
-    }
-
-    /// JWT authentication.
-    pub fn jwt(mut self, jwt: JwtConfig) -> Self {
-        self.config.auth = AuthConfig::Jwt(jwt);
-        self
-    }
-
-    /// Host callback authentication: `Some(identity)` admits, `None` refuses.
-    pub fn auth_hook(mut self, hook: impl AuthHook) -> Self {
-        self.config.auth = AuthConfig::Hook(Arc::new(hook));
-        self
-    }
-
-    /// Serve `wss://` with a PEM certificate chain and key.
-    pub fn tls(mut self, cert_path: impl Into<PathBuf>, key_path: impl Into<PathBuf>) -> Self {
-        self.config.tls = Some(TlsConfig {
-            cert_path: cert_path.into(),
-            key_path: key_path.into(),
-        });
-        self
-    }
-
-    /// Proxies (CIDRs or addresses) whose forwarding headers are believed.
-    pub fn trusted_proxies<I: IntoIterator<Item = S>, S: Into<String>>(mut self, cidrs: I) -> Self {
-        self.config.trusted_proxies = cidrs.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// TURN REST credentials in `room-info`.
-    pub fn turn<I: IntoIterator<Item = S>, S: Into<String>>(
-        mut self,
-        secret: impl Into<String>,
-        urls: I,
-        ttl: Duration,
-    ) -> Self {
-        self.config.turn = Some(TurnConfig {
-            secret: secret.into(),
-            urls: urls.into_iter().map(Into::into).collect(),
-            ttl,
-        });
-        self
-    }
-
-    /// Cluster mode over Redis (`redis://host:port`).
-    pub fn redis_url(mut self, url: impl Into<String>) -> Self {
-        self.config.redis_url = Some(url.into());
-        self
-    }
-
-    /// Address to bind (`host:port`; port 0 picks a free one).
-    pub fn listen(mut self, addr: impl Into<String>) -> Self {
-        self.config.listen = addr.into();
-        self
-    }
-
-    /// WebSocket upgrade path (default `/ws`).
-    pub fn path(mut self, path: impl Into<String>) -> Self {
-        self.config.path = path.into();
-        self
-    }
-
-    /// Browser origins allowed to connect (default: all).
-    pub fn allowed_origins<I: IntoIterator<Item = S>, S: Into<String>>(
-        mut self,
-        origins: I,
-    ) -> Self {
-        self.config.allowed_origins = origins.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// Replaces the whole configuration.
-    pub fn config(mut self, config: ServerConfig) -> Self {
-        self.config = config;
-        self
-    }
-
-    /// Validates the configuration.
-    pub fn build(self) -> Result<Server> {
-        self.config.validate()?;
-        Ok(Server {
-            config: self.config,
-        })
-    }
 }
 
 #[derive(Debug)]
@@ -244,7 +83,7 @@ impl Server {
         // Certificate problems fail here, before any client could connect.
         let tls = config.tls.as_ref().map(tls::Tls::new).transpose()?;
         let scheme = if tls.is_some() { "wss" } else { "ws" };
-        let url = format!("{scheme}://{local_addr}{}", config.path);
+        let url = format!("{scheme}://{local_addr}{}", config.url_path());
         let shared = Arc::new(Shared {
             tls,
             edge,
@@ -270,9 +109,17 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 Ok((stream, peer)) => {
                     while tasks.try_join_next().is_some() {}
                     let _ = stream.set_nodelay(true);
+                    // The socket counts against its IP from here on, before a byte is read.
+                    let pending = match shared.edge.accept(peer.ip()) {
+                        Ok(pending) => pending,
+                        Err(refused) => {
+                            tasks.spawn(refuse_socket(stream, refused, shared.clone()));
+                            continue;
+                        }
+                    };
                     match &shared.tls {
-                        None => tasks.spawn(serve_socket(stream, peer, shared.clone())),
-                        Some(tls) => tasks.spawn(handle_tls(tls.acceptor(), stream, peer, shared.clone())),
+                        None => tasks.spawn(serve_socket(stream, pending, shared.clone())),
+                        Some(tls) => tasks.spawn(handle_tls(tls.acceptor(), stream, peer, pending, shared.clone())),
                     };
                 }
                 Err(e) => {
@@ -298,17 +145,30 @@ impl Shared {
     }
 }
 
+/// A socket over its IP's pending or rate budget: a plain listener answers the
+/// status at once (no request is read); a TLS one just closes, since an answer
+/// would need the handshake the budget is there to avoid.
+async fn refuse_socket(mut stream: TcpStream, refused: Refused, shared: Arc<Shared>) {
+    if shared.tls.is_some() {
+        return;
+    }
+    let mut stream = WriteDeadline::new(&mut stream, shared.config().http_write_timeout);
+    let (status, headers, body) = (refused.status, refused.headers, refused.body);
+    respond(&mut stream, status, "text/plain", headers, body).await;
+}
+
 /// The TLS handshake (bounded by the handshake timeout), then the same as plain.
 async fn handle_tls(
     acceptor: tokio_rustls::TlsAcceptor,
     stream: TcpStream,
     peer: SocketAddr,
+    pending: Pending,
     shared: Arc<Shared>,
 ) {
     let handshake =
         tokio::time::timeout(shared.config().handshake_timeout, acceptor.accept(stream));
     match handshake.await {
-        Ok(Ok(tls)) => serve_socket(tls, peer, shared).await,
+        Ok(Ok(tls)) => serve_socket(tls, pending, shared).await,
         Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
         Err(_) => debug!(%peer, "TLS handshake timed out"),
     }
@@ -321,22 +181,24 @@ type Upgraded<S> = (WebSocketStream<S>, EdgeConnection);
 /// Serves one TCP (or TLS) connection. The request phase (head, admission, auth,
 /// upgrade) runs boxed and is freed before the long-lived connection task, so its
 /// state (request, auth check) does not stay in every connection's future.
-async fn serve_socket<S>(stream: S, peer: SocketAddr, shared: Arc<Shared>)
+async fn serve_socket<S>(stream: S, pending: Pending, shared: Arc<Shared>)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut upgraded = None;
-    Box::pin(handle_socket(stream, peer, &shared, &mut upgraded)).await;
+    let stream = WriteDeadline::new(stream, shared.config().http_write_timeout);
+    Box::pin(handle_socket(stream, pending, &shared, &mut upgraded)).await;
     let Some((ws, conn)) = upgraded else {
         return;
     };
     ws::ConnectionTask::new(ws, conn).await;
 }
 
-/// The request phase: answers plain HTTP, or upgrades into `upgraded`.
+/// The request phase: answers plain HTTP, or upgrades into `upgraded`. The
+/// socket's place in its IP's pending budget (`pending`) is held until then.
 async fn handle_socket<S>(
-    mut stream: S,
-    peer: SocketAddr,
+    mut stream: WriteDeadline<S>,
+    pending: Pending,
     shared: &Arc<Shared>,
     upgraded: &mut Option<Upgraded<S>>,
 ) where
@@ -350,20 +212,32 @@ async fn handle_socket<S>(
             return respond(&mut stream, status, "text/plain", &[], "bad request\n").await
         }
     };
-    match (req.method.as_str(), req.path.as_str()) {
-        (_, p) if shared.edge.serves_path(p) => {}
-        ("GET" | "HEAD", p) => {
-            if let Some(reply) = shared.edge.endpoint(p) {
-                let body = &reply.body;
-                return respond(&mut stream, reply.status, reply.content_type, &[], body).await;
-            }
-            if static_files::serves(config, p) {
-                // Boxed: a rare path, kept out of every connection task's future.
-                return Box::pin(static_files::serve(&mut stream, config, &req)).await;
-            }
-            return respond(&mut stream, 404, "text/plain", &[], "not found\n").await;
+    if Edge::is_api_path(&req.path) {
+        // Boxed: a rare path, kept out of every connection task's future.
+        return Box::pin(operator::serve(
+            &mut stream,
+            &shared.edge,
+            req,
+            config.handshake_timeout,
+        ))
+        .await;
+    }
+    let upgrade_path = shared.edge.serves_path(&req.path);
+    // `/` may be an upgrade path and the demo page at once: the upgrade header decides.
+    let wants_upgrade = req.header_has_token("upgrade", "websocket");
+    if !(upgrade_path && wants_upgrade) && matches!(req.method.as_str(), "GET" | "HEAD") {
+        let p = req.path.as_str();
+        if let Some(reply) = shared.edge.endpoint(p) {
+            let body = &reply.body;
+            return respond(&mut stream, reply.status, reply.content_type, &[], body).await;
         }
-        _ => return respond(&mut stream, 404, "text/plain", &[], "not found\n").await,
+        if static_files::serves(config, p) {
+            // Boxed: a rare path, kept out of every connection task's future.
+            return Box::pin(static_files::serve(&mut stream, config, &req)).await;
+        }
+    }
+    if !upgrade_path {
+        return respond(&mut stream, 404, "text/plain", &[], "not found\n").await;
     }
 
     // The upgrade path.
@@ -420,7 +294,7 @@ async fn handle_socket<S>(
         query,
         headers,
     } = req;
-    let mut facts = UpgradeRequest::new(Some(peer.ip()), &path);
+    let mut facts = pending.request(&path);
     facts.query = query;
     facts.headers(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     drop((method, path, headers));
@@ -437,13 +311,14 @@ async fn handle_socket<S>(
             .await;
         }
     };
-    drop(facts);
+    drop((facts, pending));
     if switch_protocols(&mut stream, &accept, admitted.subprotocol())
         .await
         .is_err()
     {
         return;
     }
+    let stream = stream.into_inner();
     let ws_config = ws::ws_config(config.max_message_bytes);
     let ws =
         WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(ws_config)).await;
@@ -510,6 +385,16 @@ impl ServerHandle {
     /// Removes a peer (`user-left` with `kicked`; its connection closes with 4403).
     pub async fn kick(&self, room_id: &str, user_id: &str) -> Result<()> {
         self.shared.edge.hub().kick(room_id, user_id)
+    }
+
+    /// Puts a connected user into a room, as if it had sent `join`.
+    pub async fn join(&self, user_id: &str, room_id: &str) -> Result<()> {
+        self.shared.edge.hub().join(user_id, room_id)
+    }
+
+    /// Takes a user out of a room (`user-left` with `leave`); it stays connected.
+    pub async fn leave(&self, user_id: &str, room_id: &str) -> Result<()> {
+        self.shared.edge.hub().leave(user_id, room_id)
     }
 
     /// Every room with its peers.
@@ -579,7 +464,8 @@ mod tests {
             .start()
             .await
             .unwrap();
-        let fut = serve_socket(stream, addr, handle.shared.clone());
+        let pending = handle.edge().accept(addr.ip()).unwrap();
+        let fut = serve_socket(stream, pending, handle.shared.clone());
         let size = std::mem::size_of_val(&fut);
         println!("serve_socket future: {size} bytes");
         assert!(size <= LIMIT, "{size} bytes per connection task");

@@ -15,10 +15,10 @@ use super::http::Request;
 use crate::config::ServerConfig;
 
 /// The compiled browser client, exactly as committed in `browser/dist`.
-const CLIENT_JS: &str = include_str!("../../../browser/dist/switchboard.js");
-const DEMO_HTML: &str = include_str!("../../../browser/demo/index.html");
-const DEMO_JS: &str = include_str!("../../../browser/demo/demo.js");
-const DEMO_CSS: &str = include_str!("../../../browser/demo/demo.css");
+const CLIENT_JS: &str = include_str!("../../assets/switchboard.js");
+const DEMO_HTML: &str = include_str!("../../assets/demo/index.html");
+const DEMO_JS: &str = include_str!("../../assets/demo/demo.js");
+const DEMO_CSS: &str = include_str!("../../assets/demo/demo.css");
 
 /// Replaced in the demo page by the configured WebSocket path.
 const PATH_PLACEHOLDER: &str = "__SWITCHBOARD_WS_PATH__";
@@ -73,7 +73,7 @@ pub(crate) fn find(config: &ServerConfig, path: &str) -> Option<Cow<'static, Ass
     match path {
         "/switchboard.js" if config.serve_client || config.demo => Some(Cow::Borrowed(&*CLIENT)),
         "/" | "/index.html" if config.demo => {
-            let body = DEMO_HTML.replace(PATH_PLACEHOLDER, &html_attribute(&config.path));
+            let body = DEMO_HTML.replace(PATH_PLACEHOLDER, &html_attribute(&config.url_path()));
             Some(Cow::Owned(Asset::new(
                 "text/html; charset=utf-8",
                 body,

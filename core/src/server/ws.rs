@@ -25,7 +25,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::edge::{EdgeConnection, Tick, Violation};
+use crate::edge::{EdgeConnection, Encoding, Tick, Violation, Wire};
 use crate::hub::{Next, Outbox};
 use crate::protocol::{close, Frame};
 
@@ -75,6 +75,7 @@ pub(crate) struct ConnectionTask<S> {
     ws: WebSocketStream<S>,
     conn: Option<EdgeConnection>,
     outbox: Arc<Outbox>,
+    encoding: Encoding,
     batch: Vec<Frame>,
     phase: Phase,
     ping_due: bool,
@@ -98,6 +99,7 @@ where
 {
     pub(crate) fn new(ws: WebSocketStream<S>, mut conn: EdgeConnection) -> Self {
         let outbox = conn.outbox().clone();
+        let encoding = conn.encoding();
         let next = match conn.tick() {
             Tick::Idle(next) | Tick::Ping(next) => next,
             Tick::Drop => Instant::now(),
@@ -106,6 +108,7 @@ where
             ws,
             conn: Some(conn),
             outbox,
+            encoding,
             batch: Vec::new(),
             phase: Phase::Open,
             ping_due: false,
@@ -142,7 +145,7 @@ where
         }
         match item {
             Some(Ok(Message::Text(text))) if !closing => self.conn().text(text.as_str()),
-            Some(Ok(Message::Binary(_))) if !closing => self.conn().violation(Violation::Binary),
+            Some(Ok(Message::Binary(bytes))) if !closing => self.conn().binary(&bytes),
             Some(Ok(Message::Close(frame))) => {
                 if closing {
                     // The client's answer to our close: the handshake is complete.
@@ -220,10 +223,11 @@ where
                             let frame = std::mem::take(&mut self.batch[next]);
                             next += 1;
                             progress = true;
-                            if Pin::new(&mut self.ws)
-                                .start_send(Message::Text(frame))
-                                .is_err()
-                            {
+                            let message = match self.encoding.wire(frame) {
+                                Wire::Text(text) => Message::Text(text),
+                                Wire::Binary(bytes) => Message::Binary(bytes.into()),
+                            };
+                            if Pin::new(&mut self.ws).start_send(message).is_err() {
                                 self.phase = Phase::Done;
                                 return true;
                             }

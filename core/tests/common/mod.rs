@@ -2,6 +2,9 @@
 //! WebSocket client or raw HTTP, with a timeout on every wait.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod binary;
+pub mod redis;
+
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -72,6 +75,36 @@ impl Ws {
             "first message is connected"
         );
         Ok(w)
+    }
+
+    /// Connects from the loopback address `from` (127.0.0.N), to play
+    /// another client IP.
+    pub async fn connect_from(from: &str, url: &str) -> Ws {
+        let addr: std::net::SocketAddr = url
+            .trim_start_matches("ws://")
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+        let tcp = socket.connect(addr).await.unwrap();
+        let req = url.into_client_request().unwrap();
+        let (ws, _) = tokio::time::timeout(
+            WAIT,
+            tokio_tungstenite::client_async(req, MaybeTlsStream::Plain(tcp)),
+        )
+        .await
+        .expect("upgrade in time")
+        .expect("upgrade accepted");
+        let mut w = Ws {
+            ws,
+            connected: Value::Null,
+        };
+        w.connected = w.recv().await;
+        assert_eq!(w.connected["type"], "connected");
+        w
     }
 
     /// Connects and joins; returns after the room-info.
@@ -145,6 +178,26 @@ impl Ws {
                 Some(Ok(Message::Close(None))) => return 1005,
                 Some(Ok(_)) => {}
                 other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// Reads until the server ends a connection that stopped reading: a 1008
+    /// close frame when the socket still took one, else the end of the stream
+    /// (the server cut it after its write stalled). Panics on any other close.
+    pub async fn expect_slow_consumer_end(&mut self) {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("the end within the timeout");
+            match msg {
+                Some(Ok(Message::Close(Some(f)))) => {
+                    assert_eq!(u16::from(f.code), 1008, "slow consumer");
+                    return;
+                }
+                Some(Ok(Message::Close(None))) => panic!("a close without the 1008 code"),
+                Some(Ok(_)) => {}
+                None | Some(Err(_)) => return,
             }
         }
     }
@@ -254,22 +307,31 @@ pub async fn next_event(
 }
 
 /// A server with a 64 KiB outbound queue and peers `a` and `b` in room `r`,
-/// after `a` flooded `b` (who does not read) past the kernel buffers and that
-/// queue, until the server gave up on `b` as a slow consumer.
+/// after `a` flooded `b` (who does not read) past the kernel buffers and half
+/// that queue (from then on `a` is refused with `rate-limited`, and reads those
+/// answers), until `b`'s queue had not moved for the stall time (the heartbeat
+/// timeout, 300 ms here) and the server gave up on `b` as a slow consumer.
 pub async fn slow_consumer_flooded() -> (ServerHandle, Ws, Ws) {
+    use futures_util::FutureExt;
     let server = start(
         builder()
             .max_message_bytes(8 * 1024)
             .replay_buffer_bytes(16 * 1024)
-            .outbound_queue_bytes(64 * 1024),
+            .outbound_queue_bytes(64 * 1024)
+            .heartbeat_timeout(Duration::from_millis(300)),
     )
     .await;
     let mut a = Ws::joined(server.url(), "r", "a").await;
     let b = Ws::joined(server.url(), "r", "b").await;
     a.recv_type("user-joined").await;
     let big = "z".repeat(6000);
-    for _ in 0..4000 {
+    let deadline = tokio::time::Instant::now() + 4 * WAIT;
+    loop {
         a.send(json!({"type":"message","to":"b","data":big})).await;
+        let mut refused = false;
+        while let Some(Some(Ok(Message::Text(t)))) = a.ws.next().now_or_never() {
+            refused |= t.contains("rate-limited");
+        }
         if server
             .peers("r")
             .unwrap()
@@ -277,6 +339,12 @@ pub async fn slow_consumer_flooded() -> (ServerHandle, Ws, Ws) {
             .any(|p| p.user_id == "b" && !p.connected)
         {
             break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "b was never closed");
+        if refused {
+            // Let b's connection task run: its kernel buffers fill, then its
+            // queue stalls.
+            tokio::task::yield_now().await;
         }
     }
     (server, a, b)

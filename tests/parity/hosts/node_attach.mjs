@@ -23,6 +23,7 @@ const NAMES = {
   allowed_origins: 'allowedOrigins',
   trusted_proxies: 'trustedProxies',
   redis_url: 'redisUrl',
+  app_types: 'appTypes',
 };
 const options = { listen: null };
 for (const [key, value] of Object.entries(config)) {
@@ -40,7 +41,9 @@ const app = http.createServer((req, res) => handler(req, res));
 server.attach(app);
 app.listen(0, '127.0.0.1');
 await once(app, 'listening');
-console.log(`listening on ws://127.0.0.1:${app.address().port}${options.path ?? '/ws'}`);
+// The URL names the first fixed entry of the path list (the root when all are templates).
+const first = (options.path ?? '/ws').split(',').map((p) => p.trim()).find((p) => !p.includes('{')) ?? '/';
+console.log(`listening on ws://127.0.0.1:${app.address().port}${first}`);
 process.on('SIGTERM', async () => {
   await server.stop();
   app.close();

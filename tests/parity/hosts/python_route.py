@@ -19,7 +19,8 @@ import switchboard
 SECONDS = {"heartbeat_interval_ms": "heartbeat_interval", "heartbeat_timeout_ms": "heartbeat_timeout",
            "resume_window_ms": "resume_window", "drain_timeout_ms": "drain_timeout"}
 PLAIN = {"max_message_bytes", "max_conns", "max_conns_per_ip", "max_room_size", "max_rooms_per_session",
-         "rate_limit_burst", "rate_limit_rps", "allowed_origins", "trusted_proxies", "auth_tokens", "redis_url"}
+         "rate_limit_burst", "rate_limit_rps", "allowed_origins", "trusted_proxies", "auth_tokens", "redis_url",
+         "app_types"}
 
 
 def options(config: Dict[str, Any]) -> Dict[str, Any]:
@@ -48,9 +49,14 @@ async def main() -> None:
 
     app = FastAPI(lifespan=lifespan)
 
-    @app.websocket(path)
     async def signaling(websocket: WebSocket) -> None:
         await hub.serve(websocket)
+
+    # Every entry of the path list is a route; Starlette reads `{roomId}` /
+    # `{userId}` segments as path parameters, which route mode hands the kit.
+    entries = [p.strip() for p in path.split(",")]
+    for entry in entries:
+        app.add_api_websocket_route(entry, signaling)
 
     @app.get("/metrics")
     def metrics() -> Response:
@@ -71,7 +77,8 @@ async def main() -> None:
     task = asyncio.ensure_future(server.serve(sockets=[sock]))
     while not server.started:
         await asyncio.sleep(0.02)
-    print(f"listening on ws://127.0.0.1:{sock.getsockname()[1]}{path}", flush=True)
+    first = next((p for p in entries if "{" not in p), "/")
+    print(f"listening on ws://127.0.0.1:{sock.getsockname()[1]}{first}", flush=True)
     await task
 
 

@@ -23,6 +23,7 @@ FLAGS = {
     "trusted_proxies": "--trusted-proxies",
     "auth_tokens": "--auth-tokens",
     "redis_url": "--redis-url",
+    "app_types": "--app-types",
 }
 
 config = json.load(open(os.environ["SWITCHBOARD_PARITY_CONFIG"]))

@@ -1,7 +1,7 @@
 //! Opening a connection: the token, the WebSocket handshake, `connected`, then
 //! `resume` of the server session or a re-join of the rooms.
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio::time::{timeout, timeout_at, Instant};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -13,11 +13,12 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::client::outbox::Kind;
 use crate::client::TokenSource;
+use crate::edge::Encoding;
 use crate::error::{Error, ErrorCode, Result};
 use crate::event::Event;
-use crate::protocol::close;
+use crate::protocol::{close, SUBPROTOCOL_MSGPACK};
 
-use super::{close_parts, Driver, End, Rejoin, Session, Start, Ws};
+use super::{close_parts, frame_text, write_all, Driver, End, Rejoin, Session, Start, Ws};
 
 impl Driver {
     /// The token for this attempt: the provider is asked every time.
@@ -101,7 +102,14 @@ impl Driver {
             connector,
         );
         match timeout(self.cfg.connect_timeout, connecting).await {
-            Ok(Ok((ws, _response))) => Ok(ws),
+            Ok(Ok((ws, response))) => {
+                let selected = response.headers().get(SEC_WEBSOCKET_PROTOCOL);
+                self.wire = match selected.map(HeaderValue::as_bytes) {
+                    Some(p) if p == SUBPROTOCOL_MSGPACK.as_bytes() => Encoding::MessagePack,
+                    _ => Encoding::Json,
+                };
+                Ok(ws)
+            }
             Err(_) => Err(End::Failed(Error::Timeout(format!(
                 "no WebSocket handshake within {:?}",
                 self.cfg.connect_timeout
@@ -146,10 +154,13 @@ impl Driver {
                 Ok(Some(Ok(m))) => m,
             };
             match frame {
-                Message::Text(t) => match serde_json::from_str::<Value>(&t) {
-                    Ok(v) if v.is_object() => return Ok(v),
-                    _ => tracing::warn!("ignoring a server frame that is not a JSON object"),
-                },
+                Message::Text(_) | Message::Binary(_) => {
+                    let parsed = frame_text(&frame).map(|t| serde_json::from_str::<Value>(&t));
+                    match parsed {
+                        Some(Ok(v)) if v.is_object() => return Ok(v),
+                        _ => tracing::warn!("ignoring a server frame that is not a JSON object"),
+                    }
+                }
                 Message::Close(frame) => {
                     let (code, reason) = close_parts(frame);
                     return Err(self.closed_by_server(code, reason, false));
@@ -200,8 +211,8 @@ impl Driver {
                     "resumeToken": old.resume_token,
                     "lastSeq": self.seq.last_seq(),
                 });
-                let sent = timeout_at(deadline, ws.send(Message::text(resume.to_string()))).await;
-                if !matches!(sent, Ok(Ok(()))) {
+                let resume = vec![Message::text(resume.to_string())];
+                if write_all(ws, resume, self.wire, deadline).await.is_err() {
                     return Err(End::Failed(Error::WebSocket(
                         "could not send `resume`".to_owned(),
                     )));
@@ -336,6 +347,15 @@ impl Driver {
                 }
             }
             Some(close::UNAUTHORIZED) => self.unauthorized(code, why("unauthorized")),
+            // The URL's room can not be joined: retrying the same URL would not help.
+            Some(close::JOIN_REFUSED) => {
+                let reason = why("the join the URL asks for was refused");
+                End::Terminal {
+                    code,
+                    error: Error::Closed(reason.clone()),
+                    reason,
+                }
+            }
             _ => End::Lost {
                 code,
                 reason: why("closed by the server"),

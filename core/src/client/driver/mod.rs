@@ -26,9 +26,10 @@ use super::backoff::jitter;
 use super::outbox::ReplyTx;
 use super::seq::SeqTracker;
 use super::{Config, Shared};
+use crate::edge::Encoding;
 use crate::error::{Error, Result};
 use crate::event::Event;
-use crate::protocol::close;
+use crate::protocol::{close, msgpack};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -96,6 +97,9 @@ pub(crate) struct Driver {
     /// After a `rate-limited` error: no outbox writes on this connection before
     /// this instant.
     paused_until: Option<Instant>,
+    /// The encoding the server selected for the current connection (its
+    /// subprotocol): what this client writes. Reading takes either.
+    wire: Encoding,
 }
 
 /// Marks the client closed and the task done however the task ends (even by a
@@ -133,6 +137,7 @@ impl Driver {
             current_token: None,
             drain_hint: None,
             paused_until: None,
+            wire: Encoding::Json,
         }
     }
 
@@ -294,6 +299,22 @@ async fn unless_closed<T>(
     }
 }
 
+/// The JSON text of a data frame: text as is, binary decoded from MessagePack
+/// (`None` for other frames, and for binary that does not decode).
+fn frame_text(message: &Message) -> Option<std::borrow::Cow<'_, str>> {
+    match message {
+        Message::Text(t) => Some(std::borrow::Cow::Borrowed(t.as_str())),
+        Message::Binary(b) => match msgpack::decode(b) {
+            Ok(json) => Some(std::borrow::Cow::Owned(json)),
+            Err(e) => {
+                tracing::warn!("ignoring a server frame that is not MessagePack: {e}");
+                None
+            }
+        },
+        _ => None,
+    }
+}
+
 fn ack_message(seq: u64) -> Message {
     Message::text(json!({"type": "ack", "seq": seq}).to_string())
 }
@@ -304,6 +325,7 @@ fn ack_message(seq: u64) -> Message {
 async fn write_all(
     ws: &mut Ws,
     messages: Vec<Message>,
+    wire: Encoding,
     deadline: Instant,
 ) -> std::result::Result<(), String> {
     if messages.is_empty() {
@@ -311,6 +333,12 @@ async fn write_all(
     }
     let writing = async {
         for m in messages {
+            let m = match (wire, m) {
+                (Encoding::MessagePack, Message::Text(t)) => {
+                    Message::Binary(msgpack::encode(t.as_str()).into())
+                }
+                (_, m) => m,
+            };
             ws.feed(m).await?;
         }
         ws.flush().await

@@ -17,7 +17,7 @@ use crate::error::{Error, ErrorCode};
 use crate::event::Event;
 use crate::protocol::{close, now_millis};
 
-use super::{ack_message, close_parts, write_all, Driver, End, Start, Ws};
+use super::{ack_message, close_parts, frame_text, write_all, Driver, End, Start, Ws};
 
 impl Driver {
     /// Serves an established connection until it ends.
@@ -53,12 +53,15 @@ impl Driver {
                         Some(Ok(message)) => {
                             liveness.as_mut().reset(Instant::now() + dead_after);
                             match message {
-                                Message::Text(text) => self.on_text(&text),
+                                Message::Text(_) | Message::Binary(_) => {
+                                    if let Some(text) = frame_text(&message) {
+                                        self.on_text(&text);
+                                    }
+                                }
                                 Message::Close(frame) => {
                                     let (code, reason) = close_parts(frame);
                                     return self.closed_by_server(code, reason, stable(since, &self.cfg));
                                 }
-                                Message::Binary(_) => tracing::warn!("ignoring a binary frame on a JSON connection"),
                                 // Pings are answered by tungstenite on the next read/flush.
                                 Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
                             }
@@ -107,7 +110,9 @@ impl Driver {
                 ack_at = Some(Instant::now() + self.cfg.ack_delay);
             }
             if !outgoing.is_empty() {
-                if let Err(reason) = write_all(&mut ws, outgoing, liveness.deadline()).await {
+                if let Err(reason) =
+                    write_all(&mut ws, outgoing, self.wire, liveness.deadline()).await
+                {
                     return End::Lost {
                         code: None,
                         reason,
@@ -146,7 +151,13 @@ impl Driver {
         if texts.is_empty() {
             return Ok(());
         }
-        write_all(ws, texts.into_iter().map(Message::Text).collect(), deadline).await
+        write_all(
+            ws,
+            texts.into_iter().map(Message::Text).collect(),
+            self.wire,
+            deadline,
+        )
+        .await
     }
 
     /// `close()` while connected: write what is queued, wait briefly for its
@@ -157,8 +168,10 @@ impl Driver {
         if self.flush_outbox(ws, deadline).await.is_ok() {
             while self.shared.lock().outbox.len() > 0 {
                 match timeout_at(deadline, ws.next()).await {
-                    Ok(Some(Ok(Message::Text(text)))) => {
-                        self.on_text(&text);
+                    Ok(Some(Ok(message @ (Message::Text(_) | Message::Binary(_))))) => {
+                        if let Some(text) = frame_text(&message) {
+                            self.on_text(&text);
+                        }
                         // Acknowledgements free in-flight slots.
                         if self.flush_outbox(ws, deadline).await.is_err() {
                             break;
@@ -173,7 +186,7 @@ impl Driver {
         if let Some(seq) = self.seq.take_ack() {
             final_ack.push(ack_message(seq));
         }
-        let _ = write_all(ws, final_ack, deadline).await;
+        let _ = write_all(ws, final_ack, self.wire, deadline).await;
         let frame = CloseFrame {
             code: CloseCode::Normal,
             reason: "closed by the client".into(),

@@ -191,6 +191,16 @@ impl ConnCore {
         if let Some(after) = expires_in {
             self.arm(after, Self::expired);
         }
+        {
+            // The session carries its user from now on, so the host can find it
+            // (`Hub::join`) before the client joins anything.
+            let user_id = &self.auth_mut().identity.as_ref().expect("just set").user_id;
+            let user_id: std::sync::Arc<str> = user_id.as_str().into();
+            let mut st = self.session.lock();
+            st.user_id.get_or_insert(user_id);
+        }
+        // A URL join waits for the identity that decides the user and the rooms.
+        self.try_url_join();
     }
 
     pub(super) fn arm_auth_timeout(&mut self) {

@@ -8,7 +8,9 @@ mod join;
 mod relay;
 mod resume;
 mod state;
+mod url_join;
 
+pub(crate) use join::{join_session, JoinArgs};
 pub use state::ConnectInfo;
 use state::{lock_core, ConnCore};
 
@@ -26,7 +28,7 @@ use crate::auth::Identity;
 use crate::error::ErrorCode;
 use crate::event::{Event, Fields};
 use crate::protocol::{
-    close, outbound, parse_client_message, ClientMessage, Frame, LeaveReason, MsgType,
+    close, outbound, parse_client_message_with, ClientMessage, Frame, LeaveReason, MsgType,
 };
 use state::{Accepted, Refusal};
 
@@ -55,6 +57,7 @@ impl Hub {
         let id = hub.next_conn_id.fetch_add(1, Ordering::Relaxed);
         let outbox = Arc::new(Outbox::with_metrics(
             hub.config.outbound_queue_bytes,
+            hub.config.heartbeat_timeout,
             hub.metrics.clone(),
         ));
         let session = Arc::new(Session::new(
@@ -110,9 +113,17 @@ impl Hub {
             finished: false,
             claim: None,
             auth: None,
+            url_join: None,
+            ip_key: info
+                .ip
+                .map(|ip| crate::proxy::ip_key(ip, hub.config.ipv6_prefix)),
         }));
+        let join = info.join.clone();
         if hub.auth.is_on() {
             ConnCore::start_auth(&core, info);
+        }
+        if let Some(join) = join {
+            ConnCore::open_url_join(&core, join);
         }
         Connection {
             core,
@@ -161,6 +172,20 @@ impl Connection {
         self.core().handle_text(text);
     }
 
+    /// Answers a frame that could not be decoded (bad MessagePack) like a frame
+    /// that is not JSON: `invalid-json`, under the rate limit.
+    pub fn reject_frame(&mut self, why: &str) {
+        let mut core = self.core();
+        core.hub
+            .metrics
+            .messages_received
+            .fetch_add(1, Ordering::Relaxed);
+        core.hub.metrics.message_in(None);
+        if !core.outbox.is_closing() && core.allowed(None) {
+            core.send_error(ErrorCode::InvalidJson, why, None);
+        }
+    }
+
     /// Ends the connection. `client_close` is the close code the client sent, or
     /// `None` when the connection ended without a close frame.
     pub fn finish(self, client_close: Option<u16>) {
@@ -196,7 +221,7 @@ impl ConnCore {
     /// Handles one frame (counted and checked for a pending auth by the caller).
     pub(super) fn process(&mut self, text: &str) {
         let claiming = self.claim.is_some() && self.take_claim();
-        let msg = match parse_client_message(text) {
+        let msg = match parse_client_message_with(text, &self.hub.app_types) {
             Ok(m) => m,
             Err(e) => {
                 self.hub.metrics.message_in(None);
@@ -230,6 +255,13 @@ impl ConnCore {
             let why = "a `resume` is in progress; wait for `resumed`";
             return self.send_error(ErrorCode::InvalidMessage, why, msg.id);
         }
+        // A held URL join gives way to `resume` only: any other message finds
+        // the session in its room.
+        if self.url_join.is_some()
+            && !matches!(msg.kind, MsgType::Resume | MsgType::Ack | MsgType::Ping)
+        {
+            self.url_join_now();
+        }
         let routed = matches!(
             msg.kind,
             MsgType::Offer
@@ -237,6 +269,7 @@ impl ConnCore {
                 | MsgType::Candidate
                 | MsgType::Message
                 | MsgType::Chat
+                | MsgType::App
         )
         .then(Instant::now);
         let outcome = self.dispatch(&msg);
@@ -253,6 +286,10 @@ impl ConnCore {
                 }
             }
             Err((code, message)) => self.send_error(code, &message, msg.id),
+        }
+        if msg.kind == MsgType::Resume && self.url_join.is_some() && self.claim.is_none() {
+            // A resume makes the connection non-pristine only when it succeeded.
+            self.settle_url_join(!self.pristine);
         }
     }
 
@@ -309,7 +346,8 @@ impl ConnCore {
             | MsgType::Answer
             | MsgType::Candidate
             | MsgType::Message
-            | MsgType::Chat => {
+            | MsgType::Chat
+            | MsgType::App => {
                 self.pristine = false;
                 return self.relay(msg);
             }
@@ -329,6 +367,7 @@ impl ConnCore {
         if let Some(auth) = &mut self.auth {
             auth.stop_tasks();
         }
+        self.drop_url_join();
         let hub = &self.hub;
         hub.metrics.connections.fetch_sub(1, Ordering::Relaxed);
         let server_close = self.outbox.close_request();
@@ -342,7 +381,7 @@ impl ConnCore {
         // Closes the outbox for good, so nothing is queued for a dead connection.
         self.outbox.close(close::ABNORMAL, "connection ended", fate);
         match fate {
-            Fate::Away => hub.detach(&self.session, self.id),
+            Fate::Away => hub.detach(&self.session, self.id, self.ip_key),
             // Only while still attached here: a resume may have moved the session.
             Fate::End => hub.end_attached_session(&self.session, self.id, LeaveReason::Closed),
             Fate::Detached => {}

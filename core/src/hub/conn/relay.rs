@@ -1,4 +1,4 @@
-//! Relaying `offer`/`answer`/`candidate`/`message`/`chat` to one peer or the
+//! Relaying `offer`/`answer`/`candidate`/`message`/`chat` and the app types to one peer or the
 //! room, locally or through the cluster, with the stamped `from`.
 
 use std::sync::atomic::Ordering;
@@ -14,6 +14,19 @@ use crate::protocol::{outbound, ClientMessage, MsgType};
 
 /// Room-wide copies get `"seq":N,` prefixed per receiver: at most this many bytes.
 const MAX_SEQ_STAMP: usize = 28;
+
+/// The sender pays for receivers that are not keeping up with it: its message
+/// is refused (`rate-limited`, nothing delivered) while their queues are over
+/// half full; it may retry once they drained.
+fn not_keeping_up<T>(peers: &[&str]) -> Result<T, Refusal> {
+    refuse(
+        ErrorCode::RateLimited,
+        format!(
+            "not sent: {} not keeping up with your messages; retry later",
+            peers.join(", ")
+        ),
+    )
+}
 
 impl ConnCore {
     pub(super) fn relay(&mut self, msg: &ClientMessage<'_>) -> Result<Accepted, Refusal> {
@@ -44,13 +57,19 @@ impl ConnCore {
                 };
                 match (target, remote) {
                     // One receiver: build its frame, `seq` included, in one pass.
-                    (Some(target), _) => match target.lock().deliver_built(max, |seq| {
-                        outbound::forward(msg, Some(seq), &from, &room.id)
-                    }) {
-                        Ok(Some(_)) => 1,
-                        Ok(None) => return not_found(),
-                        Err(TooBig) => return too_big(),
-                    },
+                    (Some(target), _) => {
+                        let mut st = target.lock();
+                        if !st.accepts_relay() {
+                            return not_keeping_up(&[to]);
+                        }
+                        match st.deliver_built(max, |seq| {
+                            outbound::forward(msg, Some(seq), &from, &room.id)
+                        }) {
+                            Ok(Some(_)) => 1,
+                            Ok(None) => return not_found(),
+                            Err(TooBig) => return too_big(),
+                        }
+                    }
                     // On another node (cluster mode): it counts as relayed there.
                     (None, Some(remote)) => {
                         let body = outbound::forward(msg, None, &from, &room.id);
@@ -70,16 +89,27 @@ impl ConnCore {
                 }
                 let include_self = msg.kind == MsgType::Chat;
                 let rs = room.lock();
+                let receivers = || {
+                    rs.members
+                        .iter()
+                        .filter(|m| include_self || !Arc::ptr_eq(&m.session, &self.session))
+                };
+                // All or nothing: a receiver whose queue is half full makes the
+                // sender wait, rather than lose its connection to this sender.
+                let busy: Vec<&str> = receivers()
+                    .filter(|m| !m.session.lock().accepts_relay())
+                    .map(|m| &*m.user_id)
+                    .collect();
+                if !busy.is_empty() {
+                    return not_keeping_up(&busy);
+                }
                 let remote = NodeTargets::group(&rs.remote);
                 if !remote.is_empty() {
                     // All or nothing: no local copies when the other nodes can't be reached.
                     let bp = self.hub.backplane().expect("remote members mean a cluster");
                     bp.available().map_err(|u| (ErrorCode::Internal, u.0))?;
                 }
-                let n = rs
-                    .members
-                    .iter()
-                    .filter(|m| include_self || !Arc::ptr_eq(&m.session, &self.session))
+                let n = receivers()
                     .filter(|m| m.session.deliver(&body).is_some())
                     .count();
                 if !remote.is_empty() {
@@ -102,6 +132,10 @@ impl ConnCore {
                 MsgType::Answer => Event::Answer(fields),
                 MsgType::Candidate => Event::Candidate(fields),
                 MsgType::Chat => Event::Chat(fields),
+                MsgType::App => Event::App {
+                    kind: msg.type_name.to_string(),
+                    fields,
+                },
                 _ => Event::Message(fields),
             }
         });

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::state::{refuse, ConnCore, Refusal};
+use crate::auth::constant_time_eq;
 use crate::error::ErrorCode;
 use crate::event::{Event, Fields};
 use crate::hub::backplane::{ClaimRequest, ClaimSlot, ClaimState};
@@ -15,7 +16,9 @@ use crate::protocol::{close, ClientMessage};
 
 impl ConnCore {
     pub(super) fn resume(&mut self, msg: &ClientMessage<'_>) -> Result<(), Refusal> {
-        if !self.pristine {
+        // A fresh session the host already put into a room is no longer
+        // disposable: resuming over it would leave it listed there.
+        if !self.pristine || !self.session.lock().rooms.is_empty() {
             return refuse(
                 ErrorCode::InvalidMessage,
                 "`resume` must come before any other message",
@@ -74,6 +77,7 @@ impl ConnCore {
                 outbox: self.outbox.clone(),
             });
             st.away_generation += 1;
+            st.uncount_away();
             if let Some(bp) = self.hub.backplane() {
                 bp.session_away(&target.id, false);
             }
@@ -128,10 +132,12 @@ impl ConnCore {
             ClaimState::Resumed(session, replayed) => {
                 self.claim = None;
                 self.took_over(session, replayed);
+                self.settle_url_join(true);
                 false
             }
             ClaimState::Over => {
                 self.claim = None;
+                self.settle_url_join(false);
                 false
             }
         }
@@ -152,8 +158,4 @@ impl ConnCore {
             Event::Resumed(f)
         });
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

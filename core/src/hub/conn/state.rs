@@ -1,4 +1,5 @@
-//! The state of one connection (`ConnCore`, with its auth state) and the few
+//! The state of one connection (`ConnCore`, with its auth state and a pending
+//! URL join) and the few
 //! answers every handler sends (`reply`, `error`, `ack`): the floor the
 //! message handlers of this folder stand on.
 
@@ -16,6 +17,7 @@ use crate::hub::outbox::{Fate, Outbox};
 use crate::hub::rate::RateLimiter;
 use crate::hub::session::Session;
 use crate::hub::HubInner;
+use crate::protocol::url::UrlJoin;
 use crate::protocol::{close, outbound, Frame};
 
 /// Frames queued while an auth hook checks an `auth` message. At either bound the
@@ -47,6 +49,9 @@ pub struct ConnectInfo {
     pub token: Option<String>,
     /// An identity the transport verified already (see above).
     pub identity: Option<Identity>,
+    /// The room the upgrade URL joins at connect (after authentication when
+    /// auth is on and no identity is known yet).
+    pub join: Option<UrlJoin>,
 }
 
 impl std::fmt::Debug for ConnectInfo {
@@ -58,6 +63,7 @@ impl std::fmt::Debug for ConnectInfo {
             .field("path", &self.path)
             .field("token", &self.token.as_ref().map(|_| "***"))
             .field("identity", &self.identity)
+            .field("join", &self.join)
             .finish()
     }
 }
@@ -84,6 +90,10 @@ pub(super) struct ConnCore {
     pub(super) auth: Option<Box<ConnAuth>>,
     /// Cluster mode: a `resume` of a session held by another node, in progress.
     pub(super) claim: Option<Arc<ClaimSlot>>,
+    /// The join the upgrade URL asked for, while not done yet.
+    pub(super) url_join: Option<PendingJoin>,
+    /// The client's IP as the per-IP budgets count it (IPv6: its prefix).
+    pub(super) ip_key: Option<IpAddr>,
 }
 
 /// A message was accepted now (`ack` at once), or handed to the cluster, which
@@ -117,6 +127,16 @@ pub(super) struct ConnAuth {
     /// The auth-timeout timer, then the expiry timer.
     pub(super) timer: Option<AbortHandle>,
     pub(super) hook: Option<AbortHandle>,
+}
+
+/// A join the upgrade URL asked for, not done yet (see `url_join.rs`).
+#[derive(Debug)]
+pub(super) struct PendingJoin {
+    pub(super) join: UrlJoin,
+    /// The connection itself, for the hold timer (never keeps it alive).
+    pub(super) me: Weak<Mutex<ConnCore>>,
+    /// The timer of a join held for a `resume`.
+    pub(super) hold: Option<AbortHandle>,
 }
 
 #[derive(Debug, Default)]

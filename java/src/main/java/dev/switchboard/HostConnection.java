@@ -23,7 +23,11 @@ public final class HostConnection implements AutoCloseable {
 
     /** What the host should do next. */
     public enum Kind {
-        /** Send {@link Output#frames()} as text frames in order, then {@link #written()}. */
+        /**
+         * Send {@link Output#frames()} as text frames in order (or
+         * {@link Output#binaryFrames()} as binary ones on a MessagePack
+         * connection), then {@link #written()}.
+         */
         FRAMES,
         /** Send a close frame with {@link Output#closeCode()} and stop writing. */
         CLOSE,
@@ -34,7 +38,7 @@ public final class HostConnection implements AutoCloseable {
     }
 
     /** One output of {@link #next}. */
-    public record Output(Kind kind, List<String> frames, int closeCode, String closeReason) {}
+    public record Output(Kind kind, List<String> frames, List<byte[]> binaryFrames, int closeCode, String closeReason) {}
 
     private final NativeHandle handle;
     private final String clientId;
@@ -53,6 +57,11 @@ public final class HostConnection implements AutoCloseable {
     public void text(String text) {
         byte[] bytes = text.getBytes(StandardCharsets.UTF_8);
         handle.call(c -> LIB.switchboard_conn_text(c, bytes, bytes.length));
+    }
+
+    /** One received binary frame: MessagePack on its subprotocol, a 1003 close on JSON. */
+    public void binary(byte[] data) {
+        handle.call(c -> LIB.switchboard_conn_binary(c, data, data.length));
     }
 
     /** A violation the socket layer saw: 1002 (framing), 1003 (binary), 1009 (too big). */
@@ -77,14 +86,21 @@ public final class HostConnection implements AutoCloseable {
         try {
             Kind kind = Kind.values()[LIB.switchboard_output_get_kind(o)];
             List<String> frames = new ArrayList<>();
+            List<byte[]> binaryFrames = new ArrayList<>();
+            boolean binary = LIB.switchboard_output_is_binary(o) != 0;
             long n = LIB.switchboard_output_count(o);
             LongByReference len = new LongByReference();
             for (long i = 0; i < n; i++) {
                 Pointer f = LIB.switchboard_output_frame(o, i, len);
-                frames.add(new String(f.getByteArray(0, (int) len.getValue()), StandardCharsets.UTF_8));
+                byte[] bytes = f.getByteArray(0, (int) len.getValue());
+                if (binary) {
+                    binaryFrames.add(bytes);
+                } else {
+                    frames.add(new String(bytes, StandardCharsets.UTF_8));
+                }
             }
-            return Optional.of(new Output(kind, frames, Short.toUnsignedInt(LIB.switchboard_output_close_code(o)),
-                    LIB.switchboard_output_close_reason(o)));
+            return Optional.of(new Output(kind, frames, binaryFrames,
+                    Short.toUnsignedInt(LIB.switchboard_output_close_code(o)), LIB.switchboard_output_close_reason(o)));
         } finally {
             LIB.switchboard_output_free(o);
         }

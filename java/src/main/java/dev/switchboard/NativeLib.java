@@ -9,6 +9,7 @@ import com.sun.jna.Native;
 import com.sun.jna.Pointer;
 import com.sun.jna.ptr.LongByReference;
 import com.sun.jna.ptr.PointerByReference;
+import com.sun.jna.ptr.ShortByReference;
 import java.util.Map;
 
 interface NativeLib extends Library {
@@ -48,11 +49,22 @@ interface NativeLib extends Library {
     void switchboard_server_config_free(Pointer cfg);
     int switchboard_server_config_set_listen(Pointer cfg, String listen);
     int switchboard_server_config_set_path(Pointer cfg, String path);
+    int switchboard_server_config_add_app_type(Pointer cfg, String name);
+    int switchboard_server_config_set_api_key(Pointer cfg, String key);
     int switchboard_server_config_set_max_message_bytes(Pointer cfg, long bytes);
     int switchboard_server_config_set_max_conns(Pointer cfg, long conns);
     int switchboard_server_config_set_max_conns_per_ip(Pointer cfg, long conns);
+    int switchboard_server_config_set_max_pending_per_ip(Pointer cfg, long sockets);
+    int switchboard_server_config_set_max_pending(Pointer cfg, long sockets);
+    int switchboard_server_config_set_conn_rate_per_ip(Pointer cfg, long perSecond);
+    int switchboard_server_config_set_conn_burst_per_ip(Pointer cfg, long connections);
+    int switchboard_server_config_set_ipv6_prefix(Pointer cfg, int bits);
     int switchboard_server_config_set_max_room_size(Pointer cfg, long peers);
     int switchboard_server_config_set_max_rooms_per_session(Pointer cfg, long rooms);
+    int switchboard_server_config_set_max_metadata_bytes(Pointer cfg, long bytes);
+    int switchboard_server_config_set_max_away_per_ip(Pointer cfg, long sessions);
+    int switchboard_server_config_set_max_away_sessions(Pointer cfg, long sessions);
+    int switchboard_server_config_set_away_replay_budget_bytes(Pointer cfg, long bytes);
     int switchboard_server_config_set_rate_limit_burst(Pointer cfg, int messages);
     int switchboard_server_config_set_rate_limit_rps(Pointer cfg, int perSecond);
     int switchboard_server_config_set_heartbeat_ms(Pointer cfg, long ms);
@@ -63,6 +75,7 @@ interface NativeLib extends Library {
     int switchboard_server_config_set_outbound_queue_bytes(Pointer cfg, long bytes);
     int switchboard_server_config_add_allowed_origin(Pointer cfg, String origin);
     int switchboard_server_config_set_handshake_timeout_ms(Pointer cfg, long ms);
+    int switchboard_server_config_set_http_write_timeout_ms(Pointer cfg, long ms);
     int switchboard_server_config_set_drain_timeout_ms(Pointer cfg, long ms);
     int switchboard_server_config_set_drain_retry_after_ms(Pointer cfg, long ms);
     int switchboard_server_config_set_event_buffer(Pointer cfg, long events);
@@ -81,6 +94,7 @@ interface NativeLib extends Library {
     int switchboard_server_config_set_turn(Pointer cfg, String secret, long ttlSecs);
     int switchboard_server_config_add_turn_url(Pointer cfg, String url);
     int switchboard_server_config_set_redis_url(Pointer cfg, String url);
+    int switchboard_server_config_set_redis_ca_cert(Pointer cfg, String path);
     int switchboard_server_config_set_demo(Pointer cfg, boolean on);
     int switchboard_server_config_set_serve_client(Pointer cfg, boolean on);
 
@@ -98,6 +112,7 @@ interface NativeLib extends Library {
     void switchboard_upgrade_free(Pointer upgrade);
     String switchboard_conn_client_id(Pointer conn);
     int switchboard_conn_text(Pointer conn, byte[] data, long len);
+    int switchboard_conn_binary(Pointer conn, byte[] data, long len);
     int switchboard_conn_violation(Pointer conn, short closeCode);
     int switchboard_conn_heard(Pointer conn);
     int switchboard_conn_next(Pointer conn, int timeoutMs, PointerByReference outputOut);
@@ -107,6 +122,8 @@ interface NativeLib extends Library {
     int switchboard_output_get_kind(Pointer output);
     long switchboard_output_count(Pointer output);
     Pointer switchboard_output_frame(Pointer output, long index, LongByReference lenOut);
+    /** C {@code bool}: one byte. */
+    byte switchboard_output_is_binary(Pointer output);
     short switchboard_output_close_code(Pointer output);
     String switchboard_output_close_reason(Pointer output);
     void switchboard_output_free(Pointer output);
@@ -117,7 +134,15 @@ interface NativeLib extends Library {
     int switchboard_server_send(Pointer server, String roomId, String userId, String json);
     int switchboard_server_broadcast(Pointer server, String roomId, String json, LongByReference delivered);
     int switchboard_server_kick(Pointer server, String roomId, String userId);
+    int switchboard_server_join(Pointer server, String userId, String roomId);
+    int switchboard_server_leave(Pointer server, String userId, String roomId);
     int switchboard_server_rooms_json(Pointer server, PointerByReference jsonOut);
+    int switchboard_server_api(Pointer server, String method, String path, String query, String authorization,
+            byte[] body, long bodyLen, ShortByReference statusOut, PointerByReference contentTypeOut,
+            PointerByReference bodyOut);
+    long switchboard_server_api_body_limit(Pointer server);
+    int switchboard_server_endpoint(Pointer server, String path, ShortByReference statusOut,
+            PointerByReference contentTypeOut, PointerByReference bodyOut);
     int switchboard_server_stop(Pointer server);
     void switchboard_server_free(Pointer server);
 
@@ -128,6 +153,7 @@ interface NativeLib extends Library {
     int switchboard_client_options_set_display_name(Pointer opts, String name);
     int switchboard_client_options_set_metadata_json(Pointer opts, String metadataJson);
     int switchboard_client_options_set_subprotocol(Pointer opts, String subprotocol);
+    int switchboard_client_options_set_encoding(Pointer opts, String encoding);
     int switchboard_client_options_set_reconnect_backoff_ms(Pointer opts, long baseMs, long maxMs);
     int switchboard_client_options_set_max_reconnect_attempts(Pointer opts, long attempts);
     int switchboard_client_options_set_stable_after_ms(Pointer opts, long ms);

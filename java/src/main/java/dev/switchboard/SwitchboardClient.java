@@ -183,6 +183,11 @@ public final class SwitchboardClient implements AutoCloseable {
             return set(o -> LIB.switchboard_client_options_set_display_name(o, name));
         }
 
+        /** {@code "json"} (default) or {@code "msgpack"}: MessagePack binary frames. */
+        public Builder encoding(String encoding) {
+            return set(o -> LIB.switchboard_client_options_set_encoding(o, encoding));
+        }
+
         /** {@code metadata} (any JSON) sent with every join. */
         public Builder metadataJson(String json) {
             return set(o -> LIB.switchboard_client_options_set_metadata_json(o, json));

@@ -6,6 +6,7 @@ package dev.switchboard;
 import com.sun.jna.Pointer;
 import com.sun.jna.ptr.LongByReference;
 import com.sun.jna.ptr.PointerByReference;
+import com.sun.jna.ptr.ShortByReference;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -78,6 +79,43 @@ public final class SwitchboardServer implements AutoCloseable {
         return new HostUpgrade(this, peerIp, target, headers);
     }
 
+    /** A plain HTTP answer of the kit: status, content type, body. */
+    public record HttpAnswer(int status, String contentType, String body) {}
+
+    /**
+     * The operator API ({@code /api/v1/…}, docs/API.md; on with {@link Builder#apiKey}) for a
+     * host that owns its port: the request's method, path (without the query), query string (or
+     * null), {@code Authorization} header (or null) and body. Refuse a body longer than
+     * {@link #apiBodyLimit()} with 413 before reading it.
+     */
+    public HttpAnswer api(String method, String path, String query, String authorization, byte[] body) {
+        ShortByReference status = new ShortByReference();
+        PointerByReference type = new PointerByReference();
+        PointerByReference out = new PointerByReference();
+        handle.call(p -> LIB.switchboard_server_api(p, method, path, query, authorization, body, body.length,
+                status, type, out));
+        return new HttpAnswer(Short.toUnsignedInt(status.getValue()), type.getValue().getString(0),
+                NativeLib.takeString(out));
+    }
+
+    /** The largest API request body this server takes. */
+    public long apiBodyLimit() {
+        return handle.apply(LIB::switchboard_server_api_body_limit);
+    }
+
+    /**
+     * A plain GET endpoint of the kit: {@code /health}, {@code /ready}, {@code /metrics}, and with
+     * the API on the admin page {@code /admin} and {@code /admin.js}; status 404 for another path.
+     */
+    public HttpAnswer endpoint(String path) {
+        ShortByReference status = new ShortByReference();
+        PointerByReference type = new PointerByReference();
+        PointerByReference out = new PointerByReference();
+        handle.call(p -> LIB.switchboard_server_endpoint(p, path, status, type, out));
+        return new HttpAnswer(Short.toUnsignedInt(status.getValue()), type.getValue().getString(0),
+                NativeLib.takeString(out));
+    }
+
     /** The OpenMetrics text of this server (what its {@code /metrics} answers). */
     public String metrics() {
         PointerByReference out = new PointerByReference();
@@ -125,6 +163,21 @@ public final class SwitchboardServer implements AutoCloseable {
     /** Removes a peer: {@code user-left} ({@code kicked}) for the others, close 4403 for it. */
     public void kick(String roomId, String userId) {
         handle.call(p -> LIB.switchboard_server_kick(p, roomId, userId));
+    }
+
+    /**
+     * Puts a connected user into a room, as if it had sent {@code join}
+     * ({@code room-info} to it, {@code user-joined} to the others); a
+     * {@link SwitchboardException} with code {@code peer-not-found} when no
+     * connection carries {@code userId}.
+     */
+    public void join(String userId, String roomId) {
+        handle.call(p -> LIB.switchboard_server_join(p, userId, roomId));
+    }
+
+    /** Takes a user out of a room ({@code user-left} with {@code leave}); it stays connected. */
+    public void leave(String userId, String roomId) {
+        handle.call(p -> LIB.switchboard_server_leave(p, userId, roomId));
     }
 
     /** Every room with its peers, as a JSON array ({@code [{"roomId":..,"peers":[..]}]}). */
@@ -176,7 +229,11 @@ public final class SwitchboardServer implements AutoCloseable {
             return set(c -> LIB.switchboard_server_config_set_listen(c, address));
         }
 
-        /** WebSocket upgrade path (default {@code /ws}). */
+        /**
+         * WebSocket upgrade paths, comma-separated (default {@code /ws}): fixed
+         * paths ({@code /ws}, {@code /}) or templates whose {@code {roomId}} /
+         * {@code {userId}} segments join that room at connect.
+         */
         public Builder path(String path) {
             return set(c -> LIB.switchboard_server_config_set_path(c, path));
         }
@@ -196,6 +253,37 @@ public final class SwitchboardServer implements AutoCloseable {
             return set(c -> LIB.switchboard_server_config_set_max_conns_per_ip(c, conns));
         }
 
+        /**
+         * Sockets per client IP waiting for their upgrade decision (default 8, 0 =
+         * unlimited); past it a new socket is answered 429 at once.
+         */
+        public Builder maxPendingPerIp(long sockets) {
+            return set(c -> LIB.switchboard_server_config_set_max_pending_per_ip(c, sockets));
+        }
+
+        /** Sockets server-wide waiting for their upgrade decision (default 1024, 0 = unlimited); past it 503. */
+        public Builder maxPending(long sockets) {
+            return set(c -> LIB.switchboard_server_config_set_max_pending(c, sockets));
+        }
+
+        /**
+         * New connections per second per client IP (default 20, 0 = off; at most
+         * 4294967295); past it 429 with {@code Retry-After}.
+         */
+        public Builder connRatePerIp(long perSecond) {
+            return set(c -> LIB.switchboard_server_config_set_conn_rate_per_ip(c, perSecond));
+        }
+
+        /** Burst of new connections per client IP (default 40; at least 1 while the rate is on). */
+        public Builder connBurstPerIp(long connections) {
+            return set(c -> LIB.switchboard_server_config_set_conn_burst_per_ip(c, connections));
+        }
+
+        /** IPv6 clients count per prefix of this many bits (default 64; 1 to 128). */
+        public Builder ipv6Prefix(int bits) {
+            return set(c -> LIB.switchboard_server_config_set_ipv6_prefix(c, bits));
+        }
+
         /** Peers per room (0 = unlimited). */
         public Builder maxRoomSize(long peers) {
             return set(c -> LIB.switchboard_server_config_set_max_room_size(c, peers));
@@ -204,6 +292,37 @@ public final class SwitchboardServer implements AutoCloseable {
         /** Rooms one session may be in (default 16). */
         public Builder maxRoomsPerSession(long rooms) {
             return set(c -> LIB.switchboard_server_config_set_max_rooms_per_session(c, rooms));
+        }
+
+        /**
+         * Largest member {@code metadata} a client may join with, in bytes of JSON
+         * (default 4096; 0 refuses any); a bigger one gets {@code invalid-message}.
+         * Metadata the auth vouches for (a JWT claim, an {@link Authenticator}) is not capped.
+         */
+        public Builder maxMetadataBytes(long bytes) {
+            return set(c -> LIB.switchboard_server_config_set_max_metadata_bytes(c, bytes));
+        }
+
+        /**
+         * Away sessions (connection lost, resumable) per client IP (default 32, 0 =
+         * unlimited); past it the IP's oldest away session ends ({@code user-left},
+         * reason {@code evicted}).
+         */
+        public Builder maxAwayPerIp(long sessions) {
+            return set(c -> LIB.switchboard_server_config_set_max_away_per_ip(c, sessions));
+        }
+
+        /** Away sessions server-wide (default 10000, 0 = unlimited); past it the oldest ends. */
+        public Builder maxAwaySessions(long sessions) {
+            return set(c -> LIB.switchboard_server_config_set_max_away_sessions(c, sessions));
+        }
+
+        /**
+         * Replay bytes all away sessions may hold together (default 256 MiB, 0 =
+         * unlimited); past it the oldest away sessions end until the rest fit.
+         */
+        public Builder awayReplayBudgetBytes(long bytes) {
+            return set(c -> LIB.switchboard_server_config_set_away_replay_budget_bytes(c, bytes));
         }
 
         /** Rate limit burst per connection (default 50). */
@@ -247,6 +366,19 @@ public final class SwitchboardServer implements AutoCloseable {
         }
 
         /** Browser origins allowed to connect (default: all). */
+        /** Turns on the operator API ({@code /api/v1}) and the admin page ({@code /admin}); at least 16 characters. */
+        public Builder apiKey(String key) {
+            return set(c -> LIB.switchboard_server_config_set_api_key(c, key));
+        }
+
+        /** The application's own message types ({@code hangup}, {@code mute}, …), relayed like {@code message}. */
+        public Builder appTypes(String... names) {
+            for (String n : names) {
+                set(c -> LIB.switchboard_server_config_add_app_type(c, n));
+            }
+            return this;
+        }
+
         public Builder allowedOrigins(String... origins) {
             for (String o : origins) {
                 set(c -> LIB.switchboard_server_config_add_allowed_origin(c, o));
@@ -257,6 +389,11 @@ public final class SwitchboardServer implements AutoCloseable {
         /** Longest wait for an HTTP request head (default 10 s). */
         public Builder handshakeTimeout(Duration timeout) {
             return set(c -> LIB.switchboard_server_config_set_handshake_timeout_ms(c, timeout.toMillis()));
+        }
+
+        /** Longest time writing one HTTP answer; a client that does not read is cut (default 10 s). */
+        public Builder httpWriteTimeout(Duration timeout) {
+            return set(c -> LIB.switchboard_server_config_set_http_write_timeout_ms(c, timeout.toMillis()));
         }
 
         /** Longest graceful drain in {@link #stop()} (default 10 s). */
@@ -350,6 +487,16 @@ public final class SwitchboardServer implements AutoCloseable {
         /** Cluster mode over Redis ({@code redis://host:port}). */
         public Builder redisUrl(String url) {
             return set(c -> LIB.switchboard_server_config_set_redis_url(c, url));
+        }
+
+        /**
+         * Cluster mode over {@code rediss://}: the PEM file of the CA that signed
+         * Redis' certificate (read at start; default: the system's roots). With a
+         * {@code redis://} URL, {@link #start()} and {@link #create()} throw
+         * {@link SwitchboardException} ({@code CONFIG}).
+         */
+        public Builder redisCaCert(Path caCert) {
+            return set(c -> LIB.switchboard_server_config_set_redis_ca_cert(c, caCert.toString()));
         }
 
         /** Serve the demo page at {@code /} and the browser client. */

@@ -1,6 +1,7 @@
 // SwitchboardTest.java: the Java binding end to end: a server, a Java client
 // and a plain JDK WebSocket peer exchange signaling; events reach listeners and
-// the pull API; errors carry their result codes; close releases everything.
+// the pull API; errors carry their result codes; origins, admission budgets
+// and the metadata cap refuse who they should; close releases everything.
 package dev.switchboard;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -161,6 +162,22 @@ class SwitchboardTest {
             e = assertThrows(SwitchboardException.class,
                     () -> SwitchboardServer.builder().listen("127.0.0.1:0").maxMessageBytes(10).start());
             assertEquals(SwitchboardException.CONFIG, e.code());
+            // Admission budgets out of range: refused by the setter or at start, CONFIG alike.
+            List<SwitchboardServer.Builder> invalid = List.of(
+                    SwitchboardServer.builder().ipv6Prefix(0),
+                    SwitchboardServer.builder().ipv6Prefix(129),
+                    SwitchboardServer.builder().connRatePerIp(-1),
+                    SwitchboardServer.builder().connRatePerIp(5).connBurstPerIp(0),
+                    SwitchboardServer.builder().httpWriteTimeout(Duration.ZERO));
+            for (SwitchboardServer.Builder b : invalid) {
+                e = assertThrows(SwitchboardException.class, () -> b.listen("127.0.0.1:0").start());
+                assertEquals(SwitchboardException.CONFIG, e.code(), e.getMessage());
+            }
+            // A Redis CA needs a rediss:// URL: refused at start, before any connection.
+            e = assertThrows(SwitchboardException.class, () -> SwitchboardServer.builder().listen("127.0.0.1:0")
+                    .redisUrl("redis://127.0.0.1:1").redisCaCert(Path.of("redis-ca.pem")).start());
+            assertEquals(SwitchboardException.CONFIG, e.code());
+            assertTrue(e.getMessage().contains("redis_ca_cert"), e.getMessage());
             e = assertThrows(SwitchboardException.class, () -> SwitchboardClient.connect("http://x/ws", "a"));
             assertEquals(SwitchboardException.CONFIG, e.code());
             alice.close();
@@ -169,16 +186,52 @@ class SwitchboardTest {
         }
     }
 
+    /** The head of the answer a socket gets at accept, before it sends a byte. */
+    static String answerAtAccept(int port) throws IOException {
+        try (Socket s = new Socket("127.0.0.1", port)) {
+            s.setSoTimeout(5000);
+            StringBuilder head = new StringBuilder();
+            int b;
+            while (!head.toString().endsWith("\r\n\r\n") && (b = s.getInputStream().read()) >= 0) {
+                head.append((char) b);
+            }
+            return head.toString();
+        }
+    }
+
     @Test
     void allowedOriginsAdmitOnlyTheirPages() throws Exception {
         try (SwitchboardServer server = SwitchboardServer.builder().listen("127.0.0.1:0")
-                .allowedOrigins("https://app.example").start()) {
+                .allowedOrigins("https://app.example")
+                .maxPendingPerIp(4)
+                .maxPending(64)
+                .connRatePerIp(1)
+                .connBurstPerIp(2)
+                .ipv6Prefix(48)
+                .httpWriteTimeout(Duration.ofSeconds(5))
+                .maxMetadataBytes(64)
+                .maxAwayPerIp(4)
+                .maxAwaySessions(100)
+                .awayReplayBudgetBytes(1 << 20)
+                .start()) {
             try (PlainPeer ok = new PlainPeer(server.url(), "https://app.example")) {
                 ok.await("connected");
+                // Member metadata over 64 bytes of JSON: the join is refused.
+                String big = "{\"note\":\"" + "x".repeat(80) + "\"}";
+                ok.send("{\"type\":\"join\",\"roomId\":\"r\",\"metadata\":" + big + "}");
+                String error = ok.await("error");
+                assertTrue(error.contains("\"invalid-message\""), error);
+                ok.send("{\"type\":\"join\",\"roomId\":\"r\",\"metadata\":{\"role\":\"host\"}}");
+                ok.await("room-info");
             }
             Exception refused = assertThrows(Exception.class, () -> new PlainPeer(server.url(), "https://evil.example"));
             WebSocketHandshakeException handshake = (WebSocketHandshakeException) refused.getCause();
             assertEquals(403, handshake.getResponse().statusCode());
+            // Two connections spent the burst of 2 (1 per second): the third is
+            // answered 429 at accept.
+            String head = answerAtAccept(server.port());
+            assertTrue(head.startsWith("HTTP/1.1 429"), head);
+            assertTrue(head.toLowerCase().contains("retry-after:"), head);
         }
     }
 

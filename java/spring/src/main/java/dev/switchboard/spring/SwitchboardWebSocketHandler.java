@@ -98,8 +98,9 @@ public final class SwitchboardWebSocketHandler
 
     @Override
     public List<String> getSubProtocols() {
-        // Spring selects it when the client offers it; so does the core.
-        return List.of("webrtc-signaling");
+        // Spring selects the first the client offers; so does the core. A
+        // `bearer.<token>` entry is never selected (the kit reads the token).
+        return List.of("webrtc-signaling", "webrtc-signaling.msgpack");
     }
 
     // ---- the connection ----
@@ -133,6 +134,9 @@ public final class SwitchboardWebSocketHandler
                         for (String frame : out.frames()) {
                             session.sendMessage(new TextMessage(frame));
                         }
+                        for (byte[] frame : out.binaryFrames()) {
+                            session.sendMessage(new BinaryMessage(frame));
+                        }
                         conn.written();
                     }
                     case PING -> session.sendMessage(new PingMessage());
@@ -162,8 +166,12 @@ public final class SwitchboardWebSocketHandler
         }
         if (message instanceof TextMessage text) {
             conn.text(text.getPayload());
-        } else if (message instanceof BinaryMessage) {
-            conn.violation(1003);
+        } else if (message instanceof BinaryMessage binary) {
+            // MessagePack on its subprotocol; the kit closes JSON connections with 1003.
+            java.nio.ByteBuffer payload = binary.getPayload();
+            byte[] bytes = new byte[payload.remaining()];
+            payload.get(bytes);
+            conn.binary(bytes);
         } else if (message instanceof PongMessage || message instanceof PingMessage) {
             conn.heard();
         }

@@ -54,21 +54,34 @@ public class ParityHost implements WebSocketConfigurer {
         for (Map.Entry<String, JsonNode> e : config.properties()) {
             JsonNode v = e.getValue();
             switch (e.getKey()) {
-                case "path" -> { }
+                // The kit matches the templates; Spring routes every entry here (below).
+                case "path" -> b.path(v.asText());
+                case "app_types" -> b.appTypes(strings(v).toArray(String[]::new));
                 case "max_message_bytes" -> b.maxMessageBytes(v.asLong());
                 case "max_conns" -> b.maxConns(v.asLong());
                 case "max_conns_per_ip" -> b.maxConnsPerIp(v.asLong());
+                case "max_pending_per_ip" -> b.maxPendingPerIp(v.asLong());
+                case "max_pending" -> b.maxPending(v.asLong());
+                case "conn_rate_per_ip" -> b.connRatePerIp(v.asLong());
+                case "conn_burst_per_ip" -> b.connBurstPerIp(v.asLong());
+                case "ipv6_prefix" -> b.ipv6Prefix(v.asInt());
                 case "max_room_size" -> b.maxRoomSize(v.asLong());
                 case "max_rooms_per_session" -> b.maxRoomsPerSession(v.asLong());
+                case "max_metadata_bytes" -> b.maxMetadataBytes(v.asLong());
+                case "max_away_per_ip" -> b.maxAwayPerIp(v.asLong());
+                case "max_away_sessions" -> b.maxAwaySessions(v.asLong());
+                case "away_replay_budget_bytes" -> b.awayReplayBudgetBytes(v.asLong());
                 case "rate_limit_burst" -> b.rateLimitBurst(v.asInt());
                 case "rate_limit_rps" -> b.rateLimitRps(v.asInt());
                 case "heartbeat_interval_ms" -> b.heartbeat(Duration.ofMillis(v.asLong()));
                 case "heartbeat_timeout_ms" -> b.heartbeatTimeout(Duration.ofMillis(v.asLong()));
                 case "resume_window_ms" -> b.resumeWindow(Duration.ofMillis(v.asLong()));
                 case "drain_timeout_ms" -> b.drainTimeout(Duration.ofMillis(v.asLong()));
+                case "http_write_timeout_ms" -> b.httpWriteTimeout(Duration.ofMillis(v.asLong()));
                 case "allowed_origins" -> b.allowedOrigins(strings(v).toArray(String[]::new));
                 case "trusted_proxies" -> b.trustedProxies(strings(v).toArray(String[]::new));
                 case "redis_url" -> b.redisUrl(v.asText());
+                case "redis_ca_cert" -> b.redisCaCert(Path.of(v.asText()));
                 case "auth_tokens" -> v.properties().forEach(t -> b.authToken(t.getKey(), t.getValue().asText()));
                 default -> throw new IllegalArgumentException("unknown config key " + e.getKey());
             }
@@ -78,7 +91,14 @@ public class ParityHost implements WebSocketConfigurer {
 
     @Override
     public void registerWebSocketHandlers(WebSocketHandlerRegistry registry) {
-        registry.addHandler(handler, config.path("path").asText("/ws")).addInterceptors(handler).setAllowedOrigins("*");
+        // Spring's patterns read `{roomId}`/`{userId}` segments as captures too.
+        String[] paths = paths();
+        registry.addHandler(handler, paths).addInterceptors(handler).setAllowedOrigins("*");
+    }
+
+    private static String[] paths() {
+        return java.util.Arrays.stream(config.path("path").asText("/ws").split(","))
+                .map(String::trim).toArray(String[]::new);
     }
 
     @Bean
@@ -110,7 +130,8 @@ public class ParityHost implements WebSocketConfigurer {
             ctx.close();
             Runtime.getRuntime().halt(0);
         }));
-        System.out.println("listening on ws://127.0.0.1:" + port + config.path("path").asText("/ws"));
+        String first = java.util.Arrays.stream(paths()).filter(p -> !p.contains("{")).findFirst().orElse("/");
+        System.out.println("listening on ws://127.0.0.1:" + port + first);
         System.out.flush();
     }
 }
