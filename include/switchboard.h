@@ -1231,6 +1231,17 @@ switchboard_result switchboard_server_config_set_max_away_per_ip(switchboard_ser
                                                                  uint64_t sessions);
 
 /**
+ * Away sessions per authenticated user (default 8, 0 = unlimited); past it
+ * the user's oldest away session ends, from whichever IP: its peers get
+ * `user-left` with reason `evicted`. Live connections are never ended.
+ *
+ * # Safety
+ * `cfg` is NULL or a live configuration.
+ */
+switchboard_result switchboard_server_config_set_max_away_per_user(switchboard_server_config *cfg,
+                                                                   uint64_t sessions);
+
+/**
  * Away sessions server-wide (default 10000, 0 = unlimited); past it the
  * oldest away session ends (`user-left`, reason `evicted`).
  *
@@ -1250,6 +1261,20 @@ switchboard_result switchboard_server_config_set_max_away_sessions(switchboard_s
  */
 switchboard_result switchboard_server_config_set_away_replay_budget_bytes(switchboard_server_config *cfg,
                                                                           uint64_t bytes);
+
+/**
+ * Bytes all connections' outbound queues may hold together (default
+ * 268435456 = 256 MiB, 0 = unlimited); while the sum is over it, a relayed
+ * message to a reader that is behind by more than 1/64 of its queue is
+ * refused to its sender (`rate-limited`, nothing delivered). Readers that
+ * keep up and the server's own messages go on. The gauge
+ * `switchboard_outbound_queued_bytes` shows the sum.
+ *
+ * # Safety
+ * `cfg` is NULL or a live configuration.
+ */
+switchboard_result switchboard_server_config_set_outbound_budget_bytes(switchboard_server_config *cfg,
+                                                                       uint64_t bytes);
 
 /**
  * Adds a static token: a client presenting `token` is `user_id`. Turns on

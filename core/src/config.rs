@@ -47,6 +47,9 @@ pub struct ServerConfig {
     /// Away sessions (connection lost, resumable) per client IP (0 = unlimited):
     /// past it the IP's oldest away session ends (`user-left`, reason `evicted`).
     pub max_away_per_ip: usize,
+    /// Away sessions per authenticated user (0 = unlimited): past it the
+    /// user's oldest away session ends (`evicted`), from whichever IP.
+    pub max_away_per_user: usize,
     /// Away sessions server-wide (0 = unlimited): past it the oldest ends.
     pub max_away_sessions: usize,
     /// Replay bytes all away sessions may hold together (0 = unlimited): past
@@ -74,6 +77,11 @@ pub struct ServerConfig {
     /// Outbound queue bound per connection, in bytes; past it the connection is
     /// closed with 1008 (slow consumer) and its session goes away (resumable).
     pub outbound_queue_bytes: usize,
+    /// Bytes all outbound queues may hold together (0 = unlimited): while the
+    /// sum is over it, a relayed message to a reader that is behind by more
+    /// than 1/64 of its queue is refused to its sender (`rate-limited`,
+    /// nothing delivered); readers that keep up and server messages go on.
+    pub outbound_budget_bytes: usize,
     /// Browser origins allowed to connect (empty = all, with a warning at start-up).
     pub allowed_origins: Vec<String>,
     /// Longest wait for a complete HTTP request head (and for an API request's
@@ -196,6 +204,7 @@ impl Default for ServerConfig {
             max_rooms_per_session: 16,
             max_metadata_bytes: 4096,
             max_away_per_ip: 32,
+            max_away_per_user: 8,
             max_away_sessions: 10_000,
             away_replay_budget_bytes: 256 * 1024 * 1024,
             rate_limit_burst: 50,
@@ -206,6 +215,7 @@ impl Default for ServerConfig {
             replay_buffer_messages: 256,
             replay_buffer_bytes: 256 * 1024,
             outbound_queue_bytes: 1024 * 1024,
+            outbound_budget_bytes: 256 * 1024 * 1024,
             allowed_origins: Vec::new(),
             handshake_timeout: Duration::from_secs(10),
             http_write_timeout: Duration::from_secs(10),

@@ -126,3 +126,40 @@ async fn away_replay_bytes_draw_from_one_budget_and_the_oldest_away_session_goes
             >= 1
     );
 }
+
+#[tokio::test]
+async fn an_authenticated_user_dropping_connections_from_many_ips_pays_per_user() {
+    // Static tokens; the per-user cap is 8 by default, the per-IP cap 32.
+    let server = Binary::start(&["--auth-tokens", "tok-m:mallory,tok-h:host"]);
+    let url = server.ws_url();
+    let mut host = Ws::connect_from("127.0.0.30", &format!("{url}?token=tok-h")).await;
+    join(&mut host, "r0", "host").await;
+    // Mallory joins 10 rooms, each from another IP, each dropped at once.
+    for i in 0..10 {
+        let from = format!("127.0.0.{}", 40 + i);
+        let mut ws = Ws::connect_from(&from, &format!("{url}?token=tok-m")).await;
+        join(&mut ws, &format!("r{i}"), "mallory").await;
+        ws.kill();
+    }
+    // No IP is over its cap, the user is: mallory's 2 oldest go — in room
+    // r0 first, where the host sees it.
+    let left = host.recv_type("user-left").await;
+    assert_eq!(
+        (left["userId"].as_str(), left["reason"].as_str()),
+        (Some("mallory"), Some("evicted"))
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while server.metric("switchboard_sessions_evicted_total").await < 2.0 {
+        assert!(tokio::time::Instant::now() < deadline, "two evictions");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        server.metric("switchboard_sessions_evicted_total").await,
+        2.0
+    );
+    assert_eq!(server.metric("switchboard_sessions_away").await, 8.0);
+    // The host is untouched and still in its room.
+    host.send(json!({"type":"leave","roomId":"r0"})).await;
+    host.send(json!({"type":"join","roomId":"r0"})).await;
+    assert_eq!(host.recv_type("room-info").await["users"], json!([]));
+}

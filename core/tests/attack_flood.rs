@@ -95,3 +95,80 @@ async fn a_flooding_sender_is_refused_and_the_reader_keeps_its_connection() {
         }
     }
 }
+
+/// Sends `n` 60 KB messages to `to`; returns how many were acknowledged and
+/// how many refused (`rate-limited`).
+async fn flood(sender: &mut Ws, to: &str, n: u64) -> (u64, u64) {
+    let blob = "f".repeat(60_000);
+    for id in 0..n {
+        sender
+            .send(json!({"type":"message","to":to,"id":format!("{to}-{id}"),"data":blob}))
+            .await;
+    }
+    let (mut acked, mut refused) = (0, 0);
+    while acked + refused < n {
+        let msg: Value = sender.recv().await;
+        match msg["type"].as_str() {
+            Some("ack") => acked += 1,
+            Some("error") => {
+                assert_eq!(msg["code"], "rate-limited", "{msg}");
+                refused += 1;
+            }
+            _ => {}
+        }
+    }
+    (acked, refused)
+}
+
+#[tokio::test]
+async fn all_queues_together_stay_within_the_budget_and_readers_that_keep_up_go_on() {
+    // A budget below half of one reader's queue (512 KiB), so the server-wide
+    // bound is the one that holds.
+    let server = Binary::start(&["--outbound-budget-bytes", "200000"]);
+    let url = server.ws_url();
+    let mut flooder = Ws::connect_from("127.0.0.21", &url).await;
+    flooder
+        .send(json!({"type":"join","roomId":"r","userId":"flooder"}))
+        .await;
+    flooder.recv_type("room-info").await;
+    // Two readers that stop reading, and one that keeps up.
+    let mut stalled = Vec::new();
+    for (ip, user) in [("127.0.0.22", "s1"), ("127.0.0.23", "s2")] {
+        let mut ws = Ws::connect_from(ip, &url).await;
+        ws.send(json!({"type":"join","roomId":"r","userId":user}))
+            .await;
+        ws.recv_type("room-info").await;
+        stalled.push(ws);
+    }
+    let mut reader = Ws::connect_from("127.0.0.24", &url).await;
+    reader
+        .send(json!({"type":"join","roomId":"r","userId":"reader"}))
+        .await;
+    reader.recv_type("room-info").await;
+
+    // 8 MB at each stalled reader: past the kernel's buffers, then the queues.
+    for user in ["s1", "s2"] {
+        let (acked, refused) = flood(&mut flooder, user, 140).await;
+        assert!(
+            acked > 0 && refused > 0,
+            "{user}: {acked} acked, {refused} refused"
+        );
+    }
+    // Both queues together: the budget plus at most one message and 1/64 of
+    // a queue each (without the budget they would hold ~1.1 MB).
+    let queued = server.metric("switchboard_outbound_queued_bytes").await;
+    assert!(queued > 200_000.0, "over the budget now: {queued}");
+    assert!(queued < 400_000.0, "bounded by the budget: {queued}");
+    // A reader that keeps up is not refused meanwhile, and nobody was closed.
+    flooder
+        .send(json!({"type":"message","to":"reader","id":"ok","data":"still flowing"}))
+        .await;
+    assert_eq!(flooder.recv_type("ack").await["id"], "ok");
+    assert_eq!(reader.recv_type("message").await["data"], "still flowing");
+    assert_eq!(
+        server
+            .metric("switchboard_slow_consumer_closes_total")
+            .await,
+        0.0
+    );
+}

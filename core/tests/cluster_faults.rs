@@ -1,9 +1,16 @@
-//! Cluster faults through a fault-injecting TCP proxy between one node and a
-//! real `redis-server`: a node whose Redis traffic stalls past its liveness TTL
-//! is reaped by the others; when the traffic flows again its fenced heartbeat
-//! finds its liveness key gone, so it registers again and resyncs, and the
-//! others list its peers again — every one of them, though the snapshot that
-//! carries them is sent in parts.
+//! Cluster faults on a real `redis-server`, with a fault-injecting TCP proxy
+//! between one node and Redis:
+//! - a node whose Redis traffic stalls past its liveness TTL is reaped by the
+//!   others; when the traffic flows again its fenced heartbeat finds its
+//!   liveness key gone, so it registers again and resyncs, and the others list
+//!   its peers again — every one of them, though the snapshot that carries
+//!   them is sent in parts;
+//! - a user whose connection dropped on one node rejoins on another (a reload
+//!   behind a load balancer) and takes the away identity over, as on one node;
+//!   with auth on, the same user takes over even a connected one;
+//! - after a partition in which one user joined on both sides, every node
+//!   keeps the later join and the earlier one is replaced (close 4409); a peer
+//!   that left while a node was cut off is not listed there afterwards.
 
 mod common;
 mod fault_proxy;
@@ -14,19 +21,56 @@ use common::redis::{Redis, LONG};
 use common::{builder, start, Ws};
 use fault_proxy::FaultProxy;
 use serde_json::{json, Value};
-use switchboard::ServerHandle;
+use switchboard::{ServerBuilder, ServerHandle};
 
 async fn node(url: &str) -> ServerHandle {
-    start(
-        builder()
-            .redis_url(url)
-            .max_conns_per_ip(0)
-            .conn_rate_per_ip(0)
-            .max_pending_per_ip(0)
-            .cluster_heartbeat(Duration::from_millis(200))
-            .cluster_node_ttl(Duration::from_millis(1500)),
-    )
-    .await
+    start(node_builder(url)).await
+}
+
+fn node_builder(url: &str) -> ServerBuilder {
+    builder()
+        .redis_url(url)
+        .max_conns_per_ip(0)
+        .conn_rate_per_ip(0)
+        .max_pending_per_ip(0)
+        .cluster_heartbeat(Duration::from_millis(200))
+        .cluster_node_ttl(Duration::from_millis(1500))
+}
+
+/// Two nodes on one Redis, both up.
+async fn two_nodes(redis: &Redis) -> (ServerHandle, ServerHandle) {
+    let a = node(&redis.url()).await;
+    let b = node(&redis.url()).await;
+    up(&[&a, &b]).await;
+    (a, b)
+}
+
+/// Two nodes up on one Redis; b reaches it through a fault proxy.
+async fn proxied_pair(redis: &Redis) -> (FaultProxy, ServerHandle, ServerHandle) {
+    let proxy = FaultProxy::start(format!("127.0.0.1:{}", redis.port).parse().unwrap()).await;
+    let a = node(&redis.url()).await;
+    let b = node(&format!("redis://{}", proxy.addr())).await;
+    up(&[&a, &b]).await;
+    (proxy, a, b)
+}
+
+async fn up(nodes: &[&ServerHandle]) {
+    for n in nodes {
+        let c = n.cluster().unwrap();
+        until("the nodes are up", || c.is_up()).await;
+    }
+}
+
+/// The peers `server` lists in `room`: (userId, sessionId, connected).
+fn peers(server: &ServerHandle, room: &str) -> Vec<(String, String, bool)> {
+    let mut v: Vec<_> = server
+        .peers(room)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| (p.user_id, p.session_id, p.connected))
+        .collect();
+    v.sort();
+    v
 }
 
 async fn until(what: &str, mut ok: impl FnMut() -> bool) {
@@ -52,13 +96,7 @@ fn metric(server: &ServerHandle, series: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_node_is_reaped_then_fences_itself_and_comes_back_whole() {
     let redis = Redis::start();
-    let proxy = FaultProxy::start(format!("127.0.0.1:{}", redis.port).parse().unwrap()).await;
-    let a = node(&redis.url()).await;
-    let b = node(&format!("redis://{}", proxy.addr())).await;
-    for n in [&a, &b] {
-        let c = n.cluster().unwrap();
-        until("the nodes are up", || c.is_up()).await;
-    }
+    let (proxy, a, b) = proxied_pair(&redis).await;
     let mut alice = Ws::joined(a.url(), "big", "alice").await;
     // 300 members on b: more than one snapshot part.
     let mut on_b = Vec::new();
@@ -91,4 +129,146 @@ async fn a_stalled_node_is_reaped_then_fences_itself_and_comes_back_whole() {
         (m["from"].as_str(), m["data"].as_str()),
         (Some("b000"), Some("hello"))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_on_another_node_takes_the_away_identity_over() {
+    let redis = Redis::start();
+    let (a, b) = two_nodes(&redis).await;
+    let mut carol = Ws::joined(a.url(), "r", "carol").await;
+    let mut dave = Ws::joined(b.url(), "r", "dave").await;
+    let bob = Ws::joined(a.url(), "r", "bob").await;
+    let old_session = bob.session();
+    for w in [&mut carol, &mut dave] {
+        while w.recv_type("user-joined").await["userId"] != "bob" {}
+    }
+    // Connected on a: the id is taken on b.
+    let mut early = Ws::connect(b.url()).await;
+    let code = early
+        .error_code(json!({"type":"join","roomId":"r","userId":"bob"}))
+        .await;
+    assert_eq!(code, "user-id-taken");
+
+    // Bob's connection drops without a close: b learns that he is away.
+    bob.kill();
+    until("b sees bob away", || {
+        peers(&b, "r").iter().any(|(u, _, up)| u == "bob" && !up)
+    })
+    .await;
+    // His reload lands on b and takes the identity over.
+    let mut bob = Ws::connect(b.url()).await;
+    bob.send(json!({"type":"join","roomId":"r","userId":"bob"}))
+        .await;
+    let info = bob.recv_type("room-info").await;
+    assert_eq!(info["users"], json!(["carol", "dave"]), "{info}");
+    for w in [&mut carol, &mut dave] {
+        let left = w.recv_type("user-left").await;
+        assert_eq!(
+            (left["userId"].as_str(), left["reason"].as_str()),
+            (Some("bob"), Some("replaced"))
+        );
+        assert_eq!(w.recv_type("user-joined").await["userId"], "bob");
+    }
+    // Every node lists the new session only; the old one can no longer resume.
+    let new_session = bob.session().0;
+    for n in [&a, &b] {
+        until("one bob, the new one", || {
+            let p = peers(n, "r");
+            p.len() == 3
+                && p.iter()
+                    .any(|(u, s, up)| u == "bob" && *s == new_session && *up)
+        })
+        .await;
+    }
+    let mut late = Ws::connect(a.url()).await;
+    let code = late
+        .error_code(json!({"type":"resume","sessionId":old_session.0,"resumeToken":old_session.1,"lastSeq":0}))
+        .await;
+    assert_eq!(code, "resume-failed");
+    // Carol on a reaches him on b.
+    carol
+        .send(json!({"type":"message","to":"bob","id":1,"data":"welcome back"}))
+        .await;
+    assert_eq!(carol.recv_type("ack").await["id"], 1);
+    let m = bob.recv_type("message").await;
+    assert_eq!(
+        (m["from"].as_str(), m["data"].as_str()),
+        (Some("carol"), Some("welcome back"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_auth_the_same_user_takes_over_a_connected_session_on_another_node() {
+    let redis = Redis::start();
+    let tokens = [("tok-bob", "bob"), ("tok-carol", "carol")];
+    let a = start(node_builder(&redis.url()).auth_tokens(tokens)).await;
+    let b = start(node_builder(&redis.url()).auth_tokens(tokens)).await;
+    up(&[&a, &b]).await;
+    let as_user = |url: &str, token: &str| {
+        let (url, header) = (url.to_owned(), format!("Bearer {token}"));
+        async move {
+            let mut w = Ws::connect_with(&url, &[("Authorization", &header)])
+                .await
+                .unwrap();
+            w.send(json!({"type":"join","roomId":"r"})).await;
+            w.recv_type("room-info").await;
+            w
+        }
+    };
+    let mut carol = as_user(a.url(), "tok-carol").await;
+    let mut old = as_user(a.url(), "tok-bob").await;
+    assert_eq!(carol.recv_type("user-joined").await["userId"], "bob");
+    until("b lists bob", || peers(&b, "r").len() == 2).await;
+    // The same user (the token proves it) on b: the newer connection wins.
+    let _new = as_user(b.url(), "tok-bob").await;
+    assert_eq!(old.expect_close().await, 4409);
+    let left = carol.recv_type("user-left").await;
+    assert_eq!(
+        (left["userId"].as_str(), left["reason"].as_str()),
+        (Some("bob"), Some("replaced"))
+    );
+    assert_eq!(carol.recv_type("user-joined").await["userId"], "bob");
+    for n in [&a, &b] {
+        until("one bob", || peers(n, "r").len() == 2).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_partition_the_later_join_of_a_user_wins_on_every_node() {
+    let redis = Redis::start();
+    let (proxy, a, b) = proxied_pair(&redis).await;
+    let mut carol = Ws::joined(a.url(), "r", "carol").await;
+    let erin = Ws::joined(a.url(), "r", "erin").await;
+    let mut bob_on_b = Ws::joined(b.url(), "r", "bob").await;
+    until("a lists bob", || listed(&a, "r") == 3).await;
+    until("b lists everyone", || listed(&b, "r") == 3).await;
+
+    // b is cut off from Redis: a reaps it (bob leaves a's view, not b's).
+    proxy.blackhole(true);
+    until("a forgot bob", || listed(&a, "r") == 2).await;
+    // Meanwhile bob joins again on a, and erin leaves (b does not hear of it).
+    let bob_on_a = Ws::joined(a.url(), "r", "bob").await;
+    erin.close(1000).await;
+    // The partition heals: b resyncs; both nodes agree on the later bob.
+    proxy.blackhole(false);
+    assert_eq!(
+        bob_on_b.expect_close().await,
+        4409,
+        "the earlier bob is replaced"
+    );
+    let later = bob_on_a.session().0;
+    for n in [&a, &b] {
+        until("carol and the later bob, no ghost", || {
+            let p = peers(n, "r");
+            p.len() == 2
+                && p.iter().any(|(u, s, _)| u == "bob" && *s == later)
+                && p.iter().any(|(u, _, _)| u == "carol")
+        })
+        .await;
+    }
+    // And carol still reaches that bob.
+    carol
+        .send(json!({"type":"message","to":"bob","id":"x","data":"hi"}))
+        .await;
+    assert_eq!(carol.recv_type("ack").await["id"], "x");
 }

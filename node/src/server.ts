@@ -99,6 +99,8 @@ export interface ServerOptions {
   maxMetadataBytes?: number;
   /** Away sessions (connection lost, resumable) per client IP (default 32, 0 = unlimited); past it the IP's oldest ends (`user-left` `evicted`). */
   maxAwayPerIp?: number;
+  /** Away sessions per authenticated user (default 8, 0 = unlimited); past it the user's oldest ends (`user-left` `evicted`). */
+  maxAwayPerUser?: number;
   /** Away sessions server-wide (default 10000, 0 = unlimited); past it the oldest ends. */
   maxAwaySessions?: number;
   /** Replay bytes all away sessions may hold together (default 268435456, 0 = unlimited). */
@@ -119,6 +121,11 @@ export interface ServerOptions {
   replayBufferBytes?: number;
   /** Outbound queue per connection (default 1048576); past it close 1008. */
   outboundQueueBytes?: number;
+  /**
+   * Bytes all outbound queues may hold together (default 268435456, 0 = unlimited); while over it, a relayed
+   * message to a reader behind by more than 1/64 of its queue is refused to its sender (`rate-limited`).
+   */
+  outboundBudgetBytes?: number;
   /** Browser origins allowed to connect (default: all, with a warning). */
   allowedOrigins?: string[];
   /** Longest wait for an HTTP request head (default 10000). */
@@ -168,6 +175,7 @@ const COUNT_OPTIONS = [
   'maxRoomsPerSession',
   'maxMetadataBytes',
   'maxAwayPerIp',
+  'maxAwayPerUser',
   'maxAwaySessions',
   'awayReplayBudgetBytes',
   'rateLimitBurst',
@@ -178,6 +186,7 @@ const COUNT_OPTIONS = [
   'replayBufferMessages',
   'replayBufferBytes',
   'outboundQueueBytes',
+  'outboundBudgetBytes',
   'handshakeTimeoutMs',
   'httpWriteTimeoutMs',
   'drainTimeoutMs',

@@ -166,6 +166,14 @@ test('errors carry err.code: protocol codes and binding codes', async () => {
   // Options.
   await assert.rejects(Server.start({ listne: '127.0.0.1:0' }), isCode('config'));
   await assert.rejects(Server.start({ listen: '127.0.0.1:0', maxConns: -1 }), isCode('config'));
+  // The per-user away cap and the outbound budget reach the native options.
+  for (const key of ['maxAwayPerUser', 'outboundBudgetBytes']) {
+    await assert.rejects(Server.start({ listen: '127.0.0.1:0', [key]: -1 }), (e) => {
+      const native = key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+      return isCode('config')(e) && e.message.includes(native);
+    });
+  }
+  await (await Server.start({ listen: '127.0.0.1:0', maxAwayPerUser: 2, outboundBudgetBytes: 1 << 24 })).stop();
   await assert.rejects(Server.start({ listen: '127.0.0.1:0', path: 'ws' }), isCode('config'));
   await assert.rejects(
     Server.start({ listen: '127.0.0.1:0', auth: { tokens: {}, hook: () => null } }),

@@ -34,6 +34,13 @@ def test_budget_options_are_checked_when_built() -> None:
     with pytest.raises(switchboard.ConfigError):
         switchboard.Hub(max_pending_per_ip=1)
     switchboard.Hub(conn_rate_per_ip=5, conn_burst_per_ip=10, ipv6_prefix=56)
+    # The per-user away cap and the outbound budget reach the core (0 = unlimited).
+    switchboard.Hub(max_away_per_user=2, outbound_budget_bytes=1 << 24)
+    switchboard.Hub(max_away_per_user=0, outbound_budget_bytes=0)
+    with pytest.raises(ValueError, match="max_away_per_user"):
+        switchboard.Hub(max_away_per_user=-1)
+    with pytest.raises(ValueError, match="outbound_budget_bytes"):
+        switchboard.Hub(outbound_budget_bytes=-1)
 
 
 async def test_member_metadata_is_capped() -> None:

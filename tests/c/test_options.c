@@ -297,9 +297,13 @@ static void join_and_away_budgets(void) {
     switchboard_server_config *cfg = switchboard_server_config_new();
     CHECK_OK(switchboard_server_config_set_max_metadata_bytes(cfg, 0));
     CHECK_OK(switchboard_server_config_set_max_away_per_ip(cfg, 0));
+    CHECK_OK(switchboard_server_config_set_max_away_per_user(cfg, 0));
     CHECK_OK(switchboard_server_config_set_max_away_sessions(cfg, 0));
     CHECK_OK(switchboard_server_config_set_away_replay_budget_bytes(cfg, 0));
+    CHECK_OK(switchboard_server_config_set_outbound_budget_bytes(cfg, 0));
     CHECK_RESULT(switchboard_server_config_set_max_away_sessions(NULL, 1), SWITCHBOARD_RESULT_NULL_ARGUMENT);
+    CHECK_RESULT(switchboard_server_config_set_max_away_per_user(NULL, 1), SWITCHBOARD_RESULT_NULL_ARGUMENT);
+    CHECK_RESULT(switchboard_server_config_set_outbound_budget_bytes(NULL, 1), SWITCHBOARD_RESULT_NULL_ARGUMENT);
     switchboard_server_free(start(cfg));
 
     /* Metadata over 64 bytes of JSON: the join gets `invalid-message`; 64 and
@@ -307,8 +311,10 @@ static void join_and_away_budgets(void) {
     cfg = switchboard_server_config_new();
     CHECK_OK(switchboard_server_config_set_max_metadata_bytes(cfg, 64));
     CHECK_OK(switchboard_server_config_set_max_away_per_ip(cfg, 4));
+    CHECK_OK(switchboard_server_config_set_max_away_per_user(cfg, 2));
     CHECK_OK(switchboard_server_config_set_max_away_sessions(cfg, 100));
     CHECK_OK(switchboard_server_config_set_away_replay_budget_bytes(cfg, 1 << 20));
+    CHECK_OK(switchboard_server_config_set_outbound_budget_bytes(cfg, 1 << 24));
     switchboard_server *srv = start(cfg);
     const char *url = switchboard_server_url(srv);
     switchboard_client *small = connect_with_metadata(url, "small", "{\"role\":\"host\"}");

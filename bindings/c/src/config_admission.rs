@@ -3,7 +3,8 @@
 //! IP and server-wide; new connections per second per IP; the IPv6 prefix that
 //! makes one client; the write timeout of the HTTP answers) and what it may
 //! leave the server holding after (the member metadata of a join; away
-//! sessions per IP and server-wide, and the replay bytes they keep).
+//! sessions per IP, per user and server-wide, and the replay bytes they keep;
+//! the bytes all outbound queues hold together).
 
 use crate::config::switchboard_server_config;
 use crate::guard::{count, millis, set, with_mut, FfiError, FfiResult};
@@ -165,6 +166,25 @@ pub unsafe extern "C" fn switchboard_server_config_set_max_away_per_ip(
     })
 }
 
+/// Away sessions per authenticated user (default 8, 0 = unlimited); past it
+/// the user's oldest away session ends, from whichever IP: its peers get
+/// `user-left` with reason `evicted`. Live connections are never ended.
+///
+/// # Safety
+/// `cfg` is NULL or a live configuration.
+#[no_mangle]
+pub unsafe extern "C" fn switchboard_server_config_set_max_away_per_user(
+    cfg: *mut switchboard_server_config,
+    sessions: u64,
+) -> switchboard_result {
+    with_mut(cfg, "cfg", |c| {
+        set(
+            &mut c.core.max_away_per_user,
+            count(sessions, "max_away_per_user")?,
+        )
+    })
+}
+
 /// Away sessions server-wide (default 10000, 0 = unlimited); past it the
 /// oldest away session ends (`user-left`, reason `evicted`).
 ///
@@ -198,6 +218,28 @@ pub unsafe extern "C" fn switchboard_server_config_set_away_replay_budget_bytes(
         set(
             &mut c.core.away_replay_budget_bytes,
             count(bytes, "away_replay_budget_bytes")?,
+        )
+    })
+}
+
+/// Bytes all connections' outbound queues may hold together (default
+/// 268435456 = 256 MiB, 0 = unlimited); while the sum is over it, a relayed
+/// message to a reader that is behind by more than 1/64 of its queue is
+/// refused to its sender (`rate-limited`, nothing delivered). Readers that
+/// keep up and the server's own messages go on. The gauge
+/// `switchboard_outbound_queued_bytes` shows the sum.
+///
+/// # Safety
+/// `cfg` is NULL or a live configuration.
+#[no_mangle]
+pub unsafe extern "C" fn switchboard_server_config_set_outbound_budget_bytes(
+    cfg: *mut switchboard_server_config,
+    bytes: u64,
+) -> switchboard_result {
+    with_mut(cfg, "cfg", |c| {
+        set(
+            &mut c.core.outbound_budget_bytes,
+            count(bytes, "outbound_budget_bytes")?,
         )
     })
 }

@@ -1,6 +1,6 @@
 //! Tests of `switchboard_server_config`: every setter reaches the core's
-//! configuration, out-of-range values are refused, the join and away budgets
-//! keep their defaults until set, the Redis CA path refuses NULL and bad
+//! configuration, out-of-range values are refused, the join, away and
+//! outbound budgets keep their defaults until set, the Redis CA path refuses NULL and bad
 //! UTF-8, and the auth options become their modes.
 
 use std::ffi::CString;
@@ -52,6 +52,7 @@ fn every_setter_reaches_the_core_config() {
             ok
         );
         assert_eq!(switchboard_server_config_set_max_away_per_ip(cfg, 6), ok);
+        assert_eq!(switchboard_server_config_set_max_away_per_user(cfg, 3), ok);
         assert_eq!(switchboard_server_config_set_max_away_sessions(cfg, 77), ok);
         assert_eq!(
             switchboard_server_config_set_away_replay_budget_bytes(cfg, 1 << 20),
@@ -78,6 +79,10 @@ fn every_setter_reaches_the_core_config() {
         );
         assert_eq!(
             switchboard_server_config_set_outbound_queue_bytes(cfg, 262144),
+            ok
+        );
+        assert_eq!(
+            switchboard_server_config_set_outbound_budget_bytes(cfg, 1 << 24),
             ok
         );
         assert_eq!(
@@ -168,10 +173,11 @@ fn every_setter_reaches_the_core_config() {
     assert_eq!(
         (
             core.max_away_per_ip,
+            core.max_away_per_user,
             core.max_away_sessions,
             core.away_replay_budget_bytes
         ),
-        (6, 77, 1 << 20)
+        (6, 3, 77, 1 << 20)
     );
     assert_eq!((core.rate_limit_burst, core.rate_limit_rps), (9, 4));
     assert_eq!(
@@ -183,7 +189,10 @@ fn every_setter_reaches_the_core_config() {
         (core.replay_buffer_messages, core.replay_buffer_bytes),
         (64, 65536)
     );
-    assert_eq!(core.outbound_queue_bytes, 262144);
+    assert_eq!(
+        (core.outbound_queue_bytes, core.outbound_budget_bytes),
+        (262144, 1 << 24)
+    );
     assert_eq!(
         core.allowed_origins,
         ["https://a.example", "https://b.example"]
@@ -369,9 +378,9 @@ fn admission_budgets_out_of_range_are_refused() {
     );
 }
 
-/// The join and away budgets: the defaults stay until set, 0 is accepted
-/// (no metadata at all; the away caps unlimited) and starts, and a NULL
-/// configuration is `NULL_ARGUMENT`.
+/// The join, away and outbound budgets: the defaults stay until set, 0 is
+/// accepted (no metadata at all; the away caps and the outbound budget
+/// unlimited) and starts, and a NULL configuration is `NULL_ARGUMENT`.
 #[test]
 fn join_and_away_budgets_keep_defaults_and_take_zero() {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -384,11 +393,13 @@ fn join_and_away_budgets_keep_defaults_and_take_zero() {
     assert_eq!(
         (
             core.max_away_per_ip,
+            core.max_away_per_user,
             core.max_away_sessions,
             core.away_replay_budget_bytes
         ),
-        (32, 10_000, 256 * 1024 * 1024)
+        (32, 8, 10_000, 256 * 1024 * 1024)
     );
+    assert_eq!(core.outbound_budget_bytes, 256 * 1024 * 1024);
 
     let cfg = switchboard_server_config_new();
     let ok = switchboard_result::Ok;
@@ -396,17 +407,24 @@ fn join_and_away_budgets_keep_defaults_and_take_zero() {
     unsafe {
         assert_eq!(switchboard_server_config_set_max_metadata_bytes(cfg, 0), ok);
         assert_eq!(switchboard_server_config_set_max_away_per_ip(cfg, 0), ok);
+        assert_eq!(switchboard_server_config_set_max_away_per_user(cfg, 0), ok);
         assert_eq!(switchboard_server_config_set_max_away_sessions(cfg, 0), ok);
         assert_eq!(
             switchboard_server_config_set_away_replay_budget_bytes(cfg, 0),
             ok
         );
+        assert_eq!(
+            switchboard_server_config_set_outbound_budget_bytes(cfg, 0),
+            ok
+        );
         let null = std::ptr::null_mut();
-        let setters: [unsafe extern "C" fn(_, u64) -> switchboard_result; 4] = [
+        let setters: [unsafe extern "C" fn(_, u64) -> switchboard_result; 6] = [
             switchboard_server_config_set_max_metadata_bytes,
             switchboard_server_config_set_max_away_per_ip,
+            switchboard_server_config_set_max_away_per_user,
             switchboard_server_config_set_max_away_sessions,
             switchboard_server_config_set_away_replay_budget_bytes,
+            switchboard_server_config_set_outbound_budget_bytes,
         ];
         for set in setters {
             assert_eq!(set(null, 1), switchboard_result::NullArgument);
@@ -419,10 +437,12 @@ fn join_and_away_budgets_keep_defaults_and_take_zero() {
         (
             core.max_metadata_bytes,
             core.max_away_per_ip,
+            core.max_away_per_user,
             core.max_away_sessions,
-            core.away_replay_budget_bytes
+            core.away_replay_budget_bytes,
+            core.outbound_budget_bytes
         ),
-        (0, 0, 0, 0)
+        (0, 0, 0, 0, 0, 0)
     );
     core.validate().unwrap();
 }

@@ -87,6 +87,7 @@ const OPTION_NAMES: &[&str] = &[
     "max_rooms_per_session",
     "max_metadata_bytes",
     "max_away_per_ip",
+    "max_away_per_user",
     "max_away_sessions",
     "away_replay_budget_bytes",
     "rate_limit_burst",
@@ -97,6 +98,7 @@ const OPTION_NAMES: &[&str] = &[
     "replay_buffer_messages",
     "replay_buffer_bytes",
     "outbound_queue_bytes",
+    "outbound_budget_bytes",
     "allowed_origins",
     "handshake_timeout",
     "http_write_timeout",
@@ -162,6 +164,7 @@ impl ServerOptions {
             max_rooms_per_session,
             max_metadata_bytes,
             max_away_per_ip,
+            max_away_per_user,
             max_away_sessions,
             away_replay_budget_bytes,
             rate_limit_burst,
@@ -169,6 +172,7 @@ impl ServerOptions {
             replay_buffer_messages,
             replay_buffer_bytes,
             outbound_queue_bytes,
+            outbound_budget_bytes,
             event_buffer
         );
         macro_rules! durations {

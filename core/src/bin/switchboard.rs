@@ -10,6 +10,12 @@ use clap::Parser;
 use switchboard::{AuthConfig, JwtConfig, JwtKey, Server, ServerConfig, TlsConfig, TurnConfig};
 use tracing::{error, info, warn};
 
+/// jemalloc, whose background thread returns freed pages to the system a few
+/// seconds after churn (see the `jemalloc` feature in Cargo.toml).
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// WebRTC signaling server: rooms, offer/answer/ICE relay, sessions with resume.
 #[derive(Debug, Parser)]
 #[command(name = "switchboard", version, about, long_about = None)]
@@ -66,6 +72,10 @@ struct Cli {
     /// (over it the IP's oldest away session ends: `user-left` `evicted`).
     #[arg(long, env = "SWITCHBOARD_MAX_AWAY_PER_IP", default_value_t = 32)]
     max_away_per_ip: usize,
+    /// Away sessions per authenticated user; 0 = unlimited (over it the
+    /// user's oldest away session ends: `user-left` `evicted`).
+    #[arg(long, env = "SWITCHBOARD_MAX_AWAY_PER_USER", default_value_t = 8)]
+    max_away_per_user: usize,
     /// Away sessions server-wide; 0 = unlimited (over it the oldest ends).
     #[arg(long, env = "SWITCHBOARD_MAX_AWAY_SESSIONS", default_value_t = 10_000)]
     max_away_sessions: usize,
@@ -115,6 +125,14 @@ struct Cli {
         default_value_t = 1_048_576
     )]
     outbound_queue_bytes: usize,
+    /// Bytes all outbound queues may hold together; 0 = unlimited (over it,
+    /// relayed messages are refused to their senders: `rate-limited`).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_OUTBOUND_BUDGET_BYTES",
+        default_value_t = 256 * 1024 * 1024
+    )]
+    outbound_budget_bytes: usize,
     /// Allowed browser origins, comma-separated (default: all, with a warning).
     #[arg(long, env = "SWITCHBOARD_ALLOWED_ORIGINS", value_delimiter = ',')]
     allowed_origins: Vec<String>,
@@ -230,6 +248,7 @@ impl Cli {
             max_rooms_per_session: self.max_rooms_per_session,
             max_metadata_bytes: self.max_metadata_bytes,
             max_away_per_ip: self.max_away_per_ip,
+            max_away_per_user: self.max_away_per_user,
             max_away_sessions: self.max_away_sessions,
             away_replay_budget_bytes: self.away_replay_budget_bytes,
             rate_limit_burst: self.rate_limit_burst,
@@ -240,6 +259,7 @@ impl Cli {
             replay_buffer_messages: self.replay_buffer_messages,
             replay_buffer_bytes: self.replay_buffer_bytes,
             outbound_queue_bytes: self.outbound_queue_bytes,
+            outbound_budget_bytes: self.outbound_budget_bytes,
             allowed_origins: non_empty(self.allowed_origins),
             drain_timeout: ms(self.drain_timeout_ms),
             drain_retry_after: ms(self.drain_retry_after_ms),
@@ -317,6 +337,10 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    #[cfg(feature = "jemalloc")]
+    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+        warn!(error = %e, "jemalloc: no background thread; freed memory returns only under load");
+    }
     // Every connection is a file descriptor: lift the soft limit to the hard one.
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) => info!(nofile = n, "file descriptor limit"),

@@ -16,7 +16,7 @@ use tracing::{debug, info, warn};
 use super::wire::{self, encode, Membership};
 use super::{keys, lock, Cluster, Op};
 use crate::hub::backplane::LocalSession;
-use crate::protocol::now_millis;
+use crate::protocol::{now_millis, LeaveReason};
 
 use super::heartbeat::{alive_nodes, ticker};
 use super::subscriber::subscriber;
@@ -245,6 +245,13 @@ pub(super) async fn resync(
         return Ok(());
     };
     let node = &cluster.node;
+    // What this node listed of the others before: whatever Redis no longer has
+    // left while this node was not listening (a ghost, unless dropped below).
+    let listed_before: HashSet<(Arc<str>, Arc<str>)> = hub
+        .remote_members()
+        .into_iter()
+        .map(|(room, m)| (room, m.session_id))
+        .collect();
     let ttl = cluster.settings.node_ttl.as_millis() as u64;
     let mut pipe = Chunked::new();
     pipe.cmd(
@@ -362,10 +369,15 @@ pub(super) async fn resync(
         .into_iter()
         .collect();
     let alive = alive_nodes(conn, &nodes).await?;
+    let mut listed_now = HashSet::new();
     for m in others {
         if alive.contains(&m.n) {
+            listed_now.insert((m.r.clone(), m.s.clone()));
             hub.remote_joined(&m.r.clone(), m.to_remote());
         }
+    }
+    for (room, sid) in listed_before.difference(&listed_now) {
+        hub.remote_left(room, sid, LeaveReason::Timeout);
     }
     cluster.stats.resyncs.fetch_add(1, Ordering::Relaxed);
     Ok(())

@@ -70,6 +70,7 @@ pub(super) fn membership(cluster: &Cluster, hub: &Hub, event: Membership) {
     match event {
         Membership::Joined { m } if m.n != cluster.node => hub.remote_joined(&m.r, m.to_remote()),
         Membership::Left { n, r, s, why } if n != cluster.node => hub.remote_left(&r, &s, why),
+        Membership::Away { n, s, r, a } if n != cluster.node => hub.remote_away(&r, &s, a),
         Membership::Snapshot { n, ms, first, more } if n != cluster.node => {
             // The parts of one snapshot arrive in order (one publisher's
             // connection): gathered, then applied whole, so no member flickers.
@@ -149,6 +150,7 @@ pub(super) fn inbox(cluster: &Cluster, hub: &Hub, msg: Inbox) {
             }
         }
         Inbox::Kick { r, s } => hub.kick_session(&r, &s),
+        Inbox::Replace { s } => hub.replaced_elsewhere(&s),
     }
 }
 

@@ -31,6 +31,9 @@ pub(crate) struct Member {
     pub m: Option<Box<RawValue>>,
     /// Cluster-wide join order.
     pub o: u64,
+    /// The session has no connection now (resumable).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub a: bool,
 }
 
 impl Member {
@@ -45,6 +48,7 @@ impl Member {
                 .metadata
                 .and_then(|m| RawValue::from_string(m.to_string()).ok()),
             o: rec.order,
+            a: rec.away,
         }
     }
 
@@ -56,6 +60,7 @@ impl Member {
             display_name: self.d.clone(),
             metadata: self.m.as_ref().map(|m| Arc::from(m.get())),
             order: self.o,
+            away: self.a,
         }
     }
 
@@ -92,6 +97,15 @@ pub(crate) enum Membership {
         #[serde(default)]
         more: bool,
     },
+    /// Session `s` of node `n`, a member of rooms `r`, lost its connection
+    /// (`a`) or got one back.
+    #[serde(rename = "away")]
+    Away {
+        n: Arc<str>,
+        s: Arc<str>,
+        r: Vec<Arc<str>>,
+        a: bool,
+    },
     /// Node `n` is gone and every session it held has ended.
     #[serde(rename = "gone")]
     Gone { n: Arc<str> },
@@ -122,6 +136,9 @@ pub(crate) enum Inbox {
     /// The host application kicked session `s` (in room `r`) from another node.
     #[serde(rename = "kick")]
     Kick { r: Arc<str>, s: Arc<str> },
+    /// A join on another node took the user id of session `s` over: end it.
+    #[serde(rename = "repl")]
+    Replace { s: Arc<str> },
 }
 
 /// A relayed message on its way to the node of its receivers.
@@ -151,4 +168,8 @@ pub(crate) fn encode<T: Serialize>(v: &T) -> String {
 
 fn yes() -> bool {
     true
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
 }

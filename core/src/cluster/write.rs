@@ -61,7 +61,16 @@ pub(super) async fn write(
                     .arg(frame.as_str());
                 n += 1;
             }
-            Op::Away { sid, until } => {
+            Op::Away { sid, until, rooms } => {
+                pipe.cmd("PUBLISH")
+                    .arg(keys::MEMBERSHIP)
+                    .arg(encode(&Membership::Away {
+                        n: node.clone(),
+                        s: sid.clone(),
+                        r: rooms,
+                        a: until.is_some(),
+                    }));
+                n += 1;
                 match until {
                     Some(t) => pipe
                         .cmd("HSET")

@@ -287,6 +287,7 @@ impl EdgeConnection {
     /// The current batch was flushed.
     pub fn written(&mut self) {
         self.clock.write_done();
+        self.conn.outbox().written();
     }
 
     /// The liveness decision for now. A write stuck for the heartbeat timeout

@@ -1,10 +1,10 @@
 //! The budget of away sessions (connection lost, resumable for the resume
-//! window): each counts against the IP key of the connection that dropped it
-//! and server-wide, and their replay buffers draw from one server-wide byte
-//! budget. Past a bound the oldest away session goes (`user-left`, reason
-//! `evicted`): of the same IP when that IP is over its cap, so whoever drops
-//! connections in bulk pays with its own sessions; live connections are never
-//! touched.
+//! window): each counts against the IP key of the connection that dropped it,
+//! against its authenticated user (auth on), and server-wide, and their replay
+//! buffers draw from one server-wide byte budget. Past a bound the oldest away
+//! session goes (`user-left`, reason `evicted`): of the same IP or user when
+//! that one is over its cap, so whoever drops connections in bulk pays with its
+//! own sessions; live connections are never touched.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::IpAddr;
@@ -17,8 +17,27 @@ use tokio::sync::Notify;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct AwayCaps {
     pub per_ip: usize,
+    pub per_user: usize,
     pub total: usize,
     pub bytes: usize,
+}
+
+/// Who an away session counts against, besides the server.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum AwayKey {
+    /// The client IP key of the connection that dropped it.
+    Ip(IpAddr),
+    /// The user its connection authenticated as.
+    User(Arc<str>),
+}
+
+impl AwayCaps {
+    fn of(&self, key: &AwayKey) -> usize {
+        match key {
+            AwayKey::Ip(_) => self.per_ip,
+            AwayKey::User(_) => self.per_user,
+        }
+    }
 }
 
 /// The ledger holds `S`, the hub's session type (generic, so this module
@@ -38,15 +57,15 @@ pub(crate) struct AwayBudget<S> {
 struct Ledger<S> {
     next_ticket: u64,
     /// Away sessions by ticket: the oldest first.
-    by_age: BTreeMap<u64, (Arc<S>, Option<IpAddr>)>,
-    /// Tickets of each IP key, oldest first.
-    by_key: HashMap<IpAddr, VecDeque<u64>>,
+    by_age: BTreeMap<u64, (Arc<S>, Vec<AwayKey>)>,
+    /// Tickets of each IP and user, oldest first.
+    by_key: HashMap<AwayKey, VecDeque<u64>>,
 }
 
 impl<S> Ledger<S> {
     fn remove(&mut self, ticket: u64) -> Option<Arc<S>> {
-        let (session, key) = self.by_age.remove(&ticket)?;
-        if let Some(key) = key {
+        let (session, keys) = self.by_age.remove(&ticket)?;
+        for key in keys {
             if let Some(tickets) = self.by_key.get_mut(&key) {
                 tickets.retain(|t| *t != ticket);
                 if tickets.is_empty() {
@@ -76,31 +95,39 @@ impl<S> AwayBudget<S> {
         self.ledger.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// `session` (holding `replay_bytes`) went away from a connection of `key`.
-    /// Returns its ticket and, when `evict`, the sessions to end now to stay
-    /// within the count caps: the oldest of its IP's, then the oldest overall
-    /// (taken out of the ledger already; never `session` itself, the newest).
+    /// `session` (holding `replay_bytes`) went away from a connection of
+    /// `keys` (its IP, its authenticated user). Returns its ticket and, when
+    /// `evict`, the sessions to end now to stay within the count caps: the
+    /// oldest of its IP's and user's, then the oldest overall (taken out of the
+    /// ledger already; never `session` itself, the newest).
     pub(crate) fn went_away(
         &self,
         session: &Arc<S>,
-        key: Option<IpAddr>,
+        keys: Vec<AwayKey>,
         replay_bytes: usize,
         evict: bool,
     ) -> (u64, Vec<Arc<S>>) {
         let mut ledger = self.ledger();
         let ticket = ledger.next_ticket;
         ledger.next_ticket += 1;
-        ledger.by_age.insert(ticket, (session.clone(), key));
-        if let Some(key) = key {
-            ledger.by_key.entry(key).or_default().push_back(ticket);
+        for key in &keys {
+            ledger
+                .by_key
+                .entry(key.clone())
+                .or_default()
+                .push_back(ticket);
         }
+        ledger
+            .by_age
+            .insert(ticket, (session.clone(), keys.clone()));
         self.add_bytes(replay_bytes);
         let mut victims = Vec::new();
         if !evict {
             return (ticket, victims);
         }
-        if let (Some(key), true) = (key, self.caps.per_ip > 0) {
-            while ledger.by_key.get(&key).map_or(0, VecDeque::len) > self.caps.per_ip {
+        for key in keys {
+            let cap = self.caps.of(&key);
+            while cap > 0 && ledger.by_key.get(&key).map_or(0, VecDeque::len) > cap {
                 let oldest = ledger.by_key[&key][0];
                 victims.extend(ledger.remove(oldest));
             }
@@ -171,14 +198,15 @@ impl<S> AwayBudget<S> {
 mod tests {
     use super::*;
 
-    fn ip(n: u8) -> Option<IpAddr> {
-        Some(IpAddr::from([192, 0, 2, n]))
+    fn ip(n: u8) -> Vec<AwayKey> {
+        vec![AwayKey::Ip(IpAddr::from([192, 0, 2, n]))]
     }
 
     #[test]
     fn the_oldest_of_the_ip_over_its_cap_goes_then_the_oldest_overall() {
         let budget = AwayBudget::new(AwayCaps {
             per_ip: 2,
+            per_user: 0,
             total: 3,
             bytes: 0,
         });
@@ -205,16 +233,39 @@ mod tests {
     fn replay_bytes_over_the_budget_give_the_oldest() {
         let budget = AwayBudget::new(AwayCaps {
             per_ip: 0,
+            per_user: 0,
             total: 0,
             bytes: 100,
         });
-        let (t_old, _) = budget.went_away(&Arc::new("old"), None, 60, true);
+        let (t_old, _) = budget.went_away(&Arc::new("old"), vec![], 60, true);
         assert!(budget.oldest_over_bytes().is_none(), "within the budget");
-        budget.went_away(&Arc::new("new"), None, 60, true);
+        budget.went_away(&Arc::new("new"), vec![], 60, true);
         assert_eq!(budget.oldest_over_bytes().as_deref(), Some(&"old"));
         budget.left(t_old, 60);
         assert!(budget.oldest_over_bytes().is_none());
         budget.clear();
         assert_eq!(budget.usage().0, 0);
+    }
+
+    #[test]
+    fn an_authenticated_user_over_its_cap_loses_its_oldest_from_any_ip() {
+        let budget = AwayBudget::new(AwayCaps {
+            per_ip: 10,
+            per_user: 2,
+            total: 0,
+            bytes: 0,
+        });
+        let mallory = |n: u8| {
+            let mut keys = ip(n);
+            keys.push(AwayKey::User("mallory".into()));
+            keys
+        };
+        budget.went_away(&Arc::new("m1"), mallory(1), 0, true);
+        budget.went_away(&Arc::new("alice"), ip(1), 0, true);
+        budget.went_away(&Arc::new("m2"), mallory(2), 0, true);
+        // A third of mallory's, from a third IP: its oldest goes, not alice's.
+        let (_, v) = budget.went_away(&Arc::new("m3"), mallory(3), 0, true);
+        assert_eq!(v.iter().map(|s| **s).collect::<Vec<_>>(), ["m1"]);
+        assert_eq!(budget.usage().0, 3);
     }
 }

@@ -26,9 +26,12 @@ pub(crate) struct MemberRecord {
     /// Raw JSON.
     pub metadata: Option<Arc<str>>,
     pub order: u64,
+    /// The session has no connection now (resumable).
+    pub away: bool,
 }
 
 impl MemberRecord {
+    /// Takes the member's session lock (the room's may be held: room → session).
     pub(crate) fn of(room_id: &Arc<str>, m: &Member) -> MemberRecord {
         MemberRecord {
             room_id: room_id.clone(),
@@ -37,6 +40,7 @@ impl MemberRecord {
             display_name: m.display_name.clone(),
             metadata: m.metadata.clone(),
             order: m.order,
+            away: m.session.lock().is_away(),
         }
     }
 }
@@ -80,8 +84,9 @@ pub(crate) trait Backplane: ReplayMirror {
     fn next_order(&self) -> u64;
     /// A new session (its resume credentials become reachable cluster-wide).
     fn session_opened(&self, session_id: &Arc<str>, resume_token: &str);
-    /// The session lost its connection (`true`) or got one back (`false`).
-    fn session_away(&self, session_id: &Arc<str>, away: bool);
+    /// The session lost its connection (`true`) or got one back (`false`);
+    /// `rooms` are its rooms (the other nodes mark it there).
+    fn session_away(&self, session_id: &Arc<str>, away: bool, rooms: Vec<Arc<str>>);
     /// The session ended for good.
     fn session_closed(&self, session_id: &Arc<str>);
     /// A local session joined a room.
@@ -107,6 +112,9 @@ pub(crate) trait Backplane: ReplayMirror {
         room_id: &str,
         session_id: &Arc<str>,
     ) -> Result<(), Unavailable>;
+    /// Asks `node` to end its session `session_id`, whose user id a join here
+    /// took over (`user-left` `replaced` and close 4409 there).
+    fn replace(&self, node: &Arc<str>, session_id: &Arc<str>);
     /// Takes a session that is not on this node over for a `resume`; the outcome is
     /// applied with [`Hub::adopt`].
     fn claim(&self, request: ClaimRequest);

@@ -263,8 +263,8 @@ fn room_info(room: &Room) -> RoomInfo {
                         .metadata
                         .as_deref()
                         .and_then(|t| serde_json::from_str(t).ok()),
-                    // On another node: as far as this node knows, connected.
-                    connected: true,
+                    // As that node announced it.
+                    connected: !m.away,
                     node: Some(m.node.to_string()),
                 }
             }))

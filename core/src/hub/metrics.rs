@@ -232,6 +232,9 @@ pub struct Metrics {
     pub sessions_evicted: CounterCell,
     /// 1 while the server drains, else 0 (gauge `draining`).
     pub draining: GaugeCell,
+    /// Bytes queued for (or being written to) every connection together (gauge
+    /// `outbound_queued_bytes`; over the budget, relays to readers behind wait).
+    pub outbound_queued_bytes: GaugeCell,
     messages_in: LabeledCounters,
     messages_out: LabeledCounters,
     errors: LabeledCounters,
@@ -316,6 +319,11 @@ impl Metrics {
                 "Connections closed (1008) because their outbound queue overflowed",
             ),
             draining: gauge(&mut r, "draining", "1 while the server drains"),
+            outbound_queued_bytes: gauge(
+                &mut r,
+                "outbound_queued_bytes",
+                "Bytes queued for, or being written to, all connections together",
+            ),
             messages_in: LabeledCounters::register(
                 &mut r,
                 "messages_in",

@@ -27,7 +27,6 @@ mod session;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -43,7 +42,7 @@ use crate::auth::Verifier;
 use crate::config::ServerConfig;
 use crate::event::{Event, Fields};
 use crate::protocol::{close, outbound, AppTypes, LeaveReason, MsgType};
-use away::{AwayBudget, AwayCaps};
+use away::{AwayBudget, AwayCaps, AwayKey};
 use backplane::Backplane;
 use session::{Member, Room};
 pub(crate) use session::{RemoteMember, ReplayMirror};
@@ -201,6 +200,7 @@ impl Hub {
         }
         let away = Arc::new(AwayBudget::new(AwayCaps {
             per_ip: config.max_away_per_ip,
+            per_user: config.max_away_per_user,
             total: config.max_away_sessions,
             bytes: config.away_replay_budget_bytes,
         }));
@@ -448,10 +448,11 @@ impl HubInner {
         self.unlist_session(session);
     }
 
-    /// The connection of an attached session (from `key`) is gone without a
-    /// clean close: the session stays for the resume window, then its peer
-    /// leaves with `timeout` — unless the away budget needs its place first.
-    fn detach(self: &Arc<Self>, session: &Arc<Session>, conn_id: u64, key: Option<IpAddr>) {
+    /// The connection of an attached session (from `keys`: its IP, its
+    /// authenticated user) is gone without a clean close: the session stays for
+    /// the resume window, then its peer leaves with `timeout` — unless the away
+    /// budget needs its place first.
+    fn detach(self: &Arc<Self>, session: &Arc<Session>, conn_id: u64, keys: Vec<AwayKey>) {
         let (generation, victims) = {
             let mut st = session.lock();
             if st.ended || st.attached.as_ref().map(|a| a.conn_id) != Some(conn_id) {
@@ -463,7 +464,7 @@ impl HubInner {
             // A drain moves every session away at once, to be resumed elsewhere:
             // no eviction then.
             let evict = !self.draining.load(Ordering::Acquire);
-            let victims = st.count_away(session, &self.away, key, evict);
+            let victims = st.count_away(session, &self.away, keys, evict);
             (st.away_generation, victims)
         };
         self.schedule_timeout(session, generation);

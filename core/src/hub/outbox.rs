@@ -48,6 +48,9 @@ pub enum Next {
 struct State {
     frames: VecDeque<Frame>,
     bytes: usize,
+    /// Bytes of the batch the transport took last and may still be writing:
+    /// counted server-wide until it says they are written (or takes the next).
+    in_flight: usize,
     close: Option<CloseRequest>,
     close_taken: bool,
     /// When the transport last took frames (to write them).
@@ -60,7 +63,10 @@ struct State {
 /// 1008 (slow consumer); the frames are still in the session's replay buffer, so
 /// the client loses nothing if it resumes. Peers' relayed messages may fill only
 /// half of it (`Outbox::accepts_relay`): past that their senders are refused,
-/// so one flooding sender pays instead of a reader that keeps up.
+/// so one flooding sender pays instead of a reader that keeps up. Every outbox
+/// of a hub adds its queued bytes to one gauge (`outbound_queued_bytes`); while
+/// that sum is over the server-wide budget, relays are refused to any reader
+/// that is behind by more than 1/64 of its queue.
 #[derive(Debug)]
 pub struct Outbox {
     state: Mutex<State>,
@@ -72,7 +78,10 @@ pub struct Outbox {
     /// A queue over half its bound that the transport has not taken from for
     /// this long belongs to a reader that stopped: it is closed as slow.
     stall: Duration,
-    /// Counts frames by type and slow-consumer closes (`None` in unit tests).
+    /// Bytes all outboxes of the hub may hold together (0 = unlimited).
+    budget: usize,
+    /// Counts frames by type and slow-consumer closes, and holds the server-wide
+    /// sum of queued bytes (`None` in unit tests).
     metrics: Option<Arc<Metrics>>,
 }
 
@@ -82,6 +91,7 @@ impl Outbox {
             state: Mutex::new(State {
                 frames: VecDeque::new(),
                 bytes: 0,
+                in_flight: 0,
                 close: None,
                 close_taken: false,
                 drained_at: Instant::now(),
@@ -90,26 +100,42 @@ impl Outbox {
             waker: AtomicWaker::new(),
             limit,
             stall: Duration::from_secs(10),
+            budget: 0,
             metrics: None,
         }
     }
 
-    pub(crate) fn with_metrics(limit: usize, stall: Duration, metrics: Arc<Metrics>) -> Self {
-        Outbox {
-            metrics: Some(metrics),
-            stall,
-            ..Outbox::new(limit)
-        }
+    /// An outbox of a hub: counted in `metrics`, bounded by `limit` on its own
+    /// and by `budget` (0 = unlimited) together with the hub's other outboxes.
+    pub(crate) fn with_metrics(
+        limit: usize,
+        budget: usize,
+        stall: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let mut outbox = Outbox::new(limit);
+        outbox.metrics = Some(metrics);
+        outbox.budget = budget;
+        outbox.stall = stall;
+        outbox
     }
 
     /// Whether a peer's relayed message may be queued now: while the queue is
-    /// at most half full. Past that the sender is refused (`rate-limited`) and
-    /// this reader keeps its connection — unless its queue has not moved for
-    /// the stall time: a reader that stopped is closed as a slow consumer, and
-    /// the message waits in its session's replay buffer for a resume.
+    /// at most half full — or, while all queues together are over the
+    /// server-wide budget, at most 1/64 full (a reader that keeps up holds
+    /// less than that; the server is bounded by the budget plus 1/64 of each
+    /// queue). Past that the sender is refused (`rate-limited`) and this
+    /// reader keeps its connection — unless its queue has not moved for the
+    /// stall time: a reader that stopped is closed as a slow consumer, and the
+    /// message waits in its session's replay buffer for a resume.
     pub(crate) fn accepts_relay(&self) -> bool {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if st.close.is_some() || st.bytes <= self.limit / 2 {
+        let (held, share) = if self.over_budget() {
+            (st.bytes + st.in_flight, self.limit / 64)
+        } else {
+            (st.bytes, self.limit / 2)
+        };
+        if st.close.is_some() || held <= share {
             return true;
         }
         if st.drained_at.elapsed() < self.stall {
@@ -119,6 +145,16 @@ impl Outbox {
         drop(st);
         self.waker.wake();
         true
+    }
+
+    /// Whether all outboxes of the hub hold more than the server-wide budget.
+    fn over_budget(&self) -> bool {
+        match &self.metrics {
+            Some(m) if self.budget > 0 => {
+                m.outbound_queued_bytes.load(Ordering::Relaxed) > self.budget as i64
+            }
+            _ => false,
+        }
     }
 
     /// The transport could not write for the stall time: the reader stopped.
@@ -134,7 +170,7 @@ impl Outbox {
     /// Drops what is queued and asks for the slow-consumer close (1008).
     fn close_slow(&self, st: &mut State) {
         st.frames.clear();
-        st.bytes = 0;
+        self.release(std::mem::take(&mut st.bytes));
         self.closing.store(true, Ordering::Release);
         st.close = Some(CloseRequest {
             code: close::POLICY,
@@ -161,6 +197,8 @@ impl Outbox {
         }
         if let Some(m) = &self.metrics {
             m.message_out(frame.as_str());
+            m.outbound_queued_bytes
+                .fetch_add(frame.len() as i64, Ordering::Relaxed);
         }
         let was_empty = st.frames.is_empty();
         st.bytes += frame.len();
@@ -170,6 +208,23 @@ impl Outbox {
             self.waker.wake();
         }
         true
+    }
+
+    /// The transport wrote (flushed) the batch it took last: its bytes leave
+    /// the server-wide sum.
+    pub fn written(&self) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let bytes = std::mem::take(&mut st.in_flight);
+        drop(st);
+        self.release(bytes);
+    }
+
+    /// Gives `bytes` that left the queue back to the server-wide sum.
+    fn release(&self, bytes: usize) {
+        if let Some(m) = &self.metrics {
+            m.outbound_queued_bytes
+                .fetch_sub(bytes as i64, Ordering::Relaxed);
+        }
     }
 
     /// Asks the transport to close after writing what is queued. The first request wins.
@@ -221,7 +276,9 @@ impl Outbox {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if !st.frames.is_empty() {
             batch.extend(st.frames.drain(..));
-            st.bytes = 0;
+            // Taking the next batch means the last one was written.
+            let taken = std::mem::take(&mut st.bytes);
+            self.release(std::mem::replace(&mut st.in_flight, taken));
             st.drained_at = Instant::now();
             return Some(Next::Frames);
         }
@@ -230,6 +287,16 @@ impl Outbox {
             return Some(Next::Close(req));
         }
         None
+    }
+}
+
+impl Drop for Outbox {
+    /// Frames never taken or never written (the connection ended first) leave
+    /// the server-wide sum.
+    fn drop(&mut self) {
+        let st = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        let bytes = std::mem::take(&mut st.bytes) + std::mem::take(&mut st.in_flight);
+        self.release(bytes);
     }
 }
 
@@ -272,6 +339,42 @@ mod tests {
         assert!(o.accepts_relay(), "the message goes to the replay buffer");
         assert!(o.is_closing());
         assert_eq!(o.close_request().map(|c| c.code), Some(close::POLICY));
+    }
+
+    #[test]
+    fn over_the_server_budget_only_readers_that_are_behind_refuse_relays() {
+        let metrics = Arc::new(Metrics::new());
+        let outbox = || Outbox::with_metrics(6400, 1000, Duration::from_secs(10), metrics.clone());
+        let (behind, also_behind, keeping_up) = (outbox(), outbox(), outbox());
+        assert!(behind.push(Frame::from("b".repeat(900))));
+        assert!(
+            behind.accepts_relay(),
+            "within the budget and half its queue"
+        );
+        assert!(also_behind.push(Frame::from("a".repeat(200))));
+        assert!(keeping_up.push(Frame::from("k".repeat(50))));
+        assert_eq!(metrics.outbound_queued_bytes.load(Ordering::Relaxed), 1150);
+        // Over the budget: queues past 1/64 (100 bytes) refuse, the rest go on.
+        assert!(!behind.accepts_relay());
+        assert!(!also_behind.accepts_relay());
+        assert!(
+            keeping_up.accepts_relay(),
+            "a reader that keeps up is not refused"
+        );
+        assert!(!behind.is_closing(), "nobody is closed for the budget");
+        // The biggest reader's transport takes its frames: still counted
+        // while being written, then under the budget again.
+        let mut batch = Vec::new();
+        assert_eq!(behind.try_next(&mut batch), Some(Next::Frames));
+        assert!(
+            !also_behind.accepts_relay(),
+            "a batch being written still counts"
+        );
+        behind.written();
+        assert!(also_behind.accepts_relay());
+        // Dropped outboxes give their bytes back.
+        drop((also_behind, keeping_up));
+        assert_eq!(metrics.outbound_queued_bytes.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test]

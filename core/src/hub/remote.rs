@@ -29,6 +29,12 @@ impl Hub {
 
     /// A peer joined a room on another node (or its session moved to `member.node`).
     /// Local members get `user-joined` unless the peer was already listed.
+    ///
+    /// One user id per room, cluster-wide: after a partition two nodes may each
+    /// have let the same user join. Every node applies the same rule to the
+    /// pair — the later join (higher `order`) stays, the other is replaced — so
+    /// they agree without talking; the loser's own node ends it (`user-left`
+    /// `replaced`, close 4409), the others stop listing it at once.
     pub(crate) fn remote_joined(&self, room_id: &str, member: RemoteMember) {
         loop {
             let room = self.inner.room_get_or_create(room_id);
@@ -53,7 +59,32 @@ impl Hub {
                 .find(|m| m.session_id == member.session_id)
             {
                 existing.node = member.node;
+                existing.away = member.away;
                 return;
+            }
+            let same_user = |user: &str| *user == *member.user_id;
+            if let Some(pos) = rs.members.iter().position(|m| same_user(&m.user_id)) {
+                if rs.members[pos].order > member.order {
+                    return; // ours is the later join: its node ends the other
+                }
+                let loser = rs.members[pos].session.clone();
+                drop(rs);
+                self.inner.end_session(
+                    &loser,
+                    LeaveReason::Replaced,
+                    Some((close::REPLACED, "replaced")),
+                );
+                continue;
+            }
+            if let Some(pos) = rs.remote.iter().position(|m| same_user(&m.user_id)) {
+                if rs.remote[pos].order > member.order {
+                    return;
+                }
+                let loser = rs.remote.remove(pos);
+                let left = outbound::user_left(&room.id, &loser.user_id, LeaveReason::Replaced);
+                for m in &rs.members {
+                    m.session.deliver(&left);
+                }
             }
             let body_for = |receiver_order: u64| {
                 outbound::user_joined(&room.id, member.peer(), receiver_order > member.order)
@@ -64,6 +95,33 @@ impl Hub {
             let pos = rs.remote.partition_point(|m| m.order <= member.order);
             rs.remote.insert(pos, member);
             return;
+        }
+    }
+
+    /// Session `session_id` of another node, a member of `rooms`, lost its
+    /// connection (`away`) or got one back.
+    pub(crate) fn remote_away(&self, rooms: &[Arc<str>], session_id: &str, away: bool) {
+        for room_id in rooms {
+            let Some(room) = self.inner.rooms.get(room_id) else {
+                continue;
+            };
+            let mut rs = room.lock();
+            if let Some(m) = rs.remote.iter_mut().find(|m| &*m.session_id == session_id) {
+                m.away = away;
+            }
+        }
+    }
+
+    /// A join on another node took the user id of this node's session over (it
+    /// was away, or the joiner proved to be the same user): it ends here as it
+    /// would on one node.
+    pub(crate) fn replaced_elsewhere(&self, session_id: &str) {
+        if let Some(session) = self.inner.sessions.get(session_id) {
+            self.inner.end_session(
+                &session,
+                LeaveReason::Replaced,
+                Some((close::REPLACED, "replaced")),
+            );
         }
     }
 
@@ -215,6 +273,7 @@ impl Hub {
                     display_name: m.display_name,
                     metadata: m.metadata,
                     order: m.order,
+                    away: false, // it resumes there
                 };
                 let at = rs.remote.partition_point(|r| r.order <= remote.order);
                 rs.remote.insert(at, remote);
@@ -257,7 +316,7 @@ impl Hub {
         }
         // Its memberships, as the other nodes announced them.
         let mut rooms = Vec::new();
-        let mut records = Vec::new();
+        let mut records: Vec<MemberRecord> = Vec::new();
         let mut user_id = None;
         for room in hub.rooms.values() {
             let mut rs = room.lock();
@@ -315,13 +374,16 @@ impl Hub {
             let (generation, victims) = {
                 let mut st = session.lock();
                 let evict = !hub.draining.load(Ordering::Acquire);
-                let victims = st.count_away(&session, &hub.away, None, evict);
+                let victims = st.count_away(&session, &hub.away, Vec::new(), evict);
                 (st.away_generation, victims)
             };
             hub.schedule_timeout(&session, generation);
             for victim in victims {
                 hub.evict(&victim);
             }
+        }
+        for r in &mut records {
+            r.away = !outcome;
         }
         records
     }
@@ -353,7 +415,8 @@ impl HubInner {
         let session = Arc::clone(session);
         let window = self.config.resume_window;
         if let Some(bp) = self.backplane() {
-            bp.session_away(&session.id, true);
+            let rooms = session.lock().rooms.iter().map(|r| r.id.clone()).collect();
+            bp.session_away(&session.id, true, rooms);
         }
         // On the hub's runtime: a binding may call in from a thread of its own.
         self.spawn(async move {

@@ -7,7 +7,6 @@
 //! through a [`ReplayMirror`] (the backplane) so another node can resume it.
 
 use std::collections::{HashSet, VecDeque};
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::outbox::Outbox;
@@ -15,7 +14,7 @@ use crate::protocol::frame::stamp_seq;
 use crate::protocol::outbound::Peer;
 use crate::protocol::Frame;
 
-use super::away::AwayBudget;
+use super::away::{AwayBudget, AwayKey};
 
 /// Where a session's replay buffer is copied in cluster mode (the backplane).
 pub(crate) trait ReplayMirror: Send + Sync + std::fmt::Debug {
@@ -280,18 +279,18 @@ impl SessionState {
         self.attached.is_none() && !self.ended
     }
 
-    /// The session (this state's) lost its connection, which came from `key`:
-    /// it counts in `budget` from now on. Returns the away sessions to end to
-    /// stay within the caps (when `evict`).
+    /// The session (this state's) lost its connection, which came from `keys`
+    /// (its IP, its authenticated user): it counts in `budget` from now on.
+    /// Returns the away sessions to end to stay within the caps (when `evict`).
     pub(crate) fn count_away(
         &mut self,
         session: &Arc<Session>,
         budget: &Arc<AwayBudget<Session>>,
-        key: Option<IpAddr>,
+        keys: Vec<AwayKey>,
         evict: bool,
     ) -> Vec<Arc<Session>> {
         self.uncount_away();
-        let (ticket, victims) = budget.went_away(session, key, self.replay_bytes, evict);
+        let (ticket, victims) = budget.went_away(session, keys, self.replay_bytes, evict);
         self.away = Some((ticket, budget.clone()));
         victims
     }
@@ -324,6 +323,9 @@ pub(crate) struct RemoteMember {
     pub display_name: Option<Arc<str>>,
     pub metadata: Option<Arc<str>>,
     pub order: u64,
+    /// Its connection is lost (resumable there): a join under its user id
+    /// takes the identity over, as from a local away session.
+    pub away: bool,
 }
 
 impl Member {

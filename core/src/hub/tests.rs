@@ -937,6 +937,7 @@ fn remote(user: &str, session: &str, order: u64) -> RemoteMember {
         display_name: Some("Remote".into()),
         metadata: Some(r#"{"k":1}"#.into()),
         order,
+        away: false,
     }
 }
 

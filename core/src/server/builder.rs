@@ -35,6 +35,8 @@ impl ServerBuilder {
         max_metadata_bytes: usize;
         /// Away sessions per client IP (0 = unlimited).
         max_away_per_ip: usize;
+        /// Away sessions per authenticated user (0 = unlimited).
+        max_away_per_user: usize;
         /// Away sessions server-wide (0 = unlimited).
         max_away_sessions: usize;
         /// Replay bytes all away sessions may hold together (0 = unlimited).
@@ -71,6 +73,8 @@ impl ServerBuilder {
         replay_buffer_bytes: usize;
         /// Outbound queue bound per connection in bytes.
         outbound_queue_bytes: usize;
+        /// Bytes all outbound queues may hold together (0 = unlimited).
+        outbound_budget_bytes: usize;
         /// Longest graceful drain.
         drain_timeout: Duration;
         /// Upper bound of the reconnect delay suggested in `draining`.

@@ -158,12 +158,32 @@ pub(crate) fn join_session(
                 bp.left(&room.id, &old.user_id, &holder.id, LeaveReason::Replaced);
             }
             replaced = Some(holder);
-        } else if rs.find_remote(&user_id).is_some() {
-            // Held by a session on another node (cluster mode).
-            return refuse(
-                ErrorCode::UserIdTaken,
-                format!("`{user_id}` is already in room `{room_id}` (on another node)"),
+        } else if let Some(pos) = rs.remote.iter().position(|m| *m.user_id == *user_id) {
+            // Held by a session on another node (cluster mode): the same rule as
+            // above, so a reload that lands on another node takes its identity over.
+            if !rs.remote[pos].away && identity.is_none() {
+                return refuse(
+                    ErrorCode::UserIdTaken,
+                    format!("`{user_id}` is already in room `{room_id}` (on another node)"),
+                );
+            }
+            let bp = hub.backplane().expect("remote members mean a cluster");
+            bp.available().map_err(|u| (ErrorCode::Internal, u.0))?;
+            let old = rs.remote.remove(pos);
+            let left = outbound::user_left(&room.id, &old.user_id, LeaveReason::Replaced);
+            for m in &rs.members {
+                m.session.deliver(&left);
+            }
+            hub.emit(|| Event::UserLeft(body_fields(&left)));
+            // The other nodes stop listing it before they hear of the new member;
+            // its own node ends the session (close 4409 there).
+            bp.left(
+                &room.id,
+                &old.user_id,
+                &old.session_id,
+                LeaveReason::Replaced,
             );
+            bp.replace(&old.node, &old.session_id);
         }
         if let Some(bp) = hub.backplane().filter(|_| !rs.remote.is_empty()) {
             bp.available().map_err(|u| (ErrorCode::Internal, u.0))?;

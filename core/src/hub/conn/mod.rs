@@ -20,6 +20,7 @@ use std::time::Instant;
 
 use serde_json::value::RawValue;
 
+use super::away::AwayKey;
 use super::outbox::{Fate, Outbox};
 use super::rate::{RateLimiter, Verdict};
 use super::session::{Attached, Session};
@@ -57,6 +58,7 @@ impl Hub {
         let id = hub.next_conn_id.fetch_add(1, Ordering::Relaxed);
         let outbox = Arc::new(Outbox::with_metrics(
             hub.config.outbound_queue_bytes,
+            hub.config.outbound_budget_bytes,
             hub.config.heartbeat_timeout,
             hub.metrics.clone(),
         ));
@@ -381,7 +383,13 @@ impl ConnCore {
         // Closes the outbox for good, so nothing is queued for a dead connection.
         self.outbox.close(close::ABNORMAL, "connection ended", fate);
         match fate {
-            Fate::Away => hub.detach(&self.session, self.id, self.ip_key),
+            Fate::Away => {
+                let ip = self.ip_key.map(AwayKey::Ip);
+                let user = self
+                    .identity()
+                    .map(|i| AwayKey::User(i.user_id.as_str().into()));
+                hub.detach(&self.session, self.id, ip.into_iter().chain(user).collect());
+            }
             // Only while still attached here: a resume may have moved the session.
             Fate::End => hub.end_attached_session(&self.session, self.id, LeaveReason::Closed),
             Fate::Detached => {}

@@ -79,7 +79,11 @@ impl ConnCore {
             st.away_generation += 1;
             st.uncount_away();
             if let Some(bp) = self.hub.backplane() {
-                bp.session_away(&target.id, false);
+                bp.session_away(
+                    &target.id,
+                    false,
+                    st.rooms.iter().map(|r| r.id.clone()).collect(),
+                );
             }
             queue_resumed(&self.outbox, &target.id, frames)
         };

@@ -63,6 +63,7 @@ interface NativeLib extends Library {
     int switchboard_server_config_set_max_rooms_per_session(Pointer cfg, long rooms);
     int switchboard_server_config_set_max_metadata_bytes(Pointer cfg, long bytes);
     int switchboard_server_config_set_max_away_per_ip(Pointer cfg, long sessions);
+    int switchboard_server_config_set_max_away_per_user(Pointer cfg, long sessions);
     int switchboard_server_config_set_max_away_sessions(Pointer cfg, long sessions);
     int switchboard_server_config_set_away_replay_budget_bytes(Pointer cfg, long bytes);
     int switchboard_server_config_set_rate_limit_burst(Pointer cfg, int messages);
@@ -73,6 +74,7 @@ interface NativeLib extends Library {
     int switchboard_server_config_set_replay_buffer_messages(Pointer cfg, long messages);
     int switchboard_server_config_set_replay_buffer_bytes(Pointer cfg, long bytes);
     int switchboard_server_config_set_outbound_queue_bytes(Pointer cfg, long bytes);
+    int switchboard_server_config_set_outbound_budget_bytes(Pointer cfg, long bytes);
     int switchboard_server_config_add_allowed_origin(Pointer cfg, String origin);
     int switchboard_server_config_set_handshake_timeout_ms(Pointer cfg, long ms);
     int switchboard_server_config_set_http_write_timeout_ms(Pointer cfg, long ms);

@@ -312,6 +312,14 @@ public final class SwitchboardServer implements AutoCloseable {
             return set(c -> LIB.switchboard_server_config_set_max_away_per_ip(c, sessions));
         }
 
+        /**
+         * Away sessions per authenticated user (default 8, 0 = unlimited); past it the
+         * user's oldest away session ends ({@code user-left}, reason {@code evicted}).
+         */
+        public Builder maxAwayPerUser(long sessions) {
+            return set(c -> LIB.switchboard_server_config_set_max_away_per_user(c, sessions));
+        }
+
         /** Away sessions server-wide (default 10000, 0 = unlimited); past it the oldest ends. */
         public Builder maxAwaySessions(long sessions) {
             return set(c -> LIB.switchboard_server_config_set_max_away_sessions(c, sessions));
@@ -363,6 +371,15 @@ public final class SwitchboardServer implements AutoCloseable {
         /** Outbound queue per connection in bytes (default 1048576). */
         public Builder outboundQueueBytes(long bytes) {
             return set(c -> LIB.switchboard_server_config_set_outbound_queue_bytes(c, bytes));
+        }
+
+        /**
+         * Bytes all outbound queues may hold together (default 256 MiB, 0 = unlimited);
+         * while over it, a relayed message to a reader behind by more than 1/64 of its
+         * queue is refused to its sender ({@code rate-limited}).
+         */
+        public Builder outboundBudgetBytes(long bytes) {
+            return set(c -> LIB.switchboard_server_config_set_outbound_budget_bytes(c, bytes));
         }
 
         /** Browser origins allowed to connect (default: all). */

@@ -211,8 +211,10 @@ class SwitchboardTest {
                 .httpWriteTimeout(Duration.ofSeconds(5))
                 .maxMetadataBytes(64)
                 .maxAwayPerIp(4)
+                .maxAwayPerUser(2)
                 .maxAwaySessions(100)
                 .awayReplayBudgetBytes(1 << 20)
+                .outboundBudgetBytes(1 << 24)
                 .start()) {
             try (PlainPeer ok = new PlainPeer(server.url(), "https://app.example")) {
                 ok.await("connected");

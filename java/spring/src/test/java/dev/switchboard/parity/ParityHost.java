@@ -69,8 +69,10 @@ public class ParityHost implements WebSocketConfigurer {
                 case "max_rooms_per_session" -> b.maxRoomsPerSession(v.asLong());
                 case "max_metadata_bytes" -> b.maxMetadataBytes(v.asLong());
                 case "max_away_per_ip" -> b.maxAwayPerIp(v.asLong());
+                case "max_away_per_user" -> b.maxAwayPerUser(v.asLong());
                 case "max_away_sessions" -> b.maxAwaySessions(v.asLong());
                 case "away_replay_budget_bytes" -> b.awayReplayBudgetBytes(v.asLong());
+                case "outbound_budget_bytes" -> b.outboundBudgetBytes(v.asLong());
                 case "rate_limit_burst" -> b.rateLimitBurst(v.asInt());
                 case "rate_limit_rps" -> b.rateLimitRps(v.asInt());
                 case "heartbeat_interval_ms" -> b.heartbeat(Duration.ofMillis(v.asLong()));
