@@ -16,6 +16,7 @@ mod feed;
 mod route;
 mod runtime;
 mod server;
+mod server_options;
 
 use pyo3::prelude::*;
 
