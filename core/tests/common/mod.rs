@@ -313,6 +313,7 @@ pub async fn next_event(
 /// timeout, 300 ms here) and the server gave up on `b` as a slow consumer.
 pub async fn slow_consumer_flooded() -> (ServerHandle, Ws, Ws) {
     use futures_util::FutureExt;
+    use std::sync::atomic::Ordering;
     let server = start(
         builder()
             .max_message_bytes(8 * 1024)
@@ -326,26 +327,36 @@ pub async fn slow_consumer_flooded() -> (ServerHandle, Ws, Ws) {
     a.recv_type("user-joined").await;
     let big = "z".repeat(6000);
     let deadline = tokio::time::Instant::now() + 4 * WAIT;
-    loop {
+    let b_away = || {
+        server
+            .peers("r")
+            .unwrap()
+            .iter()
+            .any(|p| p.user_id == "b" && !p.connected)
+    };
+    while !b_away() {
+        assert!(tokio::time::Instant::now() < deadline, "b was never closed");
         a.send(json!({"type":"message","to":"b","data":big})).await;
         let mut refused = false;
         while let Some(Some(Ok(Message::Text(t)))) = a.ws.next().now_or_never() {
             refused |= t.contains("rate-limited");
         }
-        if server
-            .peers("r")
-            .unwrap()
-            .iter()
-            .any(|p| p.user_id == "b" && !p.connected)
-        {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "b was never closed");
         if refused {
-            // Let b's connection task run: its kernel buffers fill, then its
-            // queue stalls.
-            tokio::task::yield_now().await;
+            // b's queue is over half: wait past the stall time, so the next
+            // message finds it stalled (unless b's socket took more meanwhile).
+            // Waiting, not spinning: a flood of refusals would fill a's own
+            // queue, and a busy loop starves b's task on this one-thread runtime.
+            tokio::time::sleep(Duration::from_millis(400)).await;
         }
     }
+    assert_eq!(
+        server
+            .hub()
+            .metrics()
+            .slow_consumer_closes
+            .load(Ordering::Relaxed),
+        1,
+        "b, and only b, was closed as slow"
+    );
     (server, a, b)
 }
