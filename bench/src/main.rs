@@ -7,6 +7,7 @@
 //! `ws` package is installed, the classic Node `ws` relay — the same way in
 //! the same run, so every figure comes with a ratio. See docs/BENCHMARKS.md.
 
+mod bare;
 mod client;
 mod reference;
 mod report;
@@ -66,6 +67,11 @@ enum Cmd {
         #[arg(long, default_value_t = 30)]
         settle_secs: u64,
     },
+    /// Run the built-in bare relay (tuned tokio-tungstenite that only routes by `to`).
+    BareServer {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+    },
     /// Run the built-in reference relay (plain default tokio-tungstenite).
     ReferenceServer {
         #[arg(long, default_value = "127.0.0.1:0")]
@@ -82,6 +88,9 @@ pub(crate) enum ServerKind {
     Switchboard,
     /// The built-in default-configured tokio-tungstenite relay.
     Reference,
+    /// The built-in bare relay: tuned tokio-tungstenite, routes by `to` and does
+    /// nothing else (no `from`, `seq`, replay, limits or metrics).
+    Bare,
     /// The classic Node `ws` relay (bench/node/ws-server.js), if `ws` is installed.
     Node,
     /// The server under test with MessagePack clients (`webrtc-signaling.msgpack`:
@@ -98,6 +107,7 @@ impl ServerKind {
         match self {
             ServerKind::Switchboard => "switchboard",
             ServerKind::Reference => "reference",
+            ServerKind::Bare => "bare",
             ServerKind::Node => "node-ws",
             ServerKind::SwitchboardMsgpack => "switchboard-msgpack",
             ServerKind::Cluster => "cluster-2-nodes",
@@ -191,6 +201,15 @@ struct Opts {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Cmd::BareServer { listen } = &cli.cmd {
+        return match bare::run(listen) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bare-server: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Cmd::ReferenceServer { listen, nodelay } = &cli.cmd {
         return match reference::run(listen, *nodelay) {
             Ok(()) => ExitCode::SUCCESS,
@@ -234,6 +253,7 @@ fn main() -> ExitCode {
         opts: &opts,
         rt,
         reference_cmd,
+        exe,
         server_pin: pin.then_some(opts.server_cpu),
         unavailable: Vec::new(),
         failed: false,
@@ -300,7 +320,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Cmd::ReferenceServer { .. } => unreachable!("handled above"),
+        Cmd::ReferenceServer { .. } | Cmd::BareServer { .. } => unreachable!("handled above"),
     }
     let missing_sut = bench.unavailable.contains(&ServerKind::Switchboard);
     if bench.failed || missing_sut {
@@ -347,6 +367,7 @@ struct Bench<'a> {
     opts: &'a Opts,
     rt: tokio::runtime::Runtime,
     reference_cmd: String,
+    exe: String,
     server_pin: Option<usize>,
     unavailable: Vec<ServerKind>,
     failed: bool,
@@ -359,6 +380,7 @@ impl Bench<'_> {
                 self.opts.server_cmd.clone()
             }
             ServerKind::Reference => self.reference_cmd.clone(),
+            ServerKind::Bare => format!("{} bare-server --listen 127.0.0.1:0", self.exe),
             ServerKind::Node => self.opts.node_cmd.clone(),
         }
     }
@@ -496,6 +518,7 @@ impl Bench<'_> {
             frame_bytes: self.opts.frame_bytes,
             ack_every: self.opts.ack_every,
             wire: Wire::Json,
+            stamps_from: true,
         };
         let title = format!(
             "relay: {} pairs, window {window}, {}-byte candidates, {} s measured after {} s warm-up, ack every {}",
@@ -511,7 +534,11 @@ impl Bench<'_> {
                 s.url(),
                 s.url_b(),
                 &s.pids(),
-                &RelayParams { wire, ..p.clone() },
+                &RelayParams {
+                    wire,
+                    stamps_from: s.kind != ServerKind::Bare,
+                    ..p.clone()
+                },
                 perf.as_deref(),
             ))?;
             eprintln!(

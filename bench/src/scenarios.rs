@@ -57,6 +57,8 @@ pub(crate) struct RelayParams {
     pub(crate) ack_every: u64,
     /// The load clients' encoding (MessagePack: the server transcodes).
     pub(crate) wire: Wire,
+    /// Whether the server stamps `from` (the bare relay forwards frames as sent).
+    pub(crate) stamps_from: bool,
 }
 
 /// Outcome of one relay run.
@@ -91,6 +93,7 @@ struct Peer {
     /// Frames fed but not flushed.
     dirty: bool,
     wire: Wire,
+    stamps_from: bool,
 }
 
 #[derive(Default)]
@@ -133,6 +136,7 @@ async fn setup_pair(
     i: usize,
     frame_bytes: usize,
     wire: Wire,
+    stamps_from: bool,
 ) -> Result<(Peer, Peer), String> {
     let room = format!("bench-relay-{i}");
     let (na, nb) = (format!("a{i}"), format!("b{i}"));
@@ -154,6 +158,7 @@ async fn setup_pair(
         acked_seq: 0,
         dirty: false,
         wire,
+        stamps_from,
     };
     Ok((peer(wa, &na, &nb, seq_a2), peer(wb, &nb, &na, seq_b)))
 }
@@ -246,7 +251,7 @@ async fn on_frame(
     }
     match msg.ty {
         "candidate" => {
-            if msg.from != Some(tx.me.as_str()) {
+            if msg.from != Some(tx.me.as_str()) && (rx.stamps_from || msg.from.is_some()) {
                 st.problem(format!("{}: candidate from {:?}", rx.me, msg.from));
             }
             let (n, t) = msg.candidate.as_ref().map_or((None, None), |c| (c.n, c.t));
@@ -377,7 +382,7 @@ pub(crate) async fn relay(
 ) -> Result<RelayResult, String> {
     let mut pairs = Vec::with_capacity(p.pairs);
     for i in 0..p.pairs {
-        pairs.push(setup_pair(url_a, url_b, i, p.frame_bytes, p.wire).await?);
+        pairs.push(setup_pair(url_a, url_b, i, p.frame_bytes, p.wire, p.stamps_from).await?);
     }
     let base = Instant::now();
     let clock = Arc::new(Clock {
