@@ -218,6 +218,11 @@ impl EdgeConnection {
         self.encoding
     }
 
+    /// The largest message this connection accepts (`max_message_bytes`).
+    pub fn max_message_bytes(&self) -> usize {
+        self.max_message_bytes
+    }
+
     /// The hub connection underneath.
     pub fn connection(&self) -> &Connection {
         &self.conn
@@ -228,6 +233,12 @@ impl EdgeConnection {
     /// it closes this connection with 1011 and nothing else.
     pub fn text(&mut self, text: &str) {
         self.clock.heard(Instant::now());
+        self.text_in_read(text);
+    }
+
+    /// [`EdgeConnection::text`] for a transport that reports
+    /// [`EdgeConnection::heard`] once per read rather than once per frame.
+    pub(crate) fn text_in_read(&mut self, text: &str) {
         if text.len() > self.max_message_bytes {
             self.violation(Violation::TooBig);
             return;
@@ -249,11 +260,17 @@ impl EdgeConnection {
     /// MessagePack is answered `invalid-json`, like bad JSON); on JSON
     /// connections a binary frame closes with 1003.
     pub fn binary(&mut self, bytes: &[u8]) {
+        self.clock.heard(Instant::now());
+        self.binary_in_read(bytes);
+    }
+
+    /// [`EdgeConnection::binary`] for a transport that reports
+    /// [`EdgeConnection::heard`] once per read.
+    pub(crate) fn binary_in_read(&mut self, bytes: &[u8]) {
         if self.encoding != Encoding::MessagePack {
             self.violation(Violation::Binary);
             return;
         }
-        self.clock.heard(Instant::now());
         if bytes.len() > self.max_message_bytes {
             self.violation(Violation::TooBig);
             return;

@@ -57,8 +57,7 @@ impl ObjectWriter {
     /// Adds an unsigned integer field.
     pub fn u64(&mut self, key: &str, value: u64) -> &mut Self {
         self.key(key);
-        use std::fmt::Write;
-        let _ = write!(self.buf, "{value}");
+        push_u64(&mut self.buf, value);
         self
     }
 
@@ -106,6 +105,14 @@ impl ObjectWriter {
 pub(crate) fn push_json_str(buf: &mut String, s: &str) {
     buf.push('"');
     let bytes = s.as_bytes();
+    // Ids, keys and types almost never need escaping: one branch-free scan.
+    if !bytes.iter().fold(false, |any, &b| {
+        any | (b < 0x20) | (b == b'"') | (b == b'\\')
+    }) {
+        buf.push_str(s);
+        buf.push('"');
+        return;
+    }
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let escape: Option<&str> = match b {
@@ -131,6 +138,22 @@ pub(crate) fn push_json_str(buf: &mut String, s: &str) {
     buf.push('"');
 }
 
+/// Appends the decimal digits of `n` (without the formatting machinery: this
+/// runs for every `seq` of every message).
+pub(crate) fn push_u64(buf: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.push_str(std::str::from_utf8(&digits[at..]).expect("ASCII digits"));
+}
+
 /// Stamps `"seq":N` as the first field of a finished object `body` (`{...}`).
 ///
 /// The body is built once per message; each receiver gets its own copy with its
@@ -138,8 +161,8 @@ pub(crate) fn push_json_str(buf: &mut String, s: &str) {
 pub(crate) fn stamp_seq(body: &str, seq: u64) -> String {
     debug_assert!(body.starts_with('{') && body.len() >= 2);
     let mut out = String::with_capacity(body.len() + 24);
-    use std::fmt::Write;
-    let _ = write!(out, "{{\"seq\":{seq}");
+    out.push_str("{\"seq\":");
+    push_u64(&mut out, seq);
     if body.len() > 2 {
         out.push(',');
     }
@@ -174,5 +197,10 @@ mod tests {
             r#"{"seq":7,"type":"pong"}"#
         );
         assert_eq!(stamp_seq("{}", 1), r#"{"seq":1}"#);
+        for n in [0, 9, 10, 1234567890, u64::MAX] {
+            let mut s = String::new();
+            push_u64(&mut s, n);
+            assert_eq!(s, n.to_string());
+        }
     }
 }

@@ -16,6 +16,16 @@ pub(crate) fn too_deep(text: &str) -> bool {
     if text.len() <= 2 * MAX_NESTING {
         return false;
     }
+    // Nor can fewer opening brackets (a count the compiler vectorises, where
+    // the walk below goes byte by byte).
+    let opening = text
+        .as_bytes()
+        .iter()
+        .map(|&b| usize::from(b == b'{' || b == b'['))
+        .sum::<usize>();
+    if opening <= MAX_NESTING {
+        return false;
+    }
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     for &b in text.as_bytes() {
         if in_string {

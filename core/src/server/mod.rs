@@ -3,11 +3,13 @@
 //! ([`crate::edge`]), which decides admission, limits and liveness.
 
 mod builder;
+mod framing;
 mod http;
 mod operator;
 mod static_files;
 mod tls;
 mod ws;
+mod ws_read;
 
 pub use crate::proxy::{Cidr, TrustedProxies};
 
@@ -22,8 +24,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, info, warn};
 
 use crate::cluster::Cluster;
@@ -176,7 +176,7 @@ async fn handle_tls(
 
 /// A connection past the upgrade: the WebSocket and its kit connection (which
 /// holds the admission slot).
-type Upgraded<S> = (WebSocketStream<S>, EdgeConnection);
+type Upgraded<S> = (S, Vec<u8>, EdgeConnection);
 
 /// Serves one TCP (or TLS) connection. The request phase (head, admission, auth,
 /// upgrade) runs boxed and is freed before the long-lived connection task, so its
@@ -188,10 +188,10 @@ where
     let mut upgraded = None;
     let stream = WriteDeadline::new(stream, shared.config().http_write_timeout);
     Box::pin(handle_socket(stream, pending, &shared, &mut upgraded)).await;
-    let Some((ws, conn)) = upgraded else {
+    let Some((io, rest, conn)) = upgraded else {
         return;
     };
-    ws::ConnectionTask::new(ws, conn).await;
+    ws::ConnectionTask::new(io, rest, conn).await;
 }
 
 /// The request phase: answers plain HTTP, or upgrades into `upgraded`. The
@@ -318,12 +318,8 @@ async fn handle_socket<S>(
     {
         return;
     }
-    let stream = stream.into_inner();
-    let ws_config = ws::ws_config(config.max_message_bytes);
-    let ws =
-        WebSocketStream::from_partially_read(stream, rest, Role::Server, Some(ws_config)).await;
     let conn = admitted.open(shared.edge.hub(), Liveness::Pings);
-    *upgraded = Some((ws, conn));
+    *upgraded = Some((stream.into_inner(), rest, conn));
 }
 
 impl ServerHandle {

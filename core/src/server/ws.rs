@@ -1,65 +1,53 @@
-//! The built-in transport of the connection kit: one tokio-tungstenite socket
-//! driving an [`EdgeConnection`]. It reads frames into the kit, writes the outbox
-//! in batches (feed every queued frame, flush once) and pings when the kit's
-//! liveness clock says so; the rules themselves (sizes, frame types, heartbeat,
-//! stuck writes) are the kit's.
+//! The built-in transport of the connection kit: one socket (TCP or TLS)
+//! driving an [`EdgeConnection`]. It frames the socket itself ([`framing`],
+//! [`Reader`]): reads go through one buffer per worker thread, each outbox
+//! batch is encoded into another and written with one call, and a connection
+//! keeps bytes of its own only while a frame is split across reads or the
+//! socket is full. The rules (sizes, frame types, heartbeat, stuck writes) are
+//! the kit's.
 //!
 //! It is a hand-written `Future` rather than an `async fn` with `select!`: the
-//! task lives as long as the connection, and a generated state machine kept
-//! ~2 KiB per connection where these fields need ~0.8 KiB (the idle-memory
-//! benchmark counts every byte of it). Every source is polled once per turn and
+//! task lives as long as the connection, and every byte of its state is held
+//! by every idle connection. Every source is polled once per turn and
 //! registers its waker; the turn repeats while any made progress.
+//!
+//! [`framing`]: super::framing
 
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::{Sink, Stream};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, Sleep};
-use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
 
+use super::framing::{self, Opcode};
+use super::ws_read::{Flow, Inbound, Reader};
 use crate::edge::{EdgeConnection, Encoding, Tick, Violation, Wire};
 use crate::hub::{Next, Outbox};
-use crate::protocol::{close, Frame};
+use crate::protocol::Frame;
 
-/// Read buffer per connection. tungstenite's 128 KiB default is allocated per
-/// connection and zero-filled before every read. Signaling frames are ~0.4 KiB;
-/// the bench measured 1 KiB at 6.1 KiB RSS per idle connection against 9.1 KiB
-/// with 4 KiB, at the same CPU per relayed message (a 10 KiB SDP takes a few
-/// more reads, and tungstenite grows the buffer for it).
-pub(crate) const READ_BUFFER_BYTES: usize = 1024;
-/// The write buffer only has to hold one batch before the flush; it grows on demand.
-const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 /// How long to wait for the close handshake to finish after a close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// A worker's encode buffer is kept up to this size between batches; a larger
+/// one (a batch of big frames) is freed after its write.
+const KEEP_ENCODE_BYTES: usize = 256 * 1024;
+/// A connection's batch vector is kept up to this many slots between batches.
+const KEEP_BATCH_SLOTS: usize = 16;
 
-pub(crate) fn ws_config(max_message_bytes: usize) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(WRITE_BUFFER_BYTES)
-        .max_write_buffer_size(usize::MAX)
-        .max_message_size(Some(max_message_bytes))
-        .max_frame_size(Some(max_message_bytes))
+thread_local! {
+    static ENCODE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
-    /// Reading, and waiting for the outbox.
+    /// Reading, and writing what the outbox gives.
     Open,
-    /// Feeding `batch[next..]` to the socket, then one flush.
-    Writing {
-        next: usize,
-    },
-    /// A close frame is on its way (`sent`): flush it, then read until the
-    /// client's reply or the grace deadline. `reply` is set when the client
-    /// closed first (tungstenite queued our answer already): flushing ends it.
+    /// A close frame is due (`sent` once encoded): write it, then read until
+    /// the client's reply or the grace deadline. `reply` is set when the client
+    /// closed first: once our answer is out, the connection is over.
     Closing {
         code: u16,
         reason: &'static str,
@@ -72,11 +60,27 @@ enum Phase {
 
 /// Runs a connection to its end, then settles its session in the hub.
 pub(crate) struct ConnectionTask<S> {
-    ws: WebSocketStream<S>,
+    io: S,
+    reader: Reader,
+    /// Encoded bytes the socket did not take yet (empty and unallocated
+    /// unless the socket is full).
+    unsent: Vec<u8>,
+    unsent_at: usize,
+    state: State,
+}
+
+/// Everything of a connection but its socket and buffers.
+struct State {
     conn: Option<EdgeConnection>,
     outbox: Arc<Outbox>,
     encoding: Encoding,
     batch: Vec<Frame>,
+    /// Written bytes await a flush (TLS); `batch_out`: they carry an outbox
+    /// batch, reported `written` once flushed.
+    flush_due: bool,
+    batch_out: bool,
+    /// The payload of the client's latest unanswered ping.
+    pong: Option<Box<[u8]>>,
     phase: Phase,
     ping_due: bool,
     client_close: Option<u16>,
@@ -88,7 +92,7 @@ pub(crate) struct ConnectionTask<S> {
 impl<S> std::fmt::Debug for ConnectionTask<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConnectionTask")
-            .field("phase", &self.phase)
+            .field("phase", &self.state.phase)
             .finish_non_exhaustive()
     }
 }
@@ -97,7 +101,8 @@ impl<S> ConnectionTask<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    pub(crate) fn new(ws: WebSocketStream<S>, mut conn: EdgeConnection) -> Self {
+    /// `rest`: bytes read after the upgrade request (the client's first frames).
+    pub(crate) fn new(io: S, rest: Vec<u8>, mut conn: EdgeConnection) -> Self {
         let outbox = conn.outbox().clone();
         let encoding = conn.encoding();
         let next = match conn.tick() {
@@ -105,18 +110,28 @@ where
             Tick::Drop => Instant::now(),
         };
         ConnectionTask {
-            ws,
-            conn: Some(conn),
-            outbox,
-            encoding,
-            batch: Vec::new(),
-            phase: Phase::Open,
-            ping_due: false,
-            client_close: None,
-            timer: Box::pin(tokio::time::sleep_until(next)),
+            io,
+            reader: Reader::new(conn.max_message_bytes(), rest),
+            unsent: Vec::new(),
+            unsent_at: 0,
+            state: State {
+                conn: Some(conn),
+                outbox,
+                encoding,
+                batch: Vec::new(),
+                flush_due: false,
+                batch_out: false,
+                pong: None,
+                phase: Phase::Open,
+                ping_due: false,
+                client_close: None,
+                timer: Box::pin(tokio::time::sleep_until(next)),
+            },
         }
     }
+}
 
+impl State {
     fn start_close(&mut self, code: u16, reason: &'static str) {
         if matches!(self.phase, Phase::Closing { .. } | Phase::Done) {
             return;
@@ -137,207 +152,126 @@ where
             .expect("the connection lives until the task ends")
     }
 
-    /// One inbound frame (or the end of the stream).
-    fn on_inbound(&mut self, item: Option<Result<Message, WsError>>) {
+    /// One inbound frame; `Stop` once the connection is closing or over.
+    fn on_inbound(&mut self, frame: Inbound<'_>) -> Flow {
         let closing = matches!(self.phase, Phase::Closing { .. });
-        if let Some(Ok(_)) = &item {
-            self.conn().heard();
-        }
-        match item {
-            Some(Ok(Message::Text(text))) if !closing => self.conn().text(text.as_str()),
-            Some(Ok(Message::Binary(bytes))) if !closing => self.conn().binary(&bytes),
-            Some(Ok(Message::Close(frame))) => {
+        match frame {
+            Inbound::Text(text) if !closing => self.conn().text_in_read(text),
+            Inbound::Binary(bytes) if !closing => self.conn().binary_in_read(bytes),
+            Inbound::Ping(payload) if !closing => self.pong = Some(payload.into()),
+            Inbound::Close(code) => {
                 if closing {
                     // The client's answer to our close: the handshake is complete.
                     self.phase = Phase::Done;
-                    return;
+                    return Flow::Stop;
                 }
-                self.client_close = Some(frame.map(|f| u16::from(f.code)).unwrap_or(1005));
-                // tungstenite queued the close reply; flushing it ends the connection.
+                self.client_close = Some(code);
                 self.phase = Phase::Closing {
-                    code: close::NORMAL,
+                    code,
                     reason: "",
-                    sent: true,
+                    sent: false,
                     flushed: false,
                     reply: true,
                 };
                 self.timer.as_mut().reset(Instant::now() + CLOSE_GRACE);
             }
-            Some(Ok(_)) => {} // ping (answered by tungstenite), pong, data while closing
-            Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) if !closing => {
-                self.violate(Violation::TooBig)
-            }
-            // The TCP connection ended without a close frame: a network cut, not a violation.
-            Some(Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake))) => {
-                self.phase = Phase::Done
-            }
-            Some(Err(WsError::Protocol(_) | WsError::Utf8(_))) if !closing => {
-                self.violate(Violation::Protocol)
-            }
-            Some(Err(_)) | None => self.phase = Phase::Done,
+            Inbound::Violation(v) if !closing => self.violate(v),
+            // Pongs only count as heard; data while closing is dropped.
+            Inbound::Text(_)
+            | Inbound::Binary(_)
+            | Inbound::Ping(_)
+            | Inbound::Pong
+            | Inbound::Violation(_) => {}
         }
-    }
-
-    /// Drives the outbound side one step; `true` when it made progress.
-    fn poll_outbound(&mut self, cx: &mut Context<'_>) -> bool {
         match self.phase {
-            Phase::Open => {
-                if self.ping_due {
-                    return match Pin::new(&mut self.ws).poll_ready(cx) {
-                        Poll::Ready(Ok(())) => {
-                            self.ping_due = false;
-                            if Pin::new(&mut self.ws)
-                                .start_send(Message::Ping(Default::default()))
-                                .is_err()
-                            {
-                                self.phase = Phase::Done;
-                            } else {
-                                self.begin_write(self.batch.len());
-                            }
-                            true
-                        }
-                        Poll::Ready(Err(_)) => {
-                            self.phase = Phase::Done;
-                            true
-                        }
-                        Poll::Pending => false,
-                    };
-                }
-                match self.outbox.poll_next(cx, &mut self.batch) {
-                    Poll::Ready(Next::Frames) => {
-                        self.begin_write(0);
-                        true
-                    }
-                    Poll::Ready(Next::Close(req)) => {
-                        self.start_close(req.code, req.reason);
-                        true
-                    }
-                    Poll::Pending => false,
-                }
-            }
-            Phase::Writing { mut next } => {
-                let mut progress = false;
-                while next < self.batch.len() {
-                    match Pin::new(&mut self.ws).poll_ready(cx) {
-                        Poll::Ready(Ok(())) => {
-                            let frame = std::mem::take(&mut self.batch[next]);
-                            next += 1;
-                            progress = true;
-                            let message = match self.encoding.wire(frame) {
-                                Wire::Text(text) => Message::Text(text),
-                                Wire::Binary(bytes) => Message::Binary(bytes.into()),
-                            };
-                            if Pin::new(&mut self.ws).start_send(message).is_err() {
-                                self.phase = Phase::Done;
-                                return true;
-                            }
-                        }
-                        Poll::Ready(Err(_)) => {
-                            self.phase = Phase::Done;
-                            return true;
-                        }
-                        Poll::Pending => {
-                            self.phase = Phase::Writing { next };
-                            return progress;
-                        }
-                    }
-                }
-                self.phase = Phase::Writing { next };
-                match Pin::new(&mut self.ws).poll_flush(cx) {
-                    Poll::Ready(Ok(())) => {
-                        self.batch.clear();
-                        self.conn().written();
-                        self.phase = Phase::Open;
-                        true
-                    }
-                    Poll::Ready(Err(_)) => {
-                        self.phase = Phase::Done;
-                        true
-                    }
-                    Poll::Pending => progress,
-                }
-            }
-            Phase::Closing {
-                code,
-                reason,
-                sent,
-                flushed,
-                reply,
-            } => {
-                if !sent {
-                    return match Pin::new(&mut self.ws).poll_ready(cx) {
-                        Poll::Ready(Ok(())) => {
-                            let frame = CloseFrame {
-                                code: CloseCode::from(code),
-                                reason: reason.into(),
-                            };
-                            let sent_ok = Pin::new(&mut self.ws)
-                                .start_send(Message::Close(Some(frame)))
-                                .is_ok();
-                            self.phase = if sent_ok {
-                                Phase::Closing {
-                                    code,
-                                    reason,
-                                    sent: true,
-                                    flushed,
-                                    reply,
-                                }
-                            } else {
-                                Phase::Done
-                            };
-                            true
-                        }
-                        Poll::Ready(Err(_)) => {
-                            self.phase = Phase::Done;
-                            true
-                        }
-                        Poll::Pending => false,
-                    };
-                }
-                if flushed {
-                    return false;
-                }
-                match Pin::new(&mut self.ws).poll_flush(cx) {
-                    Poll::Ready(Ok(())) if !reply => {
-                        self.phase = Phase::Closing {
-                            code,
-                            reason,
-                            sent,
-                            flushed: true,
-                            reply,
-                        };
-                        true
-                    }
-                    Poll::Ready(_) => {
-                        self.phase = Phase::Done;
-                        true
-                    }
-                    Poll::Pending => false,
-                }
-            }
-            Phase::Done => false,
+            Phase::Open => Flow::Go,
+            _ => Flow::Stop,
         }
     }
 
-    /// Whether to read now. Not while our close frame is still on its way: after
-    /// a fatal read error (1009, 1002) a further read would only fail again and
-    /// end the connection before the close frame went out.
+    /// Encodes what is due next into `out`: the pong, the ping, an outbox
+    /// batch, the close frame.
+    fn compose(&mut self, out: &mut Vec<u8>, cx: &mut Context<'_>) {
+        if let Some(payload) = self.pong.take() {
+            framing::encode(out, Opcode::Pong, &payload);
+        }
+        if self.phase == Phase::Open {
+            if std::mem::take(&mut self.ping_due) {
+                framing::encode(out, Opcode::Ping, &[]);
+            }
+            match self.outbox.poll_next(cx, &mut self.batch) {
+                Poll::Ready(Next::Frames) => {
+                    for frame in self.batch.drain(..) {
+                        match self.encoding.wire(frame) {
+                            Wire::Text(text) => framing::encode(out, Opcode::Text, text.as_bytes()),
+                            Wire::Binary(bytes) => framing::encode(out, Opcode::Binary, &bytes),
+                        }
+                    }
+                    if self.batch.capacity() > KEEP_BATCH_SLOTS {
+                        self.batch = Vec::new();
+                    }
+                    self.batch_out = true;
+                    self.conn().writing();
+                }
+                Poll::Ready(Next::Close(req)) => self.start_close(req.code, req.reason),
+                Poll::Pending => {}
+            }
+        }
+        if let Phase::Closing {
+            code,
+            reason,
+            sent: sent @ false,
+            ..
+        } = &mut self.phase
+        {
+            *sent = true;
+            if *code == 1005 {
+                framing::encode(out, Opcode::Close, &[]); // the client gave no code
+            } else {
+                framing::encode_close(out, *code, reason);
+            }
+        }
+    }
+
+    /// Everything written is flushed: the batch is out, the close frame is sent.
+    fn flushed(&mut self) {
+        self.flush_due = false;
+        if std::mem::take(&mut self.batch_out) {
+            self.conn().written();
+        }
+        if let Phase::Closing {
+            sent: true,
+            flushed,
+            reply,
+            ..
+        } = &mut self.phase
+        {
+            if *reply {
+                self.phase = Phase::Done;
+            } else {
+                *flushed = true;
+            }
+        }
+    }
+
+    fn fail(&mut self) -> bool {
+        self.phase = Phase::Done;
+        true
+    }
+
+    /// Whether to read now. Not while our close frame is still on its way:
+    /// after a violation, reading on would only end the connection before the
+    /// close frame went out.
     fn reading(&self) -> bool {
         match self.phase {
-            Phase::Open | Phase::Writing { .. } => true,
+            Phase::Open => true,
             Phase::Closing { flushed, .. } => flushed,
             Phase::Done => false,
         }
     }
 
-    fn begin_write(&mut self, next: usize) {
-        self.phase = Phase::Writing { next };
-        self.conn().writing();
-    }
-
-    /// A violation the socket layer reported: the kit closes the hub side; the
-    /// close frame goes out before anything else is read (a further read would
-    /// only fail again).
+    /// A violation the framing reported: the kit closes the hub side; the
+    /// close frame goes out before anything else is read.
     fn violate(&mut self, violation: Violation) {
         self.conn().violation(violation);
         let (code, reason) = violation.close();
@@ -364,6 +298,103 @@ where
     }
 }
 
+impl<S> ConnectionTask<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    /// Drives the outbound side one step; `true` when it made progress.
+    fn poll_outbound(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progress = false;
+        loop {
+            if self.unsent_at < self.unsent.len() {
+                match Pin::new(&mut self.io).poll_write(cx, &self.unsent[self.unsent_at..]) {
+                    Poll::Ready(Ok(n)) if n > 0 => {
+                        progress = true;
+                        self.unsent_at += n;
+                        if self.unsent_at == self.unsent.len() {
+                            self.unsent = Vec::new();
+                            self.unsent_at = 0;
+                        }
+                        continue;
+                    }
+                    Poll::Ready(_) => return self.state.fail(),
+                    Poll::Pending => return progress,
+                }
+            }
+            if self.state.flush_due {
+                match Pin::new(&mut self.io).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => self.state.flushed(),
+                    Poll::Ready(Err(_)) => return self.state.fail(),
+                    Poll::Pending => return progress,
+                }
+                progress = true;
+                if self.state.phase == Phase::Done {
+                    return true;
+                }
+            }
+            let mut out = ENCODE.take();
+            self.state.compose(&mut out, cx);
+            if out.is_empty() {
+                ENCODE.set(out);
+                return progress;
+            }
+            progress = true;
+            self.state.flush_due = true;
+            let mut at = 0;
+            let failed = loop {
+                match Pin::new(&mut self.io).poll_write(cx, &out[at..]) {
+                    Poll::Ready(Ok(n)) if n > 0 => {
+                        at += n;
+                        if at == out.len() {
+                            break false;
+                        }
+                    }
+                    Poll::Ready(_) => break true,
+                    Poll::Pending => {
+                        // The socket is full: the rest waits in the connection.
+                        self.unsent = out[at..].to_vec();
+                        break false;
+                    }
+                }
+            };
+            out.clear();
+            if out.capacity() <= KEEP_ENCODE_BYTES {
+                ENCODE.set(out);
+            }
+            if failed {
+                return self.state.fail();
+            }
+        }
+    }
+
+    /// Reads until the socket has nothing more; `true` when anything came in.
+    fn poll_inbound(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progress = false;
+        while self.state.reading() {
+            let state = &mut self.state;
+            match self
+                .reader
+                .poll_read(&mut self.io, cx, &mut |f| state.on_inbound(f))
+            {
+                Poll::Pending => break,
+                Poll::Ready(Ok(true)) => {
+                    progress = true;
+                    if let Some(conn) = self.state.conn.as_mut() {
+                        conn.heard();
+                    }
+                }
+                // The TCP connection ended without a close frame (a network cut,
+                // not a violation), or failed.
+                Poll::Ready(Ok(false) | Err(_)) => {
+                    self.state.phase = Phase::Done;
+                    return true;
+                }
+            }
+        }
+        progress
+    }
+}
+
 impl<S> Future for ConnectionTask<S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -373,29 +404,24 @@ where
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
         loop {
-            if this.phase == Phase::Done {
-                let client_close = this.client_close;
-                if let Some(conn) = this.conn.take() {
+            let st = &mut this.state;
+            if st.phase == Phase::Done {
+                let client_close = st.client_close;
+                if let Some(conn) = st.conn.take() {
                     conn.finish(client_close);
                 }
                 return Poll::Ready(());
             }
-            let mut progress = false;
             // Everything already readable is handled before writing, so the
             // replies it triggers leave in one batch.
-            while this.reading() {
-                let Poll::Ready(item) = Pin::new(&mut this.ws).poll_next(cx) else {
-                    break;
-                };
-                progress = true;
-                this.on_inbound(item);
-            }
-            if this.phase != Phase::Done && this.poll_outbound(cx) {
+            let mut progress = this.poll_inbound(cx);
+            if this.state.phase != Phase::Done && this.poll_outbound(cx) {
                 progress = true;
             }
-            if this.phase != Phase::Done && this.timer.as_mut().poll(cx).is_ready() {
+            let st = &mut this.state;
+            if st.phase != Phase::Done && st.timer.as_mut().poll(cx).is_ready() {
                 progress = true;
-                this.on_timer();
+                st.on_timer();
             }
             if !progress {
                 return Poll::Pending;
