@@ -171,10 +171,17 @@ struct Opts {
     /// idle: connections held.
     #[arg(long, global = true, default_value_t = 10_000)]
     idle_conns: usize,
-    /// idle: before going quiet, each pair exchanges an offer and an answer
-    /// with an SDP of this many bytes (0: join only). `all` runs 0 and 10000.
+    /// idle: before going quiet, each pair makes a call: an offer and an answer
+    /// with an SDP of this many bytes, then 4 candidates each way (0: join
+    /// only). `all` runs 0 and 4000.
     #[arg(long, global = true, value_delimiter = ',')]
     idle_sdp_bytes: Option<Vec<usize>>,
+    /// idle after a call: also with classic clients, which never acknowledge,
+    /// measured this many seconds after the call (0: acking clients only). The
+    /// default covers the replay age rule at the default heartbeat (twice
+    /// interval + timeout, plus a tick).
+    #[arg(long, global = true, default_value_t = 95)]
+    classic_wait: u64,
     /// joins: connections that connect and join.
     #[arg(long, global = true, default_value_t = 5_000)]
     join_conns: usize,
@@ -278,7 +285,7 @@ fn main() -> ExitCode {
         }
         Cmd::Idle => {
             for &sdp in opts.idle_sdp_bytes.as_deref().unwrap_or(&[0]) {
-                bench.idle(sdp);
+                bench.idle_all(sdp);
             }
         }
         Cmd::Joins => bench.joins(),
@@ -291,8 +298,8 @@ fn main() -> ExitCode {
             if pairs.is_none() && windows.is_none() {
                 bench.relay(1, 1);
             }
-            for &sdp in opts.idle_sdp_bytes.as_deref().unwrap_or(&[0, 10_000]) {
-                bench.idle(sdp);
+            for &sdp in opts.idle_sdp_bytes.as_deref().unwrap_or(&[0, 4000]) {
+                bench.idle_all(sdp);
             }
             bench.joins();
         }
@@ -604,17 +611,35 @@ impl Bench<'_> {
         rep.print();
     }
 
-    fn idle(&mut self, sdp_bytes: usize) {
+    /// Idle joined connections; after a call, with acking and classic clients.
+    fn idle_all(&mut self, sdp_bytes: usize) {
+        self.idle(sdp_bytes, None);
+        if sdp_bytes > 0 && self.opts.classic_wait > 0 {
+            self.idle(sdp_bytes, Some(Duration::from_secs(self.opts.classic_wait)));
+        }
+    }
+
+    fn idle(&mut self, sdp_bytes: usize, classic_wait: Option<Duration>) {
         let (n, c) = (self.opts.idle_conns, self.opts.concurrency);
-        let title = if sdp_bytes == 0 {
-            format!("idle: {n} joined connections in rooms of 2, RSS once settled")
-        } else {
-            format!(
-                "idle after offer/answer: {n} joined connections in rooms of 2, each pair exchanged {sdp_bytes}-byte SDPs (and acked), RSS once settled"
-            )
+        let title = match (sdp_bytes, classic_wait) {
+            (0, _) => format!("idle: {n} joined connections in rooms of 2, RSS once settled"),
+            (_, None) => format!(
+                "idle after a call: {n} joined connections in rooms of 2, each pair exchanged {sdp_bytes}-byte SDPs and 4 candidates each way (and acked), RSS once settled"
+            ),
+            (_, Some(wait)) => format!(
+                "idle after a call, classic clients: {n} joined connections in rooms of 2, each pair exchanged {sdp_bytes}-byte SDPs and 4 candidates each way, never acked; RSS {} s later",
+                wait.as_secs()
+            ),
         };
         let results = self.each(&title, "idle", false, |rt, s, _perf| {
-            let r = rt.block_on(scenarios::idle(s.url(), s.pid(), n, c, sdp_bytes))?;
+            let r = rt.block_on(scenarios::idle(
+                s.url(),
+                s.pid(),
+                n,
+                c,
+                sdp_bytes,
+                classic_wait,
+            ))?;
             eprintln!(
                 "   RSS {:.1} → {:.1} MiB: {:.2} KiB per connection (setup {:.0} joins/s)",
                 r.rss_before_mib, r.rss_after_mib, r.kib_per_conn, r.setup_joins_per_s

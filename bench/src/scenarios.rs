@@ -506,16 +506,19 @@ pub(crate) struct IdleResult {
 
 /// Hold `n` idle joined connections; RSS growth per connection once settled.
 ///
-/// With `sdp_bytes > 0`, each pair first exchanges an offer and an answer
-/// carrying an SDP of that size (then both ack), as every real call does
-/// before it goes quiet: this shows buffers that grow with the largest
-/// message and are kept.
+/// With `sdp_bytes > 0`, each pair first makes a call, as every real one does
+/// before it goes quiet: an offer and an answer carrying an SDP of that size,
+/// then 4 candidates each way. This shows buffers that grow with the largest
+/// message and are kept. Acking clients then acknowledge everything; classic
+/// ones (`classic_wait: Some`) never do, keep answering pings, and are
+/// measured after that wait (the replay age rule must pass).
 pub(crate) async fn idle(
     url: &str,
     pid: u32,
     n: usize,
     concurrency: usize,
     sdp_bytes: usize,
+    classic_wait: Option<Duration>,
 ) -> Result<IdleResult, String> {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = sys::rss_bytes(pid).ok_or("cannot read server RSS")?;
@@ -524,7 +527,17 @@ pub(crate) async fn idle(
     let setup = t0.elapsed().as_secs_f64();
     if sdp_bytes > 0 {
         conns.sort_by_key(|(i, _)| *i);
-        offer_answer(&mut conns, "idle", sdp_bytes).await?;
+        call(&mut conns, "idle", sdp_bytes, classic_wait.is_none()).await?;
+    }
+    let mut readers = Vec::new();
+    if let Some(wait) = classic_wait {
+        // Reading answers the server's pings (tungstenite replies on read).
+        for (_, mut ws) in conns.drain(..) {
+            readers.push(tokio::spawn(async move {
+                while let Some(Ok(_)) = ws.next().await {}
+            }));
+        }
+        tokio::time::sleep(wait).await;
     }
     // Settle: RSS unchanged (within 64 KiB) over 1 s, at most 10 s.
     let mut samples = vec![sys::rss_bytes(pid).unwrap_or(0)];
@@ -545,6 +558,9 @@ pub(crate) async fn idle(
     }
     let after = *samples.last().unwrap_or(&0);
     drop(conns);
+    for r in readers {
+        r.abort();
+    }
     Ok(IdleResult {
         rss_before_mib: before as f64 / 1048576.0,
         rss_after_mib: after as f64 / 1048576.0,
@@ -554,12 +570,13 @@ pub(crate) async fn idle(
 }
 
 /// Every pair (2k, 2k+1) of `conns` (sorted by index): 2k sends an offer
-/// with an SDP of `sdp_bytes`, 2k+1 answers with one of the same size, both
-/// ack what they got.
-async fn offer_answer(
+/// with an SDP of `sdp_bytes`, 2k+1 answers with one of the same size, then
+/// each sends the other 4 candidates; with `ack`, both acknowledge all they got.
+async fn call(
     conns: &mut [(usize, Ws)],
     prefix: &str,
     sdp_bytes: usize,
+    ack: bool,
 ) -> Result<(), String> {
     let line = "a=candidate:1 1 udp 2122260223 192.0.2.1 54321 typ host generation 0\\r\\n";
     let mut sdp =
@@ -583,8 +600,22 @@ async fn offer_answer(
             .await
             .map_err(|e| format!("send answer: {e}"))?;
         client::wait_for(a, "answer", &mut seq_a).await?;
+        for (from, to_name) in [(&mut *a, &ub), (&mut *b, &ua)] {
+            for k in 0..4 {
+                let candidate = format!(
+                    r#"{{"type":"candidate","to":"{to_name}","candidate":{{"candidate":"candidate:{k} 1 udp 2122260223 192.0.2.1 5{k}321 typ host","sdpMid":"0","sdpMLineIndex":0}}}}"#
+                );
+                from.send(Message::text(candidate))
+                    .await
+                    .map_err(|e| format!("send candidate: {e}"))?;
+            }
+        }
+        for _ in 0..4 {
+            client::wait_for(b, "candidate", &mut seq_b).await?;
+            client::wait_for(a, "candidate", &mut seq_a).await?;
+        }
         for (ws, seq) in [(a, seq_a), (b, seq_b)] {
-            if seq > 0 {
+            if ack && seq > 0 {
                 let ack = format!(r#"{{"type":"ack","seq":{seq}}}"#);
                 ws.send(Message::text(ack))
                     .await

@@ -312,8 +312,13 @@ impl EdgeConnection {
     pub fn tick(&mut self) -> Tick {
         let now = Instant::now();
         let tick = self.clock.tick(now);
-        if matches!(tick, Tick::Drop) && self.clock.write_stuck(now) {
-            self.conn.outbox().stalled();
+        if matches!(tick, Tick::Drop) {
+            if self.clock.write_stuck(now) {
+                self.conn.outbox().stalled();
+            }
+        } else {
+            let age = self.clock.interval + self.clock.timeout;
+            self.conn.expire_replay(now.into_std(), age);
         }
         tick
     }

@@ -8,6 +8,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use super::outbox::Outbox;
 use crate::protocol::frame::stamp_seq;
@@ -68,6 +69,9 @@ pub(crate) struct SessionState {
     mirror: Option<(Arc<str>, Arc<dyn ReplayMirror>)>,
     /// While away: its ticket in the hub's away budget, which counts its bytes.
     away: Option<(u64, Arc<AwayBudget<Session>>)>,
+    /// The replay age rule's mark while connected: every frame below the seq
+    /// was buffered before the instant, on the attachment of that generation.
+    age_mark: Option<(Instant, u64, u64)>,
 }
 
 impl Session {
@@ -95,6 +99,7 @@ impl Session {
                 seen_order: VecDeque::new(),
                 mirror: None,
                 away: None,
+                age_mark: None,
             }),
         }
     }
@@ -229,6 +234,41 @@ impl SessionState {
                 }
                 None => break,
             }
+        }
+        if self.replay.is_empty() {
+            // A burst (an SDP exchange) must not leave its slots behind.
+            self.replay = VecDeque::new();
+        }
+    }
+
+    /// The replay age rule (docs/PROTOCOL.md): while the session is connected,
+    /// a frame not acknowledged `age` after it was buffered is dropped, as if
+    /// acknowledged. `age` is the heartbeat interval plus its timeout: a client
+    /// that acknowledges does so within moments, and a connection that died
+    /// with frames on the way is found dead (and the session goes away, keeping
+    /// everything for its resume) before its frames are that old. What it
+    /// bounds is the buffer of classic clients, which never acknowledge.
+    ///
+    /// Called on every liveness tick; one mark per session, no time per frame:
+    /// frames go between `age` and twice `age` (plus a tick) after buffering.
+    pub(crate) fn expire_delivered(&mut self, now: Instant, age: Duration) {
+        if self.attached.is_none() {
+            self.age_mark = None;
+            return;
+        }
+        let generation = self.away_generation;
+        match self.age_mark {
+            // Frames buffered while away (or on an earlier connection) start
+            // their age when this connection's first tick sees them.
+            Some((_, _, g)) if g != generation => {
+                self.age_mark = Some((now, self.next_seq, generation))
+            }
+            Some((at, seq, _)) if now.saturating_duration_since(at) >= age => {
+                self.ack(seq - 1);
+                self.age_mark = Some((now, self.next_seq, generation));
+            }
+            Some(_) => {}
+            None => self.age_mark = Some((now, self.next_seq, generation)),
         }
     }
 
@@ -450,6 +490,50 @@ mod tests {
         );
         assert!(st.replay_after(6).is_none(), "a future lastSeq is refused");
         assert_eq!(st.replay_after(5).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn unacknowledged_frames_age_out_only_while_connected() {
+        let (s, _o) = session(64, 1 << 20);
+        let age = Duration::from_secs(40);
+        let t0 = Instant::now();
+        s.deliver(r#"{"type":"x"}"#);
+        let mut st = s.lock();
+        st.expire_delivered(t0, age); // the mark: seq 1 buffered before t0
+        drop(st);
+        s.deliver(r#"{"type":"y"}"#);
+        let mut st = s.lock();
+        st.expire_delivered(t0 + age / 2, age);
+        assert_eq!(st.buffered().0, 2, "nothing is that old yet");
+        st.expire_delivered(t0 + age, age);
+        assert_eq!(st.buffered().0, 1, "seq 1 aged out, seq 2 is younger");
+        assert_eq!(
+            st.replay_after(1).unwrap().len(),
+            1,
+            "resume after 1 stays exact"
+        );
+        st.expire_delivered(t0 + 2 * age, age);
+        assert_eq!(st.buffered().0, 0);
+        assert_eq!(st.replay.capacity(), 0, "an empty buffer keeps no slots");
+
+        // Away: everything is kept for the resume, whatever its age.
+        drop(st);
+        s.deliver(r#"{"type":"z"}"#);
+        let mut st = s.lock();
+        st.attached = None;
+        st.away_generation += 1;
+        st.expire_delivered(t0 + 10 * age, age);
+        assert_eq!(st.buffered().0, 1);
+        // Back on a new connection: its age starts at that connection's first tick.
+        st.attached = Some(Attached {
+            conn_id: 2,
+            outbox: Arc::new(Outbox::new(1 << 20)),
+        });
+        st.away_generation += 1;
+        st.expire_delivered(t0 + 11 * age, age);
+        assert_eq!(st.buffered().0, 1);
+        st.expire_delivered(t0 + 12 * age, age);
+        assert_eq!(st.buffered().0, 0);
     }
 
     #[test]

@@ -188,6 +188,13 @@ impl Connection {
         }
     }
 
+    /// The replay age rule, run on every liveness tick: see
+    /// [`SessionState::expire_delivered`](crate::hub::session::SessionState).
+    pub(crate) fn expire_replay(&self, now: std::time::Instant, age: std::time::Duration) {
+        let session = self.core().session.clone();
+        session.lock().expire_delivered(now, age);
+    }
+
     /// Ends the connection. `client_close` is the close code the client sent, or
     /// `None` when the connection ended without a close frame.
     pub fn finish(self, client_close: Option<u16>) {
