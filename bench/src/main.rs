@@ -9,6 +9,7 @@
 
 mod bare;
 mod client;
+mod instructions;
 mod reference;
 mod report;
 mod scenarios;
@@ -66,6 +67,17 @@ enum Cmd {
         /// Seconds to wait after the churn (the resume window must pass).
         #[arg(long, default_value_t = 30)]
         settle_secs: u64,
+    },
+    /// Instructions per relayed message under callgrind (valgrind): the relay
+    /// load (--pairs, first --window) for two lengths of time, subtracted.
+    /// Single-node servers only (switchboard, bare, reference).
+    Instructions {
+        /// The two run lengths, seconds (measured part; the warm-up is added).
+        #[arg(long, value_delimiter = ',', default_value = "2,6")]
+        lengths: Vec<f64>,
+        /// Where callgrind writes its files.
+        #[arg(long, default_value = "target/callgrind")]
+        out_dir: PathBuf,
     },
     /// Run the built-in bare relay (tuned tokio-tungstenite that only routes by `to`).
     BareServer {
@@ -289,6 +301,10 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Joins => bench.joins(),
+        Cmd::Instructions {
+            ref lengths,
+            ref out_dir,
+        } => bench.instructions(lengths, out_dir),
         Cmd::All => {
             for &p in pairs.as_deref().unwrap_or(&[50]) {
                 for &w in windows.as_deref().unwrap_or(&[1, 8]) {
@@ -669,6 +685,76 @@ impl Bench<'_> {
             1,
         ));
         rep.print();
+    }
+
+    fn instructions(&mut self, lengths: &[f64], dir: &std::path::Path) {
+        let [short, long] = lengths[..] else {
+            eprintln!("--lengths takes two values");
+            self.failed = true;
+            return;
+        };
+        let servers: Vec<(ServerKind, String)> = self
+            .opts
+            .servers
+            .iter()
+            .filter(|k| {
+                matches!(
+                    k,
+                    ServerKind::Switchboard | ServerKind::Bare | ServerKind::Reference
+                )
+            })
+            .map(|&k| (k, self.cmdline(k)))
+            .collect();
+        let pairs = self.opts.pairs.as_ref().and_then(|p| p.first().copied());
+        let window = self.opts.window.as_ref().and_then(|w| w.first().copied());
+        let params = RelayParams {
+            pairs: pairs.unwrap_or(50),
+            window: window.unwrap_or(4),
+            warmup: Duration::from_secs_f64(self.opts.warmup),
+            duration: Duration::ZERO,
+            frame_bytes: self.opts.frame_bytes,
+            ack_every: self.opts.ack_every,
+            wire: Wire::Json,
+            stamps_from: true,
+        };
+        let title = format!(
+            "instructions per relayed message (callgrind, {} pairs, window {}, runs of {short} s and {long} s subtracted)",
+            params.pairs, params.window
+        );
+        eprintln!("== {title}");
+        let counts = match instructions::count(
+            &self.rt,
+            &servers,
+            self.server_pin,
+            &params,
+            (short, long),
+            dir,
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("   failed: {e}");
+                self.failed = true;
+                return;
+            }
+        };
+        println!("\n### {title}\n");
+        println!("| server | instructions / message | ratio to the first | messages (short, long run) | lost | reordered | invalid |");
+        println!("|---|---:|---:|---:|---:|---:|---:|");
+        let first = counts.first().map_or(1.0, |c| c.per_msg);
+        for c in &counts {
+            println!(
+                "| {} | {:.0} | {:.2}× | {}, {} | {} | {} | {} |",
+                c.kind.name(),
+                c.per_msg,
+                c.per_msg / first,
+                c.msgs.0,
+                c.msgs.1,
+                c.lost,
+                c.reordered,
+                c.bad
+            );
+            self.failed |= c.lost + c.reordered + c.bad > 0;
+        }
     }
 
     fn joins(&mut self) {

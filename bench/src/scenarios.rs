@@ -75,6 +75,8 @@ pub(crate) struct RelayResult {
     pub(crate) lost: u64,
     pub(crate) reordered: u64,
     pub(crate) bad: u64,
+    /// Candidates received over the whole run (warm-up and drain included).
+    pub(crate) received: u64,
 }
 
 /// How long in-flight messages may take to arrive once sending stops.
@@ -99,6 +101,8 @@ struct Peer {
 #[derive(Default)]
 struct PairStats {
     received_in_window: u64,
+    /// Every candidate received, warm-up and drain included.
+    received: u64,
     latencies_ns: Vec<u64>,
     lost: u64,
     reordered: u64,
@@ -357,6 +361,7 @@ async fn run_pair(
         }
     }
     st.lost = a.sent.saturating_sub(b.received) + b.sent.saturating_sub(a.received);
+    st.received = a.received + b.received;
     if st.lost > 0 && st.first_problem.is_none() {
         st.first_problem = Some(format!(
             "{}→{}: {} sent, {} received; {}→{}: {} sent, {} received",
@@ -408,6 +413,7 @@ pub(crate) async fn relay(
             _ => return Err("a relay pair did not finish".into()),
         };
         total.received_in_window += st.received_in_window;
+        total.received += st.received;
         total.latencies_ns.extend(st.latencies_ns);
         total.lost += st.lost;
         total.reordered += st.reordered;
@@ -432,6 +438,7 @@ pub(crate) async fn relay(
         lost: total.lost,
         reordered: total.reordered,
         bad: total.bad,
+        received: total.received,
     })
 }
 

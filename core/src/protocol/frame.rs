@@ -105,10 +105,8 @@ impl ObjectWriter {
 pub(crate) fn push_json_str(buf: &mut String, s: &str) {
     buf.push('"');
     let bytes = s.as_bytes();
-    // Ids, keys and types almost never need escaping: one branch-free scan.
-    if !bytes.iter().fold(false, |any, &b| {
-        any | (b < 0x20) | (b == b'"') | (b == b'\\')
-    }) {
+    // Ids, keys and types almost never need escaping.
+    if bytes.iter().all(|&b| b >= 0x20 && b != b'"' && b != b'\\') {
         buf.push_str(s);
         buf.push('"');
         return;

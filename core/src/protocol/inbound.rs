@@ -7,7 +7,7 @@ use std::fmt;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::scan::{has_lone_surrogate, too_deep, MAX_NESTING};
+use super::scan::{flaw, Flaw, MAX_NESTING};
 use crate::error::ErrorCode;
 use crate::event::EVENT_NAMES;
 
@@ -302,17 +302,16 @@ pub fn parse_client_message_with<'a>(
     // Values the server does not decode are only scanned, and that scan lets a
     // lone UTF-16 surrogate escape through; forwarded, it would break every
     // strict JSON parser on the receiving side (found by fuzzing).
-    if text.contains("\\u") && has_lone_surrogate(text) {
+    if let Some(flaw) = flaw(text) {
+        let message = match flaw {
+            Flaw::LoneSurrogate => {
+                "the frame is not valid JSON (a \\u escape is a lone surrogate)".to_owned()
+            }
+            Flaw::TooDeep => format!("the frame nests deeper than {MAX_NESTING} levels"),
+        };
         return Err(ParseError {
             code: ErrorCode::InvalidJson,
-            message: "the frame is not valid JSON (a \\u escape is a lone surrogate)".to_owned(),
-            id: None,
-        });
-    }
-    if too_deep(text) {
-        return Err(ParseError {
-            code: ErrorCode::InvalidJson,
-            message: format!("the frame nests deeper than {MAX_NESTING} levels"),
+            message,
             id: None,
         });
     }

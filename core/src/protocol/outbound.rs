@@ -4,7 +4,9 @@
 
 use serde_json::value::RawValue;
 
-use super::frame::ObjectWriter;
+use std::borrow::Cow;
+
+use super::frame::{push_json_str, push_u64, ObjectWriter};
 use super::inbound::{ClientMessage, MsgType};
 use super::{now_millis, LeaveReason};
 
@@ -195,29 +197,52 @@ pub fn forward(msg: &ClientMessage<'_>, seq: Option<u64>, from: &str, room_id: &
         .iter()
         .map(|(k, v)| k.0.len() + v.get().len() + 4)
         .sum();
-    let mut w = ObjectWriter::with_capacity(len + from.len() + room_id.len() + 96);
+    // Written directly rather than through `ObjectWriter`: this runs for every
+    // relayed message, and the client's keys need no escaping check.
+    let mut out = String::with_capacity(len + from.len() + room_id.len() + 96);
+    out.push('{');
     if let Some(seq) = seq {
-        w.u64("seq", seq);
+        out.push_str("\"seq\":");
+        push_u64(&mut out, seq);
+        out.push(',');
     }
-    w.str("type", &msg.type_name);
+    out.push_str("\"type\":");
+    push_json_str(&mut out, &msg.type_name);
     let is_chat = msg.kind == MsgType::Chat;
     for (k, v) in &msg.entries.0 {
         match &*k.0 {
             "type" | "from" | "seq" | "id" => {}
             "timestamp" if is_chat => {}
-            key => {
-                w.raw(key, v.get());
+            _ => {
+                out.push(',');
+                match &k.0 {
+                    // serde hands a key over borrowed only when it had no
+                    // escape, and JSON strings hold no raw `"` or control
+                    // characters: it goes out as it came in.
+                    Cow::Borrowed(key) => {
+                        out.push('"');
+                        out.push_str(key);
+                        out.push('"');
+                    }
+                    Cow::Owned(key) => push_json_str(&mut out, key),
+                }
+                out.push(':');
+                out.push_str(v.get());
             }
         }
     }
     if msg.room_id.is_none() {
-        w.str("roomId", room_id);
+        out.push_str(",\"roomId\":");
+        push_json_str(&mut out, room_id);
     }
     if is_chat {
-        w.u64("timestamp", now_millis());
+        out.push_str(",\"timestamp\":");
+        push_u64(&mut out, now_millis());
     }
-    w.str("from", from);
-    w.finish()
+    out.push_str(",\"from\":");
+    push_json_str(&mut out, from);
+    out.push('}');
+    out
 }
 
 /// A message the host application sends (`send`/`broadcast`): its fields as

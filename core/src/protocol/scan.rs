@@ -9,23 +9,41 @@
 /// MessagePack one stops at 128).
 pub(crate) const MAX_NESTING: usize = 100;
 
+/// What one of the checks found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flaw {
+    /// A `\\u` escape is a UTF-16 surrogate without its pair.
+    LoneSurrogate,
+    /// Objects and arrays nest deeper than [`MAX_NESTING`].
+    TooDeep,
+}
+
+/// Both checks of a client frame that is valid JSON. One pass that the
+/// compiler vectorises (it runs on every frame) counts the opening brackets
+/// and looks for a backslash; the exact walks run only when those say they
+/// might find something: more than [`MAX_NESTING`] brackets, an escape.
+pub(crate) fn flaw(text: &str) -> Option<Flaw> {
+    let (mut opening, mut backslash) = (0usize, false);
+    // `{` and `[` differ only in bit 0x20; byte-wide counters per 255 bytes.
+    for chunk in text.as_bytes().chunks(255) {
+        let (n, b) = chunk.iter().fold((0u8, 0u8), |(n, bs), &b| {
+            (n + u8::from((b | 0x20) == b'{'), bs | u8::from(b == b'\\'))
+        });
+        opening += usize::from(n);
+        backslash |= b != 0;
+    }
+    if backslash && has_lone_surrogate(text) {
+        return Some(Flaw::LoneSurrogate);
+    }
+    if opening > MAX_NESTING && too_deep(text) {
+        return Some(Flaw::TooDeep);
+    }
+    None
+}
+
 /// Whether `text` (a valid JSON document) nests deeper than [`MAX_NESTING`].
 /// Values the server does not decode are only scanned, without a depth limit.
-pub(crate) fn too_deep(text: &str) -> bool {
-    // Fewer bytes than two per level can not nest that deep.
-    if text.len() <= 2 * MAX_NESTING {
-        return false;
-    }
-    // Nor can fewer opening brackets (a count the compiler vectorises, where
-    // the walk below goes byte by byte).
-    let opening = text
-        .as_bytes()
-        .iter()
-        .map(|&b| usize::from(b == b'{' || b == b'['))
-        .sum::<usize>();
-    if opening <= MAX_NESTING {
-        return false;
-    }
+fn too_deep(text: &str) -> bool {
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     for &b in text.as_bytes() {
         if in_string {
@@ -55,7 +73,7 @@ pub(crate) fn too_deep(text: &str) -> bool {
 /// Whether a `\\uXXXX` escape of `text` (a valid JSON document) is a surrogate
 /// without its pair. In valid JSON every backslash starts an escape inside a
 /// string, so the escapes can be walked without tracking strings.
-pub(crate) fn has_lone_surrogate(text: &str) -> bool {
+fn has_lone_surrogate(text: &str) -> bool {
     let b = text.as_bytes();
     let hex = |at: usize| -> Option<u32> {
         let digits = b.get(at..at + 4)?;

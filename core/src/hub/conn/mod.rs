@@ -250,7 +250,18 @@ impl ConnCore {
             }
         }
         // Acks are cheap and must flow even under a flood, or buffers would grow.
-        if msg.kind != MsgType::Ack && !self.allowed(msg.id) {
+        let routed = matches!(
+            msg.kind,
+            MsgType::Offer
+                | MsgType::Answer
+                | MsgType::Candidate
+                | MsgType::Message
+                | MsgType::Chat
+                | MsgType::App
+        );
+        // One clock read serves the rate limit and the routing latency.
+        let now = routed.then(Instant::now);
+        if msg.kind != MsgType::Ack && !self.allowed_at(msg.id, now) {
             return;
         }
         if msg.kind == MsgType::Auth {
@@ -271,18 +282,8 @@ impl ConnCore {
         {
             self.url_join_now();
         }
-        let routed = matches!(
-            msg.kind,
-            MsgType::Offer
-                | MsgType::Answer
-                | MsgType::Candidate
-                | MsgType::Message
-                | MsgType::Chat
-                | MsgType::App
-        )
-        .then(Instant::now);
         let outcome = self.dispatch(&msg);
-        if let Some(started) = routed {
+        if let Some(started) = now {
             self.hub.metrics.routed(started.elapsed());
         }
         match outcome {
@@ -305,10 +306,15 @@ impl ConnCore {
     /// Applies the rate limit; `false` means drop the message. The one
     /// `rate-limited` error per second names the dropped message's `id`.
     pub(super) fn allowed(&mut self, id: Option<&RawValue>) -> bool {
+        self.allowed_at(id, None)
+    }
+
+    /// [`ConnCore::allowed`] at `now`, when the caller has read the clock already.
+    fn allowed_at(&mut self, id: Option<&RawValue>, now: Option<Instant>) -> bool {
         let Some(rate) = &mut self.rate else {
             return true;
         };
-        match rate.check(Instant::now()) {
+        match rate.check(now.unwrap_or_else(Instant::now)) {
             Verdict::Allow => true,
             Verdict::Drop { notify } => {
                 self.hub
