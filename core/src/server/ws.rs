@@ -211,7 +211,6 @@ impl State {
                         self.batch = Vec::new();
                     }
                     self.batch_out = true;
-                    self.conn().writing();
                 }
                 Poll::Ready(Next::Close(req)) => self.start_close(req.code, req.reason),
                 Poll::Pending => {}
@@ -351,8 +350,13 @@ where
                     }
                     Poll::Ready(_) => break true,
                     Poll::Pending => {
-                        // The socket is full: the rest waits in the connection.
+                        // The socket is full: the rest waits in the connection,
+                        // and the kit's clock watches for a write that stays stuck
+                        // (a write that goes out at once never reads the clock).
                         self.unsent = out[at..].to_vec();
+                        if let Some(conn) = self.state.conn.as_mut() {
+                            conn.writing();
+                        }
                         break false;
                     }
                 }
