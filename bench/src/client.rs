@@ -78,7 +78,7 @@ pub(crate) fn msgpack_to_json(bytes: &[u8]) -> Result<String, String> {
 
 /// Client-side WebSocket settings: a small read buffer so that 10 000 idle
 /// clients stay cheap in the load generator itself.
-fn client_config() -> WebSocketConfig {
+pub(crate) fn client_config() -> WebSocketConfig {
     WebSocketConfig::default().read_buffer_size(8 * 1024)
 }
 

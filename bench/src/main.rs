@@ -10,6 +10,7 @@
 mod bare;
 mod client;
 mod instructions;
+mod limit;
 mod reference;
 mod report;
 mod scenarios;
@@ -78,6 +79,15 @@ enum Cmd {
         /// Where callgrind writes its files.
         #[arg(long, default_value = "target/callgrind")]
         out_dir: PathBuf,
+    },
+    /// At the descriptor limit: open more joined connections than the server's
+    /// descriptors allow (the server under test gets `--max-conns 0`: as many
+    /// as they allow), each pair that got in makes a call (--idle-sdp-bytes,
+    /// default 4000); the rest must be refused with 503.
+    Limit {
+        /// Connections attempted.
+        #[arg(long, default_value_t = 19_500)]
+        limit_conns: usize,
     },
     /// Run the built-in bare relay (tuned tokio-tungstenite that only routes by `to`).
     BareServer {
@@ -301,6 +311,7 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Joins => bench.joins(),
+        Cmd::Limit { limit_conns } => bench.limit(limit_conns),
         Cmd::Instructions {
             ref lengths,
             ref out_dir,
@@ -685,6 +696,73 @@ impl Bench<'_> {
             1,
         ));
         rep.print();
+    }
+
+    fn limit(&mut self, n: usize) {
+        let sdp = self
+            .opts
+            .idle_sdp_bytes
+            .as_ref()
+            .and_then(|v| v.first().copied())
+            .unwrap_or(4000);
+        let mut cmd = self.opts.server_cmd.clone();
+        if !cmd.contains("--max-conns ") {
+            cmd.push_str(" --max-conns 0");
+        }
+        let stop = Duration::from_secs_f64(self.opts.stop_timeout);
+        let title = format!(
+            "at the descriptor limit: {n} connections attempted, pairs that got in make a call ({sdp}-byte SDPs, 4 candidates each way, acked)"
+        );
+        eprintln!("== {title}");
+        wait_for_quiet(self.opts.quiet_wait);
+        let result = ServerProc::spawn(&cmd, self.server_pin, stop).and_then(|server| {
+            self.rt.block_on(limit::at_limit(
+                &server.url,
+                server.pid,
+                n,
+                self.opts.concurrency,
+                sdp,
+            ))
+        });
+        let r = match result {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("   failed: {e}");
+                self.failed = true;
+                return;
+            }
+        };
+        if let Some(f) = &r.first_failure {
+            eprintln!("   first failure: {f}");
+        }
+        println!("\n### {title}\n");
+        println!("| metric | value |\n|---|---:|");
+        println!("| connections attempted | {} |", r.attempted);
+        println!("| connections joined | {} |", r.joined);
+        println!("| refused with 503 | {} |", r.refused);
+        println!("| other failures (must be 0) | {} |", r.failed);
+        println!(
+            "| refusals counted (`reason=\"capacity\"`) | {} |",
+            r.refused_metric.map_or("?".into(), |v| v.to_string())
+        );
+        println!(
+            "| joins/s, lowest block of 2000 | {:.0} |",
+            r.joins_per_s_min
+        );
+        println!("| joins/s, median block | {:.0} |", r.joins_per_s_median);
+        println!(
+            "| server RSS before / after, MiB | {:.1} / {:.1} |",
+            r.rss_before_mib, r.rss_after_mib
+        );
+        println!(
+            "| RSS KiB per joined connection (after its call) | {:.2} |",
+            r.kib_per_conn
+        );
+        println!(
+            "| pairs relaying after the refusals (of 10) | {} |",
+            r.served_after
+        );
+        self.failed |= r.failed > 0 || r.served_after < 10.min(r.joined / 2);
     }
 
     fn instructions(&mut self, lengths: &[f64], dir: &std::path::Path) {

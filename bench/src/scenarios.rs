@@ -546,7 +546,21 @@ pub(crate) async fn idle(
         }
         tokio::time::sleep(wait).await;
     }
-    // Settle: RSS unchanged (within 64 KiB) over 1 s, at most 10 s.
+    let after = settled_rss(pid).await;
+    drop(conns);
+    for r in readers {
+        r.abort();
+    }
+    Ok(IdleResult {
+        rss_before_mib: before as f64 / 1048576.0,
+        rss_after_mib: after as f64 / 1048576.0,
+        kib_per_conn: (after as f64 - before as f64) / 1024.0 / n as f64,
+        setup_joins_per_s: n as f64 / setup,
+    })
+}
+
+/// The server's RSS once it stopped changing: within 64 KiB over 1 s, at most 10 s.
+pub(crate) async fn settled_rss(pid: u32) -> u64 {
     let mut samples = vec![sys::rss_bytes(pid).unwrap_or(0)];
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
@@ -563,23 +577,13 @@ pub(crate) async fn idle(
             }
         }
     }
-    let after = *samples.last().unwrap_or(&0);
-    drop(conns);
-    for r in readers {
-        r.abort();
-    }
-    Ok(IdleResult {
-        rss_before_mib: before as f64 / 1048576.0,
-        rss_after_mib: after as f64 / 1048576.0,
-        kib_per_conn: (after as f64 - before as f64) / 1024.0 / n as f64,
-        setup_joins_per_s: n as f64 / setup,
-    })
+    *samples.last().unwrap_or(&0)
 }
 
 /// Every pair (2k, 2k+1) of `conns` (sorted by index): 2k sends an offer
 /// with an SDP of `sdp_bytes`, 2k+1 answers with one of the same size, then
 /// each sends the other 4 candidates; with `ack`, both acknowledge all they got.
-async fn call(
+pub(crate) async fn call(
     conns: &mut [(usize, Ws)],
     prefix: &str,
     sdp_bytes: usize,

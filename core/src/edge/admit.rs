@@ -274,7 +274,32 @@ impl EdgeInner {
     ) -> Refused {
         self.hub.metrics().handshake_refused(why);
         debug!(?peer, %ip, status, ?why, "upgrade refused");
+        if matches!(why, Refusal::Capacity | Refusal::Pending) {
+            self.warn_at_capacity(why);
+        }
         Refused::new(status)
+    }
+
+    /// An operator must learn that the server is full without a debug log; at
+    /// most one line per 10 s, however many newcomers are refused.
+    fn warn_at_capacity(&self, why: Refusal) {
+        use std::sync::atomic::Ordering;
+        let now = self.started.elapsed().as_secs() + 1;
+        let last = self.capacity_warned.load(Ordering::Relaxed);
+        if (last == 0 || now >= last + 10)
+            && self
+                .capacity_warned
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                ?why,
+                open = self.open.load(Ordering::Relaxed),
+                max_conns = self.config.max_conns,
+                max_pending = self.config.max_pending,
+                "at capacity: refusing newcomers with 503 (counted in switchboard_handshakes_refused_total)"
+            );
+        }
     }
 
     /// The checks of PROTOCOL.md §2, in order: origin 403, new-connection rate

@@ -119,6 +119,8 @@ struct EdgeInner {
     all_closed: Notify,
     /// When the edge was built (the API's uptime).
     started: std::time::Instant,
+    /// Seconds after `started` of the last "at capacity" warning (+1; 0: none).
+    capacity_warned: std::sync::atomic::AtomicU64,
 }
 
 /// The admin page (`core/assets/admin`): plain HTML and one ES module.
@@ -170,6 +172,7 @@ impl Edge {
                 budgets,
                 all_closed: Notify::new(),
                 started: std::time::Instant::now(),
+                capacity_warned: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }

@@ -3,6 +3,7 @@
 //! ([`crate::edge`]), which decides admission, limits and liveness.
 
 mod builder;
+mod descriptors;
 mod framing;
 mod http;
 mod operator;
@@ -72,7 +73,7 @@ impl Server {
     /// Binds the listener and starts serving in the background.
     pub async fn start(self) -> Result<ServerHandle> {
         let listener = TcpListener::bind(&self.config.listen).await?;
-        Server::serve(listener, Edge::new(self.config)?)
+        Server::serve(listener, Edge::new(descriptors::fit(self.config))?)
     }
 
     /// Serves an existing [`Edge`] (its hub, limits and counts shared with the

@@ -268,7 +268,6 @@ pub fn assert_user_left(msg: &Value, user: &str, reason: &str) {
 /// Starts the `switchboard` binary with these flags and env vars; returns the
 /// child and the URL of its `listening on …` line.
 pub fn spawn_binary(args: &[&str], envs: &[(&str, &str)]) -> (std::process::Child, String) {
-    use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .args(args)
@@ -278,16 +277,21 @@ pub fn spawn_binary(args: &[&str], envs: &[(&str, &str)]) -> (std::process::Chil
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let url = listening_url(&mut child);
+    (child, url)
+}
+
+/// The URL of the `listening on …` line a spawned server prints first.
+pub fn listening_url(child: &mut std::process::Child) -> String {
+    use std::io::{BufRead, BufReader};
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let url = line
-        .trim()
+    line.trim()
         .strip_prefix("listening on ")
         .expect("the listening line")
-        .to_owned();
-    (child, url)
+        .to_owned()
 }
 
 /// The next event of kind `kind` (others skipped), within the timeout.
