@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::MaybeTlsStream;
 
 use crate::client::{self, Wire, Ws};
-use crate::scenarios::{call, settled_rss};
+use crate::idle::{call, settled_rss};
 use crate::sys;
 
 /// Joins per block when the join rate is read over the climb.

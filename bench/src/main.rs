@@ -9,10 +9,13 @@
 
 mod bare;
 mod client;
+mod floor;
+mod idle;
 mod instructions;
 mod limit;
 mod reference;
 mod report;
+mod runs;
 mod scenarios;
 mod soak;
 mod sys;
@@ -23,9 +26,6 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::client::Wire;
-use crate::report::{Report, Row};
-use crate::scenarios::RelayParams;
 use crate::sys::{RedisProc, ServerProc, Servers};
 
 const DEFAULT_SERVER_CMD: &str =
@@ -80,6 +80,11 @@ enum Cmd {
         #[arg(long, default_value = "target/callgrind")]
         out_dir: PathBuf,
     },
+    /// Every figure of the issue "At the floor" in one run: relay 50 × 4
+    /// (switchboard, bare, reference, node), light load 1 × 1 (switchboard,
+    /// bare), instructions per message (bare, switchboard), the cluster, idle
+    /// and after-a-call memory (switchboard, bare), and the descriptor limit.
+    Floor,
     /// At the descriptor limit: open more joined connections than the server's
     /// descriptors allow (the server under test gets `--max-conns 0`: as many
     /// as they allow), each pair that got in makes a call (--idle-sdp-bytes,
@@ -284,6 +289,7 @@ fn main() -> ExitCode {
         reference_cmd,
         exe,
         server_pin: pin.then_some(opts.server_cpu),
+        servers: opts.servers.clone(),
         unavailable: Vec::new(),
         failed: false,
     };
@@ -312,6 +318,7 @@ fn main() -> ExitCode {
         }
         Cmd::Joins => bench.joins(),
         Cmd::Limit { limit_conns } => bench.limit(limit_conns),
+        Cmd::Floor => bench.floor(),
         Cmd::Instructions {
             ref lengths,
             ref out_dir,
@@ -403,6 +410,8 @@ struct Bench<'a> {
     reference_cmd: String,
     exe: String,
     server_pin: Option<usize>,
+    /// The servers each scenario runs against (`--servers`; `floor` sets its own).
+    servers: Vec<ServerKind>,
     unavailable: Vec<ServerKind>,
     failed: bool,
 }
@@ -463,7 +472,7 @@ impl Bench<'_> {
         eprintln!("== {title}");
         let mut results: Vec<(ServerKind, Vec<T>)> = Vec::new();
         for rep in 0..self.opts.repeats {
-            for &kind in &self.opts.servers {
+            for kind in self.servers.clone() {
                 let relay_only =
                     matches!(kind, ServerKind::Cluster | ServerKind::SwitchboardMsgpack);
                 if self.unavailable.contains(&kind) || (relay_only && !with_cluster) {
@@ -541,342 +550,5 @@ impl Bench<'_> {
             }
         }
         results
-    }
-
-    fn relay(&mut self, pairs: usize, window: usize) {
-        let p = RelayParams {
-            pairs,
-            window,
-            warmup: Duration::from_secs_f64(self.opts.warmup),
-            duration: Duration::from_secs_f64(self.opts.duration),
-            frame_bytes: self.opts.frame_bytes,
-            ack_every: self.opts.ack_every,
-            wire: Wire::Json,
-            stamps_from: true,
-        };
-        let title = format!(
-            "relay: {} pairs, window {window}, {}-byte candidates, {} s measured after {} s warm-up, ack every {}",
-            p.pairs, p.frame_bytes, self.opts.duration, self.opts.warmup, p.ack_every
-        );
-        let slug = format!("relay-p{pairs}-w{window}");
-        let results = self.each(&title, &slug, true, |rt, s, perf| {
-            let wire = match s.kind {
-                ServerKind::SwitchboardMsgpack => Wire::MsgPack,
-                _ => Wire::Json,
-            };
-            let r = rt.block_on(scenarios::relay(
-                s.url(),
-                s.url_b(),
-                &s.pids(),
-                &RelayParams {
-                    wire,
-                    stamps_from: s.kind != ServerKind::Bare,
-                    ..p.clone()
-                },
-                perf.as_deref(),
-            ))?;
-            eprintln!(
-                "   {:>8.0} msg/s  p50 {:>6.1} µs  p99 {:>7.1} µs  server {:>5.2} µs/msg ({:.0} % CPU)  load {:.0} % CPU  others {:.0} % CPU  lost {} reordered {} invalid {}",
-                r.msgs_per_s, r.p50_us, r.p99_us, r.server_cpu_us_per_msg, r.server_cpu_pct,
-                r.loadgen_cpu_pct, r.others_cpu_pct, r.lost, r.reordered, r.bad
-            );
-            Ok(r)
-        });
-        if results
-            .iter()
-            .flat_map(|(_, v)| v)
-            .any(|r| r.lost + r.reordered + r.bad > 0)
-        {
-            self.failed = true;
-        }
-        let mut rep = Report::new(
-            &title,
-            &results.iter().map(|(k, _)| k.name()).collect::<Vec<_>>(),
-        );
-        rep.row(Row::median(
-            "messages/s (higher is better)",
-            &results,
-            |r| r.msgs_per_s,
-            0,
-        ));
-        rep.row(Row::median("p50 latency µs", &results, |r| r.p50_us, 1));
-        rep.row(Row::median("p99 latency µs", &results, |r| r.p99_us, 1));
-        rep.row(Row::median(
-            "server CPU µs / relayed message",
-            &results,
-            |r| r.server_cpu_us_per_msg,
-            2,
-        ));
-        rep.row(Row::median(
-            "server CPU %",
-            &results,
-            |r| r.server_cpu_pct,
-            0,
-        ));
-        rep.row(Row::median(
-            "load generator CPU %",
-            &results,
-            |r| r.loadgen_cpu_pct,
-            0,
-        ));
-        rep.row(
-            Row::median(
-                "other processes CPU % (noise)",
-                &results,
-                |r| r.others_cpu_pct,
-                0,
-            )
-            .no_ratio(),
-        );
-        rep.row(Row::sum("lost (all runs)", &results, |r| r.lost));
-        rep.row(Row::sum("reordered (all runs)", &results, |r| r.reordered));
-        rep.row(Row::sum(
-            "invalid: wrong from / seq gap / error (all runs)",
-            &results,
-            |r| r.bad,
-        ));
-        rep.print();
-    }
-
-    /// Idle joined connections; after a call, with acking and classic clients.
-    fn idle_all(&mut self, sdp_bytes: usize) {
-        self.idle(sdp_bytes, None);
-        if sdp_bytes > 0 && self.opts.classic_wait > 0 {
-            self.idle(sdp_bytes, Some(Duration::from_secs(self.opts.classic_wait)));
-        }
-    }
-
-    fn idle(&mut self, sdp_bytes: usize, classic_wait: Option<Duration>) {
-        let (n, c) = (self.opts.idle_conns, self.opts.concurrency);
-        let title = match (sdp_bytes, classic_wait) {
-            (0, _) => format!("idle: {n} joined connections in rooms of 2, RSS once settled"),
-            (_, None) => format!(
-                "idle after a call: {n} joined connections in rooms of 2, each pair exchanged {sdp_bytes}-byte SDPs and 4 candidates each way (and acked), RSS once settled"
-            ),
-            (_, Some(wait)) => format!(
-                "idle after a call, classic clients: {n} joined connections in rooms of 2, each pair exchanged {sdp_bytes}-byte SDPs and 4 candidates each way, never acked; RSS {} s later",
-                wait.as_secs()
-            ),
-        };
-        let results = self.each(&title, "idle", false, |rt, s, _perf| {
-            let r = rt.block_on(scenarios::idle(
-                s.url(),
-                s.pid(),
-                n,
-                c,
-                sdp_bytes,
-                classic_wait,
-            ))?;
-            eprintln!(
-                "   RSS {:.1} → {:.1} MiB: {:.2} KiB per connection (setup {:.0} joins/s)",
-                r.rss_before_mib, r.rss_after_mib, r.kib_per_conn, r.setup_joins_per_s
-            );
-            Ok(r)
-        });
-        let mut rep = Report::new(
-            &title,
-            &results.iter().map(|(k, _)| k.name()).collect::<Vec<_>>(),
-        );
-        rep.row(Row::median(
-            "RSS KiB per idle joined connection",
-            &results,
-            |r| r.kib_per_conn,
-            2,
-        ));
-        rep.row(Row::median(
-            "server RSS before, MiB",
-            &results,
-            |r| r.rss_before_mib,
-            1,
-        ));
-        rep.row(Row::median(
-            "server RSS with all connections, MiB",
-            &results,
-            |r| r.rss_after_mib,
-            1,
-        ));
-        rep.print();
-    }
-
-    fn limit(&mut self, n: usize) {
-        let sdp = self
-            .opts
-            .idle_sdp_bytes
-            .as_ref()
-            .and_then(|v| v.first().copied())
-            .unwrap_or(4000);
-        let mut cmd = self.opts.server_cmd.clone();
-        if !cmd.contains("--max-conns ") {
-            cmd.push_str(" --max-conns 0");
-        }
-        let stop = Duration::from_secs_f64(self.opts.stop_timeout);
-        let title = format!(
-            "at the descriptor limit: {n} connections attempted, pairs that got in make a call ({sdp}-byte SDPs, 4 candidates each way, acked)"
-        );
-        eprintln!("== {title}");
-        wait_for_quiet(self.opts.quiet_wait);
-        let result = ServerProc::spawn(&cmd, self.server_pin, stop).and_then(|server| {
-            self.rt.block_on(limit::at_limit(
-                &server.url,
-                server.pid,
-                n,
-                self.opts.concurrency,
-                sdp,
-            ))
-        });
-        let r = match result {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("   failed: {e}");
-                self.failed = true;
-                return;
-            }
-        };
-        if let Some(f) = &r.first_failure {
-            eprintln!("   first failure: {f}");
-        }
-        println!("\n### {title}\n");
-        println!("| metric | value |\n|---|---:|");
-        println!("| connections attempted | {} |", r.attempted);
-        println!("| connections joined | {} |", r.joined);
-        println!("| refused with 503 | {} |", r.refused);
-        println!("| other failures (must be 0) | {} |", r.failed);
-        println!(
-            "| refusals counted (`reason=\"capacity\"`) | {} |",
-            r.refused_metric.map_or("?".into(), |v| v.to_string())
-        );
-        println!(
-            "| joins/s, lowest block of 2000 | {:.0} |",
-            r.joins_per_s_min
-        );
-        println!("| joins/s, median block | {:.0} |", r.joins_per_s_median);
-        println!(
-            "| server RSS before / after, MiB | {:.1} / {:.1} |",
-            r.rss_before_mib, r.rss_after_mib
-        );
-        println!(
-            "| RSS KiB per joined connection (after its call) | {:.2} |",
-            r.kib_per_conn
-        );
-        println!(
-            "| pairs relaying after the refusals (of 10) | {} |",
-            r.served_after
-        );
-        self.failed |= r.failed > 0 || r.served_after < 10.min(r.joined / 2);
-    }
-
-    fn instructions(&mut self, lengths: &[f64], dir: &std::path::Path) {
-        let [short, long] = lengths[..] else {
-            eprintln!("--lengths takes two values");
-            self.failed = true;
-            return;
-        };
-        let servers: Vec<(ServerKind, String)> = self
-            .opts
-            .servers
-            .iter()
-            .filter(|k| {
-                matches!(
-                    k,
-                    ServerKind::Switchboard | ServerKind::Bare | ServerKind::Reference
-                )
-            })
-            .map(|&k| (k, self.cmdline(k)))
-            .collect();
-        let pairs = self.opts.pairs.as_ref().and_then(|p| p.first().copied());
-        let window = self.opts.window.as_ref().and_then(|w| w.first().copied());
-        let params = RelayParams {
-            pairs: pairs.unwrap_or(50),
-            window: window.unwrap_or(4),
-            warmup: Duration::from_secs_f64(self.opts.warmup),
-            duration: Duration::ZERO,
-            frame_bytes: self.opts.frame_bytes,
-            ack_every: self.opts.ack_every,
-            wire: Wire::Json,
-            stamps_from: true,
-        };
-        let title = format!(
-            "instructions per relayed message (callgrind, {} pairs, window {}, runs of {short} s and {long} s subtracted)",
-            params.pairs, params.window
-        );
-        eprintln!("== {title}");
-        let counts = match instructions::count(
-            &self.rt,
-            &servers,
-            self.server_pin,
-            &params,
-            (short, long),
-            dir,
-        ) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("   failed: {e}");
-                self.failed = true;
-                return;
-            }
-        };
-        println!("\n### {title}\n");
-        println!("| server | instructions / message | ratio to the first | messages (short, long run) | lost | reordered | invalid |");
-        println!("|---|---:|---:|---:|---:|---:|---:|");
-        let first = counts.first().map_or(1.0, |c| c.per_msg);
-        for c in &counts {
-            println!(
-                "| {} | {:.0} | {:.2}× | {}, {} | {} | {} | {} |",
-                c.kind.name(),
-                c.per_msg,
-                c.per_msg / first,
-                c.msgs.0,
-                c.msgs.1,
-                c.lost,
-                c.reordered,
-                c.bad
-            );
-            self.failed |= c.lost + c.reordered + c.bad > 0;
-        }
-    }
-
-    fn joins(&mut self) {
-        let (n, c) = (self.opts.join_conns, self.opts.concurrency);
-        let title = format!("joins: {n} connections connect + join (rooms of 2), {c} at a time");
-        let results = self.each(&title, "joins", false, |rt, s, perf| {
-            let r = rt.block_on(scenarios::joins(s.url(), s.pid(), n, c, perf.as_deref()))?;
-            eprintln!(
-                "   {:>6.0} joins/s  server {:.1} µs/join  load {:.0} % CPU  others {:.0} % CPU",
-                r.joins_per_s, r.server_cpu_us_per_join, r.loadgen_cpu_pct, r.others_cpu_pct
-            );
-            Ok(r)
-        });
-        let mut rep = Report::new(
-            &title,
-            &results.iter().map(|(k, _)| k.name()).collect::<Vec<_>>(),
-        );
-        rep.row(Row::median(
-            "joins/s (higher is better)",
-            &results,
-            |r| r.joins_per_s,
-            0,
-        ));
-        rep.row(Row::median(
-            "server CPU µs / join",
-            &results,
-            |r| r.server_cpu_us_per_join,
-            1,
-        ));
-        rep.row(Row::median(
-            "load generator CPU %",
-            &results,
-            |r| r.loadgen_cpu_pct,
-            0,
-        ));
-        rep.row(
-            Row::median(
-                "other processes CPU % (noise)",
-                &results,
-                |r| r.others_cpu_pct,
-                0,
-            )
-            .no_ratio(),
-        );
-        rep.print();
     }
 }
