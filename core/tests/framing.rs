@@ -222,3 +222,43 @@ async fn framing_violations_close_with_their_codes() {
         assert_eq!(c.close_code().await, code, "{what}");
     }
 }
+
+/// Reads until the server ends the TCP connection; how long that took.
+async fn time_to_eof(raw: &mut Raw) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let ended = tokio::time::timeout(WAIT, raw.s.read_to_end(&mut rest)).await;
+    assert!(matches!(ended, Ok(Ok(_))), "the server ends the connection");
+    started.elapsed()
+}
+
+#[tokio::test]
+async fn the_close_handshake_ends_at_once_both_ways() {
+    let server = start(builder()).await;
+    // The server closes (a kick); the client's last message and its close
+    // reply arrive in one read: the reply is seen, not lost with the message.
+    let join = text(r#"{"type":"join","roomId":"r","userId":"b"}"#);
+    let mut b = Raw::open(&server, &join).await;
+    b.expect_type("room-info").await;
+    server.kick("r", "b").await.unwrap();
+    assert_eq!(b.close_code().await, 4403);
+    let mut last = text(r#"{"type":"ping"}"#);
+    last.extend(frame(0x88, &4403u16.to_be_bytes()));
+    b.s.write_all(&last).await.unwrap();
+    let took = time_to_eof(&mut b).await;
+    assert!(
+        took < std::time::Duration::from_secs(1),
+        "ended after {took:?}, not the 2 s grace"
+    );
+
+    // A violation fails the connection: no handshake to wait for.
+    let mut c = Raw::open(&server, &[]).await;
+    c.expect_type("connected").await;
+    c.s.write_all(&frame(0xC1, b"{}")).await.unwrap();
+    assert_eq!(c.close_code().await, 1002);
+    let took = time_to_eof(&mut c).await;
+    assert!(
+        took < std::time::Duration::from_secs(1),
+        "ended after {took:?}, not the 2 s grace"
+    );
+}

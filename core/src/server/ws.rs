@@ -79,6 +79,8 @@ struct State {
     /// batch, reported `written` once flushed.
     flush_due: bool,
     batch_out: bool,
+    /// The kit's write clock runs (a write or flush waited for the socket).
+    write_clock: bool,
     /// The payload of the client's latest unanswered ping.
     pong: Option<Box<[u8]>>,
     phase: Phase,
@@ -121,6 +123,7 @@ where
                 batch: Vec::new(),
                 flush_due: false,
                 batch_out: false,
+                write_clock: false,
                 pong: None,
                 phase: Phase::Open,
                 ping_due: false,
@@ -183,9 +186,12 @@ impl State {
             | Inbound::Pong
             | Inbound::Violation(_) => {}
         }
-        match self.phase {
-            Phase::Open => Flow::Go,
-            _ => Flow::Stop,
+        // Go on with this read while reading at all: after our close, the
+        // client's last frames and its close may share one read.
+        if self.reading() {
+            Flow::Go
+        } else {
+            Flow::Stop
         }
     }
 
@@ -235,7 +241,8 @@ impl State {
     /// Everything written is flushed: the batch is out, the close frame is sent.
     fn flushed(&mut self) {
         self.flush_due = false;
-        if std::mem::take(&mut self.batch_out) {
+        let batch = std::mem::take(&mut self.batch_out);
+        if std::mem::take(&mut self.write_clock) || batch {
             self.conn().written();
         }
         if let Phase::Closing {
@@ -250,6 +257,14 @@ impl State {
             } else {
                 *flushed = true;
             }
+        }
+    }
+
+    /// A write or flush waits for the socket: the kit's clock watches for one
+    /// that stays stuck (a write that goes out at once never reads the clock).
+    fn write_waits(&mut self) {
+        if !std::mem::replace(&mut self.write_clock, true) {
+            self.conn().writing();
         }
     }
 
@@ -275,6 +290,12 @@ impl State {
         self.conn().violation(violation);
         let (code, reason) = violation.close();
         self.start_close(code, reason);
+        // Failing the connection (RFC 6455 §7.1.7) needs no handshake: the
+        // stream can not be framed any more, so the client's close could not be
+        // recognised. Once the close frame is out, the connection is over.
+        if let Phase::Closing { reply, .. } = &mut self.phase {
+            *reply = true;
+        }
     }
 
     /// The timer fired: the close grace, or the kit's liveness decision.
@@ -324,7 +345,11 @@ where
                 match Pin::new(&mut self.io).poll_flush(cx) {
                     Poll::Ready(Ok(())) => self.state.flushed(),
                     Poll::Ready(Err(_)) => return self.state.fail(),
-                    Poll::Pending => return progress,
+                    // TLS: the record layer took the bytes, the socket did not.
+                    Poll::Pending => {
+                        self.state.write_waits();
+                        return progress;
+                    }
                 }
                 progress = true;
                 if self.state.phase == Phase::Done {
@@ -354,9 +379,7 @@ where
                         // and the kit's clock watches for a write that stays stuck
                         // (a write that goes out at once never reads the clock).
                         self.unsent = out[at..].to_vec();
-                        if let Some(conn) = self.state.conn.as_mut() {
-                            conn.writing();
-                        }
+                        self.state.write_waits();
                         break false;
                     }
                 }

@@ -131,10 +131,13 @@ impl Reader {
             // Whole frames are here already (bytes read with the upgrade request).
             return Poll::Ready(Ok(self.consume_partial(on)));
         }
-        if self.partial.len() < need {
-            self.partial.resize(need, 0);
+        // Grow with what arrives, not with what the header announces: a header
+        // alone must not make the connection hold its whole frame.
+        let target = need.min(self.filled + SCRATCH_BYTES);
+        if self.partial.len() < target {
+            self.partial.resize(target, 0);
         }
-        let mut buf = ReadBuf::new(&mut self.partial[self.filled..need]);
+        let mut buf = ReadBuf::new(&mut self.partial[self.filled..target]);
         match Pin::new(io).poll_read(cx, &mut buf) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
