@@ -14,6 +14,7 @@ mod idle;
 mod instructions;
 mod limit;
 mod reference;
+mod relay_rooms;
 mod report;
 mod runs;
 mod scenarios;
