@@ -94,7 +94,6 @@ impl Backplane for Cluster {
         reply: Option<(&Arc<str>, &str)>,
     ) -> std::result::Result<(), Unavailable> {
         self.available()?;
-        let body = RawValue::from_string(body).map_err(|_| Unavailable("bad body".into()))?;
         let id = match reply {
             Some((_, id)) => Some(
                 RawValue::from_string(id.to_owned()).map_err(|_| Unavailable("bad id".into()))?,
@@ -111,13 +110,17 @@ impl Backplane for Cluster {
             self.expect_answer(sender, id, targets.len());
         }
         let room: Arc<str> = room_id.into();
-        for t in targets {
+        let last = targets.len().saturating_sub(1);
+        let mut body = Some(body);
+        for (n, t) in targets.into_iter().enumerate() {
+            // The body moves into the last delivery (usually the only one).
+            let b = if n == last { body.take() } else { body.clone() };
             let delivery = wire::Delivery {
                 o: self.node.clone(),
                 r: room.clone(),
                 t: t.sessions,
                 u: unicast,
-                b: body.clone(),
+                b: b.unwrap_or_default(),
                 s: reply.map(|(s, _)| s.clone()),
                 i: id.clone(),
             };

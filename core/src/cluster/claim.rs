@@ -47,7 +47,7 @@ pub(super) async fn claim(cluster: Arc<Cluster>, hub: Hub, request: ClaimRequest
             let records = hub.adopt(parts, &request);
             let held = claims.remove(&sid).unwrap_or_default();
             for d in held {
-                deliver(&cluster, &hub, d, claims);
+                deliver(&cluster, &hub, &d.as_ref(), claims);
                 claims = lock(&cluster.claims);
             }
             drop(claims);
@@ -143,8 +143,18 @@ pub(super) async fn read_claimed(
             let Some(Value::Array(fields)) = parts.get(1) else {
                 continue;
             };
-            if let Some(text) = value_str(fields.get(1)) {
-                frames.push((seq, Frame::from(text)));
+            // `f frame` (one frame, seq = the id), or the mirror's groups:
+            // `{seq} frame …`, ending at the id.
+            for pair in fields.chunks_exact(2) {
+                let name = value_str(pair.first());
+                let seq = match name.as_deref() {
+                    Some("f") => Some(seq),
+                    Some(n) => n.parse().ok(),
+                    None => None,
+                };
+                if let (Some(seq), Some(text)) = (seq, value_str(pair.get(1))) {
+                    frames.push((seq, Frame::from(text)));
+                }
             }
         }
     }

@@ -25,7 +25,9 @@ pub(crate) fn session_meta(sid: &str) -> String {
     format!("sb:s:{sid}")
 }
 
-/// A session's replay buffer: a stream whose entry ids are `{seq}-0`, field `f`.
+/// A session's replay buffer: a stream of entries with id `{seq}-0` and either
+/// one field `f` (that seq's frame) or the mirror's groups, fields `{seq}` →
+/// frame, the last of them the id.
 pub(crate) fn session_replay(sid: &str) -> String {
     format!("sb:r:{sid}")
 }

@@ -20,6 +20,7 @@ use crate::protocol::{now_millis, LeaveReason};
 
 use super::heartbeat::{alive_nodes, ticker};
 use super::subscriber::subscriber;
+use super::mirror::Mirrors;
 use super::write::{retry_held, write, Held};
 
 /// Commands per pipeline in a resync (a node with many sessions writes a lot).
@@ -29,6 +30,8 @@ const RESYNC_CHUNK: usize = 4096;
 pub(super) const SNAPSHOT_PART: usize = 256;
 /// Operations written per round trip at most.
 const BATCH: usize = 1024;
+/// A batch this large means the writer is busy: the mirror's groups may gather.
+const BUSY_BATCH: usize = 8;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Longest pause between reconnection attempts.
@@ -93,6 +96,7 @@ pub(super) async fn leave(
     conn: &mut MultiplexedConnection,
     rx: &mut mpsc::Receiver<Op>,
     held: &mut Held,
+    mirrors: &mut Mirrors,
 ) -> RedisResult<()> {
     let mut batch = Vec::with_capacity(BATCH);
     loop {
@@ -103,16 +107,22 @@ pub(super) async fn leave(
                 Err(_) => break,
             }
         }
-        if batch.is_empty() {
+        let idle = batch.is_empty();
+        // The last call (idle) writes the mirror's waiting frames.
+        write(cluster, conn, &mut batch, held, mirrors, !idle).await?;
+        if idle {
             break;
         }
-        write(cluster, conn, &mut batch, held).await?;
     }
     retry_held(cluster, conn, held).await?;
     redis::cmd("DEL")
         .arg(keys::node_alive(&cluster.node))
         .query_async::<()>(conn)
         .await
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(3600)
 }
 
 pub(super) fn set_down(cluster: &Cluster, reason: String) {
@@ -192,8 +202,11 @@ pub(super) async fn serve(
     let tick = tokio::spawn(ticker(cluster.clone(), conn.clone(), fail_tx));
     let mut batch = Vec::with_capacity(BATCH);
     let mut held = Held::default();
+    let mut mirrors = Mirrors::default();
     let reason = loop {
         if cluster.needs_resync.swap(false, Ordering::AcqRel) {
+            // The resync writes every stream from memory.
+            mirrors.clear();
             if let Err(e) = resync(cluster, &mut conn).await {
                 break format!("resync failed: {e}");
             }
@@ -208,7 +221,14 @@ pub(super) async fn serve(
                 for op in &batch {
                     cluster.ops.taken(op);
                 }
-                if let Err(e) = write(cluster, &mut conn, &mut batch, &mut held).await {
+                // Busy: many operations gathered during the last round trip.
+                let busy = n >= BUSY_BATCH;
+                if let Err(e) = write(cluster, &mut conn, &mut batch, &mut held, &mut mirrors, busy).await {
+                    break format!("Redis write failed: {e}");
+                }
+            }
+            _ = tokio::time::sleep_until(mirrors.deadline().unwrap_or_else(far_future)), if !mirrors.is_empty() => {
+                if let Err(e) = write(cluster, &mut conn, &mut batch, &mut held, &mut mirrors, false).await {
                     break format!("Redis write failed: {e}");
                 }
             }
@@ -223,7 +243,7 @@ pub(super) async fn serve(
                 if tokio::time::timeout(RESPONSE_TIMEOUT * 2, &mut sub).await.is_err() {
                     sub.abort();
                 }
-                if let Err(e) = leave(cluster, &mut conn, rx, &mut held).await {
+                if let Err(e) = leave(cluster, &mut conn, rx, &mut held, &mut mirrors).await {
                     warn!(error = %e, "cluster: could not leave cleanly; the others will reap this node");
                 }
                 break "stopped".into();

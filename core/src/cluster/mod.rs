@@ -56,10 +56,12 @@
 //! claimed (bounded per session; past it they are refused).
 
 mod backplane;
+mod bundle;
 mod claim;
 mod heartbeat;
 mod keys;
 mod link;
+mod mirror;
 mod queue;
 mod stats;
 mod subscriber;

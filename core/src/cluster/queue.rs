@@ -30,7 +30,7 @@ impl Op {
         OP_OVERHEAD
             + match self {
                 Op::Mirror { frame, .. } => frame.len(),
-                Op::Deliver { delivery, .. } => delivery.b.get().len(),
+                Op::Deliver { delivery, .. } => delivery.b.len(),
                 Op::Publish { payload, .. } => payload.len(),
                 Op::Join(m) => m.m.as_ref().map_or(0, |m| m.get().len()),
                 _ => 0,

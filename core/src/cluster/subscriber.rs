@@ -10,6 +10,9 @@ use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
+use serde_json::value::RawValue;
+
+use super::bundle::{self, DeliveryRef};
 use super::wire::{encode, Delivery, Inbox, Membership};
 use super::{keys, lock, Cluster, Op, HELD_PER_CLAIM};
 use crate::hub::backplane::Delivered;
@@ -53,7 +56,9 @@ pub(super) fn handle(cluster: &Cluster, msg: &redis::Msg) {
         return;
     };
     let payload = msg.get_payload_bytes();
-    if msg.get_channel_name() == keys::MEMBERSHIP {
+    if bundle::is_bundle(payload) {
+        deliver_bundle(cluster, &hub, payload);
+    } else if msg.get_channel_name() == keys::MEMBERSHIP {
         match serde_json::from_slice::<Membership>(payload) {
             Ok(m) => membership(cluster, &hub, m),
             Err(e) => warn!(error = %e, "cluster: unreadable membership event"),
@@ -111,13 +116,24 @@ pub(super) fn membership(cluster: &Cluster, hub: &Hub, event: Membership) {
     }
 }
 
+/// Delivers every message of a bundle, in order.
+fn deliver_bundle(cluster: &Cluster, hub: &Hub, payload: &[u8]) {
+    let Ok(text) = std::str::from_utf8(payload) else {
+        warn!("cluster: a bundle of deliveries is not UTF-8; dropped");
+        return;
+    };
+    for d in bundle::read(text) {
+        let Ok(d) = d else {
+            warn!("cluster: unreadable bundle of deliveries; the rest of it is dropped");
+            return;
+        };
+        cluster.stats.received.fetch_add(1, Ordering::Relaxed);
+        deliver(cluster, hub, &d, lock(&cluster.claims));
+    }
+}
+
 pub(super) fn inbox(cluster: &Cluster, hub: &Hub, msg: Inbox) {
     match msg {
-        Inbox::Deliver(d) => {
-            cluster.stats.received.fetch_add(1, Ordering::Relaxed);
-            let claims = lock(&cluster.claims);
-            deliver(cluster, hub, *d, claims);
-        }
         Inbox::Answer { s, i, e } => {
             let error = e.map(|code| {
                 let message = match code.as_str() {
@@ -160,24 +176,16 @@ pub(super) fn inbox(cluster: &Cluster, hub: &Hub, msg: Inbox) {
 pub(super) fn deliver(
     cluster: &Cluster,
     hub: &Hub,
-    d: Delivery,
+    d: &DeliveryRef<'_>,
     mut claims: std::sync::MutexGuard<'_, HashMap<Arc<str>, Vec<Delivery>>>,
 ) {
-    let mut here = Vec::with_capacity(d.t.len());
+    let mut here: Vec<&str> = Vec::with_capacity(d.t.len());
     let mut answer_here = true;
-    for sid in &d.t {
-        let single = |keep_reply: bool| {
-            let mut one = d.clone();
-            one.t = vec![sid.clone()];
-            if !keep_reply {
-                one.s = None;
-                one.i = None;
-            }
-            one
-        };
+    for &sid in &d.t {
+        let single = || d.to_owned_for(vec![sid.into()], d.u);
         if let Some(held) = claims.get_mut(sid) {
             if held.len() < HELD_PER_CLAIM {
-                held.push(single(d.u));
+                held.push(single());
                 answer_here &= !d.u;
                 continue;
             }
@@ -186,26 +194,29 @@ pub(super) fn deliver(
             if let Some(node) = moved {
                 let _ = cluster.ops.try_send(Op::Deliver {
                     node,
-                    delivery: Box::new(single(d.u)),
+                    delivery: Box::new(single()),
                 });
                 answer_here &= !d.u;
                 continue;
             }
         }
-        here.push(sid.clone());
+        here.push(sid);
     }
     drop(claims);
     let result = if here.is_empty() && !answer_here {
         None
     } else {
-        Some(hub.deliver_remote(&d.r, &here, d.b.get(), d.u))
+        Some(hub.deliver_remote(d.r, &here, d.b, d.u))
     };
     if let (Some(result), Some(s), Some(i)) = (result, d.s, d.i) {
         if answer_here {
+            let Ok(i) = RawValue::from_string(i.to_owned()) else {
+                return;
+            };
             let e = (result == Delivered::NotFound).then(|| "peer-not-found".to_owned());
             cluster.queue(Op::Publish {
-                channel: keys::inbox(&d.o),
-                payload: encode(&Inbox::Answer { s, i, e }),
+                channel: keys::inbox(d.o),
+                payload: encode(&Inbox::Answer { s: s.into(), i, e }),
             });
         }
     }

@@ -1,8 +1,9 @@
 //! The messages nodes exchange through Redis pub/sub: membership events on the
-//! shared channel, deliveries, answers and hand-over requests on each node's inbox.
-//! JSON, with client payloads embedded raw (never re-encoded as strings); the enums
-//! are adjacently tagged (`{"k":…,"v":…}`), which serde reads without buffering,
-//! as raw values require.
+//! shared channel, answers and hand-over requests on each node's inbox. JSON,
+//! with client payloads embedded raw (never re-encoded as strings); the enums are
+//! adjacently tagged (`{"k":…,"v":…}`), which serde reads without buffering, as
+//! raw values require. Deliveries, the bulk of the traffic, travel in bundles
+//! (`bundle.rs`), not as JSON.
 
 use std::sync::Arc;
 
@@ -111,13 +112,10 @@ pub(crate) enum Membership {
     Gone { n: Arc<str> },
 }
 
-/// On a node's inbox.
+/// On a node's inbox, besides the bundles of deliveries.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "k", content = "v")]
 pub(crate) enum Inbox {
-    /// A message for sessions `t` of room `r` on this node.
-    #[serde(rename = "d")]
-    Deliver(Box<Delivery>),
     /// The answer to a delivery that asked for one: the sender's session `s` gets
     /// `ack` for its message `i`, or an `error` with code `e`.
     #[serde(rename = "a")]
@@ -141,8 +139,8 @@ pub(crate) enum Inbox {
     Replace { s: Arc<str> },
 }
 
-/// A relayed message on its way to the node of its receivers.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A relayed message on its way to the node of its receivers (sent in a bundle).
+#[derive(Debug, Clone)]
 pub(crate) struct Delivery {
     /// Origin node (answers go there).
     pub o: Arc<str>,
@@ -152,12 +150,10 @@ pub(crate) struct Delivery {
     pub t: Vec<Arc<str>>,
     /// One receiver: a missing one is `peer-not-found`.
     pub u: bool,
-    /// The message, an object without `seq`.
-    pub b: Box<RawValue>,
+    /// The message, a JSON object without `seq`, as the origin built it.
+    pub b: String,
     /// The sender's session and message id, when it asked for an `ack`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s: Option<Arc<str>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub i: Option<Box<RawValue>>,
 }
 

@@ -11,8 +11,9 @@ use redis::aio::MultiplexedConnection;
 use redis::{RedisResult, Script, Value};
 use tokio::time::Instant;
 
-use super::wire::{encode, Delivery, Inbox, Membership};
-use super::{keys, Cluster, Op};
+use super::mirror::Mirrors;
+use super::wire::{encode, Delivery, Membership};
+use super::{bundle, keys, Cluster, Op};
 
 /// Pause before re-sending to a node that is not listening but not expired.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
@@ -24,13 +25,24 @@ pub(super) async fn write(
     conn: &mut MultiplexedConnection,
     batch: &mut Vec<Op>,
     held: &mut Held,
+    mirrors: &mut Mirrors,
+    busy: bool,
 ) -> RedisResult<()> {
     let node = &cluster.node;
     let mut pipe = redis::pipe();
     pipe.ignore_errors();
     let mut n = 0usize;
-    let mut publishes: Vec<(usize, Arc<str>, Box<Delivery>)> = Vec::new();
+    let mut bundles = Bundles::default();
     for op in batch.drain(..) {
+        // Deliveries wait in their node's bundle; anything else that publishes
+        // sends the bundles first, so nothing overtakes what was queued before it
+        // (a `user-joined` still precedes the newcomer's offer).
+        if matches!(
+            op,
+            Op::Away { .. } | Op::Join(_) | Op::Leave { .. } | Op::Publish { .. }
+        ) {
+            bundles.publish(&mut pipe, &mut n);
+        }
         match op {
             Op::Open { sid, token } => {
                 pipe.cmd("HSET")
@@ -50,18 +62,10 @@ pub(super) async fn write(
                 seq,
                 frame,
                 first_seq,
-            } => {
-                // Trimmed to exactly the in-memory buffer (message and byte bounds).
-                pipe.cmd("XADD")
-                    .arg(keys::session_replay(&sid))
-                    .arg("MINID")
-                    .arg(format!("{first_seq}-0"))
-                    .arg(format!("{seq}-0"))
-                    .arg("f")
-                    .arg(frame.as_str());
-                n += 1;
-            }
+            } => mirrors.add(sid, seq, frame, first_seq),
             Op::Away { sid, until, rooms } => {
+                // A resume elsewhere reads the stream: it must be complete.
+                mirrors.write_session(&sid, &mut pipe, &mut n);
                 pipe.cmd("PUBLISH")
                     .arg(keys::MEMBERSHIP)
                     .arg(encode(&Membership::Away {
@@ -85,6 +89,7 @@ pub(super) async fn write(
                 n += 1;
             }
             Op::Close { sid } => {
+                mirrors.forget(&sid);
                 pipe.cmd("DEL")
                     .arg(keys::session_meta(&sid))
                     .arg(keys::session_replay(&sid));
@@ -129,11 +134,7 @@ pub(super) async fn write(
                     held.hold(&to, delivery);
                     continue;
                 }
-                pipe.cmd("PUBLISH")
-                    .arg(keys::inbox(&to))
-                    .arg(encode(&Inbox::Deliver(delivery.clone())));
-                publishes.push((n, to, delivery));
-                n += 1;
+                bundles.add(to, delivery, &mut pipe, &mut n);
             }
             Op::Publish { channel, payload } => {
                 pipe.cmd("PUBLISH").arg(channel).arg(payload);
@@ -141,6 +142,8 @@ pub(super) async fn write(
             }
             Op::Nudge => {}
             Op::Owner { sid, node: to } => {
+                // The new owner reads every frame buffered here.
+                mirrors.write_session(&sid, &mut pipe, &mut n);
                 pipe.cmd("HSET")
                     .arg(keys::session_meta(&sid))
                     .arg("owner")
@@ -151,19 +154,92 @@ pub(super) async fn write(
             }
         }
     }
+    bundles.publish(&mut pipe, &mut n);
+    if mirrors.due(busy) {
+        mirrors.write_all(&mut pipe, &mut n);
+    }
     if n > 0 {
         let results: Vec<RedisResult<Value>> = pipe.query_async(conn).await?;
-        for (i, to, delivery) in publishes {
+        for (i, to, deliveries) in bundles.published {
             if let Some(Ok(Value::Int(0))) = results.get(i) {
-                if held.holds(&to) {
-                    held.hold(&to, delivery);
-                } else if let Orphan::Hold(rest) = orphan(cluster, conn, &to, delivery).await? {
-                    held.hold(&to, rest);
+                // Nobody listened: each delivery, in order, is held or orphaned.
+                for delivery in deliveries {
+                    if held.holds(&to) {
+                        held.hold(&to, delivery);
+                    } else if let Orphan::Hold(rest) =
+                        orphan(cluster, conn, &to, delivery).await?
+                    {
+                        held.hold(&to, rest);
+                    }
                 }
             }
         }
     }
     Ok(())
+}
+
+/// The deliveries of one batch, bundled per node (`bundle.rs`); each bundle is
+/// one `PUBLISH`. The deliveries are kept until the reply: a bundle nobody
+/// listened to is handled delivery by delivery.
+#[derive(Default)]
+struct Bundles {
+    open: Vec<(Arc<str>, String, Vec<Box<Delivery>>)>,
+    /// (reply index, node, deliveries) of the bundles in the pipeline.
+    published: Vec<(usize, Arc<str>, Vec<Box<Delivery>>)>,
+}
+
+impl Bundles {
+    fn add(&mut self, to: Arc<str>, d: Box<Delivery>, pipe: &mut redis::Pipeline, n: &mut usize) {
+        let at = match self.open.iter().position(|(node, ..)| *node == to) {
+            Some(at) => at,
+            None => {
+                self.open.push((to, String::new(), Vec::new()));
+                self.open.len() - 1
+            }
+        };
+        let (_, payload, deliveries) = &mut self.open[at];
+        bundle::push(payload, &d);
+        deliveries.push(d);
+        if payload.len() >= bundle::FLUSH_BYTES {
+            let (node, payload, deliveries) = self.open.swap_remove(at);
+            self.publish_one(node, payload, deliveries, pipe, n);
+        }
+    }
+
+    /// Publishes every open bundle, at this point of the pipeline.
+    fn publish(&mut self, pipe: &mut redis::Pipeline, n: &mut usize) {
+        for (node, payload, deliveries) in std::mem::take(&mut self.open) {
+            self.publish_one(node, payload, deliveries, pipe, n);
+        }
+    }
+
+    fn publish_one(
+        &mut self,
+        node: Arc<str>,
+        payload: String,
+        deliveries: Vec<Box<Delivery>>,
+        pipe: &mut redis::Pipeline,
+        n: &mut usize,
+    ) {
+        pipe.cmd("PUBLISH").arg(keys::inbox(&node)).arg(payload);
+        self.published.push((*n, node, deliveries));
+        *n += 1;
+    }
+}
+
+/// Publishes one delivery on its own (a retry); returns how many listened.
+async fn publish_single(
+    conn: &mut MultiplexedConnection,
+    node: &str,
+    d: &Delivery,
+) -> RedisResult<i64> {
+    let mut payload = String::new();
+    bundle::push(&mut payload, d);
+    redis::cmd("PUBLISH")
+        .arg(keys::inbox(node))
+        .arg(payload)
+        .query_async(conn)
+        .await
 }
 
 /// Deliveries held for nodes that stopped listening but whose liveness key has not
@@ -213,7 +289,7 @@ pub(super) async fn orphan(
         let r: Vec<Value> = script
             .key(keys::session_meta(&sid))
             .key(keys::session_replay(&sid))
-            .arg(d.b.get())
+            .arg(&d.b)
             .arg(cluster.settings.replay_messages)
             .invoke_async(conn)
             .await?;
@@ -273,11 +349,7 @@ pub(super) async fn retry_held(
         };
         while let Some(d) = queue.pop_front() {
             // It may listen again (its subscription came back).
-            let listeners: i64 = redis::cmd("PUBLISH")
-                .arg(keys::inbox(&node))
-                .arg(encode(&Inbox::Deliver(d.clone())))
-                .query_async(conn)
-                .await?;
+            let listeners = publish_single(conn, &node, &d).await?;
             if listeners > 0 {
                 continue;
             }

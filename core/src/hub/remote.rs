@@ -202,12 +202,12 @@ impl Hub {
     pub(crate) fn deliver_remote(
         &self,
         room_id: &str,
-        targets: &[Arc<str>],
+        targets: &[&str],
         body: &str,
         unicast: bool,
     ) -> Delivered {
         let mut delivered = 0u64;
-        for sid in targets {
+        for &sid in targets {
             let Some(session) = self.inner.sessions.get(sid) else {
                 continue;
             };
