@@ -2,22 +2,17 @@
 //! of a node, each call queued for the writer task in call order.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use serde_json::value::RawValue;
 
-use super::{claim, keys, now_millis, wire, Cluster, Frame, LeaveReason, Op};
+use super::{claim, keys, now_millis, wire, Cluster, LeaveReason, Op};
 use crate::hub::backplane::{Backplane, ClaimRequest, MemberRecord, NodeTargets, Unavailable};
-use crate::hub::ReplayMirror;
+use crate::hub::{ReplayMirror, Session};
 
 impl ReplayMirror for Cluster {
-    fn mirror(&self, session_id: &Arc<str>, seq: u64, frame: &Frame, first_seq: u64) {
-        self.queue(Op::Mirror {
-            sid: session_id.clone(),
-            seq,
-            frame: frame.clone(),
-            first_seq,
-        });
+    fn frames_buffered(&self, session: &Weak<Session>) {
+        self.queue(Op::Mirror(session.clone()));
     }
 }
 

@@ -19,8 +19,8 @@ use crate::hub::backplane::LocalSession;
 use crate::protocol::{now_millis, LeaveReason};
 
 use super::heartbeat::{alive_nodes, ticker};
-use super::subscriber::subscriber;
 use super::mirror::Mirrors;
+use super::subscriber::subscriber;
 use super::write::{retry_held, write, Held};
 
 /// Commands per pipeline in a resync (a node with many sessions writes a lot).

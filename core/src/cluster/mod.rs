@@ -81,7 +81,7 @@ use crate::config::ServerConfig;
 use crate::error::{Error, Result};
 use crate::hub::backplane::{Backplane, Unavailable};
 use crate::hub::{Hub, WeakHub};
-use crate::protocol::{now_millis, outbound, Frame, LeaveReason};
+use crate::protocol::{now_millis, outbound, LeaveReason};
 use queue::{OpQueue, OP_QUEUE};
 use stats::Stats;
 
@@ -161,12 +161,8 @@ enum Op {
         sid: Arc<str>,
         token: Arc<str>,
     },
-    Mirror {
-        sid: Arc<str>,
-        seq: u64,
-        frame: Frame,
-        first_seq: u64,
-    },
+    /// The session has frames to mirror (taken from it when written).
+    Mirror(std::sync::Weak<crate::hub::Session>),
     Away {
         sid: Arc<str>,
         until: Option<u64>,

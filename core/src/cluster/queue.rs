@@ -29,7 +29,6 @@ impl Op {
     fn weight(&self) -> usize {
         OP_OVERHEAD
             + match self {
-                Op::Mirror { frame, .. } => frame.len(),
                 Op::Deliver { delivery, .. } => delivery.b.len(),
                 Op::Publish { payload, .. } => payload.len(),
                 Op::Join(m) => m.m.as_ref().map_or(0, |m| m.get().len()),
@@ -82,14 +81,11 @@ impl OpQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::Frame;
 
-    fn mirror(len: usize) -> Op {
-        Op::Mirror {
-            sid: "s".into(),
-            seq: 1,
-            frame: Frame::from("x".repeat(len)),
-            first_seq: 1,
+    fn publish(len: usize) -> Op {
+        Op::Publish {
+            channel: "c".into(),
+            payload: "x".repeat(len),
         }
     }
 
@@ -98,16 +94,16 @@ mod tests {
         let (q, mut rx) = OpQueue::new();
         let big = OP_QUEUE_BYTES / 4;
         for _ in 0..3 {
-            assert!(q.try_send(mirror(big)).is_ok());
+            assert!(q.try_send(publish(big)).is_ok());
         }
         assert!(
-            q.try_send(mirror(big)).is_err(),
+            q.try_send(publish(big)).is_err(),
             "the fourth would pass the byte bound"
         );
-        assert!(q.try_send(mirror(10)).is_ok(), "small ones still fit");
+        assert!(q.try_send(publish(10)).is_ok(), "small ones still fit");
         let op = rx.try_recv().unwrap();
         q.taken(&op);
-        assert!(q.try_send(mirror(big)).is_ok(), "taking one makes room");
+        assert!(q.try_send(publish(big)).is_ok(), "taking one makes room");
         assert!(q.bytes() <= OP_QUEUE_BYTES);
     }
 }

@@ -15,7 +15,6 @@ use serde_json::value::RawValue;
 use super::bundle::{self, DeliveryRef};
 use super::wire::{encode, Delivery, Inbox, Membership};
 use super::{keys, lock, Cluster, Op, HELD_PER_CLAIM};
-use crate::hub::backplane::Delivered;
 use crate::hub::Hub;
 use crate::protocol::LeaveReason;
 
@@ -179,8 +178,10 @@ pub(super) fn deliver(
     d: &DeliveryRef<'_>,
     mut claims: std::sync::MutexGuard<'_, HashMap<Arc<str>, Vec<Delivery>>>,
 ) {
-    let mut here: Vec<&str> = Vec::with_capacity(d.t.len());
+    // The answer is given here unless a receiver of a unicast moved on (the
+    // node it moved to answers).
     let mut answer_here = true;
+    let mut took = false;
     for &sid in &d.t {
         let single = || d.to_owned_for(vec![sid.into()], d.u);
         if let Some(held) = claims.get_mut(sid) {
@@ -189,35 +190,30 @@ pub(super) fn deliver(
                 answer_here &= !d.u;
                 continue;
             }
-        } else if !hub.has_session(sid) {
-            let moved = lock(&cluster.tombstones).get(sid).map(|(n, _)| n.clone());
-            if let Some(node) = moved {
-                let _ = cluster.ops.try_send(Op::Deliver {
-                    node,
-                    delivery: Box::new(single()),
-                });
-                answer_here &= !d.u;
-                continue;
+        }
+        match hub.deliver_remote(d.r, sid, d.b) {
+            Some(t) => took |= t,
+            None => {
+                let moved = lock(&cluster.tombstones).get(sid).map(|(n, _)| n.clone());
+                if let Some(node) = moved {
+                    let _ = cluster.ops.try_send(Op::Deliver {
+                        node,
+                        delivery: Box::new(single()),
+                    });
+                    answer_here &= !d.u;
+                }
             }
         }
-        here.push(sid);
     }
     drop(claims);
-    let result = if here.is_empty() && !answer_here {
-        None
-    } else {
-        Some(hub.deliver_remote(d.r, &here, d.b, d.u))
-    };
-    if let (Some(result), Some(s), Some(i)) = (result, d.s, d.i) {
-        if answer_here {
-            let Ok(i) = RawValue::from_string(i.to_owned()) else {
-                return;
-            };
-            let e = (result == Delivered::NotFound).then(|| "peer-not-found".to_owned());
-            cluster.queue(Op::Publish {
-                channel: keys::inbox(d.o),
-                payload: encode(&Inbox::Answer { s: s.into(), i, e }),
-            });
-        }
+    if let (true, Some(s), Some(i)) = (answer_here, d.s, d.i) {
+        let Ok(i) = RawValue::from_string(i.to_owned()) else {
+            return;
+        };
+        let e = (d.u && !took).then(|| "peer-not-found".to_owned());
+        cluster.queue(Op::Publish {
+            channel: keys::inbox(d.o),
+            payload: encode(&Inbox::Answer { s: s.into(), i, e }),
+        });
     }
 }

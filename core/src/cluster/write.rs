@@ -57,12 +57,7 @@ pub(super) async fn write(
                     .arg(cluster.settings.session_ttl.as_millis() as u64);
                 n += 3;
             }
-            Op::Mirror {
-                sid,
-                seq,
-                frame,
-                first_seq,
-            } => mirrors.add(sid, seq, frame, first_seq),
+            Op::Mirror(session) => mirrors.add(session),
             Op::Away { sid, until, rooms } => {
                 // A resume elsewhere reads the stream: it must be complete.
                 mirrors.write_session(&sid, &mut pipe, &mut n);
@@ -89,7 +84,6 @@ pub(super) async fn write(
                 n += 1;
             }
             Op::Close { sid } => {
-                mirrors.forget(&sid);
                 pipe.cmd("DEL")
                     .arg(keys::session_meta(&sid))
                     .arg(keys::session_replay(&sid));
@@ -166,9 +160,7 @@ pub(super) async fn write(
                 for delivery in deliveries {
                     if held.holds(&to) {
                         held.hold(&to, delivery);
-                    } else if let Orphan::Hold(rest) =
-                        orphan(cluster, conn, &to, delivery).await?
-                    {
+                    } else if let Orphan::Hold(rest) = orphan(cluster, conn, &to, delivery).await? {
                         held.hold(&to, rest);
                     }
                 }

@@ -212,12 +212,3 @@ pub(crate) struct LocalSession {
     /// The replay buffer, oldest first, with seqs.
     pub frames: Vec<(u64, Frame)>,
 }
-
-/// The result of a remote delivery to one node.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Delivered {
-    /// Accepted by at least one target (or a room message, whoever is there).
-    Accepted,
-    /// A unicast whose target is not a member of the room here.
-    NotFound,
-}

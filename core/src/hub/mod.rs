@@ -44,9 +44,9 @@ use crate::event::{Event, Fields};
 use crate::protocol::{close, outbound, AppTypes, LeaveReason, MsgType};
 use away::{AwayBudget, AwayCaps, AwayKey};
 use backplane::Backplane;
+use session::ReplayBounds;
 use session::{Member, Room};
-pub(crate) use session::{RemoteMember, ReplayMirror};
-use session::{ReplayBounds, Session};
+pub(crate) use session::{RemoteMember, ReplayMirror, Session};
 
 const SHARDS: usize = 16;
 

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::backplane::{
-    Backplane, ClaimRequest, Delivered, LocalSession, MemberRecord, SessionParts, SlotState,
+    Backplane, ClaimRequest, LocalSession, MemberRecord, SessionParts, SlotState,
 };
 use super::outbox::Fate;
 use super::session::{queue_resumed, Attached, Member, RemoteMember, Session};
@@ -187,52 +187,34 @@ impl Hub {
             .values()
             .into_iter()
             .filter_map(|s| {
-                let st = s.lock();
+                let mut st = s.lock();
                 (!st.ended).then(|| LocalSession {
                     id: s.id.clone(),
                     resume_token: s.resume_token.clone(),
                     away: st.attached.is_none(),
-                    frames: st.buffered_frames(),
+                    frames: st.frames_for_resync(),
                 })
             })
             .collect()
     }
 
-    /// Delivers a message from another node to local sessions in `room_id`.
-    pub(crate) fn deliver_remote(
-        &self,
-        room_id: &str,
-        targets: &[&str],
-        body: &str,
-        unicast: bool,
-    ) -> Delivered {
-        let mut delivered = 0u64;
-        for &sid in targets {
-            let Some(session) = self.inner.sessions.get(sid) else {
-                continue;
-            };
-            let mut st = session.lock();
-            if st.rooms.iter().any(|r| &*r.id == room_id) && st.deliver(body).is_some() {
-                delivered += 1;
-            }
+    /// Delivers a message from another node to local session `sid` if it is in
+    /// `room_id`: `None` when no live session has that id here, else whether it
+    /// took the message. Counted as relayed.
+    pub(crate) fn deliver_remote(&self, room_id: &str, sid: &str, body: &str) -> Option<bool> {
+        let session = self.inner.sessions.get(sid)?;
+        let mut st = session.lock();
+        if st.ended {
+            return None;
         }
-        self.inner
-            .metrics
-            .messages_relayed
-            .fetch_add(delivered, Ordering::Relaxed);
-        if unicast && delivered == 0 {
-            Delivered::NotFound
-        } else {
-            Delivered::Accepted
+        let took = st.rooms.iter().any(|r| &*r.id == room_id) && st.deliver(body).is_some();
+        if took {
+            self.inner
+                .metrics
+                .messages_relayed
+                .fetch_add(1, Ordering::Relaxed);
         }
-    }
-
-    /// Whether a live session with this id is on this node.
-    pub(crate) fn has_session(&self, session_id: &str) -> bool {
-        self.inner
-            .sessions
-            .get(session_id)
-            .is_some_and(|s| !s.lock().ended)
+        Some(took)
     }
 
     /// Delivers a server message (`ack`, `error`) to a local session, if it is here.
@@ -312,7 +294,9 @@ impl Hub {
             st.attached = None;
         }
         if let Some(bp) = self.bp() {
-            session.lock().set_mirror(session.id.clone(), bp.clone());
+            session
+                .lock()
+                .set_mirror(Arc::downgrade(&session), bp.clone());
         }
         // Its memberships, as the other nodes announced them.
         let mut rooms = Vec::new();

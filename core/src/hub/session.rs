@@ -7,7 +7,7 @@
 //! through a [`ReplayMirror`] (the backplane) so another node can resume it.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use super::outbox::Outbox;
@@ -18,9 +18,24 @@ use crate::protocol::Frame;
 use super::away::{AwayBudget, AwayKey};
 
 /// Where a session's replay buffer is copied in cluster mode (the backplane).
+/// The copy is pulled, not pushed: a session says once that it has frames to
+/// copy, and the mirror takes them all with [`Session::take_unmirrored`] when it
+/// writes (so a relayed frame costs the mirror nothing until then, and frames
+/// acknowledged meanwhile are never copied).
 pub(crate) trait ReplayMirror: Send + Sync + std::fmt::Debug {
-    /// A frame entered a session's replay buffer (`first_seq`: its oldest kept seq).
-    fn mirror(&self, session_id: &Arc<str>, seq: u64, frame: &Frame, first_seq: u64);
+    /// `session` buffered frames not copied yet; not called again until they are taken.
+    fn frames_buffered(&self, session: &Weak<Session>);
+}
+
+/// A session's link to the mirror.
+#[derive(Debug)]
+struct MirrorLink {
+    session: Weak<Session>,
+    mirror: Arc<dyn ReplayMirror>,
+    /// Every frame up to this seq was copied (or never needs to be).
+    copied_to: u64,
+    /// The mirror was told of frames it has not taken yet.
+    told: bool,
 }
 
 /// Bounds of the replay buffer.
@@ -64,9 +79,9 @@ pub(crate) struct SessionState {
     bounds: ReplayBounds,
     seen_ids: HashSet<Box<str>>,
     seen_order: VecDeque<Box<str>>,
-    /// Cluster mode: every buffered frame is mirrored here, so another node can
+    /// Cluster mode: buffered frames are copied there, so another node can
     /// resume this session.
-    mirror: Option<(Arc<str>, Arc<dyn ReplayMirror>)>,
+    mirror: Option<MirrorLink>,
     /// While away: its ticket in the hub's away budget, which counts its bytes.
     away: Option<(u64, Arc<AwayBudget<Session>>)>,
     /// The replay age rule's mark while connected: every frame below the seq
@@ -112,6 +127,24 @@ impl Session {
     /// or `None` when the session has ended.
     pub(crate) fn deliver(&self, body: &str) -> Option<u64> {
         self.lock().deliver(body)
+    }
+
+    /// The buffered frames the mirror has not copied yet, with the buffer's
+    /// first seq (the mirror trims below it); they count as copied from now on.
+    pub(crate) fn take_unmirrored(&self) -> (u64, Vec<(u64, Frame)>) {
+        let mut st = self.lock();
+        let (first, next) = (st.first_seq, st.next_seq);
+        let Some(link) = st.mirror.as_mut() else {
+            return (first, Vec::new());
+        };
+        link.told = false;
+        let from = link.copied_to.max(first - 1);
+        link.copied_to = next - 1;
+        let skip = (from + 1 - first) as usize;
+        let frames = (from + 1..)
+            .zip(st.replay.iter().skip(skip).cloned())
+            .collect();
+        (first, frames)
     }
 }
 
@@ -173,8 +206,11 @@ impl SessionState {
         if let Some((_, budget)) = &self.away {
             budget.resized(before, self.replay_bytes);
         }
-        if let Some((id, backplane)) = &self.mirror {
-            backplane.mirror(id, seq, &frame, self.first_seq);
+        if let Some(link) = &mut self.mirror {
+            if !link.told {
+                link.told = true;
+                link.mirror.frames_buffered(&link.session);
+            }
         }
         if let Some(a) = &self.attached {
             a.outbox.push(frame);
@@ -195,9 +231,15 @@ impl SessionState {
         }
     }
 
-    /// Mirrors every frame buffered from now on to the cluster.
-    pub(crate) fn set_mirror(&mut self, session_id: Arc<str>, backplane: Arc<dyn ReplayMirror>) {
-        self.mirror = Some((session_id, backplane));
+    /// Mirrors every frame buffered from now on to the cluster (those buffered
+    /// before are there already, or were never to be).
+    pub(crate) fn set_mirror(&mut self, session: Weak<Session>, mirror: Arc<dyn ReplayMirror>) {
+        self.mirror = Some(MirrorLink {
+            session,
+            mirror,
+            copied_to: self.next_seq - 1,
+            told: false,
+        });
     }
 
     /// The state of a session read back from the cluster: the next seq, the
@@ -217,8 +259,13 @@ impl SessionState {
         }
     }
 
-    /// The buffered frames with their seqs (for a cluster resync).
-    pub(crate) fn buffered_frames(&self) -> Vec<(u64, Frame)> {
+    /// The buffered frames with their seqs, for a cluster resync that writes
+    /// them all: the mirror has nothing left to copy.
+    pub(crate) fn frames_for_resync(&mut self) -> Vec<(u64, Frame)> {
+        if let Some(link) = &mut self.mirror {
+            link.copied_to = self.next_seq - 1;
+            link.told = false;
+        }
         (self.first_seq..)
             .zip(self.replay.iter().cloned())
             .collect()

@@ -73,7 +73,9 @@ impl Hub {
         ));
         hub.insert_session(&session);
         if let Some(bp) = hub.backplane() {
-            session.lock().set_mirror(session.id.clone(), bp.clone());
+            session
+                .lock()
+                .set_mirror(Arc::downgrade(&session), bp.clone());
             bp.session_opened(&session.id, &session.resume_token);
         }
         hub.metrics.connections.fetch_add(1, Ordering::Relaxed);

@@ -261,3 +261,60 @@ fn config_rejects_a_replay_that_could_not_be_queued() {
     assert_eq!(cfg.validate().unwrap_err().code(), "config");
     ServerConfig::default().validate().unwrap();
 }
+
+/// Counts how often sessions said they have frames to copy.
+#[derive(Debug, Default)]
+struct CountingMirror(std::sync::atomic::AtomicUsize);
+
+impl ReplayMirror for CountingMirror {
+    fn frames_buffered(&self, _: &std::sync::Weak<session::Session>) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn the_mirror_is_told_once_and_takes_only_frames_still_buffered_and_not_taken() {
+    let bounds = session::ReplayBounds {
+        messages: 100,
+        bytes: 1 << 20,
+    };
+    let outbox = Arc::new(crate::hub::outbox::Outbox::new(1 << 20));
+    let attached = session::Attached { conn_id: 1, outbox };
+    let s = Arc::new(session::Session::new(
+        "s".into(),
+        "t".into(),
+        bounds,
+        attached,
+    ));
+    s.deliver("{}"); // before the mirror: never copied
+    let mirror = Arc::new(CountingMirror::default());
+    s.lock().set_mirror(Arc::downgrade(&s), mirror.clone());
+    let told = || mirror.0.load(Ordering::Relaxed);
+    let seqs = |frames: Vec<(u64, crate::protocol::Frame)>| {
+        frames.into_iter().map(|(q, _)| q).collect::<Vec<_>>()
+    };
+    for _ in 0..3 {
+        s.deliver("{\"n\":1}");
+    }
+    assert_eq!(told(), 1, "told once for the three");
+    let (first, frames) = s.take_unmirrored();
+    assert_eq!((first, seqs(frames)), (1, vec![2, 3, 4]));
+    assert_eq!(
+        s.take_unmirrored().1.len(),
+        0,
+        "taken frames count as copied"
+    );
+    // Acknowledged before the mirror came for them: never copied.
+    s.deliver("{}");
+    s.deliver("{}");
+    assert_eq!(told(), 2);
+    s.lock().ack(5);
+    s.deliver("{}");
+    assert_eq!(told(), 2, "not told again before it took them");
+    let (first, frames) = s.take_unmirrored();
+    assert_eq!((first, seqs(frames)), (6, vec![6, 7]));
+    // A resync writes everything: nothing is left to copy.
+    s.deliver("{}");
+    assert_eq!(s.lock().frames_for_resync().len(), 3);
+    assert!(s.take_unmirrored().1.is_empty());
+}
