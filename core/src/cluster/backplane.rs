@@ -4,8 +4,8 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
-use serde_json::value::RawValue;
 
+use super::bundle::Record;
 use super::{claim, keys, now_millis, wire, Cluster, LeaveReason, Op};
 use crate::hub::backplane::{Backplane, ClaimRequest, MemberRecord, NodeTargets, Unavailable};
 use crate::hub::{ReplayMirror, Session};
@@ -89,12 +89,6 @@ impl Backplane for Cluster {
         reply: Option<(&Arc<str>, &str)>,
     ) -> std::result::Result<(), Unavailable> {
         self.available()?;
-        let id = match reply {
-            Some((_, id)) => Some(
-                RawValue::from_string(id.to_owned()).map_err(|_| Unavailable("bad id".into()))?,
-            ),
-            None => None,
-        };
         if self.ops.capacity() < targets.len() {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
             return Err(Unavailable(
@@ -104,37 +98,18 @@ impl Backplane for Cluster {
         if let Some((sender, id)) = reply {
             self.expect_answer(sender, id, targets.len());
         }
-        let room: Arc<str> = room_id.into();
-        let last = targets.len().saturating_sub(1);
-        let mut body = Some(body);
-        for (n, t) in targets.into_iter().enumerate() {
-            // The body moves into the last delivery (usually the only one).
-            let b = if n == last { body.take() } else { body.clone() };
-            let delivery = wire::Delivery {
-                o: self.node.clone(),
-                r: room.clone(),
-                t: t.sessions,
-                u: unicast,
-                b: b.unwrap_or_default(),
-                s: reply.map(|(s, _)| s.clone()),
-                i: id.clone(),
-            };
+        let reply = reply.map(|(s, i)| (&**s, i));
+        for t in targets {
+            let sessions = t.sessions.iter().map(|s| &**s);
+            let record = Record::new(&self.node, room_id, sessions, unicast, reply, &body);
             self.stats.sent.fetch_add(1, Ordering::Relaxed);
-            if self
-                .ops
-                .try_send(Op::Deliver {
-                    node: t.node,
-                    delivery: Box::new(delivery),
-                })
-                .is_err()
-            {
-                if let (Some((sender, _)), Some(id)) = (reply, &id) {
-                    self.answered(
-                        sender,
-                        id,
-                        Some(("internal".into(), "cluster: backlog full".into())),
-                    );
-                }
+            let queued = self.ops.try_send(Op::Deliver {
+                node: t.node,
+                record,
+            });
+            if let (Err(_), Some((sender, id))) = (queued, reply) {
+                let why = "cluster: backlog full".into();
+                self.answered(sender, id, Some(("internal".into(), why)));
             }
         }
         Ok(())

@@ -16,11 +16,6 @@
 //! A field is its length in bytes, `:`, and its bytes (a netstring without the
 //! trailing comma), so any text can be carried.
 
-use std::sync::Arc;
-
-use serde_json::value::RawValue;
-
-use super::wire::Delivery;
 use crate::protocol::frame::push_u64;
 
 /// The first bytes of a bundle (JSON inbox messages start with `{`). The digit
@@ -31,24 +26,65 @@ pub(crate) const MAGIC: &str = "SBD1";
 /// message grows without bound (Redis' pub/sub output buffer limits are MiBs).
 pub(crate) const FLUSH_BYTES: usize = 256 * 1024;
 
-/// Appends one delivery to a bundle (starting it with [`MAGIC`] when empty).
-pub(crate) fn push(out: &mut String, d: &Delivery) {
-    if out.is_empty() {
-        out.reserve(d.b.len() + 128);
-        out.push_str(MAGIC);
+/// One delivery, encoded as a bundle record: what a sender queues for the
+/// writer (one allocation; the bundle is the records one after the other) and
+/// what is held or re-sent when its node does not listen.
+#[derive(Debug, Clone)]
+pub(crate) struct Record(String);
+
+impl Record {
+    /// From origin node `o`, for sessions `targets` in room `r` (`u`: one
+    /// receiver), with the sender's session and message id when it wants an
+    /// answer, and the body (a JSON object without `seq`).
+    pub(crate) fn new<'t>(
+        o: &str,
+        r: &str,
+        targets: impl ExactSizeIterator<Item = &'t str>,
+        u: bool,
+        reply: Option<(&str, &str)>,
+        b: &str,
+    ) -> Record {
+        let mut out = String::with_capacity(b.len() + o.len() + r.len() + 64);
+        out.push('D');
+        field(&mut out, o);
+        field(&mut out, r);
+        push_u64(&mut out, targets.len() as u64);
+        out.push(':');
+        for t in targets {
+            field(&mut out, t);
+        }
+        out.push(if u { 'u' } else { 'm' });
+        match reply {
+            Some((s, i)) => {
+                out.push('+');
+                field(&mut out, s);
+                out.push('+');
+                field(&mut out, i);
+            }
+            None => out.push_str("--"),
+        }
+        field(&mut out, b);
+        Record(out)
     }
-    out.push('D');
-    field(out, &d.o);
-    field(out, &d.r);
-    push_u64(out, d.t.len() as u64);
-    out.push(':');
-    for t in &d.t {
-        field(out, t);
+
+    /// Its delivery (`None` only if it was damaged, which a record made here is not).
+    pub(crate) fn view(&self) -> Option<DeliveryRef<'_>> {
+        Reader { rest: &self.0 }.record()
     }
-    out.push(if d.u { 'u' } else { 'm' });
-    optional(out, d.s.as_deref());
-    optional(out, d.i.as_deref().map(RawValue::get));
-    field(out, &d.b);
+
+    /// Bytes it holds.
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Appends it to a bundle (starting the bundle with [`MAGIC`] when empty).
+    pub(crate) fn push_to(&self, bundle: &mut String) {
+        if bundle.is_empty() {
+            bundle.reserve(self.0.len() * 8 + MAGIC.len());
+            bundle.push_str(MAGIC);
+        }
+        bundle.push_str(&self.0);
+    }
 }
 
 fn field(out: &mut String, s: &str) {
@@ -57,18 +93,8 @@ fn field(out: &mut String, s: &str) {
     out.push_str(s);
 }
 
-fn optional(out: &mut String, s: Option<&str>) {
-    match s {
-        Some(s) => {
-            out.push('+');
-            field(out, s);
-        }
-        None => out.push('-'),
-    }
-}
-
 /// One delivery of a bundle, borrowed from the received payload.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct DeliveryRef<'a> {
     pub o: &'a str,
     pub r: &'a str,
@@ -80,40 +106,14 @@ pub(crate) struct DeliveryRef<'a> {
 }
 
 impl DeliveryRef<'_> {
-    /// An owned copy for the given targets (to hold or forward it), with the
-    /// sender's id only when `keep_reply`; `None` if the id is not JSON.
-    pub(crate) fn to_owned_for(&self, targets: Vec<Arc<str>>, keep_reply: bool) -> Delivery {
-        let reply = keep_reply
-            .then(|| {
-                let id = RawValue::from_string(self.i?.to_owned()).ok()?;
-                Some((Arc::<str>::from(self.s?), id))
-            })
-            .flatten();
-        let (s, i) = reply.map_or((None, None), |(s, i)| (Some(s), Some(i)));
-        Delivery {
-            o: self.o.into(),
-            r: self.r.into(),
-            t: targets,
-            u: self.u,
-            b: self.b.to_owned(),
-            s,
-            i,
-        }
-    }
-}
-
-impl Delivery {
-    /// A borrowed view, as if it had been received.
-    pub(crate) fn as_ref(&self) -> DeliveryRef<'_> {
-        DeliveryRef {
-            o: &self.o,
-            r: &self.r,
-            t: self.t.iter().map(|t| &**t).collect(),
-            u: self.u,
-            s: self.s.as_deref(),
-            i: self.i.as_deref().map(RawValue::get),
-            b: &self.b,
-        }
+    /// Its record, for `targets` only, with the sender's id only when `keep_reply`.
+    pub(crate) fn record_for<'t>(
+        &self,
+        targets: impl ExactSizeIterator<Item = &'t str>,
+        keep_reply: bool,
+    ) -> Record {
+        let reply = self.s.zip(self.i).filter(|_| keep_reply);
+        Record::new(self.o, self.r, targets, self.u, reply, self.b)
     }
 }
 
@@ -226,45 +226,44 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
 
-    fn delivery(body: &str, targets: &[&str], reply: bool) -> Delivery {
-        Delivery {
-            o: "node-a".into(),
-            r: "room:1\n".into(),
-            t: targets.iter().map(|t| Arc::from(*t)).collect(),
-            u: targets.len() == 1,
-            b: body.to_owned(),
-            s: reply.then(|| "sess".into()),
-            i: reply.then(|| RawValue::from_string("\"m-1\"".into()).unwrap()),
-        }
+    fn record(body: &str, targets: &[&str], reply: bool) -> Record {
+        let reply = reply.then_some(("sess", "\"m-1\""));
+        let u = targets.len() == 1;
+        Record::new("node-a", "room:1\n", targets.iter().copied(), u, reply, body)
     }
 
     #[test]
     fn deliveries_come_back_as_they_went() {
         let sent = [
-            delivery(r#"{"type":"offer","sdp":"v=0\r\nü:1"}"#, &["s1"], true),
-            delivery("{}", &["s2", "s3", "s:4"], false),
+            record(r#"{"type":"offer","sdp":"v=0\r\nü:1"}"#, &["s1"], true),
+            record("{}", &["s2", "s3", "s:4"], false),
         ];
         let mut bundle = String::new();
-        for d in &sent {
-            push(&mut bundle, d);
+        for r in &sent {
+            r.push_to(&mut bundle);
         }
         assert!(is_bundle(bundle.as_bytes()));
         let got: Vec<_> = read(&bundle).collect::<Result<_, _>>().unwrap();
         assert_eq!(got.len(), 2);
         for (g, s) in got.iter().zip(&sent) {
-            assert_eq!(*g, s.as_ref());
+            assert_eq!(Some(g), s.view().as_ref());
         }
-        let owned = got[0].to_owned_for(vec!["s1".into()], true);
-        assert_eq!(owned.as_ref(), sent[0].as_ref());
-        assert!(got[0].to_owned_for(vec![], false).i.is_none());
+        let d = &got[0];
+        assert_eq!((d.o, d.r, d.u), ("node-a", "room:1\n", true));
+        assert_eq!((d.s, d.i), (Some("sess"), Some("\"m-1\"")));
+        assert_eq!(got[1].t, vec!["s2", "s3", "s:4"]);
+        let one = got[1].record_for(["s3"].into_iter(), false);
+        let one = one.view().unwrap();
+        assert_eq!((one.t, one.s, one.b), (vec!["s3"], None, "{}"));
+        assert_eq!(got[0].record_for(["s1"].into_iter(), true).view(), Some(got[0].clone()));
     }
 
     #[test]
     fn garbage_ends_the_bundle_without_panicking() {
         let mut bundle = String::new();
-        push(&mut bundle, &delivery("{\"a\":1}", &["s1"], false));
+        record("{\"a\":1}", &["s1"], false).push_to(&mut bundle);
         let good = bundle.len();
-        push(&mut bundle, &delivery("{\"a\":2}", &["s1"], false));
+        record("{\"a\":2}", &["s1"], false).push_to(&mut bundle);
         // Every truncation, and a corrupted byte at every position: never a panic,
         // and at most the intact records before the damage.
         for cut in MAGIC.len() + 1..bundle.len() {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::{Script, Value};
+use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 use tracing::warn;
 
@@ -15,6 +16,7 @@ use crate::hub::backplane::{ClaimRequest, SessionParts};
 use crate::hub::Hub;
 use crate::protocol::Frame;
 
+use super::mirror::decode_group;
 use super::subscriber::deliver;
 use super::write::value_str;
 
@@ -46,9 +48,11 @@ pub(super) async fn claim(cluster: Arc<Cluster>, hub: Hub, request: ClaimRequest
             let mut claims = lock(&cluster.claims);
             let records = hub.adopt(parts, &request);
             let held = claims.remove(&sid).unwrap_or_default();
-            for d in held {
-                deliver(&cluster, &hub, &d.as_ref(), claims);
-                claims = lock(&cluster.claims);
+            for record in held {
+                if let Some(d) = record.view() {
+                    deliver(&cluster, &hub, &d, claims);
+                    claims = lock(&cluster.claims);
+                }
             }
             drop(claims);
             cluster.stats.claims.fetch_add(1, Ordering::Relaxed);
@@ -59,12 +63,13 @@ pub(super) async fn claim(cluster: Arc<Cluster>, hub: Hub, request: ClaimRequest
         }
         Err(why) => {
             let held = lock(&cluster.claims).remove(&sid).unwrap_or_default();
-            for d in held {
-                if let (Some(s), Some(i)) = (d.s, d.i) {
+            for record in held {
+                let Some(d) = record.view() else { continue };
+                if let (Some(s), Some(Ok(i))) = (d.s, d.i.map(|i| RawValue::from_string(i.into()))) {
                     cluster.queue(Op::Publish {
-                        channel: keys::inbox(&d.o),
+                        channel: keys::inbox(d.o),
                         payload: encode(&Inbox::Answer {
-                            s,
+                            s: s.into(),
                             i,
                             e: Some("peer-not-found".into()),
                         }),
@@ -143,18 +148,15 @@ pub(super) async fn read_claimed(
             let Some(Value::Array(fields)) = parts.get(1) else {
                 continue;
             };
-            // `f frame` (one frame, seq = the id), or the mirror's groups:
-            // `{seq} frame …`, ending at the id.
-            for pair in fields.chunks_exact(2) {
-                let name = value_str(pair.first());
-                let seq = match name.as_deref() {
-                    Some("f") => Some(seq),
-                    Some(n) => n.parse().ok(),
-                    None => None,
-                };
-                if let (Some(seq), Some(text)) = (seq, value_str(pair.get(1))) {
-                    frames.push((seq, Frame::from(text)));
-                }
+            // `f`: one frame, seq = the id; `g`: the mirror's group of frames.
+            let (name, value) = (value_str(fields.first()), value_str(fields.get(1)));
+            match (name.as_deref(), value) {
+                (Some("f"), Some(text)) => frames.push((seq, Frame::from(text))),
+                (Some("g"), Some(group)) => match decode_group(&group) {
+                    Some(group) => frames.extend(group),
+                    None => warn!(session = %sid, "cluster: unreadable replay group; skipped"),
+                },
+                _ => {}
             }
         }
     }

@@ -26,8 +26,8 @@ pub(crate) fn session_meta(sid: &str) -> String {
 }
 
 /// A session's replay buffer: a stream of entries with id `{seq}-0` and either
-/// one field `f` (that seq's frame) or the mirror's groups, fields `{seq}` →
-/// frame, the last of them the id.
+/// a field `f` (that seq's frame) or a field `g` (the mirror's group of frames,
+/// the last of them the id; `mirror.rs`).
 pub(crate) fn session_replay(sid: &str) -> String {
     format!("sb:r:{sid}")
 }

@@ -30,8 +30,6 @@ const RESYNC_CHUNK: usize = 4096;
 pub(super) const SNAPSHOT_PART: usize = 256;
 /// Operations written per round trip at most.
 const BATCH: usize = 1024;
-/// A batch this large means the writer is busy: the mirror's groups may gather.
-const BUSY_BATCH: usize = 8;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Longest pause between reconnection attempts.
@@ -109,7 +107,7 @@ pub(super) async fn leave(
         }
         let idle = batch.is_empty();
         // The last call (idle) writes the mirror's waiting frames.
-        write(cluster, conn, &mut batch, held, mirrors, !idle).await?;
+        write(cluster, conn, &mut batch, held, mirrors, idle).await?;
         if idle {
             break;
         }
@@ -141,8 +139,8 @@ pub(super) fn set_down(cluster: &Cluster, reason: String) {
 /// error, state writes are left to the resync.
 pub(super) fn refuse(cluster: &Cluster, op: Op) {
     match op {
-        Op::Deliver { delivery, .. } => {
-            if let (Some(s), Some(i)) = (&delivery.s, &delivery.i) {
+        Op::Deliver { record, .. } => {
+            if let Some((s, i)) = record.view().and_then(|d| d.s.zip(d.i)) {
                 let why = format!("cluster unavailable: {}", lock(&cluster.down_reason));
                 cluster.stats.refused.fetch_add(1, Ordering::Relaxed);
                 cluster.answered(s, i, Some(("internal".into(), why)));
@@ -221,14 +219,18 @@ pub(super) async fn serve(
                 for op in &batch {
                     cluster.ops.taken(op);
                 }
-                // Busy: many operations gathered during the last round trip.
-                let busy = n >= BUSY_BATCH;
-                if let Err(e) = write(cluster, &mut conn, &mut batch, &mut held, &mut mirrors, busy).await {
+                if let Err(e) = write(cluster, &mut conn, &mut batch, &mut held, &mut mirrors, false).await {
                     break format!("Redis write failed: {e}");
+                }
+                // Nothing else to write: the mirror's frames go now, not later.
+                if !mirrors.is_empty() && rx.is_empty() {
+                    if let Err(e) = write(cluster, &mut conn, &mut batch, &mut held, &mut mirrors, true).await {
+                        break format!("Redis write failed: {e}");
+                    }
                 }
             }
             _ = tokio::time::sleep_until(mirrors.deadline().unwrap_or_else(far_future)), if !mirrors.is_empty() => {
-                if let Err(e) = write(cluster, &mut conn, &mut batch, &mut held, &mut mirrors, false).await {
+                if let Err(e) = write(cluster, &mut conn, &mut batch, &mut held, &mut mirrors, true).await {
                     break format!("Redis write failed: {e}");
                 }
             }

@@ -1,6 +1,6 @@
 //! The replay mirror's write-behind: sessions with frames not yet in their
-//! stream wait here, and each gets one `XADD` for all of them (fields
-//! `{seq} frame …`) instead of one per frame.
+//! stream wait here, and each gets one `XADD` for all of them (one field `g`,
+//! the frames with their seqs) instead of one per frame.
 //!
 //! Why: one `XADD` per relayed message, queued with a copy of the frame, was
 //! the largest cost of a cross-node message (Redis' stream append, a command and
@@ -8,9 +8,9 @@
 //! queues one operation when it first has frames to copy, and the frames are
 //! taken from its replay buffer when written (so frames acknowledged meanwhile
 //! are never written; what waits here is a weak pointer, the bytes stay counted
-//! in the session's own bounded buffer). When the writer is idle the frames are
-//! written with the operation, as before; only while it is busy (a round trip
-//! gathered many operations) do they wait, for at most [`MIRROR_DELAY`]. So
+//! in the session's own bounded buffer). When the writer has nothing else to
+//! write, the frames go at once, as before; only while other operations keep it
+//! busy do they wait, for at most [`MIRROR_DELAY`]. So
 //! after a crash the frames missing from Redis are at most that old (a resume
 //! that needs them gets `resume-failed`, never a silent gap). A session's frames
 //! are written before anything that lets another node read its stream (it goes
@@ -24,6 +24,7 @@ use tokio::time::Instant;
 
 use super::keys;
 use crate::hub::Session;
+use crate::protocol::frame::push_u64;
 use crate::protocol::Frame;
 
 /// How long frames may wait while the writer is busy.
@@ -76,10 +77,10 @@ impl Mirrors {
         self.since.map(|t| t + MIRROR_DELAY)
     }
 
-    /// Whether the frames must be written with the batch at hand: the writer is
-    /// idle (`busy` false), or the oldest waited long enough.
-    pub(super) fn due(&self, busy: bool) -> bool {
-        !self.due.is_empty() && (!busy || self.deadline().is_some_and(|d| d <= Instant::now()))
+    /// Whether the frames must be written with the batch at hand: the writer has
+    /// nothing else to do (`idle`), or the oldest waited long enough.
+    pub(super) fn due(&self, idle: bool) -> bool {
+        !self.due.is_empty() && (idle || self.deadline().is_some_and(|d| d <= Instant::now()))
     }
 
     pub(super) fn is_empty(&self) -> bool {
@@ -96,23 +97,80 @@ fn write(pipe: &mut redis::Pipeline, session: &Weak<Session>) -> usize {
     xadd(pipe, &session.id, first_seq, &frames)
 }
 
-/// One entry for all of `frames`: id = the last seq, fields = each frame's seq
-/// and text; trimmed to whole stream nodes below the buffer's first seq (`~`: an
-/// exact trim made Redis walk entries on every add; what it keeps is older than
+/// One entry for all of `frames`: id = the last seq, one field `g` holding them
+/// all ([`encode_group`]: Redis stores one value, instead of a pair per frame);
+/// trimmed to whole stream nodes below the buffer's first seq (`~`: an exact
+/// trim made Redis walk entries on every add; what it keeps is older than
 /// anything a resume can ask for).
 fn xadd(pipe: &mut redis::Pipeline, sid: &str, first_seq: u64, frames: &[(u64, Frame)]) -> usize {
     let Some(&(last, _)) = frames.last() else {
         return 0;
     };
-    let cmd = pipe
-        .cmd("XADD")
+    pipe.cmd("XADD")
         .arg(keys::session_replay(sid))
         .arg("MINID")
         .arg("~")
         .arg(first_seq)
-        .arg(last);
-    for (seq, frame) in frames {
-        cmd.arg(*seq).arg(frame.as_str());
-    }
+        .arg(last)
+        .arg("g")
+        .arg(encode_group(frames));
     1
+}
+
+/// Frames as one value: for each, `{seq}:{length in bytes}:{frame}`.
+pub(super) fn encode_group(frames: &[(u64, Frame)]) -> String {
+    let size: usize = frames.iter().map(|(_, f)| f.len() + 24).sum();
+    let mut out = String::with_capacity(size);
+    for (seq, frame) in frames {
+        push_u64(&mut out, *seq);
+        out.push(':');
+        push_u64(&mut out, frame.len() as u64);
+        out.push(':');
+        out.push_str(frame.as_str());
+    }
+    out
+}
+
+/// The frames of a group value, or `None` if it does not parse.
+pub(super) fn decode_group(mut group: &str) -> Option<Vec<(u64, Frame)>> {
+    let mut frames = Vec::new();
+    let number = |rest: &mut &str| -> Option<u64> {
+        let (n, tail) = rest.split_once(':')?;
+        *rest = tail;
+        n.parse().ok()
+    };
+    while !group.is_empty() {
+        let seq = number(&mut group)?;
+        let len = usize::try_from(number(&mut group)?).ok()?;
+        let frame = group.get(..len)?;
+        group = &group[len..];
+        frames.push((seq, Frame::from(frame.to_owned())));
+    }
+    Some(frames)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_comes_back_as_it_went_and_garbage_is_refused() {
+        let frames: Vec<(u64, Frame)> = [(7, "{\"seq\":7,\"a\":\"x:y\"}"), (8, "{\"seq\":8,\"é\":1}")]
+            .into_iter()
+            .map(|(s, f)| (s, Frame::from(f.to_owned())))
+            .collect();
+        let group = encode_group(&frames);
+        let back = decode_group(&group).unwrap();
+        assert_eq!(back.len(), 2);
+        for ((s1, f1), (s2, f2)) in back.iter().zip(&frames) {
+            assert_eq!((s1, f1.as_str()), (s2, f2.as_str()));
+        }
+        for cut in 1..group.len() {
+            if let Some(part) = group.get(..cut) {
+                assert!(decode_group(part).map_or(true, |f| f.len() < 2), "cut at {cut}");
+            }
+        }
+        assert!(decode_group("1:99:{}").is_none());
+        assert!(decode_group("x:2:{}").is_none());
+    }
 }

@@ -131,7 +131,7 @@ pub struct Cluster {
     /// The other nodes alive at the last heartbeat.
     peer_nodes: Mutex<Vec<Arc<str>>>,
     /// Sessions being claimed here: deliveries wait until they are installed.
-    claims: Mutex<HashMap<Arc<str>, Vec<wire::Delivery>>>,
+    claims: Mutex<HashMap<Arc<str>, Vec<bundle::Record>>>,
     /// Hand-overs this node waits for.
     releases: Mutex<HashMap<Arc<str>, oneshot::Sender<()>>>,
     /// A connection for queries outside the writer (claims, reaper).
@@ -180,7 +180,7 @@ enum Op {
     },
     Deliver {
         node: Arc<str>,
-        delivery: Box<wire::Delivery>,
+        record: bundle::Record,
     },
     Publish {
         channel: String,
@@ -370,9 +370,10 @@ impl Cluster {
         );
     }
 
-    /// One node's answer (or a local verdict) for a sent message.
-    fn answered(&self, sender: &Arc<str>, id: &RawValue, error: Option<(String, String)>) {
-        let key = (sender.clone(), Box::<str>::from(id.get()));
+    /// One node's answer (or a local verdict) for a sent message with id `id`
+    /// (its JSON text).
+    fn answered(&self, sender: &str, id: &str, error: Option<(String, String)>) {
+        let key: PendingKey = (sender.into(), id.into());
         let done = {
             let mut pending = lock(&self.pending);
             let Some(p) = pending.get_mut(&key) else {
@@ -393,13 +394,13 @@ impl Cluster {
     }
 
     /// The sender's `ack`, or its `error` with `ref`.
-    fn reply(&self, sender: &str, id: &RawValue, error: Option<(String, String)>) {
-        let Some(hub) = self.hub.upgrade() else {
+    fn reply(&self, sender: &str, id: &str, error: Option<(String, String)>) {
+        let (Some(hub), Ok(id)) = (self.hub.upgrade(), RawValue::from_string(id.to_owned())) else {
             return;
         };
         let body = match error {
-            None => outbound::ack(id),
-            Some((code, message)) => outbound::error(&code, &message, Some(id)),
+            None => outbound::ack(&id),
+            Some((code, message)) => outbound::error(&code, &message, Some(&id)),
         };
         hub.deliver_to_session(sender, &body);
     }
@@ -421,16 +422,8 @@ impl Cluster {
         };
         for (sender, id) in expired {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
-            if let Ok(id) = RawValue::from_string(id.into()) {
-                self.reply(
-                    &sender,
-                    &id,
-                    Some((
-                        "internal".into(),
-                        "cluster: no answer from the peer's node".into(),
-                    )),
-                );
-            }
+            let why = "cluster: no answer from the peer's node";
+            self.reply(&sender, &id, Some(("internal".into(), why.into())));
         }
         let window = self.settings.resume_window;
         lock(&self.tombstones).retain(|_, (_, at)| at.elapsed() < window);

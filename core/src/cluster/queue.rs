@@ -29,7 +29,7 @@ impl Op {
     fn weight(&self) -> usize {
         OP_OVERHEAD
             + match self {
-                Op::Deliver { delivery, .. } => delivery.b.len(),
+                Op::Deliver { record, .. } => record.len(),
                 Op::Publish { payload, .. } => payload.len(),
                 Op::Join(m) => m.m.as_ref().map_or(0, |m| m.get().len()),
                 _ => 0,

@@ -12,8 +12,8 @@ use tracing::warn;
 
 use serde_json::value::RawValue;
 
-use super::bundle::{self, DeliveryRef};
-use super::wire::{encode, Delivery, Inbox, Membership};
+use super::bundle::{self, DeliveryRef, Record};
+use super::wire::{encode, Inbox, Membership};
 use super::{keys, lock, Cluster, Op, HELD_PER_CLAIM};
 use crate::hub::Hub;
 use crate::protocol::LeaveReason;
@@ -141,7 +141,7 @@ pub(super) fn inbox(cluster: &Cluster, hub: &Hub, msg: Inbox) {
                 };
                 (code, message)
             });
-            cluster.answered(&s, &i, error);
+            cluster.answered(&s, i.get(), error);
         }
         Inbox::Release { s, by } => {
             if hub.release(&s, &by).is_some() {
@@ -176,14 +176,14 @@ pub(super) fn deliver(
     cluster: &Cluster,
     hub: &Hub,
     d: &DeliveryRef<'_>,
-    mut claims: std::sync::MutexGuard<'_, HashMap<Arc<str>, Vec<Delivery>>>,
+    mut claims: std::sync::MutexGuard<'_, HashMap<Arc<str>, Vec<Record>>>,
 ) {
     // The answer is given here unless a receiver of a unicast moved on (the
     // node it moved to answers).
     let mut answer_here = true;
     let mut took = false;
     for &sid in &d.t {
-        let single = || d.to_owned_for(vec![sid.into()], d.u);
+        let single = || d.record_for(std::iter::once(sid), d.u);
         if let Some(held) = claims.get_mut(sid) {
             if held.len() < HELD_PER_CLAIM {
                 held.push(single());
@@ -198,7 +198,7 @@ pub(super) fn deliver(
                 if let Some(node) = moved {
                     let _ = cluster.ops.try_send(Op::Deliver {
                         node,
-                        delivery: Box::new(single()),
+                        record: single(),
                     });
                     answer_here &= !d.u;
                 }

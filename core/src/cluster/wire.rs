@@ -139,24 +139,6 @@ pub(crate) enum Inbox {
     Replace { s: Arc<str> },
 }
 
-/// A relayed message on its way to the node of its receivers (sent in a bundle).
-#[derive(Debug, Clone)]
-pub(crate) struct Delivery {
-    /// Origin node (answers go there).
-    pub o: Arc<str>,
-    /// Room.
-    pub r: Arc<str>,
-    /// Target sessions.
-    pub t: Vec<Arc<str>>,
-    /// One receiver: a missing one is `peer-not-found`.
-    pub u: bool,
-    /// The message, a JSON object without `seq`, as the origin built it.
-    pub b: String,
-    /// The sender's session and message id, when it asked for an `ack`.
-    pub s: Option<Arc<str>>,
-    pub i: Option<Box<RawValue>>,
-}
-
 /// Serializes a message (only fails on non-string map keys, which these have none of).
 pub(crate) fn encode<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "{}".to_owned())

@@ -12,7 +12,8 @@ use redis::{RedisResult, Script, Value};
 use tokio::time::Instant;
 
 use super::mirror::Mirrors;
-use super::wire::{encode, Delivery, Membership};
+use super::bundle::Record;
+use super::wire::{encode, Membership};
 use super::{bundle, keys, Cluster, Op};
 
 /// Pause before re-sending to a node that is not listening but not expired.
@@ -26,7 +27,7 @@ pub(super) async fn write(
     batch: &mut Vec<Op>,
     held: &mut Held,
     mirrors: &mut Mirrors,
-    busy: bool,
+    idle: bool,
 ) -> RedisResult<()> {
     let node = &cluster.node;
     let mut pipe = redis::pipe();
@@ -123,12 +124,12 @@ pub(super) async fn write(
                     }));
                 n += 2;
             }
-            Op::Deliver { node: to, delivery } => {
+            Op::Deliver { node: to, record } => {
                 if held.holds(&to) {
-                    held.hold(&to, delivery);
+                    held.hold(&to, record);
                     continue;
                 }
-                bundles.add(to, delivery, &mut pipe, &mut n);
+                bundles.add(to, &record, &mut pipe, &mut n);
             }
             Op::Publish { channel, payload } => {
                 pipe.cmd("PUBLISH").arg(channel).arg(payload);
@@ -149,18 +150,19 @@ pub(super) async fn write(
         }
     }
     bundles.publish(&mut pipe, &mut n);
-    if mirrors.due(busy) {
+    if mirrors.due(idle) {
         mirrors.write_all(&mut pipe, &mut n);
     }
     if n > 0 {
         let results: Vec<RedisResult<Value>> = pipe.query_async(conn).await?;
-        for (i, to, deliveries) in bundles.published {
+        for (i, to, payload) in bundles.published {
             if let Some(Ok(Value::Int(0))) = results.get(i) {
                 // Nobody listened: each delivery, in order, is held or orphaned.
-                for delivery in deliveries {
+                for d in bundle::read(&payload).flatten() {
+                    let record = d.record_for(d.t.iter().copied(), true);
                     if held.holds(&to) {
-                        held.hold(&to, delivery);
-                    } else if let Orphan::Hold(rest) = orphan(cluster, conn, &to, delivery).await? {
+                        held.hold(&to, record);
+                    } else if let Orphan::Hold(rest) = orphan(cluster, conn, &to, record).await? {
                         held.hold(&to, rest);
                     }
                 }
@@ -171,37 +173,36 @@ pub(super) async fn write(
 }
 
 /// The deliveries of one batch, bundled per node (`bundle.rs`); each bundle is
-/// one `PUBLISH`. The deliveries are kept until the reply: a bundle nobody
-/// listened to is handled delivery by delivery.
+/// one `PUBLISH`. The bundles are kept until the reply: one nobody listened to
+/// is read back and handled delivery by delivery.
 #[derive(Default)]
 struct Bundles {
-    open: Vec<(Arc<str>, String, Vec<Box<Delivery>>)>,
-    /// (reply index, node, deliveries) of the bundles in the pipeline.
-    published: Vec<(usize, Arc<str>, Vec<Box<Delivery>>)>,
+    open: Vec<(Arc<str>, String)>,
+    /// (reply index, node, bundle) of the bundles in the pipeline.
+    published: Vec<(usize, Arc<str>, String)>,
 }
 
 impl Bundles {
-    fn add(&mut self, to: Arc<str>, d: Box<Delivery>, pipe: &mut redis::Pipeline, n: &mut usize) {
-        let at = match self.open.iter().position(|(node, ..)| *node == to) {
+    fn add(&mut self, to: Arc<str>, record: &Record, pipe: &mut redis::Pipeline, n: &mut usize) {
+        let at = match self.open.iter().position(|(node, _)| *node == to) {
             Some(at) => at,
             None => {
-                self.open.push((to, String::new(), Vec::new()));
+                self.open.push((to, String::new()));
                 self.open.len() - 1
             }
         };
-        let (_, payload, deliveries) = &mut self.open[at];
-        bundle::push(payload, &d);
-        deliveries.push(d);
+        let payload = &mut self.open[at].1;
+        record.push_to(payload);
         if payload.len() >= bundle::FLUSH_BYTES {
-            let (node, payload, deliveries) = self.open.swap_remove(at);
-            self.publish_one(node, payload, deliveries, pipe, n);
+            let (node, payload) = self.open.swap_remove(at);
+            self.publish_one(node, payload, pipe, n);
         }
     }
 
     /// Publishes every open bundle, at this point of the pipeline.
     fn publish(&mut self, pipe: &mut redis::Pipeline, n: &mut usize) {
-        for (node, payload, deliveries) in std::mem::take(&mut self.open) {
-            self.publish_one(node, payload, deliveries, pipe, n);
+        for (node, payload) in std::mem::take(&mut self.open) {
+            self.publish_one(node, payload, pipe, n);
         }
     }
 
@@ -209,12 +210,11 @@ impl Bundles {
         &mut self,
         node: Arc<str>,
         payload: String,
-        deliveries: Vec<Box<Delivery>>,
         pipe: &mut redis::Pipeline,
         n: &mut usize,
     ) {
-        pipe.cmd("PUBLISH").arg(keys::inbox(&node)).arg(payload);
-        self.published.push((*n, node, deliveries));
+        pipe.cmd("PUBLISH").arg(keys::inbox(&node)).arg(&payload);
+        self.published.push((*n, node, payload));
         *n += 1;
     }
 }
@@ -223,10 +223,10 @@ impl Bundles {
 async fn publish_single(
     conn: &mut MultiplexedConnection,
     node: &str,
-    d: &Delivery,
+    record: &Record,
 ) -> RedisResult<i64> {
     let mut payload = String::new();
-    bundle::push(&mut payload, d);
+    record.push_to(&mut payload);
     redis::cmd("PUBLISH")
         .arg(keys::inbox(node))
         .arg(payload)
@@ -240,10 +240,10 @@ async fn publish_single(
 /// for at most a node TTL. Everything for such a node queues behind them, so one
 /// sender's messages keep their order.
 #[derive(Debug, Default)]
-pub(super) struct Held(pub(super) HashMap<Arc<str>, (Instant, VecDeque<Box<Delivery>>)>);
+pub(super) struct Held(pub(super) HashMap<Arc<str>, (Instant, VecDeque<Record>)>);
 
 impl Held {
-    pub(super) fn hold(&mut self, node: &Arc<str>, d: Box<Delivery>) {
+    pub(super) fn hold(&mut self, node: &Arc<str>, d: Record) {
         self.0
             .entry(node.clone())
             .or_insert_with(|| (Instant::now(), VecDeque::new()))
@@ -260,7 +260,7 @@ impl Held {
 pub(super) enum Orphan {
     Done,
     /// Its node is silent but not expired: hold these targets (the rest is done).
-    Hold(Box<Delivery>),
+    Hold(Record),
 }
 
 /// A delivery that no node was subscribed for: its node drained or died. Each
@@ -271,17 +271,19 @@ pub(super) async fn orphan(
     cluster: &Arc<Cluster>,
     conn: &mut MultiplexedConnection,
     to: &Arc<str>,
-    mut d: Box<Delivery>,
+    record: Record,
 ) -> RedisResult<Orphan> {
+    let Some(d) = record.view() else {
+        return Ok(Orphan::Done);
+    };
     let script = Script::new(keys::BUFFER_ORPHAN);
     let mut accepted = 0usize;
     let mut redirected = false;
-    for k in 0..d.t.len() {
-        let sid = d.t[k].clone();
+    for (k, &sid) in d.t.iter().enumerate() {
         let r: Vec<Value> = script
-            .key(keys::session_meta(&sid))
-            .key(keys::session_replay(&sid))
-            .arg(&d.b)
+            .key(keys::session_meta(sid))
+            .key(keys::session_replay(sid))
+            .arg(d.b)
             .arg(cluster.settings.replay_messages)
             .invoke_async(conn)
             .await?;
@@ -295,29 +297,23 @@ pub(super) async fn orphan(
             }
             Some("live") => match value_str(r.get(1)) {
                 Some(owner) if *owner != **to => {
-                    // Claimed by another node meanwhile: follow it there.
-                    let mut moved = d.clone();
-                    moved.t = vec![sid];
-                    if d.u {
-                        redirected = true;
-                    } else {
-                        moved.s = None;
-                        moved.i = None;
-                    }
+                    // Claimed by another node meanwhile: follow it there (a
+                    // unicast is answered there).
+                    redirected |= d.u;
                     let _ = cluster.ops.try_send(Op::Deliver {
                         node: owner.into(),
-                        delivery: moved,
+                        record: d.record_for(std::iter::once(sid), d.u),
                     });
                 }
                 _ => {
-                    d.t.drain(..k);
-                    return Ok(Orphan::Hold(d));
+                    let rest = d.record_for(d.t[k..].iter().copied(), true);
+                    return Ok(Orphan::Hold(rest));
                 }
             },
             _ => {}
         }
     }
-    if let (Some(s), Some(i)) = (&d.s, &d.i) {
+    if let (Some(s), Some(i)) = (d.s, d.i) {
         if !redirected {
             let error = (d.u && accepted == 0).then(not_found_error);
             cluster.answered(s, i, error);
@@ -357,8 +353,8 @@ pub(super) async fn retry_held(
             held.0.insert(node, (since, queue));
             continue;
         }
-        for d in queue {
-            if let (Some(s), Some(i)) = (&d.s, &d.i) {
+        for record in queue {
+            if let Some((s, i)) = record.view().and_then(|d| d.s.zip(d.i)) {
                 cluster.stats.refused.fetch_add(1, Ordering::Relaxed);
                 let why = "cluster: the peer's node is not reachable".to_owned();
                 cluster.answered(s, i, Some(("internal".into(), why)));
