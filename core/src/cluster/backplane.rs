@@ -4,7 +4,6 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
-
 use super::bundle::Record;
 use super::{claim, keys, now_millis, wire, Cluster, LeaveReason, Op};
 use crate::hub::backplane::{Backplane, ClaimRequest, MemberRecord, NodeTargets, Unavailable};

@@ -229,7 +229,14 @@ mod tests {
     fn record(body: &str, targets: &[&str], reply: bool) -> Record {
         let reply = reply.then_some(("sess", "\"m-1\""));
         let u = targets.len() == 1;
-        Record::new("node-a", "room:1\n", targets.iter().copied(), u, reply, body)
+        Record::new(
+            "node-a",
+            "room:1\n",
+            targets.iter().copied(),
+            u,
+            reply,
+            body,
+        )
     }
 
     #[test]
@@ -255,7 +262,10 @@ mod tests {
         let one = got[1].record_for(["s3"].into_iter(), false);
         let one = one.view().unwrap();
         assert_eq!((one.t, one.s, one.b), (vec!["s3"], None, "{}"));
-        assert_eq!(got[0].record_for(["s1"].into_iter(), true).view(), Some(got[0].clone()));
+        assert_eq!(
+            got[0].record_for(["s1"].into_iter(), true).view(),
+            Some(got[0].clone())
+        );
     }
 
     #[test]

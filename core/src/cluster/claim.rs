@@ -65,7 +65,8 @@ pub(super) async fn claim(cluster: Arc<Cluster>, hub: Hub, request: ClaimRequest
             let held = lock(&cluster.claims).remove(&sid).unwrap_or_default();
             for record in held {
                 let Some(d) = record.view() else { continue };
-                if let (Some(s), Some(Ok(i))) = (d.s, d.i.map(|i| RawValue::from_string(i.into()))) {
+                if let (Some(s), Some(Ok(i))) = (d.s, d.i.map(|i| RawValue::from_string(i.into())))
+                {
                     cluster.queue(Op::Publish {
                         channel: keys::inbox(d.o),
                         payload: encode(&Inbox::Answer {

@@ -222,8 +222,10 @@ pub(super) async fn serve(
                 if let Err(e) = write(cluster, &mut conn, &mut batch, &mut held, &mut mirrors, false).await {
                     break format!("Redis write failed: {e}");
                 }
-                // Nothing else to write: the mirror's frames go now, not later.
-                if !mirrors.is_empty() && rx.is_empty() {
+                // Nothing else to write, at a slow pace: the mirror's frames go
+                // now, not later.
+                mirrors.note_ops(n);
+                if !mirrors.is_empty() && rx.is_empty() && !mirrors.busy() {
                     if let Err(e) = write(cluster, &mut conn, &mut batch, &mut held, &mut mirrors, true).await {
                         break format!("Redis write failed: {e}");
                     }

@@ -9,8 +9,9 @@
 //! taken from its replay buffer when written (so frames acknowledged meanwhile
 //! are never written; what waits here is a weak pointer, the bytes stay counted
 //! in the session's own bounded buffer). When the writer has nothing else to
-//! write, the frames go at once, as before; only while other operations keep it
-//! busy do they wait, for at most [`MIRROR_DELAY`]. So
+//! write and operations come slowly, the frames go at once, as before; only
+//! while operations come fast (over [`BUSY_OPS`] per 10 ms) do they wait, for at
+//! most [`MIRROR_DELAY`]. So
 //! after a crash the frames missing from Redis are at most that old (a resume
 //! that needs them gets `resume-failed`, never a silent gap). A session's frames
 //! are written before anything that lets another node read its stream (it goes
@@ -28,7 +29,12 @@ use crate::protocol::frame::push_u64;
 use crate::protocol::Frame;
 
 /// How long frames may wait while the writer is busy.
-pub(super) const MIRROR_DELAY: Duration = Duration::from_millis(20);
+pub(super) const MIRROR_DELAY: Duration = Duration::from_millis(50);
+
+/// The writer counts as busy from this many operations per [`PACE_WINDOW`]
+/// (6 400 a second): below it, writing the frames at once costs little.
+const BUSY_OPS: usize = 64;
+const PACE_WINDOW: Duration = Duration::from_millis(10);
 
 /// The sessions whose frames wait to be written.
 #[derive(Debug, Default)]
@@ -36,6 +42,8 @@ pub(super) struct Mirrors {
     due: HashMap<Arc<str>, Weak<Session>>,
     /// When the oldest of them came.
     since: Option<Instant>,
+    /// Operations the writer took in the current window, and in the one before.
+    pace: Option<(Instant, usize, usize)>,
 }
 
 impl Mirrors {
@@ -46,6 +54,24 @@ impl Mirrors {
         };
         self.since.get_or_insert_with(Instant::now);
         self.due.insert(s.id.clone(), session);
+    }
+
+    /// The writer took `n` operations.
+    pub(super) fn note_ops(&mut self, n: usize) {
+        let now = Instant::now();
+        let (start, current, previous) = self.pace.get_or_insert((now, 0, 0));
+        if now >= *start + PACE_WINDOW * 2 {
+            (*start, *current, *previous) = (now, 0, 0);
+        } else if now >= *start + PACE_WINDOW {
+            (*start, *current, *previous) = (*start + PACE_WINDOW, 0, *current);
+        }
+        *current += n;
+    }
+
+    /// Whether operations come fast enough that the frames should gather.
+    pub(super) fn busy(&self) -> bool {
+        self.pace
+            .is_some_and(|(_, current, previous)| current.max(previous) >= BUSY_OPS)
     }
 
     /// Writes one session's frames into `pipe` now (before its stream may be
@@ -69,7 +95,8 @@ impl Mirrors {
 
     /// Forgets the waiting sessions (a resync writes every stream from memory).
     pub(super) fn clear(&mut self) {
-        *self = Mirrors::default();
+        self.due.clear();
+        self.since = None;
     }
 
     /// When the waiting frames must be written at the latest.
@@ -153,12 +180,29 @@ pub(super) fn decode_group(mut group: &str) -> Option<Vec<(u64, Frame)>> {
 mod tests {
     use super::*;
 
+    #[tokio::test(start_paused = true)]
+    async fn frames_gather_only_while_operations_come_fast() {
+        let mut m = Mirrors::default();
+        assert!(!m.busy());
+        m.note_ops(BUSY_OPS - 1);
+        assert!(!m.busy(), "a slow writer writes frames at once");
+        m.note_ops(1);
+        assert!(m.busy());
+        tokio::time::advance(PACE_WINDOW).await;
+        m.note_ops(1);
+        assert!(m.busy(), "the last full window still counts");
+        tokio::time::advance(PACE_WINDOW * 2).await;
+        m.note_ops(1);
+        assert!(!m.busy(), "a quiet spell ends it");
+    }
+
     #[test]
     fn a_group_comes_back_as_it_went_and_garbage_is_refused() {
-        let frames: Vec<(u64, Frame)> = [(7, "{\"seq\":7,\"a\":\"x:y\"}"), (8, "{\"seq\":8,\"é\":1}")]
-            .into_iter()
-            .map(|(s, f)| (s, Frame::from(f.to_owned())))
-            .collect();
+        let frames: Vec<(u64, Frame)> =
+            [(7, "{\"seq\":7,\"a\":\"x:y\"}"), (8, "{\"seq\":8,\"é\":1}")]
+                .into_iter()
+                .map(|(s, f)| (s, Frame::from(f.to_owned())))
+                .collect();
         let group = encode_group(&frames);
         let back = decode_group(&group).unwrap();
         assert_eq!(back.len(), 2);
@@ -167,7 +211,10 @@ mod tests {
         }
         for cut in 1..group.len() {
             if let Some(part) = group.get(..cut) {
-                assert!(decode_group(part).map_or(true, |f| f.len() < 2), "cut at {cut}");
+                assert!(
+                    decode_group(part).map_or(true, |f| f.len() < 2),
+                    "cut at {cut}"
+                );
             }
         }
         assert!(decode_group("1:99:{}").is_none());

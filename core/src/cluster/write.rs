@@ -11,8 +11,8 @@ use redis::aio::MultiplexedConnection;
 use redis::{RedisResult, Script, Value};
 use tokio::time::Instant;
 
-use super::mirror::Mirrors;
 use super::bundle::Record;
+use super::mirror::Mirrors;
 use super::wire::{encode, Membership};
 use super::{bundle, keys, Cluster, Op};
 
