@@ -11,8 +11,11 @@
 //!   connection, and each node reads both channels on one subscriber connection:
 //!   Redis keeps the order of one connection's `PUBLISH`es to a subscriber, so one
 //!   sender's messages reach a receiver in order, and a `user-joined` precedes the
-//!   newcomer's first offer. Pub/sub keeps nothing: what could be lost (a node that
-//!   is not subscribed, Redis down) is made visible by the answers below instead.
+//!   newcomer's first offer. The deliveries a batch of the writer has for one node
+//!   travel as one `PUBLISH` of a bundle of length-prefixed records (`bundle.rs`),
+//!   neither validated nor escaped between nodes. Pub/sub keeps nothing: what could
+//!   be lost (a node that is not subscribed, Redis down) is made visible by the
+//!   answers below instead.
 //! - **`ack` after the owning node accepted**: a message with an `id` for a peer on
 //!   another node is answered there (`a` on the origin's inbox) once it entered the
 //!   receiver's session (delivered or buffered); only then does the sender get its
@@ -29,9 +32,11 @@
 //! - **Node liveness**: `sb:node:{id}` with a TTL, refreshed every heartbeat. A node
 //!   whose key expired is reaped by one survivor (lock `sb:reap:{id}`): each of its
 //!   sessions that no other node claimed meanwhile ends (`user-left` `timeout`).
-//! - **Sessions reachable from any node**: every frame a session buffers is mirrored
-//!   to the stream `sb:r:{session}` (entry id = its `seq`, trimmed with `MINID` to
-//!   exactly the in-memory replay buffer), next to `sb:s:{session}` (resume token,
+//! - **Sessions reachable from any node**: the frames a session buffers are mirrored
+//!   to the stream `sb:r:{session}` (one entry per write, id = its last `seq`,
+//!   trimmed with `MINID ~` below the in-memory replay buffer; written behind,
+//!   `mirror.rs`: at once at a slow pace, within 50 ms under load, always before
+//!   the session can be claimed elsewhere), next to `sb:s:{session}` (resume token,
 //!   owner, `away_until`). A `resume` for a session this node does not have claims
 //!   it with one atomic script: from a live owner it first asks for a hand-over
 //!   (`rel`/`reld`: the owner closes the old connection with 4409 and flushes), from
