@@ -27,16 +27,9 @@ pub(crate) trait ReplayMirror: Send + Sync + std::fmt::Debug {
     fn frames_buffered(&self, session: &Weak<Session>);
 }
 
-/// A session's link to the mirror.
-#[derive(Debug)]
-struct MirrorLink {
-    session: Weak<Session>,
-    mirror: Arc<dyn ReplayMirror>,
-    /// Every frame up to this seq was copied (or never needs to be).
-    copied_to: u64,
-    /// The mirror was told of frames it has not taken yet.
-    told: bool,
-}
+#[path = "session_mirror.rs"]
+mod mirror;
+use mirror::MirrorLink;
 
 /// Bounds of the replay buffer.
 #[derive(Debug, Clone, Copy)]
@@ -128,24 +121,6 @@ impl Session {
     pub(crate) fn deliver(&self, body: &str) -> Option<u64> {
         self.lock().deliver(body)
     }
-
-    /// The buffered frames the mirror has not copied yet, with the buffer's
-    /// first seq (the mirror trims below it); they count as copied from now on.
-    pub(crate) fn take_unmirrored(&self) -> (u64, Vec<(u64, Frame)>) {
-        let mut st = self.lock();
-        let (first, next) = (st.first_seq, st.next_seq);
-        let Some(link) = st.mirror.as_mut() else {
-            return (first, Vec::new());
-        };
-        link.told = false;
-        let from = link.copied_to.max(first - 1);
-        link.copied_to = next - 1;
-        let skip = (from + 1 - first) as usize;
-        let frames = (from + 1..)
-            .zip(st.replay.iter().skip(skip).cloned())
-            .collect();
-        (first, frames)
-    }
 }
 
 /// Queues `resumed` and then the replayed frames on `outbox`; returns how many
@@ -231,17 +206,6 @@ impl SessionState {
         }
     }
 
-    /// Mirrors every frame buffered from now on to the cluster (those buffered
-    /// before are there already, or were never to be).
-    pub(crate) fn set_mirror(&mut self, session: Weak<Session>, mirror: Arc<dyn ReplayMirror>) {
-        self.mirror = Some(MirrorLink {
-            session,
-            mirror,
-            copied_to: self.next_seq - 1,
-            told: false,
-        });
-    }
-
     /// The state of a session read back from the cluster: the next seq, the
     /// buffered frames (oldest first, trimmed to the bounds) and the answered ids.
     pub(crate) fn restore(&mut self, next_seq: u64, frames: Vec<(u64, Frame)>, seen: &[String]) {
@@ -257,18 +221,6 @@ impl SessionState {
         for id in seen {
             self.remember_id(id);
         }
-    }
-
-    /// The buffered frames with their seqs, for a cluster resync that writes
-    /// them all: the mirror has nothing left to copy.
-    pub(crate) fn frames_for_resync(&mut self) -> Vec<(u64, Frame)> {
-        if let Some(link) = &mut self.mirror {
-            link.copied_to = self.next_seq - 1;
-            link.told = false;
-        }
-        (self.first_seq..)
-            .zip(self.replay.iter().cloned())
-            .collect()
     }
 
     /// Cumulative acknowledgement: frees every buffered message up to `seq`.
