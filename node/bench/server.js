@@ -1,6 +1,6 @@
 // The Node-hosted Switchboard for switchboard-bench: the Rust server started
 // from Node with one `on('offer')` listener (so hub events cross into JS),
-// limits off as for the CLI under load. Prints `listening on ws://…` for the
+// limits off as for the CLI under load (the bench connects from one IP). Prints `listening on ws://…` for the
 // bench. Usage: node node/bench/server.js [--listen 127.0.0.1:0]
 'use strict';
 
@@ -15,6 +15,9 @@ const listen = i > 0 ? process.argv[i + 1] : '127.0.0.1:0';
     path: '/ws',
     rateLimitRps: 0,
     maxConnsPerIp: 0,
+    connRatePerIp: 0,
+    maxPendingPerIp: 0,
+    maxConns: 0,
     allowedOrigins: ['http://127.0.0.1'],
   });
   let offers = 0;

@@ -24,6 +24,9 @@ async def main(listen: str) -> None:
         # from one IP: the same settings as the bench's default server command.
         rate_limit_rps=0,
         max_conns_per_ip=0,
+        conn_rate_per_ip=0,
+        max_pending_per_ip=0,
+        max_conns=0,
     )
     offers = 0
 
