@@ -12,9 +12,11 @@ use crate::{instructions, limit, wait_for_quiet, Bench, ServerKind};
 impl Bench<'_> {
     /// Every figure of the issue, each against the servers it compares.
     pub(crate) fn floor(&mut self) {
-        use ServerKind::{Bare, Cluster, Node, Reference, Switchboard};
+        use ServerKind::{
+            Bare, Cluster, Node, NodeHost, PythonHost, PythonWebsockets, Reference, Switchboard,
+        };
         type Step<'s, 'b> = (&'s [ServerKind], fn(&mut Bench<'b>));
-        let steps: [Step<'_, '_>; 7] = [
+        let steps: [Step<'_, '_>; 9] = [
             (&[Switchboard, Bare, Reference, Node], |b| b.relay(50, 4)),
             (&[Switchboard, Bare], |b| b.relay(1, 1)),
             (&[Bare, Switchboard], |b| {
@@ -24,6 +26,14 @@ impl Bench<'_> {
             (&[Switchboard, Bare], |b| b.idle_all(0)),
             (&[Switchboard, Bare], |b| b.idle_all(4000)),
             (&[Switchboard], |b| b.limit(19_500)),
+            // The hosts against their language's usual server (skipped, and
+            // said so, where the package or the venv is not built).
+            (&[NodeHost, Node], |b| b.relay(50, 1)),
+            (&[PythonHost, PythonWebsockets], |b| {
+                for window in [1, 4, 8] {
+                    b.relay(50, window);
+                }
+            }),
         ];
         for (servers, step) in steps {
             self.servers = servers.to_vec();

@@ -128,6 +128,14 @@ pub(crate) enum ServerKind {
     /// redis-server (--redis-cmd), all on the server core; relay pairs are split
     /// across them (A on one node, B on the other). Relay only.
     Cluster,
+    /// Switchboard hosted by Node with an event listener (node/bench/server.js;
+    /// needs the built package: cd node && npm install).
+    NodeHost,
+    /// Switchboard hosted by Python's asyncio with a handler (python/bench/server.py,
+    /// run by --python).
+    PythonHost,
+    /// The pure-Python relay on `websockets` (python/bench/ws_relay.py, run by --python).
+    PythonWebsockets,
 }
 
 impl ServerKind {
@@ -139,6 +147,9 @@ impl ServerKind {
             ServerKind::Node => "node-ws",
             ServerKind::SwitchboardMsgpack => "switchboard-msgpack",
             ServerKind::Cluster => "cluster-2-nodes",
+            ServerKind::NodeHost => "node-host",
+            ServerKind::PythonHost => "python-host",
+            ServerKind::PythonWebsockets => "python-websockets",
         }
     }
 }
@@ -155,6 +166,10 @@ struct Opts {
     /// Command line of the Node `ws` reference.
     #[arg(long, global = true, default_value = DEFAULT_NODE_CMD)]
     node_cmd: String,
+    /// The Python that runs `python-host` and `python-websockets` (with the
+    /// `switchboard-signaling` wheel and `websockets` installed).
+    #[arg(long, global = true, default_value = "target/py-venv/bin/python")]
+    python: String,
     /// Command line of the Redis behind `cluster` runs (`--port` and friends are added).
     #[arg(long, global = true, default_value = "redis-server")]
     redis_cmd: String,
@@ -426,6 +441,13 @@ impl Bench<'_> {
             ServerKind::Reference => self.reference_cmd.clone(),
             ServerKind::Bare => format!("{} bare-server --listen 127.0.0.1:0", self.exe),
             ServerKind::Node => self.opts.node_cmd.clone(),
+            ServerKind::NodeHost => "node node/bench/server.js".into(),
+            ServerKind::PythonHost => {
+                format!("{} python/bench/server.py --listen 127.0.0.1:0", self.opts.python)
+            }
+            ServerKind::PythonWebsockets => {
+                format!("{} python/bench/ws_relay.py --listen 127.0.0.1:0", self.opts.python)
+            }
         }
     }
 
