@@ -443,10 +443,16 @@ impl Bench<'_> {
             ServerKind::Node => self.opts.node_cmd.clone(),
             ServerKind::NodeHost => "node node/bench/server.js".into(),
             ServerKind::PythonHost => {
-                format!("{} python/bench/server.py --listen 127.0.0.1:0", self.opts.python)
+                format!(
+                    "{} python/bench/server.py --listen 127.0.0.1:0",
+                    self.opts.python
+                )
             }
             ServerKind::PythonWebsockets => {
-                format!("{} python/bench/ws_relay.py --listen 127.0.0.1:0", self.opts.python)
+                format!(
+                    "{} python/bench/ws_relay.py --listen 127.0.0.1:0",
+                    self.opts.python
+                )
             }
         }
     }

@@ -212,7 +212,7 @@ mod tests {
         for cut in 1..group.len() {
             if let Some(part) = group.get(..cut) {
                 assert!(
-                    decode_group(part).map_or(true, |f| f.len() < 2),
+                    decode_group(part).is_none_or(|f| f.len() < 2),
                     "cut at {cut}"
                 );
             }
