@@ -11,7 +11,11 @@ use crate::hub::{ReplayMirror, Session};
 
 impl ReplayMirror for Cluster {
     fn frames_buffered(&self, session: &Weak<Session>) {
-        self.queue(Op::Mirror(session.clone()));
+        // Held strongly until written: a session handed over or closed meanwhile
+        // must still give up its frames (before `Owner`), or be forgotten (`Close`).
+        if let Some(session) = session.upgrade() {
+            self.queue(Op::Mirror(session));
+        }
     }
 }
 

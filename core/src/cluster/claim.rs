@@ -153,9 +153,12 @@ pub(super) async fn read_claimed(
             let (name, value) = (value_str(fields.first()), value_str(fields.get(1)));
             match (name.as_deref(), value) {
                 (Some("f"), Some(text)) => frames.push((seq, Frame::from(text))),
+                // A group ends at its entry's id, or it is not one of ours.
                 (Some("g"), Some(group)) => match decode_group(&group) {
-                    Some(group) => frames.extend(group),
-                    None => warn!(session = %sid, "cluster: unreadable replay group; skipped"),
+                    Some(group) if group.last().is_some_and(|(s, _)| *s == seq) => {
+                        frames.extend(group)
+                    }
+                    _ => warn!(session = %sid, "cluster: unreadable replay group; skipped"),
                 },
                 _ => {}
             }

@@ -203,8 +203,9 @@ pub(super) async fn serve(
     let mut mirrors = Mirrors::default();
     let reason = loop {
         if cluster.needs_resync.swap(false, Ordering::AcqRel) {
-            // The resync writes every stream from memory.
-            mirrors.clear();
+            // The resync writes every local stream from memory (and marks its
+            // frames written); sessions waiting here keep only what came after,
+            // and handed-over ones still give theirs before `Owner`.
             if let Err(e) = resync(cluster, &mut conn).await {
                 break format!("resync failed: {e}");
             }

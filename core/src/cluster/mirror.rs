@@ -7,8 +7,9 @@
 //! a reply on the writer, an operation per frame on the queue). Now a session
 //! queues one operation when it first has frames to copy, and the frames are
 //! taken from its replay buffer when written (so frames acknowledged meanwhile
-//! are never written; what waits here is a weak pointer, the bytes stay counted
-//! in the session's own bounded buffer). When the writer has nothing else to
+//! are never written; what waits here is a pointer to the session, one per
+//! session for at most [`MIRROR_DELAY`], and the bytes stay counted in the
+//! session's own bounded buffer). When the writer has nothing else to
 //! write and operations come slowly, the frames go at once, as before; only
 //! while operations come fast (over [`BUSY_OPS`] per 10 ms) do they wait, for at
 //! most [`MIRROR_DELAY`]. So
@@ -18,7 +19,7 @@
 //! away, or is handed over).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -39,7 +40,7 @@ const PACE_WINDOW: Duration = Duration::from_millis(10);
 /// The sessions whose frames wait to be written.
 #[derive(Debug, Default)]
 pub(super) struct Mirrors {
-    due: HashMap<Arc<str>, Weak<Session>>,
+    due: HashMap<Arc<str>, Arc<Session>>,
     /// When the oldest of them came.
     since: Option<Instant>,
     /// Operations the writer took in the current window, and in the one before.
@@ -48,12 +49,18 @@ pub(super) struct Mirrors {
 
 impl Mirrors {
     /// `session` has frames to write.
-    pub(super) fn add(&mut self, session: Weak<Session>) {
-        let Some(s) = session.upgrade() else {
-            return;
-        };
+    pub(super) fn add(&mut self, session: Arc<Session>) {
         self.since.get_or_insert_with(Instant::now);
-        self.due.insert(s.id.clone(), session);
+        self.due.insert(session.id.clone(), session);
+    }
+
+    /// Forgets a session's frames: it ended and its stream is deleted (a write
+    /// after that would create the stream again, with nothing to delete it).
+    pub(super) fn forget(&mut self, sid: &str) {
+        self.due.remove(sid);
+        if self.due.is_empty() {
+            self.since = None;
+        }
     }
 
     /// The writer took `n` operations.
@@ -93,12 +100,6 @@ impl Mirrors {
         self.since = None;
     }
 
-    /// Forgets the waiting sessions (a resync writes every stream from memory).
-    pub(super) fn clear(&mut self) {
-        self.due.clear();
-        self.since = None;
-    }
-
     /// When the waiting frames must be written at the latest.
     pub(super) fn deadline(&self) -> Option<Instant> {
         self.since.map(|t| t + MIRROR_DELAY)
@@ -116,10 +117,7 @@ impl Mirrors {
 }
 
 /// Takes a session's frames not yet written; returns the commands added (0 or 1).
-fn write(pipe: &mut redis::Pipeline, session: &Weak<Session>) -> usize {
-    let Some(session) = session.upgrade() else {
-        return 0;
-    };
+fn write(pipe: &mut redis::Pipeline, session: &Session) -> usize {
     let (first_seq, frames) = session.take_unmirrored();
     xadd(pipe, &session.id, first_seq, &frames)
 }
@@ -166,8 +164,11 @@ pub(super) fn decode_group(mut group: &str) -> Option<Vec<(u64, Frame)>> {
         *rest = tail;
         n.parse().ok()
     };
+    let mut last = 0;
     while !group.is_empty() {
-        let seq = number(&mut group)?;
+        // Seqs start at 1 and increase: anything else is not a group of ours.
+        let seq = number(&mut group).filter(|&s| s > last)?;
+        last = seq;
         let len = usize::try_from(number(&mut group)?).ok()?;
         let frame = group.get(..len)?;
         group = &group[len..];
@@ -219,5 +220,7 @@ mod tests {
         }
         assert!(decode_group("1:99:{}").is_none());
         assert!(decode_group("x:2:{}").is_none());
+        assert!(decode_group("0:2:{}").is_none(), "seqs start at 1");
+        assert!(decode_group("5:2:{}5:2:{}").is_none(), "seqs increase");
     }
 }

@@ -167,7 +167,7 @@ enum Op {
         token: Arc<str>,
     },
     /// The session has frames to mirror (taken from it when written).
-    Mirror(std::sync::Weak<crate::hub::Session>),
+    Mirror(Arc<crate::hub::Session>),
     Away {
         sid: Arc<str>,
         until: Option<u64>,

@@ -85,6 +85,7 @@ pub(super) async fn write(
                 n += 1;
             }
             Op::Close { sid } => {
+                mirrors.forget(&sid);
                 pipe.cmd("DEL")
                     .arg(keys::session_meta(&sid))
                     .arg(keys::session_replay(&sid));

@@ -27,7 +27,7 @@ impl Session {
             return (first, Vec::new());
         };
         link.told = false;
-        let from = link.copied_to.max(first - 1);
+        let from = link.copied_to.max(first.saturating_sub(1));
         link.copied_to = next - 1;
         let skip = (from + 1 - first) as usize;
         let frames = (from + 1..)
