@@ -12,11 +12,10 @@
 //! session's own bounded buffer). When the writer has nothing else to
 //! write and operations come slowly, the frames go at once, as before; only
 //! while operations come fast (over [`BUSY_OPS`] per 10 ms) do they wait, for at
-//! most [`MIRROR_DELAY`]. So
-//! after a crash the frames missing from Redis are at most that old (a resume
-//! that needs them gets `resume-failed`, never a silent gap). A session's frames
-//! are written before anything that lets another node read its stream (it goes
-//! away, or is handed over).
+//! most [`MIRROR_DELAY`]. So after a crash the frames missing from Redis are at
+//! most that old (what that means for a resume: `docs/CLUSTER.md`, "Known
+//! limits"). A session's frames are written before anything that lets another
+//! node read its stream (it goes away, or is handed over).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -57,10 +56,15 @@ impl Mirrors {
     /// Forgets a session's frames: it ended and its stream is deleted (a write
     /// after that would create the stream again, with nothing to delete it).
     pub(super) fn forget(&mut self, sid: &str) {
-        self.due.remove(sid);
+        self.take(sid);
+    }
+
+    fn take(&mut self, sid: &str) -> Option<Arc<Session>> {
+        let session = self.due.remove(sid);
         if self.due.is_empty() {
             self.since = None;
         }
+        session
     }
 
     /// The writer took `n` operations.
@@ -84,11 +88,8 @@ impl Mirrors {
     /// Writes one session's frames into `pipe` now (before its stream may be
     /// read elsewhere).
     pub(super) fn write_session(&mut self, sid: &str, pipe: &mut redis::Pipeline, n: &mut usize) {
-        if let Some(session) = self.due.remove(sid) {
+        if let Some(session) = self.take(sid) {
             *n += write(pipe, &session);
-            if self.due.is_empty() {
-                self.since = None;
-            }
         }
     }
 
