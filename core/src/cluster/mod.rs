@@ -78,7 +78,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::value::RawValue;
+use crate::protocol::json::Raw;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::info;
 
@@ -400,12 +400,12 @@ impl Cluster {
 
     /// The sender's `ack`, or its `error` with `ref`.
     fn reply(&self, sender: &str, id: &str, error: Option<(String, String)>) {
-        let (Some(hub), Ok(id)) = (self.hub.upgrade(), RawValue::from_string(id.to_owned())) else {
+        let (Some(hub), Ok(id)) = (self.hub.upgrade(), Raw::parse(id)) else {
             return;
         };
         let body = match error {
-            None => outbound::ack(&id),
-            Some((code, message)) => outbound::error(&code, &message, Some(&id)),
+            None => outbound::ack(id),
+            Some((code, message)) => outbound::error(&code, &message, Some(id)),
         };
         hub.deliver_to_session(sender, &body);
     }

@@ -469,9 +469,23 @@ impl Metrics {
 /// bytes are searched. `""` when not found.
 fn frame_type(frame: &str) -> &str {
     const KEY: &str = "\"type\":\"";
-    let head = &frame.as_bytes()[..frame.len().min(96)];
-    let Some(at) = head.windows(KEY.len()).position(|w| w == KEY.as_bytes()) else {
-        return "";
+    let b = frame.as_bytes();
+    // The server's own frames start `{"seq":N,"type":"` or `{"type":"`.
+    let mut after_seq = 1;
+    if b.starts_with(b"{\"seq\":") {
+        after_seq = 7 + b[7..].iter().take_while(|d| d.is_ascii_digit()).count() + 1;
+    }
+    let at = if b
+        .get(after_seq..)
+        .is_some_and(|rest| rest.starts_with(KEY.as_bytes()))
+    {
+        after_seq
+    } else {
+        let head = &b[..b.len().min(96)];
+        match head.windows(KEY.len()).position(|w| w == KEY.as_bytes()) {
+            Some(at) => at,
+            None => return "",
+        }
     };
     let rest = &frame[at + KEY.len()..];
     rest.find('"').map_or("", |end| &rest[..end])

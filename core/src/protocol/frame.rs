@@ -1,6 +1,6 @@
 //! Building server frames: a tiny JSON object writer, and the per-receiver `seq` stamp.
 
-use serde_json::value::RawValue;
+use super::json::{needs_no_escape, Raw};
 
 /// A text frame ready for the wire: cheap to clone (reference-counted), valid UTF-8.
 pub type Frame = tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -76,7 +76,7 @@ impl ObjectWriter {
     }
 
     /// Adds a field with a raw JSON value taken from a parsed client message.
-    pub fn raw_value(&mut self, key: &str, value: &RawValue) -> &mut Self {
+    pub fn raw_value(&mut self, key: &str, value: Raw<'_>) -> &mut Self {
         self.raw(key, value.get())
     }
 
@@ -106,7 +106,7 @@ pub(crate) fn push_json_str(buf: &mut String, s: &str) {
     buf.push('"');
     let bytes = s.as_bytes();
     // Ids, keys and types almost never need escaping.
-    if bytes.iter().all(|&b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if needs_no_escape(s) {
         buf.push_str(s);
         buf.push('"');
         return;

@@ -2,73 +2,23 @@
 //! JSON slices, only the fields the server routes on are decoded.
 
 use std::borrow::Cow;
-use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
-use serde_json::value::RawValue;
-
-use super::scan::{flaw, Flaw, MAX_NESTING};
+pub use super::json::Key;
+use super::json::{self, JsonError, Raw};
 use crate::error::ErrorCode;
 use crate::event::EVENT_NAMES;
 
 /// Longest accepted room id, user id, session id or token field, in bytes.
 pub(crate) const MAX_ID_LEN: usize = 256;
 
-/// A JSON object key or string value: borrowed from the frame unless it had escapes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Key<'a>(pub Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Key(Cow::Owned(v.to_owned())))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-                Ok(Key(Cow::Owned(v)))
-            }
-        }
-        d.deserialize_str(KeyVisitor)
-    }
-}
-
 /// The top-level fields of a JSON object, in frame order, values as raw JSON.
 #[derive(Debug, Default)]
-pub struct Entries<'a>(pub Vec<(Key<'a>, &'a RawValue)>);
-
-impl<'de> Deserialize<'de> for Entries<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct EntriesVisitor;
-        impl<'de> Visitor<'de> for EntriesVisitor {
-            type Value = Entries<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(6));
-                while let Some(key) = map.next_key::<Key<'de>>()? {
-                    let value: &'de RawValue = map.next_value()?;
-                    entries.push((key, value));
-                }
-                Ok(Entries(entries))
-            }
-        }
-        d.deserialize_map(EntriesVisitor)
-    }
-}
+pub struct Entries<'a>(pub Vec<(Key<'a>, Raw<'a>)>);
 
 impl<'a> Entries<'a> {
     /// The raw value of `name`; an error when the key appears more than once,
     /// because the server must not guess which one a client meant.
-    pub fn unique(&self, name: &str) -> Result<Option<&'a RawValue>, String> {
+    pub fn unique(&self, name: &str) -> Result<Option<Raw<'a>>, String> {
         let mut found = None;
         for (k, v) in &self.0 {
             if k.0 == name {
@@ -81,9 +31,10 @@ impl<'a> Entries<'a> {
         Ok(found)
     }
 
-    /// Parses the object text of a whole frame.
-    pub fn parse(text: &'a str) -> Result<Entries<'a>, serde_json::Error> {
-        serde_json::from_str(text)
+    /// Parses the object text of a whole frame (one pass: the whole frame is
+    /// checked, see [`json`]).
+    pub fn parse(text: &'a str) -> Result<Entries<'a>, JsonError> {
+        json::object(text).map(Entries)
     }
 }
 
@@ -211,7 +162,7 @@ pub struct ClientMessage<'a> {
     /// The `type` as sent (an app type's own name; the canonical name otherwise).
     pub type_name: Cow<'a, str>,
     /// The client's `id`, raw (a JSON string or number), echoed in `ack`/`error.ref`.
-    pub id: Option<&'a RawValue>,
+    pub id: Option<Raw<'a>>,
     /// `roomId`, when sent: the room a room-scoped message is about.
     pub room_id: Option<Cow<'a, str>>,
     /// `to`, when sent: the user id of the peer a relayed message is for.
@@ -230,7 +181,7 @@ pub struct ParseError<'a> {
     /// Why, for humans: the `error.message` text.
     pub message: String,
     /// The frame's `id`, raw, to echo as `error.ref`.
-    pub id: Option<&'a RawValue>,
+    pub id: Option<Raw<'a>>,
 }
 
 impl<'a> ClientMessage<'a> {
@@ -238,28 +189,17 @@ impl<'a> ClientMessage<'a> {
     pub fn str_field(&self, name: &str) -> Result<Option<Cow<'a, str>>, String> {
         match self.entries.unique(name)? {
             None => Ok(None),
-            Some(raw) => as_string(raw)
+            Some(raw) => raw
+                .as_str()
                 .map(Some)
                 .ok_or_else(|| format!("`{name}` must be a string")),
         }
     }
 
     /// A raw field, `None` when absent.
-    pub fn raw_field(&self, name: &str) -> Result<Option<&'a RawValue>, String> {
+    pub fn raw_field(&self, name: &str) -> Result<Option<Raw<'a>>, String> {
         self.entries.unique(name)
     }
-}
-
-/// Decodes a raw JSON string value.
-pub(crate) fn as_string(raw: &RawValue) -> Option<Cow<'_, str>> {
-    if !raw.get().starts_with('"') {
-        return None;
-    }
-    serde_json::from_str::<Key<'_>>(raw.get()).ok().map(|k| k.0)
-}
-
-fn as_u64(raw: &RawValue) -> Option<u64> {
-    serde_json::from_str::<u64>(raw.get()).ok()
 }
 
 fn id_like(s: &str, name: &str) -> Result<(), String> {
@@ -282,39 +222,14 @@ pub fn parse_client_message_with<'a>(
     text: &'a str,
     app_types: &AppTypes,
 ) -> Result<ClientMessage<'a>, ParseError<'a>> {
-    let entries = Entries::parse(text).map_err(|e| {
-        let code = if e.is_data() {
-            ErrorCode::InvalidMessage
-        } else {
-            ErrorCode::InvalidJson
-        };
-        let message = if e.is_data() {
-            "a message must be a JSON object".to_owned()
-        } else {
-            format!("the frame is not valid JSON ({e})")
-        };
-        ParseError {
-            code,
-            message,
-            id: None,
-        }
+    let entries = Entries::parse(text).map_err(|e| ParseError {
+        code: match e {
+            JsonError::NotAnObject => ErrorCode::InvalidMessage,
+            _ => ErrorCode::InvalidJson,
+        },
+        message: e.to_string(),
+        id: None,
     })?;
-    // Values the server does not decode are only scanned, and that scan lets a
-    // lone UTF-16 surrogate escape through; forwarded, it would break every
-    // strict JSON parser on the receiving side (found by fuzzing).
-    if let Some(flaw) = flaw(text) {
-        let message = match flaw {
-            Flaw::LoneSurrogate => {
-                "the frame is not valid JSON (a \\u escape is a lone surrogate)".to_owned()
-            }
-            Flaw::TooDeep => format!("the frame nests deeper than {MAX_NESTING} levels"),
-        };
-        return Err(ParseError {
-            code: ErrorCode::InvalidJson,
-            message,
-            id: None,
-        });
-    }
     let invalid = |message: String, id| ParseError {
         code: ErrorCode::InvalidMessage,
         message,
@@ -346,7 +261,7 @@ pub fn parse_client_message_with<'a>(
         None => None,
     };
     let kind_raw = entries.unique("type").map_err(|m| invalid(m, id))?;
-    let kind_str = match kind_raw.and_then(as_string) {
+    let kind_str = match kind_raw.and_then(Raw::as_str) {
         Some(s) => s,
         None => return Err(invalid("`type` must be a string".to_owned(), id)),
     };
@@ -435,7 +350,7 @@ fn validate(msg: &mut ClientMessage<'_>) -> Result<(), String> {
         }
         MsgType::Leave | MsgType::Ping | MsgType::App => {}
         MsgType::Ack => {
-            let seq = msg.raw_field("seq")?.and_then(as_u64);
+            let seq = msg.raw_field("seq")?.and_then(Raw::as_u64);
             match seq {
                 Some(s) => msg.seq = Some(s),
                 None => return Err("`ack` needs a non-negative integer `seq`".to_owned()),
@@ -448,7 +363,7 @@ fn validate(msg: &mut ClientMessage<'_>) -> Result<(), String> {
                     None => return Err(format!("`resume` needs a string `{name}`")),
                 }
             }
-            match msg.raw_field("lastSeq")?.and_then(as_u64) {
+            match msg.raw_field("lastSeq")?.and_then(Raw::as_u64) {
                 Some(s) => msg.seq = Some(s),
                 None => return Err("`resume` needs a non-negative integer `lastSeq`".to_owned()),
             }

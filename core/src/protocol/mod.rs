@@ -3,9 +3,9 @@
 
 pub(crate) mod frame;
 pub(crate) mod inbound;
+pub mod json;
 pub mod msgpack;
 pub mod outbound;
-mod scan;
 pub mod url;
 
 pub use frame::{Frame, ObjectWriter};

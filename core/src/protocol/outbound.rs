@@ -2,7 +2,7 @@
 //! text (no JSON tree): the hub, the cluster and the kit call these builders and
 //! never write a message's fields themselves.
 
-use serde_json::value::RawValue;
+use super::json::Raw;
 
 use std::borrow::Cow;
 
@@ -46,7 +46,7 @@ pub fn connected(
 }
 
 /// `error` with the protocol's `code`, and `ref` = the refused message's `id`.
-pub fn error(code: &str, message: &str, reference: Option<&RawValue>) -> String {
+pub fn error(code: &str, message: &str, reference: Option<Raw<'_>>) -> String {
     let mut w = ObjectWriter::typed("error", 96 + message.len());
     w.str("code", code).str("message", message);
     if let Some(r) = reference {
@@ -56,14 +56,14 @@ pub fn error(code: &str, message: &str, reference: Option<&RawValue>) -> String 
 }
 
 /// `ack` of a message's `id`.
-pub fn ack(id: &RawValue) -> String {
+pub fn ack(id: Raw<'_>) -> String {
     let mut w = ObjectWriter::typed("ack", 48);
     w.raw_value("id", id);
     w.finish()
 }
 
 /// `pong`, echoing the `ping`'s timestamp (or now).
-pub fn pong(timestamp: Option<&RawValue>) -> String {
+pub fn pong(timestamp: Option<Raw<'_>>) -> String {
     let mut w = ObjectWriter::typed("pong", 48);
     match timestamp {
         Some(t) => w.raw_value("timestamp", t),
@@ -207,7 +207,15 @@ pub fn forward(msg: &ClientMessage<'_>, seq: Option<u64>, from: &str, room_id: &
         out.push(',');
     }
     out.push_str("\"type\":");
-    push_json_str(&mut out, &msg.type_name);
+    match msg.kind {
+        MsgType::App => push_json_str(&mut out, &msg.type_name),
+        // The canonical names need no escaping.
+        kind => {
+            out.push('"');
+            out.push_str(kind.as_str());
+            out.push('"');
+        }
+    }
     let is_chat = msg.kind == MsgType::Chat;
     for (k, v) in &msg.entries.0 {
         match &*k.0 {
@@ -268,12 +276,12 @@ mod tests {
 
     #[test]
     fn messages_have_the_protocol_shapes() {
-        let id = RawValue::from_string("7".into()).unwrap();
+        let id = Raw::parse("7").unwrap();
         assert_eq!(
-            parse(&error("room-full", "full \"x\"", Some(&id))),
+            parse(&error("room-full", "full \"x\"", Some(id))),
             json!({"type": "error", "code": "room-full", "message": "full \"x\"", "ref": 7})
         );
-        assert_eq!(parse(&ack(&id)), json!({"type": "ack", "id": 7}));
+        assert_eq!(parse(&ack(id)), json!({"type": "ack", "id": 7}));
         assert_eq!(
             parse(&draining(5000)),
             json!({"type": "draining", "retryAfterMs": 5000})

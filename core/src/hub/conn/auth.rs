@@ -5,13 +5,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use serde_json::value::RawValue;
-
 use super::state::{lock_core, refuse, ConnAuth, ConnCore, ConnectInfo, Pending, Refusal};
 use crate::auth::{AuthError, AuthRequest, Check, Identity};
 use crate::error::ErrorCode;
 use crate::hub::auth::run_hook;
 use crate::hub::outbox::Fate;
+use crate::protocol::json::{OwnedRaw, Raw};
 use crate::protocol::{close, ClientMessage, MsgType};
 
 impl ConnCore {
@@ -60,14 +59,14 @@ impl ConnCore {
 
     /// An `auth` message: authenticates, or refreshes the token of an
     /// authenticated connection. Answers itself (ack / error / close 4401).
-    pub(super) fn auth_message(&mut self, msg: &ClientMessage<'_>, id: Option<&RawValue>) {
+    pub(super) fn auth_message(&mut self, msg: &ClientMessage<'_>, id: Option<Raw<'_>>) {
         if self.auth.is_none() {
             // Auth is off: nothing to check, the message is simply accepted.
             self.accepted(id);
             return;
         }
         match msg.str_field("token") {
-            Ok(Some(token)) => self.begin_check(token.into_owned(), id.map(RawValue::to_owned)),
+            Ok(Some(token)) => self.begin_check(token.into_owned(), id.map(Raw::to_owned_raw)),
             _ => self.send_error(
                 ErrorCode::InvalidMessage,
                 "`auth` needs a string `token`",
@@ -76,7 +75,7 @@ impl ConnCore {
         }
     }
 
-    pub(super) fn accepted(&self, id: Option<&RawValue>) {
+    pub(super) fn accepted(&self, id: Option<Raw<'_>>) {
         if let Some(id) = id {
             self.session.lock().remember_id(id.get());
             self.send_ack(id);
@@ -85,7 +84,7 @@ impl ConnCore {
 
     /// Checks `token`: at once (static, JWT) or on a task (hook), queueing the
     /// frames that arrive meanwhile.
-    pub(super) fn begin_check(&mut self, token: String, id: Option<Box<RawValue>>) {
+    pub(super) fn begin_check(&mut self, token: String, id: Option<OwnedRaw>) {
         let auth = self.auth_mut();
         let request = AuthRequest {
             token: Some(token),
@@ -94,7 +93,7 @@ impl ConnCore {
             path: auth.path.clone(),
         };
         match self.hub.auth.check(request) {
-            Check::Done(result) => self.auth_result(result, id.as_deref()),
+            Check::Done(result) => self.auth_result(result, id.as_ref().map(OwnedRaw::as_raw)),
             Check::Hook(fut) => {
                 let limit = self.hub.config.auth_timeout;
                 let auth = self.auth_mut();
@@ -116,7 +115,7 @@ impl ConnCore {
     pub(super) fn hook_answered(
         &mut self,
         result: Result<Identity, AuthError>,
-        id: Option<Box<RawValue>>,
+        id: Option<OwnedRaw>,
     ) {
         let Some(auth) = self.auth.as_deref_mut() else {
             return;
@@ -125,7 +124,7 @@ impl ConnCore {
             return; // the connection ended meanwhile
         };
         auth.hook = None;
-        self.auth_result(result, id.as_deref());
+        self.auth_result(result, id.as_ref().map(OwnedRaw::as_raw));
         // The frames that waited, in order; one may start another hook check,
         // which then queues the rest again.
         let mut frames = pending.frames;
@@ -144,11 +143,7 @@ impl ConnCore {
     }
 
     /// Applies the outcome of a check.
-    pub(super) fn auth_result(
-        &mut self,
-        result: Result<Identity, AuthError>,
-        id: Option<&RawValue>,
-    ) {
+    pub(super) fn auth_result(&mut self, result: Result<Identity, AuthError>, id: Option<Raw<'_>>) {
         let current = self.identity().map(|i| i.user_id.clone());
         match (result, current) {
             (Ok(identity), Some(user)) if identity.user_id != user => {

@@ -5,8 +5,6 @@ use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use serde_json::value::RawValue;
-
 use super::state::{refuse, ConnCore, Refusal};
 use crate::auth::Identity;
 use crate::error::ErrorCode;
@@ -15,6 +13,7 @@ use crate::hub::backplane::MemberRecord;
 use crate::hub::session::Session;
 use crate::hub::session::{Member, Room};
 use crate::hub::{body_fields, random_uuid, room_info_body, HubInner};
+use crate::protocol::json::Raw;
 use crate::protocol::{close, outbound, ClientMessage, LeaveReason};
 
 /// What a join asks for, from a `join` message, the upgrade URL or the host.
@@ -34,10 +33,7 @@ impl ConnCore {
             room_id: msg.room_id.as_deref().unwrap_or_default(),
             user_id: msg.str_field("userId").map_err(invalid)?,
             display_name: msg.str_field("displayName").map_err(invalid)?,
-            metadata: msg
-                .raw_field("metadata")
-                .map_err(invalid)?
-                .map(RawValue::get),
+            metadata: msg.raw_field("metadata").map_err(invalid)?.map(Raw::get),
         };
         join_session(&self.hub, &self.session, self.identity(), args)
     }

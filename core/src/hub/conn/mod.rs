@@ -18,8 +18,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use serde_json::value::RawValue;
-
 use super::away::AwayKey;
 use super::outbox::{Fate, Outbox};
 use super::rate::{RateLimiter, Verdict};
@@ -28,6 +26,7 @@ use super::{random_id, Hub};
 use crate::auth::Identity;
 use crate::error::ErrorCode;
 use crate::event::{Event, Fields};
+use crate::protocol::json::Raw;
 use crate::protocol::{
     close, outbound, parse_client_message_with, ClientMessage, Frame, LeaveReason, MsgType,
 };
@@ -307,12 +306,12 @@ impl ConnCore {
 
     /// Applies the rate limit; `false` means drop the message. The one
     /// `rate-limited` error per second names the dropped message's `id`.
-    pub(super) fn allowed(&mut self, id: Option<&RawValue>) -> bool {
+    pub(super) fn allowed(&mut self, id: Option<Raw<'_>>) -> bool {
         self.allowed_at(id, None)
     }
 
     /// [`ConnCore::allowed`] at `now`, when the caller has read the clock already.
-    fn allowed_at(&mut self, id: Option<&RawValue>, now: Option<Instant>) -> bool {
+    fn allowed_at(&mut self, id: Option<Raw<'_>>, now: Option<Instant>) -> bool {
         let Some(rate) = &mut self.rate else {
             return true;
         };

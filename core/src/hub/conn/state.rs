@@ -7,7 +7,6 @@ use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use serde_json::value::RawValue;
 use tokio::task::AbortHandle;
 
 use crate::auth::Identity;
@@ -17,6 +16,7 @@ use crate::hub::outbox::{Fate, Outbox};
 use crate::hub::rate::RateLimiter;
 use crate::hub::session::Session;
 use crate::hub::HubInner;
+use crate::protocol::json::Raw;
 use crate::protocol::url::UrlJoin;
 use crate::protocol::{close, outbound, Frame};
 
@@ -191,12 +191,12 @@ impl ConnCore {
         }
     }
 
-    pub(super) fn send_error(&self, code: ErrorCode, message: &str, reference: Option<&RawValue>) {
+    pub(super) fn send_error(&self, code: ErrorCode, message: &str, reference: Option<Raw<'_>>) {
         self.hub.metrics.error_sent(code);
         self.reply(outbound::error(code.as_str(), message, reference));
     }
 
-    pub(super) fn send_ack(&self, id: &RawValue) {
+    pub(super) fn send_ack(&self, id: Raw<'_>) {
         self.reply(outbound::ack(id));
     }
 }
