@@ -90,12 +90,13 @@ pub enum Tick {
     Drop,
 }
 
-/// The liveness clock of one connection.
+/// The liveness clock of one connection. The two periods are kept in
+/// milliseconds: every connection's task holds this clock.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Clock {
     mode: Liveness,
-    interval: Duration,
-    timeout: Duration,
+    interval_ms: u32,
+    timeout_ms: u32,
     last_heard: Instant,
     next_ping: Instant,
     write_started: Option<Instant>,
@@ -104,14 +105,29 @@ pub(crate) struct Clock {
 impl Clock {
     pub(crate) fn new(mode: Liveness, interval: Duration, timeout: Duration) -> Clock {
         let now = Instant::now();
+        let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
         Clock {
             mode,
-            interval,
-            timeout,
+            interval_ms: ms(interval),
+            timeout_ms: ms(timeout),
             last_heard: now,
             next_ping: now + interval,
             write_started: None,
         }
+    }
+
+    fn interval(&self) -> Duration {
+        Duration::from_millis(self.interval_ms.into())
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms.into())
+    }
+
+    /// How long the peer may stay silent (pings on) before it is dropped, and
+    /// how long unacknowledged replay is worth keeping.
+    pub(crate) fn silence_limit(&self) -> Duration {
+        self.interval() + self.timeout()
     }
 
     pub(crate) fn heard(&mut self, now: Instant) {
@@ -129,26 +145,26 @@ impl Clock {
     /// Whether the current write has waited for the whole timeout.
     pub(crate) fn write_stuck(&self, now: Instant) -> bool {
         self.write_started
-            .is_some_and(|t| now.saturating_duration_since(t) >= self.timeout)
+            .is_some_and(|t| now.saturating_duration_since(t) >= self.timeout())
     }
 
     pub(crate) fn tick(&mut self, now: Instant) -> Tick {
         let stuck = self.write_stuck(now);
         let silent = self.mode == Liveness::Pings
-            && now.saturating_duration_since(self.last_heard) >= self.interval + self.timeout;
+            && now.saturating_duration_since(self.last_heard) >= self.silence_limit();
         if stuck || silent {
             return Tick::Drop;
         }
         // Wake at least every timeout to check for a stuck write.
-        let mut next = now + self.timeout;
+        let mut next = now + self.timeout();
         if self.mode == Liveness::Pings {
             let ping = now >= self.next_ping;
             if ping {
-                self.next_ping = now + self.interval;
+                self.next_ping = now + self.interval();
             }
             next = next
                 .min(self.next_ping)
-                .min(self.last_heard + self.interval + self.timeout);
+                .min(self.last_heard + self.silence_limit());
             if ping {
                 return Tick::Ping(next);
             }
@@ -317,7 +333,7 @@ impl EdgeConnection {
                 self.conn.outbox().stalled();
             }
         } else {
-            let age = self.clock.interval + self.clock.timeout;
+            let age = self.clock.silence_limit();
             self.conn.expire_replay(now.into_std(), age);
         }
         tick

@@ -49,6 +49,13 @@ pub(crate) struct Session {
     state: Mutex<SessionState>,
 }
 
+/// The last [`ID_WINDOW`] client message ids, for de-duplication.
+#[derive(Debug, Default)]
+struct SeenIds {
+    ids: HashSet<Box<str>>,
+    order: VecDeque<Box<str>>,
+}
+
 /// The connection a session is attached to.
 #[derive(Debug, Clone)]
 pub(crate) struct Attached {
@@ -70,11 +77,12 @@ pub(crate) struct SessionState {
     replay: VecDeque<Frame>,
     replay_bytes: usize,
     bounds: ReplayBounds,
-    seen_ids: HashSet<Box<str>>,
-    seen_order: VecDeque<Box<str>>,
+    /// The recent client message ids; boxed on the first one, since many
+    /// clients send none and every session holds this field.
+    seen: Option<Box<SeenIds>>,
     /// Cluster mode: buffered frames are copied there, so another node can
     /// resume this session.
-    mirror: Option<MirrorLink>,
+    mirror: Option<Box<MirrorLink>>,
     /// While away: its ticket in the hub's away budget, which counts its bytes.
     away: Option<(u64, Arc<AwayBudget<Session>>)>,
     /// The replay age rule's mark while connected: every frame below the seq
@@ -103,8 +111,7 @@ impl Session {
                 replay: VecDeque::new(),
                 replay_bytes: 0,
                 bounds,
-                seen_ids: HashSet::new(),
-                seen_order: VecDeque::new(),
+                seen: None,
                 mirror: None,
                 away: None,
                 age_mark: None,
@@ -283,22 +290,23 @@ impl SessionState {
 
     /// Records a client message id; `false` when it was seen before (a retransmit).
     pub(crate) fn remember_id(&mut self, id: &str) -> bool {
-        if self.seen_ids.contains(id) {
+        let seen = self.seen.get_or_insert_with(Box::default);
+        if seen.ids.contains(id) {
             return false;
         }
         let id: Box<str> = id.into();
-        if self.seen_order.len() >= ID_WINDOW {
-            if let Some(old) = self.seen_order.pop_front() {
-                self.seen_ids.remove(&old);
+        if seen.order.len() >= ID_WINDOW {
+            if let Some(old) = seen.order.pop_front() {
+                seen.ids.remove(&old);
             }
         }
-        self.seen_ids.insert(id.clone());
-        self.seen_order.push_back(id);
+        seen.ids.insert(id.clone());
+        seen.order.push_back(id);
         true
     }
 
     pub(crate) fn seen_id(&self, id: &str) -> bool {
-        self.seen_ids.contains(id)
+        self.seen.as_ref().is_some_and(|s| s.ids.contains(id))
     }
 
     #[cfg(test)]
@@ -567,7 +575,7 @@ mod tests {
             st.remember_id(&format!("x{i}"));
         }
         assert!(st.remember_id("1"), "the oldest id fell out of the window");
-        assert!(st.seen_ids.len() <= ID_WINDOW);
+        assert!(st.seen.as_ref().unwrap().ids.len() <= ID_WINDOW);
     }
 
     #[test]
@@ -575,5 +583,14 @@ mod tests {
         let (s, _o) = session(8, 1024);
         s.lock().ended = true;
         assert_eq!(s.deliver("{}"), None);
+    }
+
+    /// Every joined connection holds one session behind an `Arc` (16 bytes of
+    /// counts): keep it in jemalloc's 320-byte class (rare parts are boxed:
+    /// message ids, the cluster mirror).
+    #[test]
+    fn a_session_stays_in_its_size_class() {
+        let size = std::mem::size_of::<Session>() + 16;
+        assert!(size <= 320, "{size} bytes per session");
     }
 }

@@ -41,12 +41,13 @@ impl SessionState {
     /// Mirrors every frame buffered from now on to the cluster (those buffered
     /// before are there already, or were never to be).
     pub(crate) fn set_mirror(&mut self, session: Weak<Session>, mirror: Arc<dyn ReplayMirror>) {
-        self.mirror = Some(MirrorLink {
+        // Boxed: cluster mode only, and every session holds this field.
+        self.mirror = Some(Box::new(MirrorLink {
             session,
             mirror,
             copied_to: self.next_seq - 1,
             told: false,
-        });
+        }));
     }
 
     /// The buffered frames with their seqs, for a cluster resync that writes

@@ -53,7 +53,8 @@ pub(crate) struct Reader {
     filled: usize,
     /// A fragmented message being assembled (rare in signaling): its opcode
     /// and payload so far.
-    message: Option<(Opcode, Vec<u8>)>,
+    /// Boxed: it is rare, and every connection's task holds this field.
+    message: Option<Box<(Opcode, Vec<u8>)>>,
     /// After a violation the stream cannot be framed again: input is dropped.
     broken: bool,
     max_message: usize,
@@ -216,23 +217,24 @@ impl Reader {
             }
             Opcode::Text | Opcode::Binary if fin => self.deliver(opcode, payload, on),
             Opcode::Text | Opcode::Binary => {
-                self.message = Some((opcode, payload.to_vec()));
+                self.message = Some(Box::new((opcode, payload.to_vec())));
                 Flow::Go
             }
             Opcode::Continuation => {
-                let Some((first, mut data)) = self.message.take() else {
+                let Some(mut message) = self.message.take() else {
                     self.violation(Violation::Protocol, on);
                     return Flow::Stop;
                 };
+                let (first, data) = &mut *message;
                 if data.len() + payload.len() > self.max_message {
                     self.violation(Violation::TooBig, on);
                     return Flow::Stop;
                 }
                 data.extend_from_slice(payload);
                 if fin {
-                    self.deliver(first, &data, on)
+                    self.deliver(*first, data, on)
                 } else {
-                    self.message = Some((first, data));
+                    self.message = Some(message);
                     Flow::Go
                 }
             }

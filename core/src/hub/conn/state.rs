@@ -91,7 +91,8 @@ pub(super) struct ConnCore {
     /// Cluster mode: a `resume` of a session held by another node, in progress.
     pub(super) claim: Option<Arc<ClaimSlot>>,
     /// The join the upgrade URL asked for, while not done yet.
-    pub(super) url_join: Option<PendingJoin>,
+    /// Boxed: rare (rooms in the URL), and every connection holds this field.
+    pub(super) url_join: Option<Box<PendingJoin>>,
     /// The client's IP as the per-IP budgets count it (IPv6: its prefix).
     pub(super) ip_key: Option<IpAddr>,
 }
@@ -198,5 +199,17 @@ impl ConnCore {
 
     pub(super) fn send_ack(&self, id: Raw<'_>) {
         self.reply(outbound::ack(id));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every connection holds its state behind `Arc<Mutex<_>>` (16 bytes of
+    /// counts, 8 of lock): keep it in jemalloc's 224-byte class (rare parts
+    /// are boxed: auth, the URL join).
+    #[test]
+    fn connection_state_stays_in_its_size_class() {
+        let size = std::mem::size_of::<std::sync::Mutex<super::ConnCore>>() + 16;
+        assert!(size <= 224, "{size} bytes per connection");
     }
 }

@@ -24,11 +24,11 @@ impl ConnCore {
     /// At connect: the URL join, now or once the client authenticated.
     pub(super) fn open_url_join(core: &Arc<Mutex<ConnCore>>, join: UrlJoin) {
         let mut c = lock_core(core);
-        c.url_join = Some(PendingJoin {
+        c.url_join = Some(Box::new(PendingJoin {
             join,
             me: Arc::downgrade(core),
             hold: None,
-        });
+        }));
         c.try_url_join();
     }
 
