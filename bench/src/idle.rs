@@ -39,8 +39,13 @@ pub(crate) async fn idle(
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = sys::rss_bytes(pid).ok_or("cannot read server RSS")?;
     let t0 = Instant::now();
-    let mut conns = connect_many(url, n, concurrency, "idle").await?;
+    let joined = connect_many(url, n, concurrency, "idle").await?;
     let setup = t0.elapsed().as_secs_f64();
+    let mut conns = if sdp_bytes == 0 && classic_wait.is_none() {
+        ack_joins(joined).await?
+    } else {
+        joined.into_iter().map(|(i, ws, _)| (i, ws)).collect()
+    };
     if sdp_bytes > 0 {
         conns.sort_by_key(|(i, _)| *i);
         call(&mut conns, "idle", sdp_bytes, classic_wait.is_none()).await?;
@@ -66,6 +71,37 @@ pub(crate) async fn idle(
         kib_per_conn: (after as f64 - before as f64) / 1024.0 / n as f64,
         setup_joins_per_s: n as f64 / setup,
     })
+}
+
+/// Acking clients without a call: each acknowledges everything the join
+/// brought (its `room-info`, and a `user-joined` when its peer came later),
+/// once 300 ms passed without a frame.
+async fn ack_joins(joined: Vec<(usize, Ws, u64)>) -> Result<Vec<(usize, Ws)>, String> {
+    let tasks: Vec<_> = joined
+        .into_iter()
+        .map(|(i, mut ws, mut seq)| {
+            tokio::spawn(async move {
+                let quiet = Duration::from_millis(300);
+                while let Ok(Some(Ok(msg))) = tokio::time::timeout(quiet, ws.next()).await {
+                    if let Message::Text(text) = msg {
+                        let v: serde_json::Value = serde_json::from_str(text.as_str())
+                            .map_err(|e| format!("a frame that is not JSON: {e}"))?;
+                        seq = seq.max(v["seq"].as_u64().unwrap_or(0));
+                    }
+                }
+                let ack = format!(r#"{{"type":"ack","seq":{seq}}}"#);
+                ws.send(Message::text(ack))
+                    .await
+                    .map_err(|e| format!("send ack: {e}"))?;
+                Ok::<_, String>((i, ws))
+            })
+        })
+        .collect();
+    let mut conns = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        conns.push(t.await.map_err(|e| e.to_string())??);
+    }
+    Ok(conns)
 }
 
 /// The server's RSS once it stopped changing: within 64 KiB over 1 s, at most 10 s.

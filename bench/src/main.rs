@@ -219,8 +219,8 @@ struct Opts {
     /// only). `all` runs 0 and 4000.
     #[arg(long, global = true, value_delimiter = ',')]
     idle_sdp_bytes: Option<Vec<usize>>,
-    /// idle after a call: also with classic clients, which never acknowledge,
-    /// measured this many seconds after the call (0: acking clients only). The
+    /// idle (without or after a call): also with classic clients, which never
+    /// acknowledge, measured this many seconds later (0: acking clients only). The
     /// default covers the replay age rule at the default heartbeat (twice
     /// interval + timeout, plus a tick).
     #[arg(long, global = true, default_value_t = 95)]

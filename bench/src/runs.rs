@@ -104,10 +104,11 @@ impl Bench<'_> {
         rep.print();
     }
 
-    /// Idle joined connections; after a call, with acking and classic clients.
+    /// Idle joined connections, without or after a call, with acking and
+    /// classic clients.
     pub(crate) fn idle_all(&mut self, sdp_bytes: usize) {
         self.idle(sdp_bytes, None);
-        if sdp_bytes > 0 && self.opts.classic_wait > 0 {
+        if self.opts.classic_wait > 0 {
             self.idle(sdp_bytes, Some(Duration::from_secs(self.opts.classic_wait)));
         }
     }
@@ -115,7 +116,13 @@ impl Bench<'_> {
     fn idle(&mut self, sdp_bytes: usize, classic_wait: Option<Duration>) {
         let (n, c) = (self.opts.idle_conns, self.opts.concurrency);
         let title = match (sdp_bytes, classic_wait) {
-            (0, _) => format!("idle: {n} joined connections in rooms of 2, RSS once settled"),
+            (0, None) => format!(
+                "idle: {n} joined connections in rooms of 2 (acked what the join brought), RSS once settled"
+            ),
+            (0, Some(wait)) => format!(
+                "idle, classic clients: {n} joined connections in rooms of 2, never acked; RSS {} s later",
+                wait.as_secs()
+            ),
             (_, None) => format!(
                 "idle after a call: {n} joined connections in rooms of 2, each pair exchanged {sdp_bytes}-byte SDPs and 4 candidates each way (and acked), RSS once settled"
             ),

@@ -452,13 +452,14 @@ fn percentile_us(v: &mut [u64], q: f64) -> f64 {
 }
 
 /// Open `n` connections, `concurrency` at a time, each joining room
-/// `{prefix}{i / 2}` (rooms of two) as user `{prefix}u{i}`.
+/// `{prefix}{i / 2}` (rooms of two) as user `{prefix}u{i}`; with each, the
+/// `seq` of its `room-info`.
 pub(crate) async fn connect_many(
     url: &str,
     n: usize,
     concurrency: usize,
     prefix: &str,
-) -> Result<Vec<(usize, Ws)>, String> {
+) -> Result<Vec<(usize, Ws, u64)>, String> {
     let next = Arc::new(AtomicUsize::new(0));
     let workers: Vec<_> = (0..concurrency.clamp(1, n.max(1)))
         .map(|_| {
@@ -471,14 +472,14 @@ pub(crate) async fn connect_many(
                         return Ok::<_, String>(mine);
                     }
                     let mut ws = client::connect(&url, Wire::Json).await?;
-                    client::join(
+                    let seq = client::join(
                         &mut ws,
                         &format!("{prefix}{}", i / 2),
                         &format!("{prefix}u{i}"),
                         Wire::Json,
                     )
                     .await?;
-                    mine.push((i, ws));
+                    mine.push((i, ws, seq));
                 }
             })
         })

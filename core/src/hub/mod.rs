@@ -326,10 +326,10 @@ impl HubInner {
     }
 
     fn replay_bounds(&self) -> ReplayBounds {
-        ReplayBounds {
-            messages: self.config.replay_buffer_messages,
-            bytes: self.config.replay_buffer_bytes,
-        }
+        ReplayBounds::new(
+            self.config.replay_buffer_messages,
+            self.config.replay_buffer_bytes,
+        )
     }
 
     fn room_get_or_create(&self, id: &str) -> Arc<Room> {

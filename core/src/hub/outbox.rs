@@ -275,7 +275,14 @@ impl Outbox {
     pub fn try_next(&self, batch: &mut Vec<Frame>) -> Option<Next> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if !st.frames.is_empty() {
-            batch.extend(st.frames.drain(..));
+            if batch.is_empty() {
+                // The queue's buffer moves to the caller, who frees it once
+                // written: the next push allocates again, and an idle
+                // connection holds no buffer here (one malloc per batch).
+                *batch = Vec::from(std::mem::take(&mut st.frames));
+            } else {
+                batch.extend(st.frames.drain(..));
+            }
             // Taking the next batch means the last one was written.
             let taken = std::mem::take(&mut st.bytes);
             self.release(std::mem::replace(&mut st.in_flight, taken));

@@ -31,11 +31,22 @@ pub(crate) trait ReplayMirror: Send + Sync + std::fmt::Debug {
 mod mirror;
 use mirror::MirrorLink;
 
-/// Bounds of the replay buffer.
+/// Bounds of the replay buffer. 32-bit (a bound past 4 GiB is 4 GiB): every
+/// session holds a copy.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ReplayBounds {
-    pub messages: usize,
-    pub bytes: usize,
+    messages: u32,
+    bytes: u32,
+}
+
+impl ReplayBounds {
+    pub(crate) fn new(messages: usize, bytes: usize) -> ReplayBounds {
+        let clamp = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        ReplayBounds {
+            messages: clamp(messages),
+            bytes: clamp(bytes),
+        }
+    }
 }
 
 /// How many recent client message ids are remembered for de-duplication. A client
@@ -202,7 +213,9 @@ impl SessionState {
 
     /// Drops the oldest buffered frames beyond the message and byte bounds.
     fn trim_to_bounds(&mut self) {
-        while self.replay.len() > self.bounds.messages || self.replay_bytes > self.bounds.bytes {
+        while self.replay.len() > self.bounds.messages as usize
+            || self.replay_bytes > self.bounds.bytes as usize
+        {
             match self.replay.pop_front() {
                 Some(f) => {
                     self.replay_bytes -= f.len();
@@ -459,7 +472,7 @@ mod tests {
         let s = Session::new(
             "s".into(),
             "t".into(),
-            ReplayBounds { messages, bytes },
+            ReplayBounds::new(messages, bytes),
             Attached {
                 conn_id: 1,
                 outbox: outbox.clone(),
@@ -586,11 +599,11 @@ mod tests {
     }
 
     /// Every joined connection holds one session behind an `Arc` (16 bytes of
-    /// counts): keep it in jemalloc's 320-byte class (rare parts are boxed:
+    /// counts): keep it in jemalloc's 256-byte class (rare parts are boxed:
     /// message ids, the cluster mirror).
     #[test]
     fn a_session_stays_in_its_size_class() {
         let size = std::mem::size_of::<Session>() + 16;
-        assert!(size <= 320, "{size} bytes per session");
+        assert!(size <= 256, "{size} bytes per session");
     }
 }

@@ -27,15 +27,12 @@ use super::framing::{self, Opcode};
 use super::ws_read::{Flow, Inbound, Reader};
 use crate::edge::{EdgeConnection, Encoding, Tick, Violation, Wire};
 use crate::hub::{Next, Outbox};
-use crate::protocol::Frame;
 
 /// How long to wait for the close handshake to finish after a close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// A worker's encode buffer is kept up to this size between batches; a larger
 /// one (a batch of big frames) is freed after its write.
 const KEEP_ENCODE_BYTES: usize = 256 * 1024;
-/// A connection's batch vector is kept up to this many slots between batches.
-const KEEP_BATCH_SLOTS: usize = 16;
 
 thread_local! {
     static ENCODE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
@@ -74,7 +71,6 @@ struct State {
     conn: Option<EdgeConnection>,
     outbox: Arc<Outbox>,
     encoding: Encoding,
-    batch: Vec<Frame>,
     /// Written bytes await a flush (TLS); `batch_out`: they carry an outbox
     /// batch, reported `written` once flushed.
     flush_due: bool,
@@ -120,7 +116,6 @@ where
                 conn: Some(conn),
                 outbox,
                 encoding,
-                batch: Vec::new(),
                 flush_due: false,
                 batch_out: false,
                 write_clock: false,
@@ -205,16 +200,16 @@ impl State {
             if std::mem::take(&mut self.ping_due) {
                 framing::encode(out, Opcode::Ping, &[]);
             }
-            match self.outbox.poll_next(cx, &mut self.batch) {
+            // The outbox's buffer, freed once encoded: an idle connection
+            // keeps none (see `Outbox::try_next`).
+            let mut batch = Vec::new();
+            match self.outbox.poll_next(cx, &mut batch) {
                 Poll::Ready(Next::Frames) => {
-                    for frame in self.batch.drain(..) {
+                    for frame in batch {
                         match self.encoding.wire(frame) {
                             Wire::Text(text) => framing::encode(out, Opcode::Text, text.as_bytes()),
                             Wire::Binary(bytes) => framing::encode(out, Opcode::Binary, &bytes),
                         }
-                    }
-                    if self.batch.capacity() > KEEP_BATCH_SLOTS {
-                        self.batch = Vec::new();
                     }
                     self.batch_out = true;
                 }

@@ -204,6 +204,9 @@ pub(crate) fn join_session(
                 return refuse(ErrorCode::Internal, "the session has ended");
             }
             st.user_id = Some(user_id.clone());
+            // Exact growth: most sessions are in one room, most rooms hold a
+            // call of two; joins are rare next to messages.
+            st.rooms.reserve_exact(1);
             st.rooms.push(room.clone());
         }
         if let Some(bp) = hub.backplane() {
@@ -222,6 +225,7 @@ pub(crate) fn join_session(
         if let Some(bp) = hub.backplane() {
             bp.joined(MemberRecord::of(&room.id, &me));
         }
+        rs.members.reserve_exact(1);
         rs.members.push(me);
         session.deliver(&info);
         drop(rs);

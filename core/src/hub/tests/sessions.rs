@@ -274,10 +274,7 @@ impl ReplayMirror for CountingMirror {
 
 #[test]
 fn the_mirror_is_told_once_and_takes_only_frames_still_buffered_and_not_taken() {
-    let bounds = session::ReplayBounds {
-        messages: 100,
-        bytes: 1 << 20,
-    };
+    let bounds = session::ReplayBounds::new(100, 1 << 20);
     let outbox = Arc::new(crate::hub::outbox::Outbox::new(1 << 20));
     let attached = session::Attached { conn_id: 1, outbox };
     let s = Arc::new(session::Session::new(
