@@ -224,8 +224,8 @@ pub fn forward(msg: &ClientMessage<'_>, seq: Option<u64>, from: &str, room_id: &
             _ => {
                 out.push(',');
                 match &k.0 {
-                    // serde hands a key over borrowed only when it had no
-                    // escape, and JSON strings hold no raw `"` or control
+                    // The scanner hands a key over borrowed only when it had
+                    // no escape, and JSON strings hold no raw `"` or control
                     // characters: it goes out as it came in.
                     Cow::Borrowed(key) => {
                         out.push('"');
