@@ -105,14 +105,23 @@ pub(crate) struct Clock {
 impl Clock {
     pub(crate) fn new(mode: Liveness, interval: Duration, timeout: Duration) -> Clock {
         let now = Instant::now();
-        let ms = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
-        Clock {
+        // Rounded up, at least 1 ms: a shorter period must not become 0 (a
+        // zero timeout would drop every connection, a zero interval spin).
+        let ms = |d: Duration| {
+            let ms = d.as_nanos().div_ceil(1_000_000).max(1);
+            u32::try_from(ms).unwrap_or(u32::MAX)
+        };
+        let clock = Clock {
             mode,
             interval_ms: ms(interval),
             timeout_ms: ms(timeout),
             last_heard: now,
-            next_ping: now + interval,
+            next_ping: now,
             write_started: None,
+        };
+        Clock {
+            next_ping: now + clock.interval(),
+            ..clock
         }
     }
 
@@ -381,6 +390,17 @@ mod tests {
         );
         host.write_started(t0 + 60 * s);
         assert_eq!(host.tick(t0 + 65 * s), Tick::Drop);
+    }
+
+    #[test]
+    fn periods_under_a_millisecond_round_up_not_to_zero() {
+        let us = Duration::from_micros(500);
+        let mut c = Clock::new(Liveness::Pings, us, us);
+        assert_eq!((c.interval_ms, c.timeout_ms), (1, 1));
+        let t0 = c.last_heard;
+        assert!(matches!(c.tick(t0), Tick::Idle(_)), "not dropped at once");
+        let c = Clock::new(Liveness::Pings, Duration::from_micros(1500), us);
+        assert_eq!(c.interval_ms, 2);
     }
 
     #[test]

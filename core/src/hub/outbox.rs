@@ -252,7 +252,8 @@ impl Outbox {
             .clone()
     }
 
-    /// Waits for frames (appended to `batch`) or the close request. Cancel-safe.
+    /// Waits for frames (appended to `batch`; a `batch` without capacity takes
+    /// the queue's buffer instead) or the close request. Cancel-safe.
     pub async fn next(&self, batch: &mut Vec<Frame>) -> Next {
         std::future::poll_fn(|cx| self.poll_next(cx, batch)).await
     }
@@ -275,10 +276,11 @@ impl Outbox {
     pub fn try_next(&self, batch: &mut Vec<Frame>) -> Option<Next> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if !st.frames.is_empty() {
-            if batch.is_empty() {
-                // The queue's buffer moves to the caller, who frees it once
-                // written: the next push allocates again, and an idle
-                // connection holds no buffer here (one malloc per batch).
+            if batch.capacity() == 0 {
+                // A caller without a buffer of its own (the server's
+                // transport) takes the queue's, and frees it once written:
+                // the next push allocates again, and an idle connection
+                // holds no buffer here (one malloc per batch).
                 *batch = Vec::from(std::mem::take(&mut st.frames));
             } else {
                 batch.extend(st.frames.drain(..));

@@ -27,13 +27,15 @@ pub struct Key<'a>(pub Cow<'a, str>);
 pub struct Raw<'a>(&'a str);
 
 impl<'a> Raw<'a> {
-    /// `text` when it is one JSON value (whitespace around it included).
+    /// `text` when it is one JSON value (the whitespace around it left out).
     pub fn parse(text: &'a str) -> Result<Raw<'a>, JsonError> {
         let mut s = Scanner { text, at: 0 };
         s.ws();
         s.value(0)?;
         s.end()?;
-        Ok(Raw(text))
+        Ok(Raw(
+            text.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'))
+        ))
     }
 
     /// The value's JSON text.

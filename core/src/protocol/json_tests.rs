@@ -142,6 +142,13 @@ fn strings_decode_like_serde_json() {
         Some(Cow::Borrowed("plain"))
     ));
     assert_eq!(Raw("12").as_str(), None);
+    assert_eq!(Raw::parse(" 7\n").unwrap().as_u64(), Some(7));
+    assert_eq!(
+        Raw::parse("\t\"x\" ").unwrap().as_str().as_deref(),
+        Some("x")
+    );
+    assert!(Raw::parse("7 8").is_err());
+    assert!(Raw::parse("").is_err());
     assert_eq!(Raw("12").as_u64(), Some(12));
     assert_eq!(Raw("18446744073709551615").as_u64(), Some(u64::MAX));
     for not in ["18446744073709551616", "-1", "1.0", "1e2", r#""1""#] {

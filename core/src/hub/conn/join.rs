@@ -204,9 +204,11 @@ pub(crate) fn join_session(
                 return refuse(ErrorCode::Internal, "the session has ended");
             }
             st.user_id = Some(user_id.clone());
-            // Exact growth: most sessions are in one room, most rooms hold a
-            // call of two; joins are rare next to messages.
-            st.rooms.reserve_exact(1);
+            // Exact growth while small: most sessions are in one room, most
+            // rooms hold a call of two; larger lists grow as usual.
+            if st.rooms.len() < 4 {
+                st.rooms.reserve_exact(1);
+            }
             st.rooms.push(room.clone());
         }
         if let Some(bp) = hub.backplane() {
@@ -225,7 +227,9 @@ pub(crate) fn join_session(
         if let Some(bp) = hub.backplane() {
             bp.joined(MemberRecord::of(&room.id, &me));
         }
-        rs.members.reserve_exact(1);
+        if rs.members.len() < 4 {
+            rs.members.reserve_exact(1);
+        }
         rs.members.push(me);
         session.deliver(&info);
         drop(rs);
