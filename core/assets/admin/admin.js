@@ -8,7 +8,7 @@ const KEY = 'switchboard:api-key';
 const HISTORY = 300; // points kept for the charts: five minutes at one a second
 
 const $ = (id) => document.getElementById(id);
-const state = { key: sessionStorage.getItem(KEY), stop: null, history: [], lastRelayed: null, lastAt: null };
+const state = { key: sessionStorage.getItem(KEY), stop: null, history: [], lastRelayed: null, lastAt: null, lastRooms: null };
 
 function api(path, init = {}) {
   return fetch(`/api/v1${path}`, {
@@ -35,6 +35,7 @@ async function signIn(key) {
   }
   if (!res.ok) return showLogin(`the API answered ${res.status}`);
   sessionStorage.setItem(KEY, key);
+  state.lastRooms = null;
   $('login').hidden = true;
   $('dashboard').hidden = false;
   state.stop = follow(render);
@@ -123,6 +124,11 @@ function chart(canvas, values) {
 }
 
 function renderRooms(rooms) {
+  // Rebuilt only when they changed: a table redrawn every second would take
+  // the Kick button away from under a click.
+  const seen = JSON.stringify(rooms);
+  if (seen === state.lastRooms) return;
+  state.lastRooms = seen;
   const box = $('rooms');
   box.replaceChildren();
   if (rooms.length === 0) {
