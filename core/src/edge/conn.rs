@@ -111,17 +111,14 @@ impl Clock {
             let ms = d.as_nanos().div_ceil(1_000_000).max(1);
             u32::try_from(ms).unwrap_or(u32::MAX)
         };
-        let clock = Clock {
+        let interval_ms = ms(interval);
+        Clock {
             mode,
-            interval_ms: ms(interval),
+            interval_ms,
             timeout_ms: ms(timeout),
             last_heard: now,
-            next_ping: now,
+            next_ping: now + Duration::from_millis(interval_ms.into()),
             write_started: None,
-        };
-        Clock {
-            next_ping: now + clock.interval(),
-            ..clock
         }
     }
 

@@ -34,7 +34,7 @@ impl<'a> Raw<'a> {
         s.value(0)?;
         s.end()?;
         Ok(Raw(
-            text.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'))
+            text.trim_matches(|c: char| c.is_ascii() && is_ws(c as u8))
         ))
     }
 
@@ -197,12 +197,16 @@ fn plain_run(b: &[u8]) -> usize {
 /// Whether `s` can go into a JSON string as it is: no `"`, `\` or control
 /// character (eight bytes at a time; ids and keys are the usual input).
 pub(crate) fn needs_no_escape(s: &str) -> bool {
-    let mut words = s.as_bytes().chunks_exact(8);
-    let plain = |b: &u8| *b >= 0x20 && *b != b'"' && *b != b'\\';
-    let rest_plain = words.remainder().iter().all(plain);
-    rest_plain
-        && words
-            .all(|w| <[u8; 8]>::try_from(w).is_ok_and(|w| string_stops(u64::from_le_bytes(w)) == 0))
+    let b = s.as_bytes();
+    // Past the plain run: a stop, or the last partial word.
+    b[plain_run(b)..]
+        .iter()
+        .all(|&c| c >= 0x20 && c != b'"' && c != b'\\')
+}
+
+/// JSON's whitespace (RFC 8259 §2).
+fn is_ws(c: u8) -> bool {
+    matches!(c, b' ' | b'\n' | b'\r' | b'\t')
 }
 
 struct Scanner<'a> {
@@ -235,7 +239,7 @@ impl<'a> Scanner<'a> {
     }
 
     fn ws(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+        while self.peek().is_some_and(is_ws) {
             self.at += 1;
         }
     }
