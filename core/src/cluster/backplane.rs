@@ -32,7 +32,12 @@ impl Backplane for Cluster {
         // Microseconds since the epoch with 10 low bits from the node id: unique
         // across nodes, increasing on each, comparable everywhere.
         let salt = u64::from_str_radix(&self.node[..4], 16).unwrap_or(0) & 0x3ff;
-        let now = (now_millis() * 1000) << 10 | salt;
+        // Real microseconds (not milliseconds × 1000): two joins on two nodes
+        // within one millisecond must still be ordered by time, not by salt.
+        let micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        let now = micros << 10 | salt;
         let mut last = self.last_order.load(Ordering::Relaxed);
         loop {
             let next = now.max(last + (1 << 10));

@@ -108,16 +108,33 @@ async fn beat(cluster: &Cluster, conn: &mut MultiplexedConnection) -> RedisResul
         .query_async(conn)
         .await?;
     if kept.is_none() {
+        register(cluster, conn).await?;
+        cluster.request_resync();
+    }
+    Ok(())
+}
+
+/// Sets this node's liveness key. Found gone while this node had registered
+/// before: the others may have reaped it (or Redis lost it), so it counts as
+/// fenced, whichever path noticed first — the heartbeat, or a reconnect's
+/// resync after a stall longer than a request's timeout.
+pub(super) async fn register(
+    cluster: &Cluster,
+    conn: &mut MultiplexedConnection,
+) -> RedisResult<()> {
+    let ttl = cluster.settings.node_ttl.as_millis() as u64;
+    let previous: Option<String> = redis::cmd("SET")
+        .arg(keys::node_alive(&cluster.node))
+        .arg(1)
+        .arg("PX")
+        .arg(ttl)
+        .arg("GET")
+        .query_async(conn)
+        .await?;
+    let was_registered = cluster.registered.swap(true, Ordering::Relaxed);
+    if previous.is_none() && was_registered {
         warn!(node = %cluster.node, "cluster: this node's liveness key had expired (it may have been reaped); registering again and resyncing");
         cluster.stats.fenced.fetch_add(1, Ordering::Relaxed);
-        redis::cmd("SET")
-            .arg(&key)
-            .arg(1)
-            .arg("PX")
-            .arg(ttl)
-            .query_async::<()>(conn)
-            .await?;
-        cluster.request_resync();
     }
     Ok(())
 }

@@ -277,16 +277,8 @@ pub(super) async fn resync(
         .into_iter()
         .map(|(room, m)| (room, m.session_id))
         .collect();
-    let ttl = cluster.settings.node_ttl.as_millis() as u64;
+    super::heartbeat::register(cluster, conn).await?;
     let mut pipe = Chunked::new();
-    pipe.cmd(
-        redis::cmd("SET")
-            .arg(keys::node_alive(node))
-            .arg(1)
-            .arg("PX")
-            .arg(ttl)
-            .clone(),
-    );
     pipe.cmd(redis::cmd("SADD").arg(keys::NODES).arg(&**node).clone());
     let window = cluster.settings.resume_window.as_millis() as u64;
     for LocalSession {

@@ -126,6 +126,9 @@ pub struct Cluster {
     down_reason: Mutex<String>,
     /// State writes were dropped: rewrite everything once Redis is back.
     needs_resync: AtomicBool,
+    /// Set at the first registration: a liveness key found gone after it
+    /// means this node was fenced (reaped, or Redis lost it).
+    registered: AtomicBool,
     /// Snapshot parts gathered per announcing node until its last part.
     snapshot_parts: Mutex<HashMap<Arc<str>, Vec<wire::Member>>>,
     last_order: AtomicU64,
@@ -256,6 +259,7 @@ pub(crate) fn hub(config: Arc<ServerConfig>) -> Result<(Hub, Option<Arc<Cluster>
             up: AtomicBool::new(false),
             down_reason: Mutex::new("connecting to Redis".to_owned()),
             needs_resync: AtomicBool::new(false),
+            registered: AtomicBool::new(false),
             snapshot_parts: Mutex::new(HashMap::new()),
             last_order: AtomicU64::new(0),
             pending: Mutex::new(HashMap::new()),

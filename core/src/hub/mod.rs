@@ -131,6 +131,9 @@ struct HubInner {
     /// Shared with every connection's outbox (messages out, slow consumers).
     metrics: Arc<Metrics>,
     events: broadcast::Sender<Event>,
+    /// Set by the first `subscribe`: until then no event is built, and the
+    /// relay path does not take the channel's lock to count receivers.
+    subscribed: AtomicBool,
     draining: AtomicBool,
     next_conn_id: AtomicU64,
     /// Relayed kinds whose events are not built (bits of `relay_kind_bit`).
@@ -213,6 +216,7 @@ impl Hub {
                 sessions: Shards::new(),
                 metrics: Arc::new(Metrics::new()),
                 events,
+                subscribed: AtomicBool::new(false),
                 draining: AtomicBool::new(false),
                 next_conn_id: AtomicU64::new(1),
                 backplane: make(WeakHub(weak.clone())),
@@ -277,6 +281,7 @@ impl Hub {
 
     /// A new receiver of hub events (bounded; see `ServerConfig::event_buffer`).
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.subscribed.store(true, Ordering::Relaxed);
         self.inner.events.subscribe()
     }
 
@@ -316,11 +321,12 @@ impl HubInner {
 
     /// Whether a relay of this kind becomes an event (see `Hub::set_relay_events`).
     fn relay_event_wanted(&self, kind: MsgType) -> bool {
-        self.relay_events_muted.load(Ordering::Relaxed) & relay_kind_bit(kind) == 0
+        self.subscribed.load(Ordering::Relaxed)
+            && self.relay_events_muted.load(Ordering::Relaxed) & relay_kind_bit(kind) == 0
     }
 
     fn emit(&self, make: impl FnOnce() -> Event) {
-        if self.events.receiver_count() > 0 {
+        if self.subscribed.load(Ordering::Relaxed) && self.events.receiver_count() > 0 {
             let _ = self.events.send(make());
         }
     }

@@ -35,6 +35,30 @@ pub struct CloseRequest {
     pub fate: Fate,
 }
 
+/// A relayed message was refused: its reader is too far behind (see
+/// [`Outbox::accepts_relay`]).
+#[derive(Debug)]
+pub(crate) struct Busy;
+
+/// What a push (or a relay's admission) did, and whether the transport must
+/// be woken once the lock is released.
+#[derive(Debug, Clone, Copy)]
+struct Enqueued {
+    queued: bool,
+    wake: bool,
+}
+
+impl Enqueued {
+    const NOT: Enqueued = Enqueued {
+        queued: false,
+        wake: false,
+    };
+    const YES: Enqueued = Enqueued {
+        queued: true,
+        wake: false,
+    };
+}
+
 /// What the transport should do next.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Next {
@@ -53,8 +77,10 @@ struct State {
     in_flight: usize,
     close: Option<CloseRequest>,
     close_taken: bool,
-    /// When the transport last took frames (to write them).
-    drained_at: Instant,
+    /// The stall clock: the last take of a reader that was behind (a batch
+    /// over 1/64 of the bound), or when a reader that keeps up went over
+    /// that mark since. Not read at every take (a clock read per batch).
+    filling_since: Option<Instant>,
 }
 
 /// Per-connection outbound queue, bounded by bytes.
@@ -94,7 +120,7 @@ impl Outbox {
                 in_flight: 0,
                 close: None,
                 close_taken: false,
-                drained_at: Instant::now(),
+                filling_since: None,
             }),
             closing: AtomicBool::new(false),
             waker: AtomicWaker::new(),
@@ -125,26 +151,65 @@ impl Outbox {
     /// server-wide budget, at most 1/64 full (a reader that keeps up holds
     /// less than that; the server is bounded by the budget plus 1/64 of each
     /// queue). Past that the sender is refused (`rate-limited`) and this
-    /// reader keeps its connection — unless its queue has not moved for the
-    /// stall time: a reader that stopped is closed as a slow consumer, and the
-    /// message waits in its session's replay buffer for a resume.
+    /// reader keeps its connection — unless its queue has held over 1/64 of
+    /// its bound for the stall time without the transport taking from it: a
+    /// reader that stopped is closed as a slow consumer, and the message
+    /// waits in its session's replay buffer for a resume.
     pub(crate) fn accepts_relay(&self) -> bool {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let admitted = self.admits_relay(&mut st);
+        drop(st);
+        self.wake_if(admitted.wake);
+        admitted.queued
+    }
+
+    /// [`Outbox::accepts_relay`] and [`Outbox::push`] under one lock: `build`
+    /// makes the frame only once the reader has room for it (`Ok(None)` when
+    /// it declines). Returns the frame for the sender's replay buffer: it is
+    /// there whether or not the queue took it (closing, at the bound).
+    pub(crate) fn push_relay(
+        &self,
+        build: impl FnOnce() -> Option<Frame>,
+    ) -> Result<Option<Frame>, Busy> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let admitted = self.admits_relay(&mut st);
+        let outcome = match admitted.queued.then(build) {
+            None => Err(Busy),
+            Some(None) => Ok(None),
+            Some(Some(frame)) => {
+                let done = self.enqueue(&mut st, frame.clone());
+                drop(st);
+                self.wake_if(done.wake || admitted.wake);
+                return Ok(Some(frame));
+            }
+        };
+        drop(st);
+        self.wake_if(admitted.wake);
+        outcome
+    }
+
+    /// Whether a relay may be queued (`queued` here means admitted); a reader
+    /// found stalled is closed as slow (`wake`) and the relay admitted, to
+    /// wait in the replay buffer.
+    fn admits_relay(&self, st: &mut State) -> Enqueued {
         let (held, share) = if self.over_budget() {
             (st.bytes + st.in_flight, self.limit / 64)
         } else {
             (st.bytes, self.limit / 2)
         };
         if st.close.is_some() || held <= share {
-            return true;
+            return Enqueued::YES;
         }
-        if st.drained_at.elapsed() < self.stall {
-            return false;
+        // Behind only by the batch being written: the write timeout watches that.
+        let stalled = st.filling_since.is_some_and(|t| t.elapsed() >= self.stall);
+        if !stalled {
+            return Enqueued::NOT;
         }
-        self.close_slow(&mut st);
-        drop(st);
-        self.waker.wake();
-        true
+        self.close_slow(st);
+        Enqueued {
+            queued: true,
+            wake: true,
+        }
     }
 
     /// Whether all outboxes of the hub hold more than the server-wide budget.
@@ -186,14 +251,22 @@ impl Outbox {
     /// the bound was reached, which starts the slow-consumer close).
     pub(crate) fn push(&self, frame: Frame) -> bool {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let done = self.enqueue(&mut st, frame);
+        drop(st);
+        self.wake_if(done.wake);
+        done.queued
+    }
+
+    fn enqueue(&self, st: &mut State, frame: Frame) -> Enqueued {
         if st.close.is_some() {
-            return false;
+            return Enqueued::NOT;
         }
         if st.bytes + frame.len() > self.limit {
-            self.close_slow(&mut st);
-            drop(st);
-            self.waker.wake();
-            return false;
+            self.close_slow(st);
+            return Enqueued {
+                queued: false,
+                wake: true,
+            };
         }
         if let Some(m) = &self.metrics {
             m.message_out(frame.as_str());
@@ -201,13 +274,24 @@ impl Outbox {
                 .fetch_add(frame.len() as i64, Ordering::Relaxed);
         }
         let was_empty = st.frames.is_empty();
+        let mark = self.limit / 64;
+        if st.filling_since.is_none() && st.bytes + frame.len() > mark {
+            st.filling_since = Some(Instant::now());
+        }
         st.bytes += frame.len();
         st.frames.push_back(frame);
-        drop(st);
-        if was_empty {
+        Enqueued {
+            queued: true,
+            wake: was_empty,
+        }
+    }
+
+    /// Wakes the transport's task; called with the state unlocked, so that it
+    /// does not wake into a held lock.
+    fn wake_if(&self, wake: bool) {
+        if wake {
             self.waker.wake();
         }
-        true
     }
 
     /// The transport wrote (flushed) the batch it took last: its bytes leave
@@ -288,7 +372,10 @@ impl Outbox {
             // Taking the next batch means the last one was written.
             let taken = std::mem::take(&mut st.bytes);
             self.release(std::mem::replace(&mut st.in_flight, taken));
-            st.drained_at = Instant::now();
+            // A reader that was behind: its stall clock starts now. One that
+            // keeps up (small batches, the common case) reads no clock here;
+            // its clock starts when it falls behind (`enqueue`).
+            st.filling_since = (taken > self.limit / 64).then(Instant::now);
             return Some(Next::Frames);
         }
         if let Some(req) = st.close.clone().filter(|_| !st.close_taken) {
@@ -342,12 +429,34 @@ mod tests {
         let mut batch = Vec::new();
         assert_eq!(o.try_next(&mut batch), Some(Next::Frames));
         assert!(o.accepts_relay());
-        // Over half and nothing taken for the stall time: closed as slow.
+        // Over half, filling since the stall time and nothing taken: closed as slow.
         assert!(o.push(Frame::from("z".repeat(60))));
         std::thread::sleep(Duration::from_millis(40));
         assert!(o.accepts_relay(), "the message goes to the replay buffer");
         assert!(o.is_closing());
         assert_eq!(o.close_request().map(|c| c.code), Some(close::POLICY));
+    }
+
+    #[test]
+    fn the_stall_clock_starts_when_a_reader_falls_behind_or_at_its_last_big_take() {
+        let mut o = Outbox::new(6400); // 1/64: 100 bytes; half: 3 200
+        o.stall = Duration::from_millis(30);
+        let mut batch = Vec::new();
+        // A reader that keeps up takes small batches: no clock runs.
+        assert!(o.push(Frame::from("s".repeat(50))));
+        assert_eq!(o.try_next(&mut batch), Some(Next::Frames));
+        std::thread::sleep(Duration::from_millis(40));
+        // It falls behind now: its stall time counts from here, not from its take.
+        assert!(o.push(Frame::from("f".repeat(3300))));
+        assert!(!o.accepts_relay(), "refused, not yet stalled");
+        assert!(!o.is_closing());
+        // A reader that was behind: the clock starts at its (big) take.
+        batch.clear();
+        assert_eq!(o.try_next(&mut batch), Some(Next::Frames));
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(o.push(Frame::from("b".repeat(3300))));
+        assert!(o.accepts_relay(), "the message goes to the replay buffer");
+        assert!(o.is_closing(), "nothing taken for the stall time since");
     }
 
     #[test]

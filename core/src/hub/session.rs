@@ -156,9 +156,14 @@ pub(crate) fn queue_resumed(outbox: &Outbox, session_id: &str, frames: Vec<Frame
     n
 }
 
-/// A frame that would exceed the size limit was not delivered.
+/// Why a relayed message was not delivered.
 #[derive(Debug)]
-pub(crate) struct TooBig;
+pub(crate) enum RelayRefused {
+    /// It would exceed the size limit.
+    TooBig,
+    /// The reader is too far behind (see `Outbox::accepts_relay`).
+    Busy,
+}
 
 impl SessionState {
     pub(crate) fn deliver(&mut self, body: &str) -> Option<u64> {
@@ -166,35 +171,47 @@ impl SessionState {
             return None;
         }
         let frame = Frame::from(stamp_seq(body, self.next_seq));
-        self.push_frame(frame)
+        if let Some(a) = &self.attached {
+            a.outbox.push(frame.clone());
+        }
+        Some(self.buffer(frame))
     }
 
-    /// Builds the frame for this session's next `seq` in one pass (one allocation,
-    /// no re-copy to prefix the `seq`), unless it would exceed `max_len` bytes.
-    pub(crate) fn deliver_built(
+    /// Relays a peer's message: builds the frame for this session's next `seq`
+    /// in one pass (one allocation, no re-copy to prefix the `seq`) once the
+    /// reader has room for it, and checks and queues it under one lock of
+    /// the outbox. `Ok(None)` when the session has ended.
+    pub(crate) fn relay_built(
         &mut self,
         max_len: usize,
         build: impl FnOnce(u64) -> String,
-    ) -> Result<Option<u64>, TooBig> {
+    ) -> Result<Option<u64>, RelayRefused> {
         if self.ended {
             return Ok(None);
         }
-        let text = build(self.next_seq);
-        if text.len() > max_len {
-            return Err(TooBig);
-        }
-        Ok(self.push_frame(Frame::from(text)))
+        let seq = self.next_seq;
+        let make = || {
+            let text = build(seq);
+            (text.len() <= max_len).then(|| Frame::from(text))
+        };
+        let frame = match &self.attached {
+            Some(a) => a.outbox.push_relay(make).map_err(|_| RelayRefused::Busy)?,
+            None => make(),
+        };
+        let frame = frame.ok_or(RelayRefused::TooBig)?;
+        Ok(Some(self.buffer(frame)))
     }
 
-    /// Buffers and queues a frame stamped with `next_seq`.
-    fn push_frame(&mut self, frame: Frame) -> Option<u64> {
+    /// Keeps a frame stamped with `next_seq` for replay (the caller queued
+    /// it); returns its seq.
+    fn buffer(&mut self, frame: Frame) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
         // Bound: the oldest unacknowledged frames are dropped; a later resume from
         // before them fails with `resume-failed` instead of leaving a silent gap.
         let before = self.replay_bytes;
         self.replay_bytes += frame.len();
-        self.replay.push_back(frame.clone());
+        self.replay.push_back(frame);
         self.trim_to_bounds();
         if let Some((_, budget)) = &self.away {
             budget.resized(before, self.replay_bytes);
@@ -205,10 +222,7 @@ impl SessionState {
                 link.mirror.frames_buffered(&link.session);
             }
         }
-        if let Some(a) = &self.attached {
-            a.outbox.push(frame);
-        }
-        Some(seq)
+        seq
     }
 
     /// Drops the oldest buffered frames beyond the message and byte bounds.

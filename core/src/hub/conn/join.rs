@@ -266,26 +266,23 @@ impl ConnCore {
     }
 
     /// The room a room-scoped message is for, and the sender's user id.
-    pub(super) fn resolve_room(
-        &self,
-        room_id: Option<&str>,
-    ) -> Result<(Arc<Room>, Arc<str>), Refusal> {
+    pub(super) fn resolve_room(&self, room_id: Option<&str>) -> Result<Arc<Room>, Refusal> {
         let st = self.session.lock();
-        let Some(user_id) = st.user_id.clone() else {
+        if st.user_id.is_none() {
             return refuse(ErrorCode::NotInRoom, "join a room first");
-        };
+        }
         let room = match room_id {
-            Some(id) => st.rooms.iter().find(|r| &*r.id == id).cloned(),
+            Some(id) => st.rooms.iter().find(|r| &*r.id == id),
             None if st.rooms.len() > 1 => {
                 return refuse(
                     ErrorCode::InvalidMessage,
                     "`roomId` is required while in several rooms",
                 )
             }
-            None => st.rooms.first().cloned(),
+            None => st.rooms.first(),
         };
         match room {
-            Some(r) => Ok((r, user_id)),
+            Some(r) => Ok(r.clone()),
             None => refuse(
                 ErrorCode::NotInRoom,
                 format!("not in room `{}`", room_id.unwrap_or("any")),

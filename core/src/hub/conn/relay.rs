@@ -9,7 +9,7 @@ use crate::error::ErrorCode;
 use crate::event::Event;
 use crate::hub::backplane::NodeTargets;
 use crate::hub::body_fields;
-use crate::hub::session::TooBig;
+use crate::hub::session::RelayRefused;
 use crate::protocol::{outbound, ClientMessage, MsgType};
 
 /// Room-wide copies get `"seq":N,` prefixed per receiver: at most this many bytes.
@@ -28,9 +28,16 @@ fn not_keeping_up<T>(peers: &[&str]) -> Result<T, Refusal> {
     )
 }
 
+fn peer_not_found<T>(to: &str, room_id: &str) -> Result<T, Refusal> {
+    refuse(
+        ErrorCode::PeerNotFound,
+        format!("no peer `{to}` in room `{room_id}`"),
+    )
+}
+
 impl ConnCore {
     pub(super) fn relay(&mut self, msg: &ClientMessage<'_>) -> Result<Accepted, Refusal> {
-        let (room, from) = self.resolve_room(msg.room_id.as_deref())?;
+        let room = self.resolve_room(msg.room_id.as_deref())?;
         let max = self.hub.config.max_message_bytes;
         // The stamped copy must still fit the receivers' size limit.
         let too_big = || {
@@ -39,56 +46,58 @@ impl ConnCore {
                 "the message is too big once `from` is added",
             )
         };
+        // Everything local happens under the room's lock (room, then session:
+        // the lock order everywhere); `from` is read from the sender's own
+        // entry there, so nothing is cloned per message.
+        let rs = room.lock();
+        let Some(me) = rs
+            .members
+            .iter()
+            .find(|m| Arc::ptr_eq(&m.session, &self.session))
+        else {
+            return refuse(ErrorCode::NotInRoom, format!("not in room `{}`", room.id));
+        };
+        let from = &*me.user_id;
+        let event_from = self
+            .hub
+            .relay_event_wanted(msg.kind)
+            .then(|| me.user_id.clone());
         let mut accepted = Accepted::Now;
+        let mut unicast_remote = None;
         let delivered = match msg.to.as_deref() {
-            Some(to) => {
-                let (target, remote) = {
-                    let rs = room.lock();
-                    match rs.find(to) {
-                        Some(m) => (Some(m.session.clone()), None),
-                        None => (None, rs.find_remote(to).map(NodeTargets::of)),
+            Some(to) => match rs.find(to) {
+                // One receiver: its frame, `seq` included, built in one pass.
+                Some(target) => {
+                    let built = target
+                        .session
+                        .lock()
+                        .relay_built(max, |seq| outbound::forward(msg, Some(seq), from, &room.id));
+                    match built {
+                        Ok(Some(_)) => 1,
+                        Ok(None) => return peer_not_found(to, &room.id),
+                        Err(RelayRefused::Busy) => return not_keeping_up(&[to]),
+                        Err(RelayRefused::TooBig) => return too_big(),
                     }
-                };
-                let not_found = || {
-                    refuse(
-                        ErrorCode::PeerNotFound,
-                        format!("no peer `{to}` in room `{}`", room.id),
-                    )
-                };
-                match (target, remote) {
-                    // One receiver: build its frame, `seq` included, in one pass.
-                    (Some(target), _) => {
-                        let mut st = target.lock();
-                        if !st.accepts_relay() {
-                            return not_keeping_up(&[to]);
-                        }
-                        match st.deliver_built(max, |seq| {
-                            outbound::forward(msg, Some(seq), &from, &room.id)
-                        }) {
-                            Ok(Some(_)) => 1,
-                            Ok(None) => return not_found(),
-                            Err(TooBig) => return too_big(),
-                        }
-                    }
-                    // On another node (cluster mode): it counts as relayed there.
-                    (None, Some(remote)) => {
-                        let body = outbound::forward(msg, None, &from, &room.id);
-                        if body.len() + MAX_SEQ_STAMP > max {
-                            return too_big();
-                        }
-                        accepted = self.send_remote(&room.id, vec![remote], body, true, msg)?;
-                        0
-                    }
-                    (None, None) => return not_found(),
                 }
-            }
+                // On another node (cluster mode): it counts as relayed there.
+                None => {
+                    let Some(target) = rs.find_remote(to).map(NodeTargets::of) else {
+                        return peer_not_found(to, &room.id);
+                    };
+                    let body = outbound::forward(msg, None, from, &room.id);
+                    if body.len() + MAX_SEQ_STAMP > max {
+                        return too_big();
+                    }
+                    unicast_remote = Some((target, body));
+                    0
+                }
+            },
             None => {
-                let body = outbound::forward(msg, None, &from, &room.id);
+                let body = outbound::forward(msg, None, from, &room.id);
                 if body.len() + MAX_SEQ_STAMP > max {
                     return too_big();
                 }
                 let include_self = msg.kind == MsgType::Chat;
-                let rs = room.lock();
                 let receivers = || {
                     rs.members
                         .iter()
@@ -118,13 +127,17 @@ impl ConnCore {
                 n
             }
         };
+        drop(rs);
+        if let Some((target, body)) = unicast_remote {
+            accepted = self.send_remote(&room.id, vec![target], body, true, msg)?;
+        }
         self.hub
             .metrics
             .messages_relayed
             .fetch_add(delivered as u64, Ordering::Relaxed);
-        if !self.hub.relay_event_wanted(msg.kind) {
+        let Some(from) = event_from else {
             return Ok(accepted);
-        }
+        };
         self.hub.emit(|| {
             let fields = body_fields(&outbound::forward(msg, None, &from, &room.id));
             match msg.kind {
