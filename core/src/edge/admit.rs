@@ -180,6 +180,7 @@ pub enum Encoding {
 #[derive(Debug)]
 pub struct Admitted {
     pub(super) slot: Slot,
+    ip: IpAddr,
     pub(super) origin: Option<String>,
     pub(super) path: String,
     pub(super) identity: Option<Identity>,
@@ -190,7 +191,7 @@ pub struct Admitted {
 impl Admitted {
     /// The client's IP after trusted-proxy resolution.
     pub fn ip(&self) -> IpAddr {
-        self.slot.ip
+        self.ip
     }
 
     /// The subprotocol to select in the `101` answer: `webrtc-signaling` or
@@ -220,11 +221,11 @@ impl Admitted {
     }
 }
 
-/// One counted connection (server-wide and for its IP); dropping it gives both back.
+/// One counted connection (server-wide and for its IP); dropping it gives
+/// both back. Every open connection holds one: the key only, not the IP.
 #[derive(Debug)]
 pub(super) struct Slot {
     edge: Arc<EdgeInner>,
-    ip: IpAddr,
     /// What the per-IP count is keyed by (IPv6: the prefix).
     key: IpAddr,
 }
@@ -332,7 +333,6 @@ impl EdgeInner {
         // From here on the slot is held; dropping it gives both counters back.
         let slot = Slot {
             edge: self.clone(),
-            ip,
             key,
         };
         if config.max_conns > 0 && open >= config.max_conns {
@@ -381,6 +381,7 @@ impl EdgeInner {
         });
         Ok(Admitted {
             slot,
+            ip,
             origin,
             path,
             identity,

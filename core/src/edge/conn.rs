@@ -90,58 +90,76 @@ pub enum Tick {
     Drop,
 }
 
-/// The liveness clock of one connection. The two periods are kept in
-/// milliseconds: every connection's task holds this clock.
+/// The liveness clock of one connection. Every connection's task holds it,
+/// so its times are milliseconds on a process-wide clock, modulo 2^32
+/// ([`millis`]): 4 bytes each, not 16. Every comparison is of times less than
+/// 12 days apart (a period is capped there; a silence, a stuck write or a ping
+/// is due within one), so wrapping differences are exact.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Clock {
     mode: Liveness,
     interval_ms: u32,
     timeout_ms: u32,
-    last_heard: Instant,
-    next_ping: Instant,
-    write_started: Option<Instant>,
+    last_heard: u32,
+    next_ping: u32,
+    write_started: Option<u32>,
+}
+
+/// The longest period the clock keeps (~12 days): longer is as good as never.
+const MAX_PERIOD_MS: u32 = 1 << 30;
+
+/// `t` in milliseconds since the process's first call, modulo 2^32, rounded
+/// down (also before that first call, as paused test clocks can be).
+fn millis(t: Instant) -> u32 {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    if t >= epoch {
+        (t - epoch).as_millis() as u32
+    } else {
+        ((epoch - t).as_nanos().div_ceil(1_000_000) as u32).wrapping_neg()
+    }
 }
 
 impl Clock {
     pub(crate) fn new(mode: Liveness, interval: Duration, timeout: Duration) -> Clock {
-        let now = Instant::now();
+        Clock::new_at(mode, interval, timeout, Instant::now())
+    }
+
+    fn new_at(mode: Liveness, interval: Duration, timeout: Duration, now: Instant) -> Clock {
         // Rounded up, at least 1 ms: a shorter period must not become 0 (a
         // zero timeout would drop every connection, a zero interval spin).
         let ms = |d: Duration| {
             let ms = d.as_nanos().div_ceil(1_000_000).max(1);
-            u32::try_from(ms).unwrap_or(u32::MAX)
+            u32::try_from(ms).map_or(MAX_PERIOD_MS, |ms| ms.min(MAX_PERIOD_MS))
         };
         let interval_ms = ms(interval);
+        let now = millis(now);
         Clock {
             mode,
             interval_ms,
             timeout_ms: ms(timeout),
             last_heard: now,
-            next_ping: now + Duration::from_millis(interval_ms.into()),
+            next_ping: now.wrapping_add(interval_ms),
             write_started: None,
         }
     }
 
-    fn interval(&self) -> Duration {
-        Duration::from_millis(self.interval_ms.into())
-    }
-
-    fn timeout(&self) -> Duration {
-        Duration::from_millis(self.timeout_ms.into())
+    fn silence_limit_ms(&self) -> i64 {
+        i64::from(self.interval_ms) + i64::from(self.timeout_ms)
     }
 
     /// How long the peer may stay silent (pings on) before it is dropped, and
     /// how long unacknowledged replay is worth keeping.
     pub(crate) fn silence_limit(&self) -> Duration {
-        self.interval() + self.timeout()
+        Duration::from_millis(self.silence_limit_ms() as u64)
     }
 
     pub(crate) fn heard(&mut self, now: Instant) {
-        self.last_heard = now;
+        self.last_heard = millis(now);
     }
 
     pub(crate) fn write_started(&mut self, now: Instant) {
-        self.write_started.get_or_insert(now);
+        self.write_started.get_or_insert(millis(now));
     }
 
     pub(crate) fn write_done(&mut self) {
@@ -150,33 +168,43 @@ impl Clock {
 
     /// Whether the current write has waited for the whole timeout.
     pub(crate) fn write_stuck(&self, now: Instant) -> bool {
+        let now = millis(now);
         self.write_started
-            .is_some_and(|t| now.saturating_duration_since(t) >= self.timeout())
+            .is_some_and(|t| ago(now, t) >= i64::from(self.timeout_ms))
     }
 
     pub(crate) fn tick(&mut self, now: Instant) -> Tick {
+        let now_ms = millis(now);
         let stuck = self.write_stuck(now);
-        let silent = self.mode == Liveness::Pings
-            && now.saturating_duration_since(self.last_heard) >= self.silence_limit();
+        let silent =
+            self.mode == Liveness::Pings && ago(now_ms, self.last_heard) >= self.silence_limit_ms();
         if stuck || silent {
             return Tick::Drop;
         }
         // Wake at least every timeout to check for a stuck write.
-        let mut next = now + self.timeout();
+        let mut next_in = i64::from(self.timeout_ms);
+        let mut ping = false;
         if self.mode == Liveness::Pings {
-            let ping = now >= self.next_ping;
+            ping = ago(now_ms, self.next_ping) >= 0;
             if ping {
-                self.next_ping = now + self.interval();
+                self.next_ping = now_ms.wrapping_add(self.interval_ms);
             }
-            next = next
-                .min(self.next_ping)
-                .min(self.last_heard + self.silence_limit());
-            if ping {
-                return Tick::Ping(next);
-            }
+            next_in = next_in
+                .min(-ago(now_ms, self.next_ping))
+                .min(self.silence_limit_ms() - ago(now_ms, self.last_heard));
         }
-        Tick::Idle(next)
+        let next = now + Duration::from_millis(next_in.max(0) as u64);
+        if ping {
+            Tick::Ping(next)
+        } else {
+            Tick::Idle(next)
+        }
     }
+}
+
+/// How long before `now` the time `then` was (negative: it is ahead).
+fn ago(now: u32, then: u32) -> i64 {
+    i64::from(now.wrapping_sub(then) as i32)
 }
 
 /// An open connection: the hub's [`Connection`], its admission slot and its
@@ -187,7 +215,6 @@ impl Clock {
 #[derive(Debug)]
 pub struct EdgeConnection {
     conn: Connection,
-    outbox: Arc<Outbox>,
     max_message_bytes: usize,
     encoding: Encoding,
     clock: Clock,
@@ -209,7 +236,6 @@ impl Admitted {
             join: self.join,
         });
         EdgeConnection {
-            outbox: conn.outbox().clone(),
             conn,
             max_message_bytes: config.max_message_bytes,
             encoding,
@@ -231,7 +257,7 @@ impl EdgeConnection {
 
     /// The bounded queue of frames to write (and the close request at its end).
     pub fn outbox(&self) -> &Arc<Outbox> {
-        &self.outbox
+        self.conn.outbox()
     }
 
     /// How this connection's frames are encoded (the selected subprotocol):
@@ -358,9 +384,20 @@ mod tests {
 
     #[test]
     fn clock_pings_drops_silence_and_stuck_writes() {
+        let now = Instant::now();
+        pings_drops_silence_and_stuck_writes(now);
+        // The same across the 2^32 ms wrap of the process clock, and before
+        // its epoch (a paused test clock can be behind it).
+        let to_wrap = u64::from((u32::MAX - 12_000).wrapping_sub(millis(now)));
+        pings_drops_silence_and_stuck_writes(now + Duration::from_millis(to_wrap));
+        if let Some(before) = now.checked_sub(Duration::from_secs(3600)) {
+            pings_drops_silence_and_stuck_writes(before);
+        }
+    }
+
+    fn pings_drops_silence_and_stuck_writes(t0: Instant) {
         let s = Duration::from_secs(1);
-        let mut c = Clock::new(Liveness::Pings, 10 * s, 5 * s);
-        let t0 = c.last_heard;
+        let mut c = Clock::new_at(Liveness::Pings, 10 * s, 5 * s, t0);
         assert_eq!(c.tick(t0), Tick::Idle(t0 + 5 * s));
         assert_eq!(c.tick(t0 + 10 * s), Tick::Ping(t0 + 15 * s));
         assert_eq!(
@@ -378,8 +415,7 @@ mod tests {
             "a write stuck for the timeout"
         );
 
-        let mut host = Clock::new(Liveness::Host, 10 * s, 5 * s);
-        let t0 = host.last_heard;
+        let mut host = Clock::new_at(Liveness::Host, 10 * s, 5 * s, t0);
         assert_eq!(
             host.tick(t0 + 60 * s),
             Tick::Idle(t0 + 65 * s),
@@ -392,9 +428,9 @@ mod tests {
     #[test]
     fn periods_under_a_millisecond_round_up_not_to_zero() {
         let us = Duration::from_micros(500);
-        let mut c = Clock::new(Liveness::Pings, us, us);
+        let t0 = Instant::now();
+        let mut c = Clock::new_at(Liveness::Pings, us, us, t0);
         assert_eq!((c.interval_ms, c.timeout_ms), (1, 1));
-        let t0 = c.last_heard;
         assert!(matches!(c.tick(t0), Tick::Idle(_)), "not dropped at once");
         let c = Clock::new(Liveness::Pings, Duration::from_micros(1500), us);
         assert_eq!(c.interval_ms, 2);

@@ -16,7 +16,6 @@
 use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -25,8 +24,8 @@ use tokio::time::{Instant, Sleep};
 
 use super::framing::{self, Opcode};
 use super::ws_read::{Flow, Inbound, Reader};
-use crate::edge::{EdgeConnection, Encoding, Tick, Violation, Wire};
-use crate::hub::{Next, Outbox};
+use crate::edge::{EdgeConnection, Tick, Violation, Wire};
+use crate::hub::Next;
 
 /// How long to wait for the close handshake to finish after a close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -59,18 +58,21 @@ enum Phase {
 pub(crate) struct ConnectionTask<S> {
     io: S,
     reader: Reader,
-    /// Encoded bytes the socket did not take yet (empty and unallocated
-    /// unless the socket is full).
-    unsent: Vec<u8>,
-    unsent_at: usize,
+    /// Encoded bytes the socket did not take yet (`None` unless the socket
+    /// is full; boxed: every connection's task holds this field).
+    unsent: Option<Box<Unsent>>,
     state: State,
+}
+
+/// The rest of a write the socket did not take: `bytes[at..]`.
+struct Unsent {
+    bytes: Vec<u8>,
+    at: usize,
 }
 
 /// Everything of a connection but its socket and buffers.
 struct State {
     conn: Option<EdgeConnection>,
-    outbox: Arc<Outbox>,
-    encoding: Encoding,
     /// Written bytes await a flush (TLS); `batch_out`: they carry an outbox
     /// batch, reported `written` once flushed.
     flush_due: bool,
@@ -101,8 +103,6 @@ where
 {
     /// `rest`: bytes read after the upgrade request (the client's first frames).
     pub(crate) fn new(io: S, rest: Vec<u8>, mut conn: EdgeConnection) -> Self {
-        let outbox = conn.outbox().clone();
-        let encoding = conn.encoding();
         let next = match conn.tick() {
             Tick::Idle(next) | Tick::Ping(next) => next,
             Tick::Drop => Instant::now(),
@@ -110,12 +110,9 @@ where
         ConnectionTask {
             io,
             reader: Reader::new(conn.max_message_bytes(), rest),
-            unsent: Vec::new(),
-            unsent_at: 0,
+            unsent: None,
             state: State {
                 conn: Some(conn),
-                outbox,
-                encoding,
                 flush_due: false,
                 batch_out: false,
                 write_clock: false,
@@ -203,10 +200,12 @@ impl State {
             // The outbox's buffer, freed once encoded: an idle connection
             // keeps none (see `Outbox::try_next`).
             let mut batch = Vec::new();
-            match self.outbox.poll_next(cx, &mut batch) {
+            let conn = self.conn();
+            let encoding = conn.encoding();
+            match conn.outbox().poll_next(cx, &mut batch) {
                 Poll::Ready(Next::Frames) => {
                     for frame in batch {
-                        match self.encoding.wire(frame) {
+                        match encoding.wire(frame) {
                             Wire::Text(text) => framing::encode(out, Opcode::Text, text.as_bytes()),
                             Wire::Binary(bytes) => framing::encode(out, Opcode::Binary, &bytes),
                         }
@@ -321,14 +320,13 @@ where
     fn poll_outbound(&mut self, cx: &mut Context<'_>) -> bool {
         let mut progress = false;
         loop {
-            if self.unsent_at < self.unsent.len() {
-                match Pin::new(&mut self.io).poll_write(cx, &self.unsent[self.unsent_at..]) {
+            if let Some(unsent) = &mut self.unsent {
+                match Pin::new(&mut self.io).poll_write(cx, &unsent.bytes[unsent.at..]) {
                     Poll::Ready(Ok(n)) if n > 0 => {
                         progress = true;
-                        self.unsent_at += n;
-                        if self.unsent_at == self.unsent.len() {
-                            self.unsent = Vec::new();
-                            self.unsent_at = 0;
+                        unsent.at += n;
+                        if unsent.at == unsent.bytes.len() {
+                            self.unsent = None;
                         }
                         continue;
                     }
@@ -373,7 +371,10 @@ where
                         // The socket is full: the rest waits in the connection,
                         // and the kit's clock watches for a write that stays stuck
                         // (a write that goes out at once never reads the clock).
-                        self.unsent = out[at..].to_vec();
+                        self.unsent = Some(Box::new(Unsent {
+                            bytes: out[at..].to_vec(),
+                            at: 0,
+                        }));
                         self.state.write_waits();
                         break false;
                     }
