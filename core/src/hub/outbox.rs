@@ -77,6 +77,10 @@ struct State {
     in_flight: usize,
     close: Option<CloseRequest>,
     close_taken: bool,
+    /// Frames in the last batch taken (at most 255): the queue the next push
+    /// allocates is that big, so an idle connection's one frame takes one
+    /// slot (32 bytes), a busy one's batch no regrowth.
+    last_batch: u8,
     /// The stall clock: the last take of a reader that was behind (a batch
     /// over 1/64 of the bound), or when a reader that keeps up went over
     /// that mark since. Not read at every take (a clock read per batch).
@@ -120,6 +124,7 @@ impl Outbox {
                 in_flight: 0,
                 close: None,
                 close_taken: false,
+                last_batch: 1,
                 filling_since: None,
             }),
             closing: AtomicBool::new(false),
@@ -274,6 +279,9 @@ impl Outbox {
                 .fetch_add(frame.len() as i64, Ordering::Relaxed);
         }
         let was_empty = st.frames.is_empty();
+        if st.frames.capacity() == 0 {
+            st.frames.reserve_exact(st.last_batch.into());
+        }
         let mark = self.limit / 64;
         if st.filling_since.is_none() && st.bytes + frame.len() > mark {
             st.filling_since = Some(Instant::now());
@@ -360,6 +368,7 @@ impl Outbox {
     pub fn try_next(&self, batch: &mut Vec<Frame>) -> Option<Next> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if !st.frames.is_empty() {
+            st.last_batch = st.frames.len().clamp(1, 255) as u8;
             if batch.capacity() == 0 {
                 // A caller without a buffer of its own (the server's
                 // transport) takes the queue's, and frees it once written:

@@ -211,6 +211,12 @@ impl SessionState {
         // before them fails with `resume-failed` instead of leaving a silent gap.
         let before = self.replay_bytes;
         self.replay_bytes += frame.len();
+        if self.replay.capacity() == 0 {
+            // Mostly one frame waits for its ack: a slot for one (32 bytes),
+            // not the four a first push reserves. A buffer left in a shared
+            // size class by a burst is a hole beside live objects after it.
+            self.replay.reserve_exact(1);
+        }
         self.replay.push_back(frame);
         self.trim_to_bounds();
         if let Some((_, budget)) = &self.away {
