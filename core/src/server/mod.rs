@@ -8,6 +8,7 @@ mod framing;
 mod http;
 mod operator;
 mod static_files;
+mod ticker;
 mod tls;
 mod ws;
 mod ws_read;
@@ -54,6 +55,8 @@ struct Shared {
     tls: Option<tls::Tls>,
     stop_accepting: Notify,
     stopped: watch::Sender<bool>,
+    /// The connections' timer.
+    ticker: Arc<ticker::Ticker>,
 }
 
 /// A running server. Cheap to clone; every clone controls the same server.
@@ -95,6 +98,7 @@ impl Server {
             url,
             stop_accepting: Notify::new(),
             stopped: watch::channel(false).0,
+            ticker: ticker::Ticker::start(),
         });
         info!(url = %shared.url, "listening");
         tokio::spawn(accept_loop(listener, shared.clone()));
@@ -138,6 +142,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     drop(listener);
     // Anything still running outlived the drain: abort it (its session goes away).
     tasks.shutdown().await;
+    shared.ticker.stop();
     // `send_replace`, not `send`: `send` stores nothing while no receiver exists,
     // and `shutdown()` may subscribe (in `stopped()`) only after this line.
     shared.stopped.send_replace(true);
@@ -180,7 +185,7 @@ async fn handle_tls(
 
 /// A connection past the upgrade: the WebSocket and its kit connection (which
 /// holds the admission slot).
-type Upgraded<S> = (S, Vec<u8>, EdgeConnection);
+type Upgraded<S> = (S, Vec<u8>, EdgeConnection, Arc<ticker::Ticker>);
 
 /// Serves one TCP (or TLS) connection: the request phase (head, admission,
 /// auth, upgrade), then the WebSocket connection.
@@ -221,8 +226,8 @@ where
             match this {
                 SocketTask::Request(request) => match request.as_mut().poll(cx) {
                     Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Some((io, rest, conn))) => {
-                        *this = SocketTask::Open(ws::ConnectionTask::new(io, rest, conn));
+                    Poll::Ready(Some((io, rest, conn, ticker))) => {
+                        *this = SocketTask::Open(ws::ConnectionTask::new(io, rest, conn, ticker));
                     }
                     Poll::Ready(None) => *this = SocketTask::Done,
                 },
@@ -361,7 +366,7 @@ async fn handle_socket<S>(
         return;
     }
     let conn = admitted.open(shared.edge.hub(), Liveness::Pings);
-    *upgraded = Some((stream.into_inner(), rest, conn));
+    *upgraded = Some((stream.into_inner(), rest, conn, shared.ticker.clone()));
 }
 
 impl ServerHandle {
@@ -491,10 +496,10 @@ mod tests {
     /// task up to 128: at most 280 keeps it in 384 bytes.
     #[tokio::test]
     async fn connection_future_stays_small() {
-        // 264 bytes today: the connection alone, its rare parts boxed (the
-        // unsent rest of a write, a split frame) and its clock in 32-bit
-        // milliseconds; 368 before that, 808 as an `async fn` with the
-        // request phase beside it, ~2.0 KiB with `select!`.
+        // 280 bytes today: the connection alone, its rare parts boxed (the
+        // unsent rest of a write), its clock in 32-bit milliseconds and its
+        // timer a deadline on the server's ticker; 368 before that, 808 as an
+        // `async fn` with the request phase beside it, ~2.0 KiB with `select!`.
         const LIMIT: usize = 280;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

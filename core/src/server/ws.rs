@@ -16,13 +16,15 @@
 use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 use super::framing::{self, Opcode};
+use super::ticker::Ticker;
 use super::ws_read::{Flow, Inbound, Reader};
 use crate::edge::{EdgeConnection, Tick, Violation, Wire};
 use crate::hub::Next;
@@ -84,9 +86,12 @@ struct State {
     phase: Phase,
     ping_due: bool,
     client_close: Option<u16>,
-    /// One timer for the connection's life, re-armed only when it fires, never per
-    /// message: the kit's liveness clock says when it must fire next.
-    timer: Pin<Box<Sleep>>,
+    /// The connection's next deadline on the server's ticker, moved only when
+    /// it came, never per message: the kit's liveness clock says when it is.
+    timer: u64,
+    /// The task is registered with the ticker for `timer`.
+    timer_armed: bool,
+    ticker: Arc<Ticker>,
 }
 
 impl<S> std::fmt::Debug for ConnectionTask<S> {
@@ -102,7 +107,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     /// `rest`: bytes read after the upgrade request (the client's first frames).
-    pub(crate) fn new(io: S, rest: Vec<u8>, mut conn: EdgeConnection) -> Self {
+    pub(crate) fn new(io: S, rest: Vec<u8>, mut conn: EdgeConnection, ticker: Arc<Ticker>) -> Self {
         let next = match conn.tick() {
             Tick::Idle(next) | Tick::Ping(next) => next,
             Tick::Drop => Instant::now(),
@@ -120,7 +125,9 @@ where
                 phase: Phase::Open,
                 ping_due: false,
                 client_close: None,
-                timer: Box::pin(tokio::time::sleep_until(next)),
+                timer: ticker.deadline(next),
+                timer_armed: false,
+                ticker,
             },
         }
     }
@@ -138,7 +145,12 @@ impl State {
             flushed: false,
             reply: false,
         };
-        self.timer.as_mut().reset(Instant::now() + CLOSE_GRACE);
+        self.set_timer(Instant::now() + CLOSE_GRACE);
+    }
+
+    fn set_timer(&mut self, at: Instant) {
+        self.timer = self.ticker.deadline(at);
+        self.timer_armed = false;
     }
 
     fn conn(&mut self) -> &mut EdgeConnection {
@@ -168,7 +180,7 @@ impl State {
                     flushed: false,
                     reply: true,
                 };
-                self.timer.as_mut().reset(Instant::now() + CLOSE_GRACE);
+                self.set_timer(Instant::now() + CLOSE_GRACE);
             }
             Inbound::Violation(v) if !closing => self.violate(v),
             // Pongs only count as heard; data while closing is dropped.
@@ -305,9 +317,9 @@ impl State {
             Tick::Drop => self.phase = Phase::Done,
             Tick::Ping(next) => {
                 self.ping_due = true;
-                self.timer.as_mut().reset(next);
+                self.set_timer(next);
             }
-            Tick::Idle(next) => self.timer.as_mut().reset(next),
+            Tick::Idle(next) => self.set_timer(next),
         }
     }
 }
@@ -442,11 +454,14 @@ where
                 progress = true;
             }
             let st = &mut this.state;
-            if st.phase != Phase::Done && st.timer.as_mut().poll(cx).is_ready() {
+            if st.phase != Phase::Done && st.ticker.has_passed(st.timer) {
                 progress = true;
                 st.on_timer();
             }
             if !progress {
+                if !std::mem::replace(&mut st.timer_armed, true) {
+                    st.ticker.wake_at(st.timer, cx.waker());
+                }
                 return Poll::Pending;
             }
         }

@@ -1,0 +1,166 @@
+//! One timer for every connection of a server: a connection's task registers
+//! its waker here for its next deadline (a ping, the silence limit, a stuck
+//! write, the close grace) instead of holding a `tokio::time::Sleep` of its
+//! own, which is 112 bytes per connection for a timer that fires a few times a
+//! minute.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// Deadlines, in whole milliseconds since the ticker started (rounded up: a
+/// deadline never fires early), and the wakers waiting for each.
+///
+/// Bounded by the connections: a task registers once per deadline it sets
+/// (a few per heartbeat interval), and a registration leaves the wheel when
+/// its deadline comes, at most one heartbeat timeout after it was made; a
+/// connection that ended meanwhile is woken for nothing, once.
+#[derive(Debug)]
+pub(crate) struct Ticker {
+    base: Instant,
+    /// Every deadline up to this one has come.
+    passed: AtomicU64,
+    wheel: Mutex<BTreeMap<u64, Vec<Waker>>>,
+    /// A deadline earlier than the ticker's next one, or the stop.
+    earlier: Notify,
+    stopped: AtomicBool,
+}
+
+impl Ticker {
+    /// A ticker driven by a task on the current runtime, until [`Ticker::stop`].
+    pub(crate) fn start() -> Arc<Ticker> {
+        let ticker = Arc::new(Ticker {
+            base: Instant::now(),
+            passed: AtomicU64::new(0),
+            wheel: Mutex::new(BTreeMap::new()),
+            earlier: Notify::new(),
+            stopped: AtomicBool::new(false),
+        });
+        tokio::spawn(run(ticker.clone()));
+        ticker
+    }
+
+    /// The deadline `at` as this ticker counts it.
+    pub(crate) fn deadline(&self, at: Instant) -> u64 {
+        let since = at.saturating_duration_since(self.base);
+        u64::try_from(since.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
+    }
+
+    /// Whether `deadline` has come. An atomic load: no clock is read.
+    pub(crate) fn has_passed(&self, deadline: u64) -> bool {
+        self.passed.load(Ordering::Acquire) >= deadline
+    }
+
+    /// Wakes `waker` once `deadline` has come.
+    pub(crate) fn wake_at(&self, deadline: u64, waker: &Waker) {
+        let mut wheel = self.lock();
+        let next = wheel.keys().next().copied();
+        wheel.entry(deadline).or_default().push(waker.clone());
+        drop(wheel);
+        if next.is_none_or(|next| deadline < next) {
+            self.earlier.notify_one();
+        }
+    }
+
+    /// Ends the ticker's task (the server stopped; its connections are gone).
+    pub(crate) fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        self.earlier.notify_one();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<u64, Vec<Waker>>> {
+        self.wheel.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wakes everyone whose deadline has come.
+    fn fire(&self) {
+        let now = self.base.elapsed().as_millis() as u64;
+        self.passed.fetch_max(now, Ordering::AcqRel);
+        let mut wheel = self.lock();
+        let later = wheel.split_off(&(now + 1));
+        let due = std::mem::replace(&mut *wheel, later);
+        drop(wheel);
+        due.into_values().flatten().for_each(Waker::wake);
+    }
+}
+
+async fn run(ticker: Arc<Ticker>) {
+    loop {
+        let earlier = ticker.earlier.notified();
+        tokio::pin!(earlier);
+        // Listening before the wheel is read: a deadline added after the
+        // read is not missed.
+        earlier.as_mut().enable();
+        if ticker.stopped.load(Ordering::Acquire) {
+            return;
+        }
+        let next = ticker.lock().keys().next().copied();
+        match next {
+            Some(next) => {
+                let at = ticker.base + Duration::from_millis(next);
+                tokio::select! {
+                    () = tokio::time::sleep_until(at) => {}
+                    () = &mut earlier => {}
+                }
+            }
+            None => earlier.await,
+        }
+        ticker.fire();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::poll_fn;
+    use std::task::Poll;
+
+    /// Waits for `deadline` the way a connection task does.
+    async fn until(ticker: &Ticker, deadline: u64) {
+        let mut armed = false;
+        poll_fn(|cx| {
+            if ticker.has_passed(deadline) {
+                return Poll::Ready(());
+            }
+            if !armed {
+                ticker.wake_at(deadline, cx.waker());
+                armed = true;
+            }
+            Poll::Pending
+        })
+        .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deadlines_come_in_order_never_early_and_the_wheel_empties() {
+        let ticker = Ticker::start();
+        let t0 = Instant::now();
+        let late = ticker.deadline(t0 + Duration::from_secs(30));
+        let soon = ticker.deadline(t0 + Duration::from_millis(1500));
+        let (a, b) = (ticker.clone(), ticker.clone());
+        let late_task = tokio::spawn(async move { until(&a, late).await });
+        // Registered after the later one: the ticker must wake earlier for it.
+        tokio::task::yield_now().await;
+        until(&b, soon).await;
+        assert!(Instant::now() >= t0 + Duration::from_millis(1500));
+        assert!(!ticker.has_passed(late));
+        late_task.await.unwrap();
+        assert!(Instant::now() >= t0 + Duration::from_secs(30));
+        assert!(ticker.lock().is_empty(), "fired deadlines leave the wheel");
+        ticker.stop();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_already_passed_wakes_at_once() {
+        let ticker = Ticker::start();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        until(&ticker, ticker.deadline(Instant::now())).await;
+        until(&ticker, 1).await;
+        ticker.stop();
+    }
+}
