@@ -549,7 +549,28 @@ async fn drain_timeout_cuts_clients_that_never_close() {
     tokio::time::timeout(WAIT, server.shutdown())
         .await
         .expect("shutdown is bounded");
-    assert!(started.elapsed() < Duration::from_secs(3));
+    // Cut at the drain timeout, not after the close handshake's 2 s grace.
+    assert!(started.elapsed() < Duration::from_millis(1500));
+}
+
+#[tokio::test]
+async fn drain_timeout_cuts_sockets_still_in_their_request_phase() {
+    let server = start(
+        builder()
+            .drain_timeout(Duration::from_millis(300))
+            .handshake_timeout(Duration::from_secs(30)),
+    )
+    .await;
+    // Connected, but never sends its request: only the cut can end it in time.
+    let _idle = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = std::time::Instant::now();
+    tokio::time::timeout(WAIT, server.shutdown())
+        .await
+        .expect("shutdown is bounded");
+    assert!(started.elapsed() < Duration::from_millis(1500));
 }
 
 #[tokio::test]

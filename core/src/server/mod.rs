@@ -27,7 +27,6 @@ use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
-use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tracing::{debug, info, warn};
 
@@ -107,27 +106,30 @@ impl Server {
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    // The connection tasks, so a drain that times out can cut the rest. Finished
-    // tasks are reaped on each accept, so the set holds live ones plus at most
-    // those that ended since the last accept.
-    let mut tasks = JoinSet::new();
+    // Every socket's task counts itself in the ticker's census, so that a
+    // drain that times out can cut the rest (`Ticker::cut_all`).
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    while tasks.try_join_next().is_some() {}
                     let _ = stream.set_nodelay(true);
                     // The socket counts against its IP from here on, before a byte is read.
                     let pending = match shared.edge.accept(peer.ip()) {
                         Ok(pending) => pending,
                         Err(refused) => {
-                            tasks.spawn(refuse_socket(stream, refused, shared.clone()));
+                            let census = shared.ticker.census();
+                            let refuse = refuse_socket(stream, refused, shared.clone());
+                            tokio::spawn(async move { refuse.await; drop(census) });
                             continue;
                         }
                     };
                     match &shared.tls {
-                        None => tasks.spawn(serve_socket(stream, pending, shared.clone())),
-                        Some(tls) => tasks.spawn(handle_tls(tls.acceptor(), stream, peer, pending, shared.clone())),
+                        None => drop(tokio::spawn(serve_socket(stream, pending, shared.clone()))),
+                        Some(tls) => {
+                            let census = shared.ticker.census();
+                            let tls = handle_tls(tls.acceptor(), stream, peer, pending, shared.clone());
+                            tokio::spawn(async move { tls.await; drop(census) });
+                        }
                     };
                 }
                 Err(e) => {
@@ -140,8 +142,8 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         }
     }
     drop(listener);
-    // Anything still running outlived the drain: abort it (its session goes away).
-    tasks.shutdown().await;
+    // Anything still running outlived the drain: cut it (its session goes away).
+    shared.ticker.cut_all().await;
     shared.ticker.stop();
     // `send_replace`, not `send`: `send` stores nothing while no receiver exists,
     // and `shutdown()` may subscribe (in `stopped()`) only after this line.
@@ -185,7 +187,7 @@ async fn handle_tls(
 
 /// A connection past the upgrade: the WebSocket and its kit connection (which
 /// holds the admission slot).
-type Upgraded<S> = (S, Vec<u8>, EdgeConnection, Arc<ticker::Ticker>);
+type Upgraded<S> = (S, Vec<u8>, EdgeConnection);
 
 /// Serves one TCP (or TLS) connection: the request phase (head, admission,
 /// auth, upgrade), then the WebSocket connection.
@@ -193,13 +195,19 @@ fn serve_socket<S>(stream: S, pending: Pending, shared: Arc<Shared>) -> SocketTa
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    SocketTask::Request(Box::pin(async move {
+    let census = shared.ticker.census();
+    let request = Box::pin(async move {
         let mut upgraded = None;
         let stream = WriteDeadline::new(stream, shared.config().http_write_timeout);
         handle_socket(stream, pending, &shared, &mut upgraded).await;
         upgraded
-    }))
+    });
+    SocketTask::Request(request, census)
 }
+
+/// How often a socket still in its request phase looks whether it was cut
+/// (its own timeouts end it anyway; this bounds how long a cut waits for it).
+const REQUEST_CUT_CHECK: Duration = Duration::from_millis(250);
 
 /// One socket's task. Written by hand rather than as an `async fn`: there the
 /// request phase's locals stayed in the task's state beside the connection
@@ -209,7 +217,10 @@ where
 // allocation; the small one lives for the request only.
 #[allow(clippy::large_enum_variant)]
 enum SocketTask<S> {
-    Request(Pin<Box<dyn Future<Output = Option<Upgraded<S>>> + Send>>),
+    Request(
+        Pin<Box<dyn Future<Output = Option<Upgraded<S>>> + Send>>,
+        ticker::Census,
+    ),
     Open(ws::ConnectionTask<S>),
     Done,
 }
@@ -224,12 +235,25 @@ where
         let this = self.get_mut();
         loop {
             match this {
-                SocketTask::Request(request) => match request.as_mut().poll(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Some((io, rest, conn, ticker))) => {
-                        *this = SocketTask::Open(ws::ConnectionTask::new(io, rest, conn, ticker));
+                SocketTask::Request(_, census) if census.is_cut() => *this = SocketTask::Done,
+                SocketTask::Request(request, census) => match request.as_mut().poll(cx) {
+                    Poll::Pending => {
+                        let check =
+                            census.deadline(tokio::time::Instant::now() + REQUEST_CUT_CHECK);
+                        census.wake_at(check, cx.waker());
+                        return Poll::Pending;
                     }
-                    Poll::Ready(None) => *this = SocketTask::Done,
+                    Poll::Ready(upgraded) => {
+                        let SocketTask::Request(_, census) =
+                            std::mem::replace(this, SocketTask::Done)
+                        else {
+                            unreachable!("matched above")
+                        };
+                        if let Some((io, rest, conn)) = upgraded {
+                            *this =
+                                SocketTask::Open(ws::ConnectionTask::new(io, rest, conn, census));
+                        }
+                    }
                 },
                 SocketTask::Open(task) => {
                     ready!(Pin::new(task).poll(cx));
@@ -366,7 +390,7 @@ async fn handle_socket<S>(
         return;
     }
     let conn = admitted.open(shared.edge.hub(), Liveness::Pings);
-    *upgraded = Some((stream.into_inner(), rest, conn, shared.ticker.clone()));
+    *upgraded = Some((stream.into_inner(), rest, conn));
 }
 
 impl ServerHandle {

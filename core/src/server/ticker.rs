@@ -1,11 +1,13 @@
-//! One timer for every connection of a server: a connection's task registers
-//! its waker here for its next deadline (a ping, the silence limit, a stuck
-//! write, the close grace) instead of holding a `tokio::time::Sleep` of its
-//! own, which is 112 bytes per connection for a timer that fires a few times a
-//! minute.
+//! One timer for every connection of a server, and their census: a
+//! connection's task registers its waker here for its next deadline (a ping,
+//! the silence limit, a stuck write, the close grace) instead of holding a
+//! `tokio::time::Sleep` of its own (112 bytes per connection, for a timer that
+//! fires a few times a minute), and counts itself alive here, so that a drain
+//! that ran out of time can cut the rest without a `JoinSet` entry (64 bytes)
+//! per connection.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::Duration;
@@ -29,6 +31,31 @@ pub(crate) struct Ticker {
     /// A deadline earlier than the ticker's next one, or the stop.
     earlier: Notify,
     stopped: AtomicBool,
+    /// Tasks alive (each holds a [`Census`]), and their last one ending.
+    alive: AtomicUsize,
+    none_alive: Notify,
+    /// Set by [`Ticker::cut`]: every task ends at its next poll.
+    cut: AtomicBool,
+}
+
+/// A task's place in the census: counted from [`Ticker::census`] until dropped.
+#[derive(Debug)]
+pub(crate) struct Census(Arc<Ticker>);
+
+impl std::ops::Deref for Census {
+    type Target = Ticker;
+
+    fn deref(&self) -> &Ticker {
+        &self.0
+    }
+}
+
+impl Drop for Census {
+    fn drop(&mut self) {
+        if self.0.alive.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.none_alive.notify_waiters();
+        }
+    }
 }
 
 impl Ticker {
@@ -40,6 +67,9 @@ impl Ticker {
             wheel: Mutex::new(BTreeMap::new()),
             earlier: Notify::new(),
             stopped: AtomicBool::new(false),
+            alive: AtomicUsize::new(0),
+            none_alive: Notify::new(),
+            cut: AtomicBool::new(false),
         });
         tokio::spawn(run(ticker.clone()));
         ticker
@@ -56,14 +86,45 @@ impl Ticker {
         self.passed.load(Ordering::Acquire) >= deadline
     }
 
-    /// Wakes `waker` once `deadline` has come.
+    /// Wakes `waker` once `deadline` has come (or at once after a cut).
     pub(crate) fn wake_at(&self, deadline: u64, waker: &Waker) {
+        if self.is_cut() {
+            return waker.wake_by_ref();
+        }
         let mut wheel = self.lock();
         let next = wheel.keys().next().copied();
         wheel.entry(deadline).or_default().push(waker.clone());
         drop(wheel);
         if next.is_none_or(|next| deadline < next) {
             self.earlier.notify_one();
+        }
+    }
+
+    /// Counts a task alive until the returned guard is dropped.
+    pub(crate) fn census(self: &Arc<Self>) -> Census {
+        self.alive.fetch_add(1, Ordering::AcqRel);
+        Census(self.clone())
+    }
+
+    /// Whether the tasks must end now (see [`Ticker::cut_all`]).
+    pub(crate) fn is_cut(&self) -> bool {
+        self.cut.load(Ordering::Acquire)
+    }
+
+    /// Ends every task: they are woken, see [`Ticker::is_cut`] and end (their
+    /// sockets dropped, their sessions away). Returns once none is alive.
+    pub(crate) async fn cut_all(&self) {
+        self.cut.store(true, Ordering::Release);
+        let wheel = std::mem::take(&mut *self.lock());
+        wheel.into_values().flatten().for_each(Waker::wake);
+        loop {
+            let none_alive = self.none_alive.notified();
+            tokio::pin!(none_alive);
+            none_alive.as_mut().enable();
+            if self.alive.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            none_alive.await;
         }
     }
 
@@ -152,6 +213,43 @@ mod tests {
         late_task.await.unwrap();
         assert!(Instant::now() >= t0 + Duration::from_secs(30));
         assert!(ticker.lock().is_empty(), "fired deadlines leave the wheel");
+        ticker.stop();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cut_wakes_every_waiting_task_and_returns_once_none_is_alive() {
+        let ticker = Ticker::start();
+        let far = ticker.deadline(Instant::now() + Duration::from_secs(3600));
+        let tasks: Vec<_> = (0..3)
+            .map(|_| {
+                let census = ticker.census();
+                tokio::spawn(async move {
+                    let mut armed = false;
+                    poll_fn(|cx| {
+                        if census.is_cut() {
+                            return Poll::Ready(());
+                        }
+                        if !std::mem::replace(&mut armed, true) {
+                            census.wake_at(far, cx.waker());
+                        }
+                        Poll::Pending
+                    })
+                    .await;
+                })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        assert_eq!(ticker.alive.load(Ordering::Relaxed), 3);
+        let t0 = Instant::now();
+        ticker.cut_all().await;
+        assert_eq!(ticker.alive.load(Ordering::Relaxed), 0);
+        assert!(
+            Instant::now() < t0 + Duration::from_secs(1),
+            "not at the deadline"
+        );
+        for t in tasks {
+            t.await.unwrap();
+        }
         ticker.stop();
     }
 

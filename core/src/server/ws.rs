@@ -16,7 +16,6 @@
 use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -24,7 +23,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
 use super::framing::{self, Opcode};
-use super::ticker::Ticker;
+use super::ticker::Census;
 use super::ws_read::{Flow, Inbound, Reader};
 use crate::edge::{EdgeConnection, Tick, Violation, Wire};
 use crate::hub::Next;
@@ -91,7 +90,8 @@ struct State {
     timer: u64,
     /// The task is registered with the ticker for `timer`.
     timer_armed: bool,
-    ticker: Arc<Ticker>,
+    /// The server's ticker, where this task counts itself alive.
+    ticker: Census,
 }
 
 impl<S> std::fmt::Debug for ConnectionTask<S> {
@@ -107,7 +107,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     /// `rest`: bytes read after the upgrade request (the client's first frames).
-    pub(crate) fn new(io: S, rest: Vec<u8>, mut conn: EdgeConnection, ticker: Arc<Ticker>) -> Self {
+    pub(crate) fn new(io: S, rest: Vec<u8>, mut conn: EdgeConnection, ticker: Census) -> Self {
         let next = match conn.tick() {
             Tick::Idle(next) | Tick::Ping(next) => next,
             Tick::Drop => Instant::now(),
@@ -440,6 +440,11 @@ where
         let this = &mut *self;
         loop {
             let st = &mut this.state;
+            if st.ticker.is_cut() {
+                // A drain that ran out of time: the socket is dropped, the
+                // session goes away (as after a network cut).
+                st.phase = Phase::Done;
+            }
             if st.phase == Phase::Done {
                 let client_close = st.client_close;
                 if let Some(conn) = st.conn.take() {
