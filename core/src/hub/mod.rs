@@ -36,6 +36,7 @@ use tokio::sync::broadcast;
 
 pub use conn::{ConnectInfo, Connection};
 pub use metrics::{CounterCell, GaugeCell, Metrics, Refusal, CONTENT_TYPE as METRICS_CONTENT_TYPE};
+use outbox::OutboxPolicy;
 pub use outbox::{CloseRequest, Fate, Next, Outbox};
 
 use crate::auth::Verifier;
@@ -130,6 +131,8 @@ struct HubInner {
     sessions: Shards<Arc<Session>>,
     /// Shared with every connection's outbox (messages out, slow consumers).
     metrics: Arc<Metrics>,
+    /// The bounds of every connection's outbox.
+    outbox_policy: Arc<OutboxPolicy>,
     events: broadcast::Sender<Event>,
     /// Set by the first `subscribe`: until then no event is built, and the
     /// relay path does not take the channel's lock to count receivers.
@@ -207,6 +210,13 @@ impl Hub {
             total: config.max_away_sessions,
             bytes: config.away_replay_budget_bytes,
         }));
+        let metrics = Arc::new(Metrics::new());
+        let outbox_policy = OutboxPolicy::new(
+            config.outbound_queue_bytes,
+            config.outbound_budget_bytes,
+            config.heartbeat_timeout,
+            Some(metrics.clone()),
+        );
         let hub = Hub {
             inner: Arc::new_cyclic(|weak| HubInner {
                 away,
@@ -214,7 +224,8 @@ impl Hub {
                 runtime: tokio::runtime::Handle::try_current().ok(),
                 rooms: Shards::new(),
                 sessions: Shards::new(),
-                metrics: Arc::new(Metrics::new()),
+                metrics,
+                outbox_policy,
                 events,
                 subscribed: AtomicBool::new(false),
                 draining: AtomicBool::new(false),

@@ -104,6 +104,13 @@ pub struct Outbox {
     closing: AtomicBool,
     /// The transport's task, woken when frames or a close arrive.
     waker: AtomicWaker,
+    /// The same for every outbox of the hub: one pointer here, not a copy.
+    policy: Arc<OutboxPolicy>,
+}
+
+/// The bounds every outbox of a hub shares, and where they count.
+#[derive(Debug)]
+pub(crate) struct OutboxPolicy {
     limit: usize,
     /// A queue over half its bound that the transport has not taken from for
     /// this long belongs to a reader that stopped: it is closed as slow.
@@ -115,8 +122,33 @@ pub struct Outbox {
     metrics: Option<Arc<Metrics>>,
 }
 
+impl OutboxPolicy {
+    /// The outboxes of a hub: counted in `metrics`, bounded by `limit` each
+    /// and by `budget` (0 = unlimited) together; `stall`: see [`Outbox::accepts_relay`].
+    pub(crate) fn new(
+        limit: usize,
+        budget: usize,
+        stall: Duration,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Arc<Self> {
+        Arc::new(OutboxPolicy {
+            limit,
+            stall,
+            budget,
+            metrics,
+        })
+    }
+}
+
 impl Outbox {
+    /// An outbox on its own (no hub, no metrics), bounded by `limit` bytes.
+    #[cfg(test)]
     pub(crate) fn new(limit: usize) -> Self {
+        Outbox::with_policy(OutboxPolicy::new(limit, 0, Duration::from_secs(10), None))
+    }
+
+    /// An outbox of a hub.
+    pub(crate) fn with_policy(policy: Arc<OutboxPolicy>) -> Self {
         Outbox {
             state: Mutex::new(State {
                 frames: VecDeque::new(),
@@ -129,26 +161,8 @@ impl Outbox {
             }),
             closing: AtomicBool::new(false),
             waker: AtomicWaker::new(),
-            limit,
-            stall: Duration::from_secs(10),
-            budget: 0,
-            metrics: None,
+            policy,
         }
-    }
-
-    /// An outbox of a hub: counted in `metrics`, bounded by `limit` on its own
-    /// and by `budget` (0 = unlimited) together with the hub's other outboxes.
-    pub(crate) fn with_metrics(
-        limit: usize,
-        budget: usize,
-        stall: Duration,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        let mut outbox = Outbox::new(limit);
-        outbox.metrics = Some(metrics);
-        outbox.budget = budget;
-        outbox.stall = stall;
-        outbox
     }
 
     /// Whether a peer's relayed message may be queued now: while the queue is
@@ -198,15 +212,17 @@ impl Outbox {
     /// wait in the replay buffer.
     fn admits_relay(&self, st: &mut State) -> Enqueued {
         let (held, share) = if self.over_budget() {
-            (st.bytes + st.in_flight, self.limit / 64)
+            (st.bytes + st.in_flight, self.policy.limit / 64)
         } else {
-            (st.bytes, self.limit / 2)
+            (st.bytes, self.policy.limit / 2)
         };
         if st.close.is_some() || held <= share {
             return Enqueued::YES;
         }
         // Behind only by the batch being written: the write timeout watches that.
-        let stalled = st.filling_since.is_some_and(|t| t.elapsed() >= self.stall);
+        let stalled = st
+            .filling_since
+            .is_some_and(|t| t.elapsed() >= self.policy.stall);
         if !stalled {
             return Enqueued::NOT;
         }
@@ -219,9 +235,9 @@ impl Outbox {
 
     /// Whether all outboxes of the hub hold more than the server-wide budget.
     fn over_budget(&self) -> bool {
-        match &self.metrics {
-            Some(m) if self.budget > 0 => {
-                m.outbound_queued_bytes.load(Ordering::Relaxed) > self.budget as i64
+        match &self.policy.metrics {
+            Some(m) if self.policy.budget > 0 => {
+                m.outbound_queued_bytes.load(Ordering::Relaxed) > self.policy.budget as i64
             }
             _ => false,
         }
@@ -247,7 +263,7 @@ impl Outbox {
             reason: "slow consumer",
             fate: Fate::Away,
         });
-        if let Some(m) = &self.metrics {
+        if let Some(m) = &self.policy.metrics {
             m.slow_consumer_closes.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -266,14 +282,14 @@ impl Outbox {
         if st.close.is_some() {
             return Enqueued::NOT;
         }
-        if st.bytes + frame.len() > self.limit {
+        if st.bytes + frame.len() > self.policy.limit {
             self.close_slow(st);
             return Enqueued {
                 queued: false,
                 wake: true,
             };
         }
-        if let Some(m) = &self.metrics {
+        if let Some(m) = &self.policy.metrics {
             m.message_out(frame.as_str());
             m.outbound_queued_bytes
                 .fetch_add(frame.len() as i64, Ordering::Relaxed);
@@ -282,7 +298,7 @@ impl Outbox {
         if st.frames.capacity() == 0 {
             st.frames.reserve_exact(st.last_batch.into());
         }
-        let mark = self.limit / 64;
+        let mark = self.policy.limit / 64;
         if st.filling_since.is_none() && st.bytes + frame.len() > mark {
             st.filling_since = Some(Instant::now());
         }
@@ -313,7 +329,7 @@ impl Outbox {
 
     /// Gives `bytes` that left the queue back to the server-wide sum.
     fn release(&self, bytes: usize) {
-        if let Some(m) = &self.metrics {
+        if let Some(m) = &self.policy.metrics {
             m.outbound_queued_bytes
                 .fetch_sub(bytes as i64, Ordering::Relaxed);
         }
@@ -384,7 +400,7 @@ impl Outbox {
             // A reader that was behind: its stall clock starts now. One that
             // keeps up (small batches, the common case) reads no clock here;
             // its clock starts when it falls behind (`enqueue`).
-            st.filling_since = (taken > self.limit / 64).then(Instant::now);
+            st.filling_since = (taken > self.policy.limit / 64).then(Instant::now);
             return Some(Next::Frames);
         }
         if let Some(req) = st.close.clone().filter(|_| !st.close_taken) {
@@ -409,6 +425,15 @@ impl Drop for Outbox {
 mod tests {
     use super::*;
 
+    #[test]
+    fn an_outbox_stays_in_its_size_class() {
+        // Every connection has one, behind an `Arc` (16 bytes of counts):
+        // keep it in jemalloc's 160-byte class, apart from the 192-byte one
+        // that short frames use (a join's frames left holes between outboxes).
+        let size = std::mem::size_of::<Outbox>() + 16;
+        assert!(size <= 160, "{size} bytes");
+    }
+
     #[tokio::test]
     async fn batches_then_close() {
         let o = Outbox::new(1024);
@@ -427,8 +452,7 @@ mod tests {
 
     #[test]
     fn relays_fill_half_then_a_stalled_reader_is_closed() {
-        let mut o = Outbox::new(100);
-        o.stall = Duration::from_millis(30);
+        let o = Outbox::with_policy(OutboxPolicy::new(100, 0, Duration::from_millis(30), None));
         assert!(o.push(Frame::from("x".repeat(50))));
         assert!(o.accepts_relay(), "half full: still accepted");
         assert!(o.push(Frame::from("y")));
@@ -448,8 +472,8 @@ mod tests {
 
     #[test]
     fn the_stall_clock_starts_when_a_reader_falls_behind_or_at_its_last_big_take() {
-        let mut o = Outbox::new(6400); // 1/64: 100 bytes; half: 3 200
-        o.stall = Duration::from_millis(30);
+        // 1/64: 100 bytes; half: 3 200.
+        let o = Outbox::with_policy(OutboxPolicy::new(6400, 0, Duration::from_millis(30), None));
         let mut batch = Vec::new();
         // A reader that keeps up takes small batches: no clock runs.
         assert!(o.push(Frame::from("s".repeat(50))));
@@ -471,7 +495,8 @@ mod tests {
     #[test]
     fn over_the_server_budget_only_readers_that_are_behind_refuse_relays() {
         let metrics = Arc::new(Metrics::new());
-        let outbox = || Outbox::with_metrics(6400, 1000, Duration::from_secs(10), metrics.clone());
+        let policy = OutboxPolicy::new(6400, 1000, Duration::from_secs(10), Some(metrics.clone()));
+        let outbox = || Outbox::with_policy(policy.clone());
         let (behind, also_behind, keeping_up) = (outbox(), outbox(), outbox());
         assert!(behind.push(Frame::from("b".repeat(900))));
         assert!(

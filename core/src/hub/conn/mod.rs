@@ -55,12 +55,7 @@ impl Hub {
     pub fn connect(&self, info: ConnectInfo) -> Connection {
         let hub = &self.inner;
         let id = hub.next_conn_id.fetch_add(1, Ordering::Relaxed);
-        let outbox = Arc::new(Outbox::with_metrics(
-            hub.config.outbound_queue_bytes,
-            hub.config.outbound_budget_bytes,
-            hub.config.heartbeat_timeout,
-            hub.metrics.clone(),
-        ));
+        let outbox = Arc::new(Outbox::with_policy(hub.outbox_policy.clone()));
         let session = Arc::new(Session::new(
             random_id().into(),
             random_id().into(),
