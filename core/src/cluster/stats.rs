@@ -56,7 +56,7 @@ impl Stats {
             (
                 &self.fenced,
                 "cluster_fenced",
-                "Heartbeats that found this node's liveness key expired (registered again, resynced).",
+                "Times this node found its liveness key expired (it may have been reaped), on a heartbeat or on reconnecting; it registered again and resynced.",
             ),
             (
                 &self.sent,
