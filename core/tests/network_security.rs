@@ -246,6 +246,29 @@ async fn tls_client(url: &str, root_pem: &str, user: &str) -> switchboard::Resul
 use switchboard::Client;
 
 #[tokio::test]
+async fn a_drain_that_times_out_cuts_a_tls_handshake_in_progress() {
+    let dir = test_dir("cut-handshake");
+    let cert = write_cert(&dir);
+    let server = start(
+        builder()
+            .tls(&cert.cert_path, &cert.key_path)
+            .drain_timeout(Duration::from_millis(300))
+            .handshake_timeout(Duration::from_secs(30)),
+    )
+    .await;
+    // Connected, but never starts its TLS handshake.
+    let _silent = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), server.shutdown())
+        .await
+        .expect("shutdown is bounded");
+    assert!(started.elapsed() < Duration::from_millis(1500));
+}
+
+#[tokio::test]
 async fn tls_handshake_and_message_exchange() {
     let dir = test_dir("exchange");
     let cert = write_cert(&dir);

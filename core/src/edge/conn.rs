@@ -106,7 +106,9 @@ pub(crate) struct Clock {
 }
 
 /// The longest period the clock keeps (~12 days): longer is as good as never.
-const MAX_PERIOD_MS: u32 = 1 << 30;
+/// Below 2^30, so that a silence limit (two periods) stays below 2^31, the
+/// furthest apart two wrapping times can be told apart.
+const MAX_PERIOD_MS: u32 = (1 << 30) - 1;
 
 /// `t` in milliseconds since the process's first call, modulo 2^32, rounded
 /// down (also before that first call, as paused test clocks can be).

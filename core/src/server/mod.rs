@@ -117,19 +117,14 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                     let pending = match shared.edge.accept(peer.ip()) {
                         Ok(pending) => pending,
                         Err(refused) => {
-                            let census = shared.ticker.census();
                             let refuse = refuse_socket(stream, refused, shared.clone());
-                            tokio::spawn(async move { refuse.await; drop(census) });
+                            tokio::spawn(ticker::until_cut(refuse, shared.ticker.census()));
                             continue;
                         }
                     };
                     match &shared.tls {
                         None => drop(tokio::spawn(serve_socket(stream, pending, shared.clone()))),
-                        Some(tls) => {
-                            let census = shared.ticker.census();
-                            let tls = handle_tls(tls.acceptor(), stream, peer, pending, shared.clone());
-                            tokio::spawn(async move { tls.await; drop(census) });
-                        }
+                        Some(tls) => drop(tokio::spawn(handle_tls(tls.acceptor(), stream, peer, pending, shared.clone()))),
                     };
                 }
                 Err(e) => {
@@ -178,7 +173,11 @@ async fn handle_tls(
 ) {
     let handshake =
         tokio::time::timeout(shared.config().handshake_timeout, acceptor.accept(stream));
-    match handshake.await {
+    // A drain that runs out of time cuts a handshake in progress too.
+    let Some(handshake) = ticker::until_cut(handshake, shared.ticker.census()).await else {
+        return;
+    };
+    match handshake {
         Ok(Ok(tls)) => serve_socket(tls, pending, shared).await,
         Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
         Err(_) => debug!(%peer, "TLS handshake timed out"),
@@ -195,19 +194,15 @@ fn serve_socket<S>(stream: S, pending: Pending, shared: Arc<Shared>) -> SocketTa
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let census = shared.ticker.census();
+    let watch = ticker::CutWatch::new(shared.ticker.census());
     let request = Box::pin(async move {
         let mut upgraded = None;
         let stream = WriteDeadline::new(stream, shared.config().http_write_timeout);
         handle_socket(stream, pending, &shared, &mut upgraded).await;
         upgraded
     });
-    SocketTask::Request(request, census)
+    SocketTask::Request(request, watch)
 }
-
-/// How often a socket still in its request phase looks whether it was cut
-/// (its own timeouts end it anyway; this bounds how long a cut waits for it).
-const REQUEST_CUT_CHECK: Duration = Duration::from_millis(250);
 
 /// One socket's task. Written by hand rather than as an `async fn`: there the
 /// request phase's locals stayed in the task's state beside the connection
@@ -219,7 +214,7 @@ const REQUEST_CUT_CHECK: Duration = Duration::from_millis(250);
 enum SocketTask<S> {
     Request(
         Pin<Box<dyn Future<Output = Option<Upgraded<S>>> + Send>>,
-        ticker::Census,
+        ticker::CutWatch,
     ),
     Open(ws::ConnectionTask<S>),
     Done,
@@ -235,21 +230,17 @@ where
         let this = self.get_mut();
         loop {
             match this {
-                SocketTask::Request(_, census) if census.is_cut() => *this = SocketTask::Done,
-                SocketTask::Request(request, census) => match request.as_mut().poll(cx) {
-                    Poll::Pending => {
-                        let check =
-                            census.deadline(tokio::time::Instant::now() + REQUEST_CUT_CHECK);
-                        census.wake_at(check, cx.waker());
-                        return Poll::Pending;
-                    }
+                SocketTask::Request(request, watch) => match request.as_mut().poll(cx) {
+                    Poll::Pending if watch.is_cut(cx) => *this = SocketTask::Done,
+                    Poll::Pending => return Poll::Pending,
                     Poll::Ready(upgraded) => {
-                        let SocketTask::Request(_, census) =
+                        let SocketTask::Request(_, watch) =
                             std::mem::replace(this, SocketTask::Done)
                         else {
                             unreachable!("matched above")
                         };
                         if let Some((io, rest, conn)) = upgraded {
+                            let census = watch.into_census();
                             *this =
                                 SocketTask::Open(ws::ConnectionTask::new(io, rest, conn, census));
                         }

@@ -7,9 +7,10 @@
 //! per connection.
 
 use std::collections::BTreeMap;
+use std::future::{poll_fn, Future};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::Waker;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -56,6 +57,61 @@ impl std::ops::Deref for Census {
     }
 }
 
+/// Watches for a cut on behalf of a task that has no deadline of its own on
+/// the ticker (a socket before its connection opens: the request phase, a
+/// TLS handshake, a refusal): it stays registered with the ticker, so a cut
+/// wakes it. One registration per [`CUT_WATCH`], not one per poll.
+#[derive(Debug)]
+pub(crate) struct CutWatch {
+    census: Census,
+    registered: Option<u64>,
+}
+
+/// How long a watch's registration lasts before it is renewed. A cut wakes
+/// every registration at once, so this bounds only how often a long request
+/// phase (an admin event stream) is woken for nothing.
+const CUT_WATCH: Duration = Duration::from_secs(5);
+
+impl CutWatch {
+    pub(crate) fn new(census: Census) -> CutWatch {
+        CutWatch {
+            census,
+            registered: None,
+        }
+    }
+
+    /// Whether the task must end now; if not, it will be woken when it must.
+    pub(crate) fn is_cut(&mut self, cx: &Context<'_>) -> bool {
+        if self.census.is_cut() {
+            return true;
+        }
+        if self.registered.is_none_or(|r| self.census.has_passed(r)) {
+            let renew = self.census.deadline(Instant::now() + CUT_WATCH);
+            self.census.wake_at(renew, cx.waker());
+            self.registered = Some(renew);
+        }
+        false
+    }
+
+    /// The task's place in the census, for the connection it became.
+    pub(crate) fn into_census(self) -> Census {
+        self.census
+    }
+}
+
+/// Runs `task` until it ends, or until the server cuts (`None`).
+pub(crate) async fn until_cut<F: Future>(task: F, census: Census) -> Option<F::Output> {
+    let mut watch = CutWatch::new(census);
+    let mut task = std::pin::pin!(task);
+    poll_fn(|cx| {
+        if watch.is_cut(cx) {
+            return Poll::Ready(None);
+        }
+        task.as_mut().poll(cx).map(Some)
+    })
+    .await
+}
+
 impl Drop for Census {
     fn drop(&mut self) {
         if self.0.alive.fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -97,10 +153,12 @@ impl Ticker {
 
     /// Wakes `waker` once `deadline` has come (or at once after a cut).
     pub(crate) fn wake_at(&self, deadline: u64, waker: &Waker) {
+        let mut wheel = self.lock();
+        // Under the wheel's lock, as `cut_all` sets it: a registration is
+        // either in the wheel it empties or sees the cut.
         if self.is_cut() {
             return waker.wake_by_ref();
         }
-        let mut wheel = self.lock();
         let next = wheel.keys().next().copied();
         wheel.entry(deadline).or_default().push(waker.clone());
         drop(wheel);
@@ -123,8 +181,11 @@ impl Ticker {
     /// Ends every task: they are woken, see [`Ticker::is_cut`] and end (their
     /// sockets dropped, their sessions away). Returns once none is alive.
     pub(crate) async fn cut_all(&self) {
-        self.cut.store(true, Ordering::Release);
-        let wheel = std::mem::take(&mut *self.lock());
+        let wheel = {
+            let mut wheel = self.lock();
+            self.cut.store(true, Ordering::Release);
+            std::mem::take(&mut *wheel)
+        };
         wheel.into_values().flatten().for_each(Waker::wake);
         loop {
             let none_alive = self.none_alive.notified();
@@ -259,6 +320,35 @@ mod tests {
         for t in tasks {
             t.await.unwrap();
         }
+        ticker.stop();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_watch_registers_once_per_renewal_however_often_its_task_is_polled() {
+        let ticker = Ticker::start();
+        let registered = |t: &Ticker| t.lock().values().map(Vec::len).sum::<usize>();
+        let mut watch = CutWatch::new(ticker.census());
+        let cx = Context::from_waker(Waker::noop());
+        for _ in 0..100 {
+            assert!(!watch.is_cut(&cx));
+        }
+        assert_eq!(registered(&ticker), 1);
+        // The registration came and went: the next poll renews it, once.
+        tokio::time::sleep(CUT_WATCH + Duration::from_millis(50)).await;
+        assert_eq!(registered(&ticker), 0);
+        for _ in 0..100 {
+            assert!(!watch.is_cut(&cx));
+        }
+        assert_eq!(registered(&ticker), 1);
+        let cutting = tokio::spawn({
+            let ticker = ticker.clone();
+            async move { ticker.cut_all().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(watch.is_cut(&cx));
+        assert!(!cutting.is_finished(), "the watch's task is still alive");
+        drop(watch);
+        cutting.await.unwrap();
         ticker.stop();
     }
 
