@@ -364,3 +364,17 @@ pub async fn slow_consumer_flooded() -> (ServerHandle, Ws, Ws) {
     );
     (server, a, b)
 }
+
+/// Opens a TCP connection that never sends a byte, then shuts `server` down:
+/// its drain timeout must cut that socket, well before any handshake timeout.
+pub async fn shutdown_cuts_a_silent_socket(server: ServerHandle) {
+    let _silent = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = std::time::Instant::now();
+    tokio::time::timeout(WAIT, server.shutdown())
+        .await
+        .expect("shutdown is bounded");
+    assert!(started.elapsed() < Duration::from_millis(1500));
+}
