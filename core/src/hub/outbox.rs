@@ -192,18 +192,17 @@ impl Outbox {
     ) -> Result<Option<Frame>, Busy> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let admitted = self.admits_relay(&mut st);
-        let outcome = match admitted.queued.then(build) {
-            None => Err(Busy),
-            Some(None) => Ok(None),
-            Some(Some(frame)) => {
-                let done = self.enqueue(&mut st, frame.clone());
-                drop(st);
-                self.wake_if(done.wake || admitted.wake);
-                return Ok(Some(frame));
-            }
+        let mut wake = admitted.wake;
+        let outcome = if !admitted.queued {
+            Err(Busy)
+        } else if let Some(frame) = build() {
+            wake |= self.enqueue(&mut st, frame.clone()).wake;
+            Ok(Some(frame))
+        } else {
+            Ok(None)
         };
         drop(st);
-        self.wake_if(admitted.wake);
+        self.wake_if(wake);
         outcome
     }
 
@@ -219,7 +218,8 @@ impl Outbox {
         if st.close.is_some() || held <= share {
             return Enqueued::YES;
         }
-        // Behind only by the batch being written: the write timeout watches that.
+        // No stall clock runs for a reader behind only by the batch being
+        // written: the transport's write timeout watches that one.
         let stalled = st
             .filling_since
             .is_some_and(|t| t.elapsed() >= self.policy.stall);
