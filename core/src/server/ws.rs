@@ -452,10 +452,12 @@ where
                 }
                 return Poll::Ready(());
             }
-            // Everything already readable is handled before writing, so the
-            // replies it triggers leave in one batch.
-            let mut progress = this.poll_inbound(cx);
-            if this.state.phase != Phase::Done && this.poll_outbound(cx) {
+            // What peers queued leaves before this socket's input is read: a
+            // task woken by both (a peer's message and its own client's) would
+            // otherwise hold the peer's message behind a read and its routing.
+            // The replies the input triggers leave on the loop's next turn.
+            let mut progress = this.poll_outbound(cx);
+            if this.state.phase != Phase::Done && this.poll_inbound(cx) {
                 progress = true;
             }
             let st = &mut this.state;
