@@ -245,7 +245,7 @@ fn open(
     switchboard_conn {
         outbox: conn.outbox().clone(),
         encoding: conn.encoding(),
-        client_id: guard::c_string(conn.client_id()).unwrap_or_default(),
+        client_id: guard::c_string(&conn.client_id()).unwrap_or_default(),
         conn: Mutex::new(Some(conn)),
         runtime: rt.clone(),
         next_tick: Mutex::new(Instant::now()),

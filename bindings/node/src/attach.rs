@@ -161,7 +161,7 @@ impl NativeConnection {
         NativeConnection {
             outbox: conn.outbox().clone(),
             encoding: conn.encoding(),
-            client_id: conn.client_id().to_owned(),
+            client_id: conn.client_id(),
             conn: Arc::new(Mutex::new(Some(conn))),
         }
     }

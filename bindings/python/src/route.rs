@@ -53,7 +53,7 @@ pub(crate) fn open_route<'py>(
                     Box::new(RouteConnection {
                         outbox: conn.outbox().clone(),
                         encoding,
-                        client_id: conn.client_id().to_owned(),
+                        client_id: conn.client_id(),
                         conn: Mutex::new(Some(conn)),
                         pid: runtime::pid(),
                     }),

@@ -253,7 +253,7 @@ impl Admitted {
 
 impl EdgeConnection {
     /// This connection's `clientId`.
-    pub fn client_id(&self) -> &str {
+    pub fn client_id(&self) -> String {
         self.conn.client_id()
     }
 

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use super::outbox::Outbox;
-use crate::protocol::frame::stamp_seq;
+use crate::protocol::frame::{stamp_seq, REPLAY_FRAME_ALIGN};
 use crate::protocol::outbound::Peer;
 use crate::protocol::Frame;
 
@@ -48,6 +48,9 @@ impl ReplayBounds {
         }
     }
 }
+
+/// Slots of a replay buffer's first allocation: [`REPLAY_FRAME_ALIGN`] bytes.
+const REPLAY_FIRST_SLOTS: usize = REPLAY_FRAME_ALIGN / std::mem::size_of::<Frame>();
 
 /// How many recent client message ids are remembered for de-duplication. A client
 /// retransmits only unacknowledged ids, which are always among the most recent.
@@ -212,10 +215,11 @@ impl SessionState {
         let before = self.replay_bytes;
         self.replay_bytes += frame.len();
         if self.replay.capacity() == 0 {
-            // Mostly one frame waits for its ack: a slot for one (32 bytes),
-            // not the four a first push reserves. A buffer left in a shared
-            // size class by a burst is a hole beside live objects after it.
-            self.replay.reserve_exact(1);
+            // Like the frames it holds (`replay_frame_capacity`), the buffer is
+            // freed once everything is acknowledged, after a burst allocated
+            // other connections' objects beside it: its first size is one of
+            // the frames' own size classes, not a shared one (32 or 128 bytes).
+            self.replay.reserve_exact(REPLAY_FIRST_SLOTS);
         }
         self.replay.push_back(frame);
         self.trim_to_bounds();
@@ -555,6 +559,16 @@ mod tests {
         st.expire_delivered(t0 + 2 * age, age);
         assert_eq!(st.buffered().0, 0);
         assert_eq!(st.replay.capacity(), 0, "an empty buffer keeps no slots");
+        drop(st);
+        s.deliver(r#"{"type":"y"}"#);
+        let slots = s.lock().replay.capacity();
+        assert_eq!(
+            slots * std::mem::size_of::<Frame>(),
+            REPLAY_FRAME_ALIGN,
+            "a buffer's first allocation is in the frames' size classes"
+        );
+        let mut st = s.lock();
+        st.ack(u64::MAX);
 
         // Away: everything is kept for the resume, whatever its age.
         drop(st);

@@ -152,13 +152,31 @@ pub(crate) fn push_u64(buf: &mut String, mut n: u64) {
     buf.push_str(std::str::from_utf8(&digits[at..]).expect("ASCII digits"));
 }
 
+/// The buffer size for a frame that carries a `seq`, which its session keeps
+/// for replay until the client acknowledges it: `len` rounded up to a multiple
+/// of [`REPLAY_FRAME_ALIGN`] bytes.
+///
+/// Why: such a frame outlives the burst that made it (a join's `room-info`, a
+/// call's SDP) and is freed at the ack, after other connections' long-lived
+/// objects were allocated beside it. In a size class it shares with them (the
+/// allocator's 112, 128, 192 … bytes) it leaves a hole between live objects
+/// that no idle connection fills; in classes of its own (512, 1024 …: no
+/// per-connection object is that large) the frames of a burst leave whole
+/// free pages, which the allocator returns to the system.
+pub(crate) fn replay_frame_capacity(len: usize) -> usize {
+    len.next_multiple_of(REPLAY_FRAME_ALIGN)
+}
+
+/// See [`replay_frame_capacity`].
+pub(crate) const REPLAY_FRAME_ALIGN: usize = 512;
+
 /// Stamps `"seq":N` as the first field of a finished object `body` (`{...}`).
 ///
 /// The body is built once per message; each receiver gets its own copy with its
 /// own sequence number (one allocation and one copy per receiver).
 pub(crate) fn stamp_seq(body: &str, seq: u64) -> String {
     debug_assert!(body.starts_with('{') && body.len() >= 2);
-    let mut out = String::with_capacity(body.len() + 24);
+    let mut out = String::with_capacity(replay_frame_capacity(body.len() + 24));
     out.push_str("{\"seq\":");
     push_u64(&mut out, seq);
     if body.len() > 2 {
@@ -186,6 +204,16 @@ mod tests {
         assert_eq!(v["n"], 42);
         assert_eq!(v["ok"], true);
         assert_eq!(v["x"], serde_json::json!([1, 2]));
+    }
+
+    #[test]
+    fn frames_kept_for_replay_are_in_size_classes_of_their_own() {
+        for body in ["{}", r#"{"type":"user-joined","userId":"u1"}"#] {
+            let frame = stamp_seq(body, 12);
+            assert_eq!(frame.capacity() % REPLAY_FRAME_ALIGN, 0, "{frame}");
+        }
+        let big = format!(r#"{{"sdp":"{}"}}"#, "x".repeat(600));
+        assert_eq!(stamp_seq(&big, 1).capacity(), 2 * REPLAY_FRAME_ALIGN);
     }
 
     #[test]

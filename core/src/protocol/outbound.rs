@@ -6,7 +6,7 @@ use super::json::Raw;
 
 use std::borrow::Cow;
 
-use super::frame::{push_json_str, push_u64, ObjectWriter};
+use super::frame::{push_json_str, push_u64, replay_frame_capacity, ObjectWriter};
 use super::inbound::{ClientMessage, MsgType};
 use super::{now_millis, LeaveReason};
 
@@ -199,7 +199,11 @@ pub fn forward(msg: &ClientMessage<'_>, seq: Option<u64>, from: &str, room_id: &
         .sum();
     // Written directly rather than through `ObjectWriter`: this runs for every
     // relayed message, and the client's keys need no escaping check.
-    let mut out = String::with_capacity(len + from.len() + room_id.len() + 96);
+    let estimate = len + from.len() + room_id.len() + 96;
+    let mut out = String::with_capacity(match seq {
+        Some(_) => replay_frame_capacity(estimate),
+        None => estimate,
+    });
     out.push('{');
     if let Some(seq) = seq {
         out.push_str("\"seq\":");
@@ -272,6 +276,21 @@ mod tests {
 
     fn parse(s: &str) -> Value {
         serde_json::from_str(s).expect("valid JSON")
+    }
+
+    #[test]
+    fn a_forwarded_copy_with_a_seq_is_in_a_replay_size_class() {
+        use crate::protocol::frame::REPLAY_FRAME_ALIGN;
+        use crate::protocol::inbound::parse_client_message;
+        let text = r#"{"type":"candidate","to":"bob","candidate":{"candidate":"c"}}"#;
+        let msg = parse_client_message(text).unwrap();
+        let kept = forward(&msg, Some(3), "alice", "r1");
+        assert_eq!(kept.capacity() % REPLAY_FRAME_ALIGN, 0);
+        assert_eq!(parse(&kept)["seq"], 3);
+        // Without a seq it is a body to stamp per receiver, never kept itself.
+        let body = forward(&msg, None, "alice", "r1");
+        assert!(body.capacity() < REPLAY_FRAME_ALIGN);
+        assert_eq!(parse(&body)["from"], "alice");
     }
 
     #[test]

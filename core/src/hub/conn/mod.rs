@@ -46,7 +46,12 @@ use state::{Accepted, Refusal};
 pub struct Connection {
     core: Arc<Mutex<ConnCore>>,
     outbox: Arc<Outbox>,
-    client_id: Arc<str>,
+}
+
+/// The `clientId` of connection `id`. Derived, not kept: an idle connection
+/// does not hold a string for it.
+fn client_id_of(id: u64) -> String {
+    format!("c{id}")
 }
 
 impl Hub {
@@ -76,7 +81,7 @@ impl Hub {
         hub.metrics
             .connections_total
             .fetch_add(1, Ordering::Relaxed);
-        let client_id: Arc<str> = format!("c{id}").into();
+        let client_id = client_id_of(id);
         outbox.push(Frame::from(outbound::connected(
             &client_id,
             &session.id,
@@ -85,7 +90,7 @@ impl Hub {
         )));
         hub.emit(|| {
             let mut f = Fields::new();
-            f.insert("clientId".into(), client_id.to_string().into());
+            f.insert("clientId".into(), client_id.into());
             f.insert("sessionId".into(), session.id.to_string().into());
             f.insert("ip".into(), info.ip.map(|ip| ip.to_string()).into());
             Event::Connected(f)
@@ -103,7 +108,6 @@ impl Hub {
         let core = Arc::new(Mutex::new(ConnCore {
             hub: hub.clone(),
             id,
-            client_id: client_id.clone(),
             outbox: outbox.clone(),
             session,
             rate,
@@ -123,11 +127,7 @@ impl Hub {
         if let Some(join) = join {
             ConnCore::open_url_join(&core, join);
         }
-        Connection {
-            core,
-            outbox,
-            client_id,
-        }
+        Connection { core, outbox }
     }
 }
 
@@ -142,8 +142,8 @@ impl Connection {
     }
 
     /// This connection's id (`clientId` in `connected`).
-    pub fn client_id(&self) -> &str {
-        &self.client_id
+    pub fn client_id(&self) -> String {
+        self.core().client_id()
     }
 
     /// The id of the session this connection currently carries.
@@ -409,7 +409,7 @@ impl ConnCore {
             .unwrap_or(close::ABNORMAL);
         hub.emit(|| {
             let mut f = Fields::new();
-            f.insert("clientId".into(), self.client_id.to_string().into());
+            f.insert("clientId".into(), self.client_id().into());
             f.insert("sessionId".into(), self.session.id.to_string().into());
             f.insert("code".into(), code.into());
             Event::Disconnected(f)

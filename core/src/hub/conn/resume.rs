@@ -156,7 +156,7 @@ impl ConnCore {
         self.hub.metrics.resumes.fetch_add(1, Ordering::Relaxed);
         self.hub.emit(|| {
             let mut f = Fields::new();
-            f.insert("clientId".into(), self.client_id.to_string().into());
+            f.insert("clientId".into(), self.client_id().into());
             f.insert("sessionId".into(), self.session.id.to_string().into());
             f.insert("replayed".into(), replayed.into());
             Event::Resumed(f)
