@@ -146,14 +146,10 @@ impl Clock {
         }
     }
 
-    fn silence_limit_ms(&self) -> i64 {
-        i64::from(self.interval_ms) + i64::from(self.timeout_ms)
-    }
-
     /// How long the peer may stay silent (pings on) before it is dropped, and
     /// how long unacknowledged replay is worth keeping.
-    pub(crate) fn silence_limit(&self) -> Duration {
-        Duration::from_millis(self.silence_limit_ms() as u64)
+    fn silence_limit_ms(&self) -> i64 {
+        i64::from(self.interval_ms) + i64::from(self.timeout_ms)
     }
 
     pub(crate) fn heard(&mut self, now: Instant) {
@@ -367,8 +363,9 @@ impl EdgeConnection {
                 self.conn.outbox().stalled();
             }
         } else {
-            let age = self.clock.silence_limit();
-            self.conn.expire_replay(now.into_std(), age);
+            // Below 2^31 (each period is capped below 2^30).
+            let age_ms = self.clock.silence_limit_ms() as u32;
+            self.conn.expire_replay(millis(now), age_ms);
         }
         tick
     }

@@ -22,6 +22,7 @@ mod metrics;
 pub mod outbox;
 mod rate;
 mod remote;
+mod resume_token;
 mod session;
 
 use std::collections::hash_map::DefaultHasher;
@@ -476,7 +477,7 @@ impl HubInner {
                 return;
             }
             st.attached = None;
-            st.away_generation += 1;
+            st.away_generation = st.away_generation.wrapping_add(1);
             self.metrics.sessions_away.fetch_add(1, Ordering::Relaxed);
             // A drain moves every session away at once, to be resumed elsewhere:
             // no eviction then.

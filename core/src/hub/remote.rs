@@ -9,6 +9,7 @@ use super::backplane::{
     Backplane, ClaimRequest, LocalSession, MemberRecord, SessionParts, SlotState,
 };
 use super::outbox::Fate;
+use super::resume_token::ResumeToken;
 use super::session::{queue_resumed, Attached, Member, RemoteMember, Session};
 use super::{Hub, HubInner};
 use crate::error::ErrorCode;
@@ -190,7 +191,7 @@ impl Hub {
                 let mut st = s.lock();
                 (!st.ended).then(|| LocalSession {
                     id: s.id.clone(),
-                    resume_token: s.resume_token.clone(),
+                    resume_token: s.resume_token.to_string().into(),
                     away: st.attached.is_none(),
                     frames: st.frames_for_resync(),
                 })
@@ -242,7 +243,7 @@ impl Hub {
                 a.outbox
                     .close(close::REPLACED, "session taken over", Fate::Detached);
             }
-            std::mem::take(&mut st.rooms)
+            st.take_rooms()
         };
         for room in &rooms {
             let mut rs = room.lock();
@@ -281,7 +282,9 @@ impl Hub {
         let bounds = hub.replay_bounds();
         let session = Arc::new(Session::new(
             parts.session_id.clone(),
-            parts.resume_token.clone(),
+            // A token not written by a Switchboard node can not be shown
+            // back: the session takes one that nobody knows.
+            ResumeToken::parse(&parts.resume_token).unwrap_or_else(ResumeToken::random),
             bounds,
             Attached {
                 conn_id: request.conn_id,
@@ -324,7 +327,7 @@ impl Hub {
         {
             let mut st = session.lock();
             st.user_id = user_id;
-            st.rooms = rooms.clone();
+            st.rooms = rooms.as_slice().into();
         }
         hub.insert_session(&session);
         let replay = session.lock().replay_after(request.last_seq);
@@ -394,7 +397,7 @@ impl Hub {
 
 impl HubInner {
     /// Starts the resume-window timer of an away session (generation as of now).
-    pub(crate) fn schedule_timeout(self: &Arc<Self>, session: &Arc<Session>, generation: u64) {
+    pub(crate) fn schedule_timeout(self: &Arc<Self>, session: &Arc<Session>, generation: u32) {
         let hub = Arc::clone(self);
         let session = Arc::clone(session);
         let window = self.config.resume_window;

@@ -7,12 +7,12 @@
 //! through a [`ReplayMirror`] (the backplane) so another node can resume it.
 
 use std::collections::{HashSet, VecDeque};
+use std::num::NonZeroU64;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::{Duration, Instant};
 
 use super::outbox::Outbox;
+use super::resume_token::ResumeToken;
 use crate::protocol::frame::{stamp_seq, REPLAY_FRAME_ALIGN};
-use crate::protocol::outbound::Peer;
 use crate::protocol::Frame;
 
 use super::away::{AwayBudget, AwayKey};
@@ -29,7 +29,10 @@ pub(crate) trait ReplayMirror: Send + Sync + std::fmt::Debug {
 
 #[path = "session_mirror.rs"]
 mod mirror;
+#[path = "session_room.rs"]
+mod room;
 use mirror::MirrorLink;
+pub(crate) use room::{Member, RemoteMember, Room};
 
 /// Bounds of the replay buffer. 32-bit (a bound past 4 GiB is 4 GiB): every
 /// session holds a copy.
@@ -59,7 +62,7 @@ const ID_WINDOW: usize = 512;
 #[derive(Debug)]
 pub(crate) struct Session {
     pub id: Arc<str>,
-    pub resume_token: Arc<str>,
+    pub resume_token: ResumeToken,
     state: Mutex<SessionState>,
 }
 
@@ -80,10 +83,13 @@ pub(crate) struct Attached {
 #[derive(Debug)]
 pub(crate) struct SessionState {
     pub user_id: Option<Arc<str>>,
-    pub rooms: Vec<Arc<Room>>,
+    /// A boxed slice, not a `Vec`: rooms are few and change rarely, and every
+    /// session holds this field (8 bytes less).
+    pub rooms: Box<[Arc<Room>]>,
     pub attached: Option<Attached>,
-    /// Bumped on every detach/attach so a stale resume-window timer does nothing.
-    pub away_generation: u64,
+    /// Bumped (wrapping) on every detach/attach so a stale resume-window
+    /// timer does nothing.
+    pub away_generation: u32,
     pub ended: bool,
     next_seq: u64,
     /// Seq of `replay[0]`; equals `next_seq` when the buffer is empty.
@@ -99,15 +105,23 @@ pub(crate) struct SessionState {
     mirror: Option<Box<MirrorLink>>,
     /// While away: its ticket in the hub's away budget, which counts its bytes.
     away: Option<(u64, Arc<AwayBudget<Session>>)>,
-    /// The replay age rule's mark while connected: every frame below the seq
-    /// was buffered before the instant, on the attachment of that generation.
-    age_mark: Option<(Instant, u64, u64)>,
+    age_mark: Option<AgeMark>,
+}
+
+/// The replay age rule's mark while connected: every frame below `seq` was
+/// buffered before `at_ms`, on the attachment of `generation`. 16 bytes (a
+/// wrapping millisecond, not an `Instant`): every session holds one.
+#[derive(Debug, Clone, Copy)]
+struct AgeMark {
+    seq: NonZeroU64,
+    at_ms: u32,
+    generation: u32,
 }
 
 impl Session {
     pub(crate) fn new(
         id: Arc<str>,
-        resume_token: Arc<str>,
+        resume_token: ResumeToken,
         bounds: ReplayBounds,
         attached: Attached,
     ) -> Self {
@@ -116,7 +130,7 @@ impl Session {
             resume_token,
             state: Mutex::new(SessionState {
                 user_id: None,
-                rooms: Vec::new(),
+                rooms: Box::default(),
                 attached: Some(attached),
                 away_generation: 0,
                 ended: false,
@@ -169,6 +183,30 @@ pub(crate) enum RelayRefused {
 }
 
 impl SessionState {
+    pub(crate) fn add_room(&mut self, room: Arc<Room>) {
+        let mut rooms = std::mem::take(&mut self.rooms).into_vec();
+        rooms.reserve_exact(1);
+        rooms.push(room);
+        self.rooms = rooms.into_boxed_slice();
+    }
+
+    pub(crate) fn remove_room_at(&mut self, at: usize) -> Arc<Room> {
+        let mut rooms = self.take_rooms();
+        let room = rooms.remove(at);
+        self.rooms = rooms.into_boxed_slice();
+        room
+    }
+
+    pub(crate) fn retain_rooms(&mut self, keep: impl FnMut(&Arc<Room>) -> bool) {
+        let mut rooms = self.take_rooms();
+        rooms.retain(keep);
+        self.rooms = rooms.into_boxed_slice();
+    }
+
+    pub(crate) fn take_rooms(&mut self) -> Vec<Arc<Room>> {
+        std::mem::take(&mut self.rooms).into_vec()
+    }
+
     pub(crate) fn deliver(&mut self, body: &str) -> Option<u64> {
         if self.ended {
             return None;
@@ -294,24 +332,32 @@ impl SessionState {
     ///
     /// Called on every liveness tick; one mark per session, no time per frame:
     /// frames go between `age` and twice `age` (plus a tick) after buffering.
-    pub(crate) fn expire_delivered(&mut self, now: Instant, age: Duration) {
+    /// Times are wrapping milliseconds: ticks come far more often than the
+    /// 49 days after which they repeat.
+    pub(crate) fn expire_delivered(&mut self, now_ms: u32, age_ms: u32) {
         if self.attached.is_none() {
             self.age_mark = None;
             return;
         }
         let generation = self.away_generation;
+        let Some(seq) = NonZeroU64::new(self.next_seq) else {
+            return;
+        };
+        let mark = AgeMark {
+            seq,
+            at_ms: now_ms,
+            generation,
+        };
         match self.age_mark {
             // Frames buffered while away (or on an earlier connection) start
             // their age when this connection's first tick sees them.
-            Some((_, _, g)) if g != generation => {
-                self.age_mark = Some((now, self.next_seq, generation))
-            }
-            Some((at, seq, _)) if now.saturating_duration_since(at) >= age => {
-                self.ack(seq - 1);
-                self.age_mark = Some((now, self.next_seq, generation));
+            Some(m) if m.generation != generation => self.age_mark = Some(mark),
+            Some(m) if now_ms.wrapping_sub(m.at_ms) >= age_ms => {
+                self.ack(m.seq.get() - 1);
+                self.age_mark = Some(mark);
             }
             Some(_) => {}
-            None => self.age_mark = Some((now, self.next_seq, generation)),
+            None => self.age_mark = Some(mark),
         }
     }
 
@@ -387,105 +433,6 @@ impl SessionState {
     }
 }
 
-#[derive(Debug, Clone)]
-pub(crate) struct Member {
-    pub user_id: Arc<str>,
-    pub session: Arc<Session>,
-    pub display_name: Option<Arc<str>>,
-    /// Raw JSON text of the member's metadata.
-    pub metadata: Option<Arc<str>>,
-    /// Cluster-wide join order (0 without a cluster: the Vec order is the join order).
-    pub order: u64,
-}
-
-/// A peer of the room whose session lives on another node (cluster mode).
-#[derive(Debug, Clone)]
-pub(crate) struct RemoteMember {
-    pub user_id: Arc<str>,
-    pub session_id: Arc<str>,
-    pub node: Arc<str>,
-    pub display_name: Option<Arc<str>>,
-    pub metadata: Option<Arc<str>>,
-    pub order: u64,
-    /// Its connection is lost (resumable there): a join under its user id
-    /// takes the identity over, as from a local away session.
-    pub away: bool,
-}
-
-impl Member {
-    /// How messages show this member.
-    pub(crate) fn peer(&self) -> Peer<'_> {
-        Peer {
-            user_id: &self.user_id,
-            display_name: self.display_name.as_deref(),
-            metadata: self.metadata.as_deref(),
-        }
-    }
-}
-
-impl RemoteMember {
-    /// How messages show this member.
-    pub(crate) fn peer(&self) -> Peer<'_> {
-        Peer {
-            user_id: &self.user_id,
-            display_name: self.display_name.as_deref(),
-            metadata: self.metadata.as_deref(),
-        }
-    }
-}
-
-#[derive(Debug)]
-pub(crate) struct Room {
-    pub id: Arc<str>,
-    members: Mutex<RoomState>,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct RoomState {
-    /// In join order: of any two members the later one is the polite one.
-    /// A Vec: rooms are small (a mesh call), lookups by id scan it.
-    pub members: Vec<Member>,
-    /// Peers on other nodes, by `order` (always empty without a cluster).
-    pub remote: Vec<RemoteMember>,
-    /// Set when the last member left and the room was unlisted; a join that
-    /// raced with that looks the room up again.
-    pub removed: bool,
-}
-
-impl RoomState {
-    pub(crate) fn find(&self, user_id: &str) -> Option<&Member> {
-        self.members.iter().find(|m| &*m.user_id == user_id)
-    }
-
-    pub(crate) fn find_remote(&self, user_id: &str) -> Option<&RemoteMember> {
-        self.remote.iter().find(|m| &*m.user_id == user_id)
-    }
-
-    /// No peer at all, local or remote: the room can be unlisted.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.members.is_empty() && self.remote.is_empty()
-    }
-
-    pub(crate) fn position_of_session(&self, session: &Arc<Session>) -> Option<usize> {
-        self.members
-            .iter()
-            .position(|m| Arc::ptr_eq(&m.session, session))
-    }
-}
-
-impl Room {
-    pub(crate) fn new(id: Arc<str>) -> Self {
-        Room {
-            id,
-            members: Mutex::new(RoomState::default()),
-        }
-    }
-
-    pub(crate) fn lock(&self) -> MutexGuard<'_, RoomState> {
-        self.members.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -495,7 +442,7 @@ mod tests {
         let outbox = Arc::new(Outbox::new(1 << 20));
         let s = Session::new(
             "s".into(),
-            "t".into(),
+            ResumeToken::random(),
             ReplayBounds::new(messages, bytes),
             Attached {
                 conn_id: 1,
@@ -539,24 +486,25 @@ mod tests {
     #[test]
     fn unacknowledged_frames_age_out_only_while_connected() {
         let (s, _o) = session(64, 1 << 20);
-        let age = Duration::from_secs(40);
-        let t0 = Instant::now();
+        // Wrapping milliseconds: the scenario crosses 2^32.
+        let age = 40_000u32;
+        let t0 = u32::MAX - 3 * age;
         s.deliver(r#"{"type":"x"}"#);
         let mut st = s.lock();
         st.expire_delivered(t0, age); // the mark: seq 1 buffered before t0
         drop(st);
         s.deliver(r#"{"type":"y"}"#);
         let mut st = s.lock();
-        st.expire_delivered(t0 + age / 2, age);
+        st.expire_delivered(t0.wrapping_add(age / 2), age);
         assert_eq!(st.buffered().0, 2, "nothing is that old yet");
-        st.expire_delivered(t0 + age, age);
+        st.expire_delivered(t0.wrapping_add(age), age);
         assert_eq!(st.buffered().0, 1, "seq 1 aged out, seq 2 is younger");
         assert_eq!(
             st.replay_after(1).unwrap().len(),
             1,
             "resume after 1 stays exact"
         );
-        st.expire_delivered(t0 + 2 * age, age);
+        st.expire_delivered(t0.wrapping_add(2 * age), age);
         assert_eq!(st.buffered().0, 0);
         assert_eq!(st.replay.capacity(), 0, "an empty buffer keeps no slots");
         drop(st);
@@ -576,7 +524,7 @@ mod tests {
         let mut st = s.lock();
         st.attached = None;
         st.away_generation += 1;
-        st.expire_delivered(t0 + 10 * age, age);
+        st.expire_delivered(t0.wrapping_add(10 * age), age);
         assert_eq!(st.buffered().0, 1);
         // Back on a new connection: its age starts at that connection's first tick.
         st.attached = Some(Attached {
@@ -584,9 +532,9 @@ mod tests {
             outbox: Arc::new(Outbox::new(1 << 20)),
         });
         st.away_generation += 1;
-        st.expire_delivered(t0 + 11 * age, age);
+        st.expire_delivered(t0.wrapping_add(11 * age), age);
         assert_eq!(st.buffered().0, 1);
-        st.expire_delivered(t0 + 12 * age, age);
+        st.expire_delivered(t0.wrapping_add(12 * age), age);
         assert_eq!(st.buffered().0, 0);
     }
 
@@ -633,11 +581,12 @@ mod tests {
     }
 
     /// Every joined connection holds one session behind an `Arc` (16 bytes of
-    /// counts): keep it in jemalloc's 256-byte class (rare parts are boxed:
-    /// message ids, the cluster mirror).
+    /// counts): keep it in jemalloc's 224-byte class (rare parts are boxed:
+    /// message ids, the cluster mirror; the age mark is in wrapping
+    /// milliseconds, the rooms a boxed slice).
     #[test]
     fn a_session_stays_in_its_size_class() {
         let size = std::mem::size_of::<Session>() + 16;
-        assert!(size <= 256, "{size} bytes per session");
+        assert!(size <= 224, "{size} bytes per session");
     }
 }

@@ -204,12 +204,7 @@ pub(crate) fn join_session(
                 return refuse(ErrorCode::Internal, "the session has ended");
             }
             st.user_id = Some(user_id.clone());
-            // Exact growth while small: most sessions are in one room, most
-            // rooms hold a call of two; larger lists grow as usual.
-            if st.rooms.len() < 4 {
-                st.rooms.reserve_exact(1);
-            }
-            st.rooms.push(room.clone());
+            st.add_room(room.clone());
         }
         if let Some(bp) = hub.backplane() {
             // Taken under the room lock, so local join order and `order` agree.
@@ -251,9 +246,9 @@ impl ConnCore {
         let rooms: Vec<Arc<Room>> = {
             let mut st = self.session.lock();
             match room_id {
-                None => std::mem::take(&mut st.rooms),
+                None => st.take_rooms(),
                 Some(id) => match st.rooms.iter().position(|r| &*r.id == id) {
-                    Some(pos) => vec![st.rooms.remove(pos)],
+                    Some(pos) => vec![st.remove_room_at(pos)],
                     None => return refuse(ErrorCode::NotInRoom, format!("not in room `{id}`")),
                 },
             }

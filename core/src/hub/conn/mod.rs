@@ -21,6 +21,7 @@ use std::time::Instant;
 use super::away::AwayKey;
 use super::outbox::{Fate, Outbox};
 use super::rate::{RateLimiter, Verdict};
+use super::resume_token::ResumeToken;
 use super::session::{Attached, Session};
 use super::{random_id, Hub};
 use crate::auth::Identity;
@@ -63,7 +64,7 @@ impl Hub {
         let outbox = Arc::new(Outbox::with_policy(hub.outbox_policy.clone()));
         let session = Arc::new(Session::new(
             random_id().into(),
-            random_id().into(),
+            ResumeToken::random(),
             hub.replay_bounds(),
             Attached {
                 conn_id: id,
@@ -75,7 +76,7 @@ impl Hub {
             session
                 .lock()
                 .set_mirror(Arc::downgrade(&session), bp.clone());
-            bp.session_opened(&session.id, &session.resume_token);
+            bp.session_opened(&session.id, &session.resume_token.to_string());
         }
         hub.metrics.connections.fetch_add(1, Ordering::Relaxed);
         hub.metrics
@@ -85,7 +86,7 @@ impl Hub {
         outbox.push(Frame::from(outbound::connected(
             &client_id,
             &session.id,
-            &session.resume_token,
+            &session.resume_token.to_string(),
             hub.config.heartbeat_interval.as_millis() as u64,
         )));
         hub.emit(|| {
@@ -186,9 +187,10 @@ impl Connection {
 
     /// The replay age rule, run on every liveness tick: see
     /// [`SessionState::expire_delivered`](crate::hub::session::SessionState).
-    pub(crate) fn expire_replay(&self, now: std::time::Instant, age: std::time::Duration) {
+    /// Times are wrapping milliseconds (`edge::conn`'s clock).
+    pub(crate) fn expire_replay(&self, now_ms: u32, age_ms: u32) {
         let session = self.core().session.clone();
-        session.lock().expire_delivered(now, age);
+        session.lock().expire_delivered(now_ms, age_ms);
     }
 
     /// Ends the connection. `client_close` is the close code the client sent, or

@@ -5,7 +5,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::state::{refuse, ConnCore, Refusal};
-use crate::auth::constant_time_eq;
 use crate::error::ErrorCode;
 use crate::event::{Event, Fields};
 use crate::hub::backplane::{ClaimRequest, ClaimSlot, ClaimState};
@@ -32,7 +31,7 @@ impl ConnCore {
             refuse(ErrorCode::ResumeFailed, why.to_owned())
         };
         let target = match self.hub.sessions.get(&session_id) {
-            Some(s) if constant_time_eq(s.resume_token.as_bytes(), token.as_bytes()) => s,
+            Some(s) if s.resume_token.matches(&token) => s,
             // Cluster mode: the session may be held by another node, or orphaned.
             None if self.hub.backplane().is_some() => {
                 return self.start_claim(session_id.into_owned(), token.into_owned(), last_seq);
@@ -76,7 +75,7 @@ impl ConnCore {
                 conn_id: self.id,
                 outbox: self.outbox.clone(),
             });
-            st.away_generation += 1;
+            st.away_generation = st.away_generation.wrapping_add(1);
             st.uncount_away();
             if let Some(bp) = self.hub.backplane() {
                 bp.session_away(

@@ -98,7 +98,7 @@ async fn replies_before_resume_carry_no_seq_so_the_replay_is_not_shadowed() {
     a.send(json!({"type":"message","to":"b","data":"missed"}));
     let mut b2 = Peer::new(&hub);
     b2.send(json!({"type":"ping","timestamp":1,"id":"p"}));
-    b2.send(json!({"type":"resume","sessionId":&*sess.id,"resumeToken":&*sess.resume_token,"lastSeq":0}));
+    b2.send(json!({"type":"resume","sessionId":&*sess.id,"resumeToken":sess.resume_token.to_string(),"lastSeq":0}));
     let got = b2.recv();
     let kinds: Vec<&str> = got.iter().map(|m| m["type"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["pong", "ack", "resumed", "room-info", "message"]);
@@ -182,7 +182,7 @@ async fn a_resumed_session_survives_its_old_connection_closing_cleanly() {
     a.recv();
     let sess = hub.inner.sessions.get(&b.session_id()).unwrap();
     let mut b2 = Peer::new(&hub);
-    b2.send(json!({"type":"resume","sessionId":&*sess.id,"resumeToken":&*sess.resume_token,"lastSeq":1}));
+    b2.send(json!({"type":"resume","sessionId":&*sess.id,"resumeToken":sess.resume_token.to_string(),"lastSeq":1}));
     b.finish(Some(close::NORMAL));
     assert!(a.recv().is_empty(), "nobody leaves");
     assert!(!sess.lock().ended);

@@ -79,7 +79,7 @@ async fn resume_of_an_attached_session_takes_it_over_with_4409() {
     let b = Peer::joined(&hub, "r", "b");
     let sess = hub.inner.sessions.get(&b.session_id()).unwrap();
     let mut b2 = Peer::new(&hub);
-    b2.send(json!({"type":"resume","sessionId":&*sess.id,"resumeToken":&*sess.resume_token,"lastSeq":1}));
+    b2.send(json!({"type":"resume","sessionId":&*sess.id,"resumeToken":sess.resume_token.to_string(),"lastSeq":1}));
     assert_eq!(b2.recv_types(), ["resumed"]);
     let req = b.close_request().expect("old connection closed");
     assert_eq!(req.code, close::REPLACED);
@@ -109,11 +109,11 @@ async fn replay_overflow_fails_resume_never_a_gap() {
     }
     let mut b2 = Peer::new(&hub);
     assert_eq!(
-        b2.error_code(json!({"type":"resume","sessionId":&*sess.id,"resumeToken":&*sess.resume_token,"lastSeq":1})),
+        b2.error_code(json!({"type":"resume","sessionId":&*sess.id,"resumeToken":sess.resume_token.to_string(),"lastSeq":1})),
         "resume-failed"
     );
     let mut b3 = Peer::new(&hub);
-    b3.send(json!({"type":"resume","sessionId":&*sess.id,"resumeToken":&*sess.resume_token,"lastSeq":7}));
+    b3.send(json!({"type":"resume","sessionId":&*sess.id,"resumeToken":sess.resume_token.to_string(),"lastSeq":7}));
     let got = b3.recv();
     assert_eq!(got[0]["type"], "resumed");
     assert_eq!(got.len(), 5, "seq 8..=11 are replayed");
@@ -193,7 +193,7 @@ async fn slow_consumer_is_closed_and_can_resume() {
     let mut b = b;
     b.finish(None);
     assert!(sess.lock().is_away());
-    let resume = |last: u64| json!({"type":"resume","sessionId":&*sess.id,"resumeToken":&*sess.resume_token,"lastSeq":last});
+    let resume = |last: u64| json!({"type":"resume","sessionId":&*sess.id,"resumeToken":sess.resume_token.to_string(),"lastSeq":last});
     // The replay buffer (3000 B) no longer covers seq 2: refused, never a gap.
     let mut b2 = Peer::new(&hub);
     assert_eq!(b2.error_code(resume(1)), "resume-failed");
@@ -279,7 +279,7 @@ fn the_mirror_is_told_once_and_takes_only_frames_still_buffered_and_not_taken() 
     let attached = session::Attached { conn_id: 1, outbox };
     let s = Arc::new(session::Session::new(
         "s".into(),
-        "t".into(),
+        crate::hub::resume_token::ResumeToken::random(),
         bounds,
         attached,
     ));
