@@ -10,8 +10,9 @@ use clap::Parser;
 use switchboard::{AuthConfig, JwtConfig, JwtKey, Server, ServerConfig, TlsConfig, TurnConfig};
 use tracing::{error, info, warn};
 
-/// jemalloc, whose background thread returns freed pages to the system a few
-/// seconds after churn (see the `jemalloc` feature in Cargo.toml).
+/// jemalloc, whose background thread returns freed pages to the system over
+/// the second after churn (see `return_freed_pages_promptly` and the
+/// `jemalloc` feature in Cargo.toml).
 #[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -328,17 +329,24 @@ fn non_empty(list: Vec<String>) -> Vec<String> {
     list.into_iter().filter(|s| !s.is_empty()).collect()
 }
 
-/// Freed pages go back to the system from jemalloc's background thread, 1 s
-/// after they were freed rather than its default 10 s: a burst (joins, a
-/// call's SDPs) leaves its frames on pages of their own once acknowledged
-/// (`replay_frame_capacity`), and an idle server should not hold them. The
-/// relay's CPU per message did not change (`switchboard-bench relay`).
+/// Freed pages go back to the system from jemalloc's background thread over
+/// about a second (its decay time), rather than its default 10 s: a burst
+/// (joins, a call's SDPs) leaves its frames on pages of their own once
+/// acknowledged (`replay_frame_capacity`), and an idle server should not
+/// hold them. The relay's CPU per message did not change with it
+/// (`switchboard-bench relay`). A `dirty_decay_ms` in `_RJEM_MALLOC_CONF`
+/// (the operator's jemalloc options) is left as it is.
 #[cfg(feature = "jemalloc")]
 fn return_freed_pages_promptly() {
     use tikv_jemalloc_ctl::{Access, AsName};
     const DIRTY_DECAY_MS: isize = 1000;
     if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
         warn!(error = %e, "jemalloc: no background thread; freed memory returns only under load");
+    }
+    let operator_set =
+        std::env::var("_RJEM_MALLOC_CONF").is_ok_and(|conf| conf.contains("dirty_decay_ms"));
+    if operator_set {
+        return;
     }
     // The default for arenas made later (one per worker thread), then the
     // arenas that exist already (the main thread's).

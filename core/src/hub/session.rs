@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use super::outbox::Outbox;
 use super::resume_token::ResumeToken;
-use crate::protocol::frame::{stamp_seq, REPLAY_FRAME_ALIGN};
+use crate::protocol::frame::{replay_frame_capacity, stamp_seq, REPLAY_FRAME_ALIGN};
 use crate::protocol::Frame;
 
 use super::away::{AwayBudget, AwayKey};
@@ -52,8 +52,19 @@ impl ReplayBounds {
     }
 }
 
+/// What a kept frame holds in memory, which the replay's byte bound and the
+/// away budget count: its buffer ([`replay_frame_capacity`]), not its text.
+fn held_bytes(frame: &Frame) -> usize {
+    replay_frame_capacity(frame.len())
+}
+
 /// Slots of a replay buffer's first allocation: [`REPLAY_FRAME_ALIGN`] bytes.
-const REPLAY_FIRST_SLOTS: usize = REPLAY_FRAME_ALIGN / std::mem::size_of::<Frame>();
+/// With a host's allocator (no jemalloc, see `replay_frame_capacity`): one.
+const REPLAY_FIRST_SLOTS: usize = if cfg!(feature = "jemalloc") {
+    REPLAY_FRAME_ALIGN / std::mem::size_of::<Frame>()
+} else {
+    1
+};
 
 /// How many recent client message ids are remembered for de-duplication. A client
 /// retransmits only unacknowledged ids, which are always among the most recent.
@@ -251,7 +262,7 @@ impl SessionState {
         // Bound: the oldest unacknowledged frames are dropped; a later resume from
         // before them fails with `resume-failed` instead of leaving a silent gap.
         let before = self.replay_bytes;
-        self.replay_bytes += frame.len();
+        self.replay_bytes += held_bytes(&frame);
         if self.replay.capacity() == 0 {
             // Like the frames it holds (`replay_frame_capacity`), the buffer is
             // freed once everything is acknowledged, after a burst allocated
@@ -280,7 +291,7 @@ impl SessionState {
         {
             match self.replay.pop_front() {
                 Some(f) => {
-                    self.replay_bytes -= f.len();
+                    self.replay_bytes -= held_bytes(&f);
                     self.first_seq += 1;
                 }
                 None => break,
@@ -296,7 +307,7 @@ impl SessionState {
         self.replay_bytes = 0;
         self.first_seq = frames.first().map_or(next_seq, |(s, _)| *s);
         for (_, f) in frames {
-            self.replay_bytes += f.len();
+            self.replay_bytes += held_bytes(&f);
             self.replay.push_back(f);
         }
         self.trim_to_bounds();
@@ -310,7 +321,7 @@ impl SessionState {
         while self.first_seq <= seq {
             match self.replay.pop_front() {
                 Some(f) => {
-                    self.replay_bytes -= f.len();
+                    self.replay_bytes -= held_bytes(&f);
                     self.first_seq += 1;
                 }
                 None => break,
@@ -486,9 +497,10 @@ mod tests {
     #[test]
     fn unacknowledged_frames_age_out_only_while_connected() {
         let (s, _o) = session(64, 1 << 20);
-        // Wrapping milliseconds: the scenario crosses 2^32.
+        // Wrapping milliseconds: the first mark is before 2^32, the time
+        // that ages it out after.
         let age = 40_000u32;
-        let t0 = u32::MAX - 3 * age;
+        let t0 = u32::MAX - age / 2;
         s.deliver(r#"{"type":"x"}"#);
         let mut st = s.lock();
         st.expire_delivered(t0, age); // the mark: seq 1 buffered before t0
@@ -558,6 +570,16 @@ mod tests {
             s.deliver(r#"{"type":"0123456789"}"#);
         }
         assert!(s.lock().buffered().1 <= 100);
+    }
+
+    #[test]
+    fn kept_frames_count_the_memory_they_hold() {
+        let (s, _o) = session(1000, 1 << 20);
+        s.deliver(r#"{"type":"ack","id":1}"#);
+        let text = s.lock().replay_after(0).unwrap()[0].len();
+        assert_eq!(s.lock().buffered(), (1, replay_frame_capacity(text)));
+        s.lock().ack(1);
+        assert_eq!(s.lock().buffered(), (0, 0));
     }
 
     #[test]

@@ -163,12 +163,32 @@ pub(crate) fn push_u64(buf: &mut String, mut n: u64) {
 /// that no idle connection fills; in classes of its own (512, 1024 …: no
 /// per-connection object is that large) the frames of a burst leave whole
 /// free pages, which the allocator returns to the system.
+///
+/// The price is memory while a frame waits for its ack (a 40-byte `ack`
+/// takes 512), so the replay's byte bound and the away budget count this
+/// size, not the text's (`SessionState::buffer`). Only with jemalloc (the
+/// standalone server): a host's allocator (the bindings') has no such
+/// classes, and there a frame is exactly as long as its text.
 pub(crate) fn replay_frame_capacity(len: usize) -> usize {
-    len.next_multiple_of(REPLAY_FRAME_ALIGN)
+    if cfg!(feature = "jemalloc") {
+        len.next_multiple_of(REPLAY_FRAME_ALIGN)
+    } else {
+        len
+    }
 }
 
 /// See [`replay_frame_capacity`].
 pub(crate) const REPLAY_FRAME_ALIGN: usize = 512;
+
+/// Gives back the part of `frame`'s buffer beyond [`replay_frame_capacity`]
+/// of its length, where the length was estimated high: the memory a frame
+/// is counted for is then the memory it holds.
+pub(crate) fn fit_replay_frame(frame: &mut String) {
+    let fit = replay_frame_capacity(frame.len());
+    if frame.capacity() > fit {
+        frame.shrink_to(fit);
+    }
+}
 
 /// Stamps `"seq":N` as the first field of a finished object `body` (`{...}`).
 ///
@@ -176,13 +196,16 @@ pub(crate) const REPLAY_FRAME_ALIGN: usize = 512;
 /// own sequence number (one allocation and one copy per receiver).
 pub(crate) fn stamp_seq(body: &str, seq: u64) -> String {
     debug_assert!(body.starts_with('{') && body.len() >= 2);
-    let mut out = String::with_capacity(replay_frame_capacity(body.len() + 24));
+    let digits = seq.checked_ilog10().unwrap_or(0) as usize + 1;
+    let len = body.len() + "\"seq\":,".len() + digits - usize::from(body.len() == 2);
+    let mut out = String::with_capacity(replay_frame_capacity(len));
     out.push_str("{\"seq\":");
     push_u64(&mut out, seq);
     if body.len() > 2 {
         out.push(',');
     }
     out.push_str(&body[1..]);
+    debug_assert_eq!(out.len(), len);
     out
 }
 

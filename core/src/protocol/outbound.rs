@@ -6,7 +6,9 @@ use super::json::Raw;
 
 use std::borrow::Cow;
 
-use super::frame::{push_json_str, push_u64, replay_frame_capacity, ObjectWriter};
+use super::frame::{
+    fit_replay_frame, push_json_str, push_u64, replay_frame_capacity, ObjectWriter,
+};
 use super::inbound::{ClientMessage, MsgType};
 use super::{now_millis, LeaveReason};
 
@@ -254,6 +256,9 @@ pub fn forward(msg: &ClientMessage<'_>, seq: Option<u64>, from: &str, room_id: &
     out.push_str(",\"from\":");
     push_json_str(&mut out, from);
     out.push('}');
+    if seq.is_some() {
+        fit_replay_frame(&mut out);
+    }
     out
 }
 
@@ -285,7 +290,11 @@ mod tests {
         let text = r#"{"type":"candidate","to":"bob","candidate":{"candidate":"c"}}"#;
         let msg = parse_client_message(text).unwrap();
         let kept = forward(&msg, Some(3), "alice", "r1");
-        assert_eq!(kept.capacity() % REPLAY_FRAME_ALIGN, 0);
+        assert_eq!(
+            kept.capacity(),
+            REPLAY_FRAME_ALIGN,
+            "the estimate is given back"
+        );
         assert_eq!(parse(&kept)["seq"], 3);
         // Without a seq it is a body to stamp per receiver, never kept itself.
         let body = forward(&msg, None, "alice", "r1");

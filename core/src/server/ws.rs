@@ -456,8 +456,15 @@ where
             // task woken by both (a peer's message and its own client's) would
             // otherwise hold the peer's message behind a read and its routing.
             // The replies the input triggers leave on the loop's next turn.
-            let mut progress = this.poll_outbound(cx);
+            // Not once the server asked to close: input that is already here
+            // was sent before the client could see the close, and is handled
+            // before the close frame goes out (after it, input is dropped).
+            let write_first = !st.conn.as_ref().is_some_and(|c| c.outbox().is_closing());
+            let mut progress = write_first && this.poll_outbound(cx);
             if this.state.phase != Phase::Done && this.poll_inbound(cx) {
+                progress = true;
+            }
+            if !write_first && this.state.phase != Phase::Done && this.poll_outbound(cx) {
                 progress = true;
             }
             let st = &mut this.state;

@@ -175,12 +175,12 @@ impl ConnAuth {
 }
 
 impl ConnCore {
-    /// The identity of an authenticated connection.
     /// This connection's `clientId`.
     pub(super) fn client_id(&self) -> String {
         super::client_id_of(self.id)
     }
 
+    /// The identity of an authenticated connection.
     pub(super) fn identity(&self) -> Option<&Identity> {
         self.auth.as_ref().and_then(|a| a.identity.as_ref())
     }

@@ -157,8 +157,10 @@ async fn rejoin_of_an_away_identity_replaces_it() {
 async fn slow_consumer_is_closed_and_can_resume() {
     let mut cfg = config();
     cfg.max_message_bytes = 1024;
-    cfg.replay_buffer_bytes = 3000;
-    cfg.outbound_queue_bytes = 4096;
+    // Twelve kept frames of this test's size (each counts the 512 bytes it
+    // holds, `replay_frame_capacity`).
+    cfg.replay_buffer_bytes = 12 * 512;
+    cfg.outbound_queue_bytes = 8192;
     // The stall time of a queue over half full.
     cfg.heartbeat_timeout = std::time::Duration::from_millis(30);
     cfg.validate().unwrap();
@@ -194,7 +196,7 @@ async fn slow_consumer_is_closed_and_can_resume() {
     b.finish(None);
     assert!(sess.lock().is_away());
     let resume = |last: u64| json!({"type":"resume","sessionId":&*sess.id,"resumeToken":sess.resume_token.to_string(),"lastSeq":last});
-    // The replay buffer (3000 B) no longer covers seq 2: refused, never a gap.
+    // The replay buffer (twelve frames) no longer covers seq 2: refused, never a gap.
     let mut b2 = Peer::new(&hub);
     assert_eq!(b2.error_code(resume(1)), "resume-failed");
     // The last ten come back in order, the 20 sent after the close among them.
