@@ -165,7 +165,9 @@ impl Hub {
         let room = self.room(room_id)?;
         let target = room.lock().find(user_id).map(|m| m.session.clone());
         let target = target.ok_or_else(|| peer_not_found(user_id, room_id))?;
-        target.lock().retain_rooms(|r| !Arc::ptr_eq(r, &room));
+        target
+            .lock()
+            .edit_rooms(|rooms| rooms.retain(|r| !Arc::ptr_eq(r, &room)));
         self.inner.remove_member(&room, &target, LeaveReason::Leave);
         Ok(())
     }

@@ -194,24 +194,12 @@ pub(crate) enum RelayRefused {
 }
 
 impl SessionState {
-    pub(crate) fn add_room(&mut self, room: Arc<Room>) {
-        let mut rooms = std::mem::take(&mut self.rooms).into_vec();
-        rooms.reserve_exact(1);
-        rooms.push(room);
-        self.rooms = rooms.into_boxed_slice();
-    }
-
-    pub(crate) fn remove_room_at(&mut self, at: usize) -> Arc<Room> {
+    /// Changes the room list as a `Vec`, kept as an exact boxed slice.
+    pub(crate) fn edit_rooms<R>(&mut self, edit: impl FnOnce(&mut Vec<Arc<Room>>) -> R) -> R {
         let mut rooms = self.take_rooms();
-        let room = rooms.remove(at);
+        let out = edit(&mut rooms);
         self.rooms = rooms.into_boxed_slice();
-        room
-    }
-
-    pub(crate) fn retain_rooms(&mut self, keep: impl FnMut(&Arc<Room>) -> bool) {
-        let mut rooms = self.take_rooms();
-        rooms.retain(keep);
-        self.rooms = rooms.into_boxed_slice();
+        out
     }
 
     pub(crate) fn take_rooms(&mut self) -> Vec<Arc<Room>> {

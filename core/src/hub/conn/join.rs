@@ -204,7 +204,10 @@ pub(crate) fn join_session(
                 return refuse(ErrorCode::Internal, "the session has ended");
             }
             st.user_id = Some(user_id.clone());
-            st.add_room(room.clone());
+            st.edit_rooms(|rooms| {
+                rooms.reserve_exact(1);
+                rooms.push(room.clone());
+            });
         }
         if let Some(bp) = hub.backplane() {
             // Taken under the room lock, so local join order and `order` agree.
@@ -248,7 +251,7 @@ impl ConnCore {
             match room_id {
                 None => st.take_rooms(),
                 Some(id) => match st.rooms.iter().position(|r| &*r.id == id) {
-                    Some(pos) => vec![st.remove_room_at(pos)],
+                    Some(pos) => vec![st.edit_rooms(|rooms| rooms.remove(pos))],
                     None => return refuse(ErrorCode::NotInRoom, format!("not in room `{id}`")),
                 },
             }

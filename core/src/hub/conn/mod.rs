@@ -72,11 +72,12 @@ impl Hub {
             },
         ));
         hub.insert_session(&session);
+        let token = session.resume_token.to_string();
         if let Some(bp) = hub.backplane() {
             session
                 .lock()
                 .set_mirror(Arc::downgrade(&session), bp.clone());
-            bp.session_opened(&session.id, &session.resume_token.to_string());
+            bp.session_opened(&session.id, &token);
         }
         hub.metrics.connections.fetch_add(1, Ordering::Relaxed);
         hub.metrics
@@ -86,7 +87,7 @@ impl Hub {
         outbox.push(Frame::from(outbound::connected(
             &client_id,
             &session.id,
-            &session.resume_token.to_string(),
+            &token,
             hub.config.heartbeat_interval.as_millis() as u64,
         )));
         hub.emit(|| {
