@@ -109,10 +109,16 @@ impl Raw {
 
     /// The close code of the next close frame (text frames before it skipped).
     async fn close_code(&mut self) -> u16 {
+        self.close_frame().await.0
+    }
+
+    /// The code and reason of the next close frame (text frames before it skipped).
+    async fn close_frame(&mut self) -> (u16, String) {
         loop {
             let (b0, payload) = self.next().await;
             if b0 == 0x88 {
-                return u16::from_be_bytes([payload[0], payload[1]]);
+                let reason = String::from_utf8(payload[2..].to_vec()).unwrap();
+                return (u16::from_be_bytes([payload[0], payload[1]]), reason);
             }
         }
     }
@@ -170,7 +176,7 @@ async fn pipelined_split_and_fragmented_frames_are_read_whole() {
     b.s.write_all(&frame(0x88, &1000u16.to_be_bytes()))
         .await
         .unwrap();
-    assert_eq!(b.close_code().await, 1000);
+    assert_eq!(b.close_frame().await, (1000, String::new()));
     let mut rest = Vec::new();
     let ended = tokio::time::timeout(WAIT, b.s.read_to_end(&mut rest)).await;
     assert!(
@@ -219,7 +225,12 @@ async fn framing_violations_close_with_their_codes() {
         let mut c = Raw::open(&server, &[]).await;
         c.expect_type("connected").await;
         c.s.write_all(&bytes).await.unwrap();
-        assert_eq!(c.close_code().await, code, "{what}");
+        let reason = match code {
+            1009 => "message too big",
+            1003 => "binary frames are not accepted",
+            _ => "protocol error",
+        };
+        assert_eq!(c.close_frame().await, (code, reason.into()), "{what}");
     }
 }
 

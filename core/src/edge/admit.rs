@@ -3,7 +3,7 @@
 //! Every host mode asks this, so origin, per-IP and global limits, draining,
 //! trusted proxies, handshake auth and the refusal metrics exist once.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -225,19 +225,40 @@ impl Admitted {
 /// both back. Every open connection holds one: the key only, not the IP.
 #[derive(Debug)]
 pub(super) struct Slot {
-    edge: Arc<EdgeInner>,
-    /// What the per-IP count is keyed by (IPv6: the prefix).
-    key: IpAddr,
+    pub(super) edge: Arc<EdgeInner>,
+    /// What the per-IP count is keyed by (IPv6: the prefix), as 16 bytes
+    /// (IPv4 mapped): an `IpAddr` would take 24 with its tag and padding, in
+    /// every connection's task.
+    key: Ipv6Addr,
+}
+
+impl Slot {
+    fn new(edge: Arc<EdgeInner>, key: IpAddr) -> Slot {
+        let key = match key {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+            IpAddr::V6(v6) => v6,
+        };
+        Slot { edge, key }
+    }
+
+    /// The key back as counted: [`EdgeInner::ip_key`] gives mapped IPv4 as IPv4.
+    fn key(&self) -> IpAddr {
+        match self.key.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(self.key),
+        }
+    }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         let edge = &self.edge;
         let mut per_ip = edge.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = per_ip.get_mut(&self.key) {
+        let key = self.key();
+        if let Some(n) = per_ip.get_mut(&key) {
             *n -= 1;
             if *n == 0 {
-                per_ip.remove(&self.key);
+                per_ip.remove(&key);
             }
         }
         drop(per_ip);
@@ -331,10 +352,7 @@ impl EdgeInner {
         }
         let open = self.open.fetch_add(1, Ordering::AcqRel);
         // From here on the slot is held; dropping it gives both counters back.
-        let slot = Slot {
-            edge: self.clone(),
-            key,
-        };
+        let slot = Slot::new(self.clone(), key);
         if config.max_conns > 0 && open >= config.max_conns {
             return Err(self.refuse(Refusal::Capacity, 503, req.peer, ip));
         }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::admit::{Admitted, Encoding, Slot};
+use crate::config::ServerConfig;
 use crate::hub::{ConnectInfo, Connection, Hub, Outbox};
 use crate::protocol::{close, msgpack, Frame};
 
@@ -90,19 +91,49 @@ pub enum Tick {
     Drop,
 }
 
+/// The heartbeat periods in milliseconds, from the configuration when a
+/// decision is due: the clock that every connection holds keeps only times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Periods {
+    interval_ms: u32,
+    timeout_ms: u32,
+}
+
+impl Periods {
+    pub(crate) fn new(interval: Duration, timeout: Duration) -> Periods {
+        // Rounded up, at least 1 ms: a shorter period must not become 0 (a
+        // zero timeout would drop every connection, a zero interval spin).
+        let ms = |d: Duration| {
+            let ms = d.as_nanos().div_ceil(1_000_000).max(1);
+            u32::try_from(ms).map_or(MAX_PERIOD_MS, |ms| ms.min(MAX_PERIOD_MS))
+        };
+        Periods {
+            interval_ms: ms(interval),
+            timeout_ms: ms(timeout),
+        }
+    }
+
+    /// How long the peer may stay silent (pings on) before it is dropped, and
+    /// how long unacknowledged replay is worth keeping.
+    fn silence_limit_ms(self) -> i64 {
+        i64::from(self.interval_ms) + i64::from(self.timeout_ms)
+    }
+}
+
 /// The liveness clock of one connection. Every connection's task holds it,
 /// so its times are milliseconds on a process-wide clock, modulo 2^32
-/// ([`millis`]): 4 bytes each, not 16. Every comparison is of times less than
-/// 12 days apart (a period is capped there; a silence, a stuck write or a ping
-/// is due within one), so wrapping differences are exact.
+/// ([`millis`]): 4 bytes each, not 16, and the periods are not repeated in
+/// it ([`Periods`]). Every comparison is of times less than 12 days apart (a
+/// period is capped there; a silence, a stuck write or a ping is due within
+/// one), so wrapping differences are exact.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Clock {
     mode: Liveness,
-    interval_ms: u32,
-    timeout_ms: u32,
+    /// A write waits for the socket, since `write_started`.
+    writing: bool,
     last_heard: u32,
     next_ping: u32,
-    write_started: Option<u32>,
+    write_started: u32,
 }
 
 /// The longest period the clock keeps (~12 days): longer is as good as never.
@@ -123,33 +154,19 @@ fn millis(t: Instant) -> u32 {
 }
 
 impl Clock {
-    pub(crate) fn new(mode: Liveness, interval: Duration, timeout: Duration) -> Clock {
-        Clock::new_at(mode, interval, timeout, Instant::now())
+    pub(crate) fn new(mode: Liveness, periods: Periods) -> Clock {
+        Clock::new_at(mode, periods, Instant::now())
     }
 
-    fn new_at(mode: Liveness, interval: Duration, timeout: Duration, now: Instant) -> Clock {
-        // Rounded up, at least 1 ms: a shorter period must not become 0 (a
-        // zero timeout would drop every connection, a zero interval spin).
-        let ms = |d: Duration| {
-            let ms = d.as_nanos().div_ceil(1_000_000).max(1);
-            u32::try_from(ms).map_or(MAX_PERIOD_MS, |ms| ms.min(MAX_PERIOD_MS))
-        };
-        let interval_ms = ms(interval);
+    fn new_at(mode: Liveness, periods: Periods, now: Instant) -> Clock {
         let now = millis(now);
         Clock {
             mode,
-            interval_ms,
-            timeout_ms: ms(timeout),
+            writing: false,
             last_heard: now,
-            next_ping: now.wrapping_add(interval_ms),
-            write_started: None,
+            next_ping: now.wrapping_add(periods.interval_ms),
+            write_started: 0,
         }
-    }
-
-    /// How long the peer may stay silent (pings on) before it is dropped, and
-    /// how long unacknowledged replay is worth keeping.
-    fn silence_limit_ms(&self) -> i64 {
-        i64::from(self.interval_ms) + i64::from(self.timeout_ms)
     }
 
     pub(crate) fn heard(&mut self, now: Instant) {
@@ -157,39 +174,39 @@ impl Clock {
     }
 
     pub(crate) fn write_started(&mut self, now: Instant) {
-        self.write_started.get_or_insert(millis(now));
+        if !std::mem::replace(&mut self.writing, true) {
+            self.write_started = millis(now);
+        }
     }
 
     pub(crate) fn write_done(&mut self) {
-        self.write_started = None;
+        self.writing = false;
     }
 
     /// Whether the current write has waited for the whole timeout.
-    pub(crate) fn write_stuck(&self, now: Instant) -> bool {
-        let now = millis(now);
-        self.write_started
-            .is_some_and(|t| ago(now, t) >= i64::from(self.timeout_ms))
+    pub(crate) fn write_stuck(&self, now: Instant, periods: Periods) -> bool {
+        self.writing && ago(millis(now), self.write_started) >= i64::from(periods.timeout_ms)
     }
 
-    pub(crate) fn tick(&mut self, now: Instant) -> Tick {
+    pub(crate) fn tick(&mut self, now: Instant, periods: Periods) -> Tick {
         let now_ms = millis(now);
-        let stuck = self.write_stuck(now);
-        let silent =
-            self.mode == Liveness::Pings && ago(now_ms, self.last_heard) >= self.silence_limit_ms();
+        let stuck = self.write_stuck(now, periods);
+        let silent = self.mode == Liveness::Pings
+            && ago(now_ms, self.last_heard) >= periods.silence_limit_ms();
         if stuck || silent {
             return Tick::Drop;
         }
         // Wake at least every timeout to check for a stuck write.
-        let mut next_in = i64::from(self.timeout_ms);
+        let mut next_in = i64::from(periods.timeout_ms);
         let mut ping = false;
         if self.mode == Liveness::Pings {
             ping = ago(now_ms, self.next_ping) >= 0;
             if ping {
-                self.next_ping = now_ms.wrapping_add(self.interval_ms);
+                self.next_ping = now_ms.wrapping_add(periods.interval_ms);
             }
             next_in = next_in
                 .min(-ago(now_ms, self.next_ping))
-                .min(self.silence_limit_ms() - ago(now_ms, self.last_heard));
+                .min(periods.silence_limit_ms() - ago(now_ms, self.last_heard));
         }
         let next = now + Duration::from_millis(next_in.max(0) as u64);
         if ping {
@@ -213,10 +230,14 @@ fn ago(now: u32, then: u32) -> i64 {
 #[derive(Debug)]
 pub struct EdgeConnection {
     conn: Connection,
-    max_message_bytes: usize,
+    /// The configured `max_message_bytes`, saturated at 4 GiB: kept beside the
+    /// clock in the 64 bytes that every connection's task holds.
+    max_message_bytes: u32,
     encoding: Encoding,
     clock: Clock,
-    _slot: Slot,
+    /// The connection's place in the admission counts; through it, the
+    /// configuration (the heartbeat periods).
+    slot: Slot,
 }
 
 impl Admitted {
@@ -235,14 +256,10 @@ impl Admitted {
         });
         EdgeConnection {
             conn,
-            max_message_bytes: config.max_message_bytes,
+            max_message_bytes: u32::try_from(config.max_message_bytes).unwrap_or(u32::MAX),
             encoding,
-            clock: Clock::new(
-                liveness,
-                config.heartbeat_interval,
-                config.heartbeat_timeout,
-            ),
-            _slot: self.slot,
+            clock: Clock::new(liveness, periods(config)),
+            slot: self.slot,
         }
     }
 }
@@ -266,7 +283,7 @@ impl EdgeConnection {
 
     /// The largest message this connection accepts (`max_message_bytes`).
     pub fn max_message_bytes(&self) -> usize {
-        self.max_message_bytes
+        self.max_message_bytes as usize
     }
 
     /// The hub connection underneath.
@@ -285,7 +302,7 @@ impl EdgeConnection {
     /// [`EdgeConnection::text`] for a transport that reports
     /// [`EdgeConnection::heard`] once per read rather than once per frame.
     pub(crate) fn text_in_read(&mut self, text: &str) {
-        if text.len() > self.max_message_bytes {
+        if text.len() > self.max_message_bytes() {
             self.violation(Violation::TooBig);
             return;
         }
@@ -317,7 +334,7 @@ impl EdgeConnection {
             self.violation(Violation::Binary);
             return;
         }
-        if bytes.len() > self.max_message_bytes {
+        if bytes.len() > self.max_message_bytes() {
             self.violation(Violation::TooBig);
             return;
         }
@@ -357,14 +374,15 @@ impl EdgeConnection {
     /// is a reader that stopped: it counts (and ends) as a slow consumer.
     pub fn tick(&mut self) -> Tick {
         let now = Instant::now();
-        let tick = self.clock.tick(now);
+        let periods = periods(&self.slot.edge.config);
+        let tick = self.clock.tick(now, periods);
         if matches!(tick, Tick::Drop) {
-            if self.clock.write_stuck(now) {
+            if self.clock.write_stuck(now, periods) {
                 self.conn.outbox().stalled();
             }
         } else {
             // Below 2^31 (each period is capped below 2^30).
-            let age_ms = self.clock.silence_limit_ms() as u32;
+            let age_ms = periods.silence_limit_ms() as u32;
             self.conn.expire_replay(millis(now), age_ms);
         }
         tick
@@ -375,6 +393,11 @@ impl EdgeConnection {
     pub fn finish(self, client_close: Option<u16>) {
         self.conn.finish(client_close);
     }
+}
+
+/// The heartbeat periods of `config`.
+fn periods(config: &ServerConfig) -> Periods {
+    Periods::new(config.heartbeat_interval, config.heartbeat_timeout)
 }
 
 #[cfg(test)]
@@ -396,43 +419,55 @@ mod tests {
 
     fn pings_drops_silence_and_stuck_writes(t0: Instant) {
         let s = Duration::from_secs(1);
-        let mut c = Clock::new_at(Liveness::Pings, 10 * s, 5 * s, t0);
-        assert_eq!(c.tick(t0), Tick::Idle(t0 + 5 * s));
-        assert_eq!(c.tick(t0 + 10 * s), Tick::Ping(t0 + 15 * s));
+        let p = Periods::new(10 * s, 5 * s);
+        let mut c = Clock::new_at(Liveness::Pings, p, t0);
+        assert_eq!(c.tick(t0, p), Tick::Idle(t0 + 5 * s));
+        assert_eq!(c.tick(t0 + 10 * s, p), Tick::Ping(t0 + 15 * s));
         assert_eq!(
-            c.tick(t0 + 15 * s),
+            c.tick(t0 + 15 * s, p),
             Tick::Drop,
             "silent past interval + timeout"
         );
         c.heard(t0 + 14 * s);
-        assert!(matches!(c.tick(t0 + 15 * s), Tick::Idle(_)));
+        assert!(matches!(c.tick(t0 + 15 * s, p), Tick::Idle(_)));
         c.write_started(t0 + 15 * s);
-        assert!(matches!(c.tick(t0 + 19 * s), Tick::Idle(_)));
+        c.write_started(t0 + 18 * s);
+        assert!(matches!(c.tick(t0 + 19 * s, p), Tick::Idle(_)));
         assert_eq!(
-            c.tick(t0 + 20 * s),
+            c.tick(t0 + 20 * s, p),
             Tick::Drop,
-            "a write stuck for the timeout"
+            "a write stuck for the timeout, counted from when it started"
+        );
+        c.write_done();
+        c.heard(t0 + 20 * s);
+        assert!(
+            matches!(c.tick(t0 + 21 * s, p), Tick::Ping(_)),
+            "a finished write is not stuck"
         );
 
-        let mut host = Clock::new_at(Liveness::Host, 10 * s, 5 * s, t0);
+        let mut host = Clock::new_at(Liveness::Host, p, t0);
         assert_eq!(
-            host.tick(t0 + 60 * s),
+            host.tick(t0 + 60 * s, p),
             Tick::Idle(t0 + 65 * s),
             "no pings, no silence rule"
         );
         host.write_started(t0 + 60 * s);
-        assert_eq!(host.tick(t0 + 65 * s), Tick::Drop);
+        assert_eq!(host.tick(t0 + 65 * s, p), Tick::Drop);
     }
 
     #[test]
     fn periods_under_a_millisecond_round_up_not_to_zero() {
         let us = Duration::from_micros(500);
         let t0 = Instant::now();
-        let mut c = Clock::new_at(Liveness::Pings, us, us, t0);
-        assert_eq!((c.interval_ms, c.timeout_ms), (1, 1));
-        assert!(matches!(c.tick(t0), Tick::Idle(_)), "not dropped at once");
-        let c = Clock::new(Liveness::Pings, Duration::from_micros(1500), us);
-        assert_eq!(c.interval_ms, 2);
+        let p = Periods::new(us, us);
+        assert_eq!((p.interval_ms, p.timeout_ms), (1, 1));
+        let mut c = Clock::new_at(Liveness::Pings, p, t0);
+        assert!(
+            matches!(c.tick(t0, p), Tick::Idle(_)),
+            "not dropped at once"
+        );
+        let p = Periods::new(Duration::from_micros(1500), us);
+        assert_eq!(p.interval_ms, 2);
     }
 
     #[test]

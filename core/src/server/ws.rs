@@ -45,9 +45,10 @@ enum Phase {
     /// A close frame is due (`sent` once encoded): write it, then read until
     /// the client's reply or the grace deadline. `reply` is set when the client
     /// closed first: once our answer is out, the connection is over.
+    /// The close frame's reason is the request's (encoded as it comes), the
+    /// violation's for `code`, or none when answering the client's close.
     Closing {
         code: u16,
-        reason: &'static str,
         sent: bool,
         flushed: bool,
         reply: bool,
@@ -56,32 +57,38 @@ enum Phase {
 }
 
 /// Runs a connection to its end, then settles its session in the hub.
+///
+/// Every open connection holds one for its lifetime, inside a tokio task that
+/// adds 96 bytes and rounds up to 128: at most 152 bytes keep the task in 256
+/// (`connection_future_stays_small`). What only some connections need for a
+/// moment (a frame split across reads, a full socket's rest, a pong) is boxed
+/// and freed after use.
 pub(crate) struct ConnectionTask<S> {
     io: S,
     reader: Reader,
-    /// Encoded bytes the socket did not take yet (`None` unless the socket
-    /// is full; boxed: every connection's task holds this field).
-    unsent: Option<Box<Unsent>>,
     state: State,
 }
 
-/// The rest of a write the socket did not take: `bytes[at..]`.
-struct Unsent {
-    bytes: Vec<u8>,
+/// What waits to be written besides the outbox: the rest of a write the
+/// socket did not take (`unsent[at..]`), and the pong for the client's latest
+/// ping. `None` for a connection with neither.
+#[derive(Default)]
+struct Pending {
+    unsent: Vec<u8>,
     at: usize,
+    pong: Option<Box<[u8]>>,
 }
 
-/// Everything of a connection but its socket and buffers.
+/// Everything of a connection but its socket and its reads.
 struct State {
     conn: Option<EdgeConnection>,
+    pending: Option<Box<Pending>>,
     /// Written bytes await a flush (TLS); `batch_out`: they carry an outbox
     /// batch, reported `written` once flushed.
     flush_due: bool,
     batch_out: bool,
     /// The kit's write clock runs (a write or flush waited for the socket).
     write_clock: bool,
-    /// The payload of the client's latest unanswered ping.
-    pong: Option<Box<[u8]>>,
     phase: Phase,
     ping_due: bool,
     client_close: Option<u16>,
@@ -114,14 +121,13 @@ where
         };
         ConnectionTask {
             io,
-            reader: Reader::new(conn.max_message_bytes(), rest),
-            unsent: None,
+            reader: Reader::new(rest),
             state: State {
                 conn: Some(conn),
+                pending: None,
                 flush_due: false,
                 batch_out: false,
                 write_clock: false,
-                pong: None,
                 phase: Phase::Open,
                 ping_due: false,
                 client_close: None,
@@ -134,13 +140,12 @@ where
 }
 
 impl State {
-    fn start_close(&mut self, code: u16, reason: &'static str) {
+    fn start_close(&mut self, code: u16) {
         if matches!(self.phase, Phase::Closing { .. } | Phase::Done) {
             return;
         }
         self.phase = Phase::Closing {
             code,
-            reason,
             sent: false,
             flushed: false,
             reply: false,
@@ -165,7 +170,7 @@ impl State {
         match frame {
             Inbound::Text(text) if !closing => self.conn().text_in_read(text),
             Inbound::Binary(bytes) if !closing => self.conn().binary_in_read(bytes),
-            Inbound::Ping(payload) if !closing => self.pong = Some(payload.into()),
+            Inbound::Ping(payload) if !closing => self.pending_mut().pong = Some(payload.into()),
             Inbound::Close(code) => {
                 if closing {
                     // The client's answer to our close: the handshake is complete.
@@ -175,7 +180,6 @@ impl State {
                 self.client_close = Some(code);
                 self.phase = Phase::Closing {
                     code,
-                    reason: "",
                     sent: false,
                     flushed: false,
                     reply: true,
@@ -183,12 +187,14 @@ impl State {
                 self.set_timer(Instant::now() + CLOSE_GRACE);
             }
             Inbound::Violation(v) if !closing => self.violate(v),
+            // While closing: the stream can not be framed any more, so the
+            // client's close could not be recognised; the connection is over.
+            Inbound::Violation(_) => {
+                self.phase = Phase::Done;
+                return Flow::Stop;
+            }
             // Pongs only count as heard; data while closing is dropped.
-            Inbound::Text(_)
-            | Inbound::Binary(_)
-            | Inbound::Ping(_)
-            | Inbound::Pong
-            | Inbound::Violation(_) => {}
+            Inbound::Text(_) | Inbound::Binary(_) | Inbound::Ping(_) | Inbound::Pong => {}
         }
         // Go on with this read while reading at all: after our close, the
         // client's last frames and its close may share one read.
@@ -202,9 +208,11 @@ impl State {
     /// Encodes what is due next into `out`: the pong, the ping, an outbox
     /// batch, the close frame.
     fn compose(&mut self, out: &mut Vec<u8>, cx: &mut Context<'_>) {
-        if let Some(payload) = self.pong.take() {
+        if let Some(payload) = self.pending.as_mut().and_then(|p| p.pong.take()) {
             framing::encode(out, Opcode::Pong, &payload);
+            self.settle_pending();
         }
+        let mut reason = None;
         if self.phase == Phase::Open {
             if std::mem::take(&mut self.ping_due) {
                 framing::encode(out, Opcode::Ping, &[]);
@@ -224,13 +232,16 @@ impl State {
                     }
                     self.batch_out = true;
                 }
-                Poll::Ready(Next::Close(req)) => self.start_close(req.code, req.reason),
+                Poll::Ready(Next::Close(req)) => {
+                    self.start_close(req.code);
+                    reason = Some(req.reason);
+                }
                 Poll::Pending => {}
             }
         }
+        let answering = self.client_close.is_some();
         if let Phase::Closing {
             code,
-            reason,
             sent: sent @ false,
             ..
         } = &mut self.phase
@@ -239,8 +250,27 @@ impl State {
             if *code == 1005 {
                 framing::encode(out, Opcode::Close, &[]); // the client gave no code
             } else {
+                let reason = reason.unwrap_or_else(|| match Violation::from_code(*code) {
+                    Some(violation) if !answering => violation.close().1,
+                    _ => "",
+                });
                 framing::encode_close(out, *code, reason);
             }
+        }
+    }
+
+    fn pending_mut(&mut self) -> &mut Pending {
+        self.pending.get_or_insert_with(Box::default)
+    }
+
+    /// Frees the pending box once nothing waits in it.
+    fn settle_pending(&mut self) {
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.at == p.unsent.len() && p.pong.is_none())
+        {
+            self.pending = None;
         }
     }
 
@@ -294,8 +324,7 @@ impl State {
     /// close frame goes out before anything else is read.
     fn violate(&mut self, violation: Violation) {
         self.conn().violation(violation);
-        let (code, reason) = violation.close();
-        self.start_close(code, reason);
+        self.start_close(violation.close().0);
         // Failing the connection (RFC 6455 §7.1.7) needs no handshake: the
         // stream can not be framed any more, so the client's close could not be
         // recognised. Once the close frame is out, the connection is over.
@@ -332,13 +361,20 @@ where
     fn poll_outbound(&mut self, cx: &mut Context<'_>) -> bool {
         let mut progress = false;
         loop {
-            if let Some(unsent) = &mut self.unsent {
-                match Pin::new(&mut self.io).poll_write(cx, &unsent.bytes[unsent.at..]) {
+            if let Some(p) = self
+                .state
+                .pending
+                .as_mut()
+                .filter(|p| p.at < p.unsent.len())
+            {
+                match Pin::new(&mut self.io).poll_write(cx, &p.unsent[p.at..]) {
                     Poll::Ready(Ok(n)) if n > 0 => {
                         progress = true;
-                        unsent.at += n;
-                        if unsent.at == unsent.bytes.len() {
-                            self.unsent = None;
+                        p.at += n;
+                        if p.at == p.unsent.len() {
+                            p.unsent = Vec::new();
+                            p.at = 0;
+                            self.state.settle_pending();
                         }
                         continue;
                     }
@@ -383,10 +419,9 @@ where
                         // The socket is full: the rest waits in the connection,
                         // and the kit's clock watches for a write that stays stuck
                         // (a write that goes out at once never reads the clock).
-                        self.unsent = Some(Box::new(Unsent {
-                            bytes: out[at..].to_vec(),
-                            at: 0,
-                        }));
+                        let pending = self.state.pending_mut();
+                        pending.unsent = out[at..].to_vec();
+                        pending.at = 0;
                         self.state.write_waits();
                         break false;
                     }
@@ -407,9 +442,10 @@ where
         let mut progress = false;
         while self.state.reading() {
             let state = &mut self.state;
+            let max_message = state.conn().max_message_bytes();
             match self
                 .reader
-                .poll_read(&mut self.io, cx, &mut |f| state.on_inbound(f))
+                .poll_read(&mut self.io, cx, max_message, &mut |f| state.on_inbound(f))
             {
                 Poll::Pending => break,
                 Poll::Ready(Ok(true)) => {

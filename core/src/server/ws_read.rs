@@ -44,46 +44,73 @@ pub(crate) enum Flow {
     Stop,
 }
 
-/// Frame assembly of one connection.
+/// Frame assembly of one connection: nothing at all between frames, which is
+/// where every idle connection is.
 #[derive(Debug, Default)]
 pub(crate) struct Reader {
+    assembly: Option<Box<Assembly>>,
+}
+
+/// What a connection keeps between reads, only while a frame or a message
+/// is split across them; freed once it is complete.
+#[derive(Debug, Default)]
+struct Assembly {
     /// A frame split across reads: `partial[..filled]` holds its first bytes.
-    /// Empty, with no allocation, between frames.
     partial: Vec<u8>,
     filled: usize,
     /// A fragmented message being assembled (rare in signaling): its opcode
     /// and payload so far.
-    /// Boxed: it is rare, and every connection's task holds this field.
-    message: Option<Box<(Opcode, Vec<u8>)>>,
-    /// After a violation the stream cannot be framed again: input is dropped.
-    broken: bool,
-    max_message: usize,
+    message: Option<(Opcode, Vec<u8>)>,
 }
 
 impl Reader {
     /// `rest`: bytes the client sent after its upgrade request, read with it.
-    pub(crate) fn new(max_message: usize, rest: Vec<u8>) -> Reader {
-        Reader {
-            filled: rest.len(),
-            partial: rest,
-            max_message,
-            ..Reader::default()
+    pub(crate) fn new(rest: Vec<u8>) -> Reader {
+        let mut reader = Reader::default();
+        if !rest.is_empty() {
+            reader.assembly().filled = rest.len();
+            reader.assembly().partial = rest;
+        }
+        reader
+    }
+
+    fn assembly(&mut self) -> &mut Assembly {
+        self.assembly.get_or_insert_with(Box::default)
+    }
+
+    fn filled(&self) -> usize {
+        self.assembly.as_ref().map_or(0, |a| a.filled)
+    }
+
+    /// Frees the assembly once it holds nothing.
+    fn settle(&mut self) {
+        if self
+            .assembly
+            .as_ref()
+            .is_some_and(|a| a.filled == 0 && a.message.is_none())
+        {
+            self.assembly = None;
         }
     }
 
     /// Reads once and hands every complete frame to `on`. `Ready(Ok(true))`:
-    /// bytes came in; `Ready(Ok(false))`: the stream ended.
+    /// bytes came in; `Ready(Ok(false))`: the stream ended. Frames and
+    /// messages over `max_message` bytes are a violation; after a violation
+    /// the stream cannot be framed again, and the caller reads no more.
     pub(crate) fn poll_read<S>(
         &mut self,
         io: &mut S,
         cx: &mut Context<'_>,
+        max_message: usize,
         on: &mut impl FnMut(Inbound<'_>) -> Flow,
     ) -> Poll<io::Result<bool>>
     where
         S: AsyncRead + Unpin,
     {
-        if self.filled > 0 {
-            return self.poll_partial(io, cx, on);
+        if self.filled() > 0 {
+            let read = self.poll_partial(io, cx, max_message, on);
+            self.settle();
+            return read;
         }
         let mut scratch = SCRATCH
             .take()
@@ -96,11 +123,13 @@ impl Reader {
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Ready(Ok(())) if n == 0 => Poll::Ready(Ok(false)),
             Poll::Ready(Ok(())) => {
-                let used = self.dispatch(&mut scratch[..n], on);
+                let used = self.dispatch(&mut scratch[..n], max_message, on);
                 if used < n {
-                    self.partial = scratch[used..n].to_vec();
-                    self.filled = n - used;
+                    let assembly = self.assembly();
+                    assembly.partial = scratch[used..n].to_vec();
+                    assembly.filled = n - used;
                 }
+                self.settle();
                 Poll::Ready(Ok(true))
             }
         };
@@ -114,31 +143,32 @@ impl Reader {
         &mut self,
         io: &mut S,
         cx: &mut Context<'_>,
+        max_message: usize,
         on: &mut impl FnMut(Inbound<'_>) -> Flow,
     ) -> Poll<io::Result<bool>>
     where
         S: AsyncRead + Unpin,
     {
-        let need = match parse_header(&self.partial[..self.filled], self.max_message) {
+        let assembly = self.assembly();
+        let need = match parse_header(&assembly.partial[..assembly.filled], max_message) {
             Ok(Some(h)) => h.frame_len(),
-            Ok(None) => self.filled + MAX_HEADER,
+            Ok(None) => assembly.filled + MAX_HEADER,
             Err(v) => {
-                self.release();
                 self.violation(v, on);
                 return Poll::Ready(Ok(true));
             }
         };
-        if self.filled >= need {
+        if assembly.filled >= need {
             // Whole frames are here already (bytes read with the upgrade request).
-            return Poll::Ready(Ok(self.consume_partial(on)));
+            return Poll::Ready(Ok(self.consume_partial(max_message, on)));
         }
         // Grow with what arrives, not with what the header announces: a header
         // alone must not make the connection hold its whole frame.
-        let target = need.min(self.filled + SCRATCH_BYTES);
-        if self.partial.len() < target {
-            self.partial.resize(target, 0);
+        let target = need.min(assembly.filled + SCRATCH_BYTES);
+        if assembly.partial.len() < target {
+            assembly.partial.resize(target, 0);
         }
-        let mut buf = ReadBuf::new(&mut self.partial[self.filled..target]);
+        let mut buf = ReadBuf::new(&mut assembly.partial[assembly.filled..target]);
         match Pin::new(io).poll_read(cx, &mut buf) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
@@ -147,45 +177,51 @@ impl Reader {
                 if n == 0 {
                     return Poll::Ready(Ok(false));
                 }
-                self.filled += n;
-                self.consume_partial(on);
+                assembly.filled += n;
+                self.consume_partial(max_message, on);
                 Poll::Ready(Ok(true))
             }
         }
     }
 
     /// Dispatches the complete frames of `partial`, keeps the rest at its start.
-    fn consume_partial(&mut self, on: &mut impl FnMut(Inbound<'_>) -> Flow) -> bool {
-        let mut partial = std::mem::take(&mut self.partial);
-        let filled = self.filled;
-        let used = self.dispatch(&mut partial[..filled], on);
-        if used == filled {
-            self.filled = 0;
-        } else {
+    fn consume_partial(
+        &mut self,
+        max_message: usize,
+        on: &mut impl FnMut(Inbound<'_>) -> Flow,
+    ) -> bool {
+        let assembly = self.assembly();
+        let mut partial = std::mem::take(&mut assembly.partial);
+        let filled = std::mem::take(&mut assembly.filled);
+        let used = self.dispatch(&mut partial[..filled], max_message, on);
+        if used < filled {
             partial.copy_within(used..filled, 0);
-            self.filled = filled - used;
-            self.partial = partial;
+            let assembly = self.assembly();
+            assembly.filled = filled - used;
+            assembly.partial = partial;
         }
         true
     }
 
-    fn release(&mut self) {
-        self.partial = Vec::new();
-        self.filled = 0;
-    }
-
-    fn violation(&mut self, v: Violation, on: &mut impl FnMut(Inbound<'_>) -> Flow) {
-        self.broken = true;
-        self.message = None;
+    /// The stream cannot be framed any more: what is kept is dropped, and
+    /// nothing more is dispatched.
+    fn violation(&mut self, v: Violation, on: &mut impl FnMut(Inbound<'_>) -> Flow) -> Flow {
+        self.assembly = None;
         on(Inbound::Violation(v));
+        Flow::Stop
     }
 
     /// Hands every complete frame of `buf` to `on`; returns how many bytes
     /// were used (the rest starts an incomplete frame).
-    fn dispatch(&mut self, buf: &mut [u8], on: &mut impl FnMut(Inbound<'_>) -> Flow) -> usize {
+    fn dispatch(
+        &mut self,
+        buf: &mut [u8],
+        max_message: usize,
+        on: &mut impl FnMut(Inbound<'_>) -> Flow,
+    ) -> usize {
         let mut at = 0;
-        while !self.broken {
-            let header = match parse_header(&buf[at..], self.max_message) {
+        loop {
+            let header = match parse_header(&buf[at..], max_message) {
                 Ok(Some(h)) if buf.len() - at >= h.frame_len() => h,
                 Ok(_) => return at,
                 Err(v) => {
@@ -196,7 +232,7 @@ impl Reader {
             let payload = &mut buf[at + header.header_len..at + header.frame_len()];
             at += header.frame_len();
             unmask(payload, header.mask);
-            if self.frame(header.opcode, header.fin, payload, on) == Flow::Stop {
+            if self.frame(header.opcode, header.fin, payload, max_message, on) == Flow::Stop {
                 break;
             }
         }
@@ -208,45 +244,43 @@ impl Reader {
         opcode: Opcode,
         fin: bool,
         payload: &[u8],
+        max_message: usize,
         on: &mut impl FnMut(Inbound<'_>) -> Flow,
     ) -> Flow {
         match opcode {
-            Opcode::Text | Opcode::Binary if self.message.is_some() => {
-                self.violation(Violation::Protocol, on);
-                Flow::Stop
+            // Control frames may come between a message's fragments.
+            Opcode::Ping => return on(Inbound::Ping(payload)),
+            Opcode::Pong => return on(Inbound::Pong),
+            Opcode::Close => {
+                return match close_code(payload) {
+                    Ok(code) => on(Inbound::Close(code)),
+                    Err(v) => self.violation(v, on),
+                }
             }
-            Opcode::Text | Opcode::Binary if fin => self.deliver(opcode, payload, on),
-            Opcode::Text | Opcode::Binary => {
-                self.message = Some(Box::new((opcode, payload.to_vec())));
-                Flow::Go
-            }
-            Opcode::Continuation => {
-                let Some(mut message) = self.message.take() else {
-                    self.violation(Violation::Protocol, on);
-                    return Flow::Stop;
-                };
-                let (first, data) = &mut *message;
-                if data.len() + payload.len() > self.max_message {
-                    self.violation(Violation::TooBig, on);
-                    return Flow::Stop;
+            Opcode::Text | Opcode::Binary | Opcode::Continuation => {}
+        }
+        let message = self.assembly.as_mut().and_then(|a| a.message.take());
+        match (opcode, message) {
+            (Opcode::Continuation, Some((first, mut data))) => {
+                if data.len() + payload.len() > max_message {
+                    return self.violation(Violation::TooBig, on);
                 }
                 data.extend_from_slice(payload);
                 if fin {
-                    self.deliver(*first, data, on)
+                    self.deliver(first, &data, on)
                 } else {
-                    self.message = Some(message);
+                    self.assembly().message = Some((first, data));
                     Flow::Go
                 }
             }
-            Opcode::Ping => on(Inbound::Ping(payload)),
-            Opcode::Pong => on(Inbound::Pong),
-            Opcode::Close => match close_code(payload) {
-                Ok(code) => on(Inbound::Close(code)),
-                Err(v) => {
-                    self.violation(v, on);
-                    Flow::Stop
-                }
-            },
+            // A continuation with no message to continue, or a new message
+            // before the last one ended.
+            (Opcode::Continuation, None) | (_, Some(_)) => self.violation(Violation::Protocol, on),
+            (_, None) if fin => self.deliver(opcode, payload, on),
+            (_, None) => {
+                self.assembly().message = Some((opcode, payload.to_vec()));
+                Flow::Go
+            }
         }
     }
 
@@ -261,10 +295,7 @@ impl Reader {
         }
         match std::str::from_utf8(payload) {
             Ok(text) => on(Inbound::Text(text)),
-            Err(_) => {
-                self.violation(Violation::Protocol, on);
-                Flow::Stop
-            }
+            Err(_) => self.violation(Violation::Protocol, on),
         }
     }
 }
