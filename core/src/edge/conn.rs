@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use super::admit::{Admitted, Encoding, Slot};
 use crate::config::ServerConfig;
+use crate::hub::millis;
 use crate::hub::{ConnectInfo, Connection, Hub, Outbox};
 use crate::protocol::{close, msgpack, Frame};
 
@@ -140,18 +141,6 @@ pub(crate) struct Clock {
 /// Below 2^30, so that a silence limit (two periods) stays below 2^31, the
 /// furthest apart two wrapping times can be told apart.
 const MAX_PERIOD_MS: u32 = (1 << 30) - 1;
-
-/// `t` in milliseconds since the process's first call, modulo 2^32, rounded
-/// down (also before that first call, as paused test clocks can be).
-fn millis(t: Instant) -> u32 {
-    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    let epoch = *EPOCH.get_or_init(Instant::now);
-    if t >= epoch {
-        (t - epoch).as_millis() as u32
-    } else {
-        ((epoch - t).as_nanos().div_ceil(1_000_000) as u32).wrapping_neg()
-    }
-}
 
 impl Clock {
     pub(crate) fn new(mode: Liveness, periods: Periods) -> Clock {

@@ -19,6 +19,7 @@ pub(crate) mod backplane;
 mod conn;
 mod control;
 mod metrics;
+mod millis;
 pub mod outbox;
 mod rate;
 mod remote;
@@ -46,6 +47,7 @@ use crate::event::{Event, Fields};
 use crate::protocol::{close, outbound, AppTypes, LeaveReason, MsgType};
 use away::{AwayBudget, AwayCaps, AwayKey};
 use backplane::Backplane;
+pub(crate) use millis::millis;
 use session::ReplayBounds;
 use session::{Member, Room};
 pub(crate) use session::{RemoteMember, ReplayMirror, Session};
@@ -320,6 +322,14 @@ impl Hub {
 }
 
 impl HubInner {
+    /// Every connection's inbound rate limit (`rate_limit_burst`, `rate_limit_rps`).
+    fn rate_limit(&self) -> rate::Limit {
+        rate::Limit {
+            burst: self.config.rate_limit_burst,
+            per_sec: self.config.rate_limit_rps,
+        }
+    }
+
     /// The `iceServers` of a `room-info` for `user_id` when TURN credentials
     /// are configured (fresh ones on every `room-info`).
     fn ice_servers(&self, user_id: &str) -> Option<Value> {

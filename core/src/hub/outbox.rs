@@ -6,11 +6,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
+use tokio::time::Instant;
 
 use super::metrics::Metrics;
+use super::millis;
 use crate::protocol::{close, Frame};
 
 /// What happens to a session when the server closes its connection.
@@ -75,16 +77,26 @@ struct State {
     /// Bytes of the batch the transport took last and may still be writing:
     /// counted server-wide until it says they are written (or takes the next).
     in_flight: usize,
-    close: Option<CloseRequest>,
+    /// Boxed: asked for once in a connection's life, and held by every one.
+    close: Option<Box<CloseRequest>>,
     close_taken: bool,
     /// Frames in the last batch taken (at most 255): the queue the next push
     /// allocates is that big, so an idle connection's one frame takes one
     /// slot (32 bytes), a busy one's batch no regrowth.
     last_batch: u8,
-    /// The stall clock: the last take of a reader that was behind (a batch
-    /// over 1/64 of the bound), or when a reader that keeps up went over
-    /// that mark since. Not read at every take (a clock read per batch).
-    filling_since: Option<Instant>,
+    /// The stall clock runs (`filling_since`, on [`millis`]'s clock): since
+    /// the last take of a reader that was behind (a batch over 1/64 of the
+    /// bound), or since a reader that keeps up went over that mark. Not read
+    /// at every take (a clock read per batch).
+    filling: bool,
+    filling_since: u32,
+}
+
+impl State {
+    fn start_filling(&mut self) {
+        self.filling = true;
+        self.filling_since = millis(Instant::now());
+    }
 }
 
 /// Per-connection outbound queue, bounded by bytes.
@@ -114,7 +126,8 @@ pub(crate) struct OutboxPolicy {
     limit: usize,
     /// A queue over half its bound that the transport has not taken from for
     /// this long belongs to a reader that stopped: it is closed as slow.
-    stall: Duration,
+    /// In milliseconds, as the stall clock counts (capped at ~24 days).
+    stall_ms: u32,
     /// Bytes all outboxes of the hub may hold together (0 = unlimited).
     budget: usize,
     /// Counts frames by type and slow-consumer closes, and holds the server-wide
@@ -133,7 +146,8 @@ impl OutboxPolicy {
     ) -> Arc<Self> {
         Arc::new(OutboxPolicy {
             limit,
-            stall,
+            stall_ms: u32::try_from(stall.as_millis())
+                .map_or(i32::MAX as u32, |ms| ms.min(i32::MAX as u32)),
             budget,
             metrics,
         })
@@ -157,7 +171,8 @@ impl Outbox {
                 close: None,
                 close_taken: false,
                 last_batch: 1,
-                filling_since: None,
+                filling: false,
+                filling_since: 0,
             }),
             closing: AtomicBool::new(false),
             waker: AtomicWaker::new(),
@@ -220,9 +235,11 @@ impl Outbox {
         }
         // No stall clock runs for a reader behind only by the batch being
         // written: the transport's write timeout watches that one.
-        let stalled = st
-            .filling_since
-            .is_some_and(|t| t.elapsed() >= self.policy.stall);
+        // A stall clock is read within ~49 days of its start (a reader behind
+        // that long was dropped by the transport's write timeout): the
+        // wrapping difference is exact.
+        let stalled = st.filling
+            && millis(Instant::now()).wrapping_sub(st.filling_since) >= self.policy.stall_ms;
         if !stalled {
             return Enqueued::NOT;
         }
@@ -258,11 +275,11 @@ impl Outbox {
         st.frames.clear();
         self.release(std::mem::take(&mut st.bytes));
         self.closing.store(true, Ordering::Release);
-        st.close = Some(CloseRequest {
+        st.close = Some(Box::new(CloseRequest {
             code: close::POLICY,
             reason: "slow consumer",
             fate: Fate::Away,
-        });
+        }));
         if let Some(m) = &self.policy.metrics {
             m.slow_consumer_closes.fetch_add(1, Ordering::Relaxed);
         }
@@ -299,8 +316,8 @@ impl Outbox {
             st.frames.reserve_exact(st.last_batch.into());
         }
         let mark = self.policy.limit / 64;
-        if st.filling_since.is_none() && st.bytes + frame.len() > mark {
-            st.filling_since = Some(Instant::now());
+        if !st.filling && st.bytes + frame.len() > mark {
+            st.start_filling();
         }
         st.bytes += frame.len();
         st.frames.push_back(frame);
@@ -339,7 +356,7 @@ impl Outbox {
     pub(crate) fn close(&self, code: u16, reason: &'static str, fate: Fate) {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if st.close.is_none() {
-            st.close = Some(CloseRequest { code, reason, fate });
+            st.close = Some(Box::new(CloseRequest { code, reason, fate }));
             self.closing.store(true, Ordering::Release);
         }
         drop(st);
@@ -357,7 +374,8 @@ impl Outbox {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .close
-            .clone()
+            .as_deref()
+            .cloned()
     }
 
     /// Waits for frames (appended to `batch`; a `batch` without capacity takes
@@ -400,10 +418,14 @@ impl Outbox {
             // A reader that was behind: its stall clock starts now. One that
             // keeps up (small batches, the common case) reads no clock here;
             // its clock starts when it falls behind (`enqueue`).
-            st.filling_since = (taken > self.policy.limit / 64).then(Instant::now);
+            st.filling = false;
+            if taken > self.policy.limit / 64 {
+                st.start_filling();
+            }
             return Some(Next::Frames);
         }
-        if let Some(req) = st.close.clone().filter(|_| !st.close_taken) {
+        if let Some(req) = st.close.as_deref().filter(|_| !st.close_taken) {
+            let req = req.clone();
             st.close_taken = true;
             return Some(Next::Close(req));
         }
@@ -428,10 +450,12 @@ mod tests {
     #[test]
     fn an_outbox_stays_in_its_size_class() {
         // Every connection has one, behind an `Arc` (16 bytes of counts):
-        // keep it in jemalloc's 160-byte class, apart from the 192-byte one
-        // that short frames use (a join's frames left holes between outboxes).
+        // keep it in jemalloc's 128-byte class (160 before the close request
+        // was boxed and the stall clock kept in 4 bytes), apart from the
+        // classes short frames use (a join's frames left holes between
+        // outboxes).
         let size = std::mem::size_of::<Outbox>() + 16;
-        assert!(size <= 160, "{size} bytes");
+        assert!(size <= 128, "{size} bytes");
     }
 
     #[tokio::test]

@@ -102,11 +102,7 @@ impl Hub {
             session.deliver(&hub.draining_body());
             outbox.close(close::GOING_AWAY, "Server shutting down", Fate::Away);
         }
-        let rate = RateLimiter::new(
-            hub.config.rate_limit_burst,
-            hub.config.rate_limit_rps,
-            Instant::now(),
-        );
+        let rate = RateLimiter::new(hub.rate_limit(), Instant::now());
         let core = Arc::new(Mutex::new(ConnCore {
             hub: hub.clone(),
             id,
@@ -313,7 +309,7 @@ impl ConnCore {
         let Some(rate) = &mut self.rate else {
             return true;
         };
-        match rate.check(now.unwrap_or_else(Instant::now)) {
+        match rate.check(now.unwrap_or_else(Instant::now), self.hub.rate_limit()) {
             Verdict::Allow => true,
             Verdict::Drop { notify } => {
                 self.hub
