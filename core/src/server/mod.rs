@@ -507,7 +507,7 @@ mod tests {
 
     /// The connection task's future is allocated once per connection and lives as
     /// long as it: keep it from ballooning (the idle-memory benchmark counts
-    /// every byte). tokio 1.54 adds 96 bytes of header and trailer and rounds
+    /// every byte). tokio 1.54 adds 104 bytes of header and trailer and rounds
     /// the task up to 128: at most 152 keeps it in 256 bytes.
     #[tokio::test]
     async fn connection_future_stays_small() {

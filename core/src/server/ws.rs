@@ -59,7 +59,7 @@ enum Phase {
 /// Runs a connection to its end, then settles its session in the hub.
 ///
 /// Every open connection holds one for its lifetime, inside a tokio task that
-/// adds 96 bytes and rounds up to 128: at most 152 bytes keep the task in 256
+/// adds 104 bytes and rounds up to 128: at most 152 bytes keep the task in 256
 /// (`connection_future_stays_small`). What only some connections need for a
 /// moment (a frame split across reads, a full socket's rest, a pong) is boxed
 /// and freed after use.
