@@ -285,6 +285,9 @@ async def main():
     async with websockets.connect({server.url!r}) as a, websockets.connect({server.url!r}) as b:
         for ws, user in ((a, "a"), (b, "b")):
             await ws.send(json.dumps({{"type": "join", "roomId": "r", "userId": user}}))
+            # b must be in the room before a's first offer, or that offer is refused.
+            while json.loads(await ws.recv()).get("type") != "room-info":
+                pass
         for i in range(50):
             await a.send(json.dumps({{"type": "offer", "to": "b", "sdp": {{"n": i}}}}))
             while json.loads(await b.recv()).get("type") != "offer":
