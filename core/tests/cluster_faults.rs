@@ -345,3 +345,74 @@ async fn a_slow_redis_link_delays_messages_but_keeps_their_order_and_acks() {
     assert_eq!(metric(&a, "switchboard_cluster_fenced_total"), 0.0);
     assert_eq!(metric(&b, "switchboard_cluster_fenced_total"), 0.0);
 }
+
+/// The seq of the newest frame of `stream` (a session's mirror) in Redis.
+async fn mirrored_to(redis: &mut redis::aio::MultiplexedConnection, stream: &str) -> u64 {
+    let last: Vec<(String, redis::Value)> = redis::cmd("XREVRANGE")
+        .arg(stream)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(redis)
+        .await
+        .unwrap();
+    last.first()
+        .map_or(0, |(id, _)| id.split('-').next().unwrap().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_node_keeps_mirroring_the_frames_left_unacknowledged() {
+    let redis = Redis::start();
+    let a = node(&redis.url()).await;
+    // A replay buffer that keeps every frame of the test: none is dropped
+    // unwritten for being one too many.
+    let b = start(
+        node_builder(&redis.url())
+            .replay_buffer_messages(1 << 20)
+            .replay_buffer_bytes(64 << 20)
+            .outbound_queue_bytes(128 << 20),
+    )
+    .await;
+    up(&[&a, &b]).await;
+    let mut alice = Ws::joined(a.url(), "r", "alice").await;
+    let mut bob = Ws::joined(b.url(), "r", "bob").await;
+    until("a lists bob", || listed(&a, "r") == 2).await;
+    let stream = format!("sb:r:{}", bob.session().0);
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+
+    // Bursts that keep b's writer busy (an answer to a per message) for longer
+    // than the mirror may wait; bob reads them all and never acknowledges.
+    let started = Instant::now();
+    let mut read: Vec<(Instant, u64)> = Vec::new();
+    let mut round = 0;
+    while started.elapsed() < Duration::from_millis(800) {
+        send_acked(&mut alice, "bob", &format!("m{round}"), 50).await;
+        for _ in 0..50 {
+            let m = bob.recv_type("message").await;
+            read.push((Instant::now(), m["seq"].as_u64().unwrap()));
+        }
+        round += 1;
+    }
+    // Still in the traffic: what bob had 300 ms ago (six times the mirror's
+    // 50 ms) is in Redis, though the writer never ran out of work.
+    let mirrored = mirrored_to(&mut conn, &stream).await;
+    let cutoff = Instant::now() - Duration::from_millis(300);
+    let old = read.iter().rev().find(|(t, _)| *t <= cutoff).unwrap().1;
+    assert!(
+        mirrored >= old,
+        "mirrored to {mirrored} while busy; {old} was read 300 ms before"
+    );
+    // Once it calms down, every frame is written.
+    let last = read.last().unwrap().1;
+    let deadline = Instant::now() + LONG;
+    while mirrored_to(&mut conn, &stream).await < last {
+        assert!(Instant::now() < deadline, "not every frame mirrored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(mirrored_to(&mut conn, &stream).await, last);
+}

@@ -76,14 +76,34 @@ impl Record {
     pub(crate) fn len(&self) -> usize {
         self.0.len()
     }
+}
 
-    /// Appends it to a bundle (starting the bundle with [`MAGIC`] when empty).
-    pub(crate) fn push_to(&self, bundle: &mut String) {
-        if bundle.is_empty() {
-            bundle.reserve(self.0.len() * 8 + MAGIC.len());
-            bundle.push_str(MAGIC);
+/// Records sent as one bundle: the `PUBLISH` argument is written straight from
+/// them into the command's buffer ([`MAGIC`], then each record), so a record's
+/// bytes are not first gathered into a bundle string of their own.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bundle<'a>(pub(crate) &'a [Record]);
+
+impl Bundle<'_> {
+    /// Its size in bytes.
+    pub(crate) fn len(&self) -> usize {
+        MAGIC.len() + self.0.iter().map(Record::len).sum::<usize>()
+    }
+}
+
+impl redis::ToRedisArgs for Bundle<'_> {
+    fn write_redis_args<W>(&self, out: &mut W)
+    where
+        W: ?Sized + redis::RedisWrite,
+    {
+        use std::io::Write;
+        out.reserve_space_for_args([self.len()]);
+        let mut arg = out.writer_for_next_arg();
+        // Writes into a growing buffer: they can not fail.
+        let _ = arg.write_all(MAGIC.as_bytes());
+        for record in self.0 {
+            let _ = arg.write_all(record.0.as_bytes());
         }
-        bundle.push_str(&self.0);
     }
 }
 
@@ -239,16 +259,21 @@ mod tests {
         )
     }
 
+    /// The bundle as it goes out: the `PUBLISH` argument written by [`Bundle`].
+    fn encode(records: &[Record]) -> String {
+        let args = redis::ToRedisArgs::to_redis_args(&Bundle(records));
+        assert_eq!(args.len(), 1, "one argument");
+        assert_eq!(args[0].len(), Bundle(records).len());
+        String::from_utf8(args[0].clone()).unwrap()
+    }
+
     #[test]
     fn deliveries_come_back_as_they_went() {
         let sent = [
             record(r#"{"type":"offer","sdp":"v=0\r\nü:1"}"#, &["s1"], true),
             record("{}", &["s2", "s3", "s:4"], false),
         ];
-        let mut bundle = String::new();
-        for r in &sent {
-            r.push_to(&mut bundle);
-        }
+        let bundle = encode(&sent);
         assert!(is_bundle(bundle.as_bytes()));
         let got: Vec<_> = read(&bundle).collect::<Result<_, _>>().unwrap();
         assert_eq!(got.len(), 2);
@@ -270,10 +295,9 @@ mod tests {
 
     #[test]
     fn garbage_ends_the_bundle_without_panicking() {
-        let mut bundle = String::new();
-        record("{\"a\":1}", &["s1"], false).push_to(&mut bundle);
-        let good = bundle.len();
-        record("{\"a\":2}", &["s1"], false).push_to(&mut bundle);
+        let first = record("{\"a\":1}", &["s1"], false);
+        let good = Bundle(std::slice::from_ref(&first)).len();
+        let bundle = encode(&[first, record("{\"a\":2}", &["s1"], false)]);
         // Every truncation, and a corrupted byte at every position: never a panic,
         // and at most the intact records before the damage.
         for cut in MAGIC.len() + 1..bundle.len() {

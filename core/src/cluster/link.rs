@@ -233,7 +233,7 @@ pub(super) async fn serve(
                 }
             }
             _ = tokio::time::sleep_until(mirrors.deadline().unwrap_or_else(far_future)), if !mirrors.is_empty() => {
-                if let Err(e) = write(cluster, &mut conn, &mut batch, &mut held, &mut mirrors, true).await {
+                if let Err(e) = write(cluster, &mut conn, &mut batch, &mut held, &mut mirrors, false).await {
                     break format!("Redis write failed: {e}");
                 }
             }

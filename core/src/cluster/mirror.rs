@@ -12,10 +12,15 @@
 //! session's own bounded buffer). When the writer has nothing else to
 //! write and operations come slowly, the frames go at once, as before; only
 //! while operations come fast (over [`BUSY_OPS`] per 10 ms) do they wait, for at
-//! most [`MIRROR_DELAY`]. So after a crash the frames missing from Redis are at
-//! most that old (what that means for a resume: `docs/CLUSTER.md`, "Known
-//! limits"). A session's frames are written before anything that lets another
-//! node read its stream (it goes away, or is handed over).
+//! most [`MIRROR_DELAY`]: a pass every half of it marks each waiting session's
+//! frames, and the next pass writes the marked ones still unacknowledged (a
+//! client that acknowledges within a pass has none of its frames written;
+//! taking every frame at the first pass wrote about half of a busy session's
+//! frames, acknowledged a few milliseconds later). So after a crash the frames
+//! missing from Redis are at most that old (what that means for a resume:
+//! `docs/CLUSTER.md`, "Known limits"). A session's frames are all written
+//! before anything that lets another node read its stream (it goes away, or is
+//! handed over).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,6 +35,9 @@ use crate::protocol::Frame;
 
 /// How long frames may wait while the writer is busy.
 pub(super) const MIRROR_DELAY: Duration = Duration::from_millis(50);
+/// While busy, the sessions' frames are marked, then written at the next pass
+/// if still unacknowledged: two passes make [`MIRROR_DELAY`].
+const PASS: Duration = Duration::from_millis(MIRROR_DELAY.as_millis() as u64 / 2);
 
 /// The writer counts as busy from this many operations per [`PACE_WINDOW`]
 /// (6 400 a second): below it, writing the frames at once costs little.
@@ -39,8 +47,10 @@ const PACE_WINDOW: Duration = Duration::from_millis(10);
 /// The sessions whose frames wait to be written.
 #[derive(Debug, Default)]
 pub(super) struct Mirrors {
-    due: HashMap<Arc<str>, Arc<Session>>,
-    /// When the oldest of them came.
+    /// Per session: its mark while busy (its frames below it are written at
+    /// the next pass; `None` until a pass has seen it).
+    due: HashMap<Arc<str>, (Arc<Session>, Option<u64>)>,
+    /// When the oldest of them came, or the last pass (which marked the rest).
     since: Option<Instant>,
     /// Operations the writer took in the current window, and in the one before.
     pace: Option<(Instant, usize, usize)>,
@@ -50,7 +60,10 @@ impl Mirrors {
     /// `session` has frames to write.
     pub(super) fn add(&mut self, session: Arc<Session>) {
         self.since.get_or_insert_with(Instant::now);
-        self.due.insert(session.id.clone(), session);
+        // Still waiting from before: it keeps its mark.
+        self.due
+            .entry(session.id.clone())
+            .or_insert_with(|| (session, None));
     }
 
     /// Forgets a session's frames: it ended and its stream is deleted (a write
@@ -60,7 +73,7 @@ impl Mirrors {
     }
 
     fn take(&mut self, sid: &str) -> Option<Arc<Session>> {
-        let session = self.due.remove(sid);
+        let session = self.due.remove(sid).map(|(s, _)| s);
         if self.due.is_empty() {
             self.since = None;
         }
@@ -89,27 +102,34 @@ impl Mirrors {
     /// read elsewhere).
     pub(super) fn write_session(&mut self, sid: &str, pipe: &mut redis::Pipeline, n: &mut usize) {
         if let Some(session) = self.take(sid) {
-            *n += write(pipe, &session);
+            *n += write(pipe, &session, u64::MAX).0;
         }
     }
 
-    /// Writes every waiting session's frames into `pipe`.
-    pub(super) fn write_all(&mut self, pipe: &mut redis::Pipeline, n: &mut usize) {
-        for (_, session) in self.due.drain() {
-            *n += write(pipe, &session);
+    /// Writes the frames due into `pipe`: all of them when the writer has
+    /// nothing else to do (`idle`) or is no longer busy; while it is busy, at
+    /// each [`PASS`] the frames marked at the pass before (so a frame is
+    /// written only if it stayed unacknowledged for at least one pass, and at
+    /// most two passes, [`MIRROR_DELAY`], after it was buffered).
+    pub(super) fn write_due(&mut self, idle: bool, pipe: &mut redis::Pipeline, n: &mut usize) {
+        let passed = self.deadline().is_some_and(|d| d <= Instant::now());
+        if self.due.is_empty() || !(idle || passed) {
+            return;
         }
-        self.since = None;
+        let all = idle || !self.busy();
+        self.due.retain(|_, (session, mark)| {
+            let below = if all { u64::MAX } else { mark.unwrap_or(0) };
+            let (added, more_from) = write(pipe, session, below);
+            *n += added;
+            *mark = more_from;
+            more_from.is_some()
+        });
+        self.since = (!self.due.is_empty()).then(Instant::now);
     }
 
-    /// When the waiting frames must be written at the latest.
+    /// When the waiting frames must be written (or marked) at the latest.
     pub(super) fn deadline(&self) -> Option<Instant> {
-        self.since.map(|t| t + MIRROR_DELAY)
-    }
-
-    /// Whether the frames must be written with the batch at hand: the writer has
-    /// nothing else to do (`idle`), or the oldest waited long enough.
-    pub(super) fn due(&self, idle: bool) -> bool {
-        !self.due.is_empty() && (idle || self.deadline().is_some_and(|d| d <= Instant::now()))
+        self.since.map(|t| t + PASS)
     }
 
     pub(super) fn is_empty(&self) -> bool {
@@ -117,10 +137,12 @@ impl Mirrors {
     }
 }
 
-/// Takes a session's frames not yet written; returns the commands added (0 or 1).
-fn write(pipe: &mut redis::Pipeline, session: &Session) -> usize {
-    let (first_seq, frames) = session.take_unmirrored();
-    xadd(pipe, &session.id, first_seq, &frames)
+/// Takes a session's frames not yet written with a seq below `below`; returns
+/// the commands added (0 or 1) and where its frames left to write start.
+fn write(pipe: &mut redis::Pipeline, session: &Session, below: u64) -> (usize, Option<u64>) {
+    let taken = session.take_unmirrored(below);
+    let added = xadd(pipe, &session.id, taken.first_seq, &taken.frames);
+    (added, taken.more_from)
 }
 
 /// One entry for all of `frames`: id = the last seq, one field `g` holding them

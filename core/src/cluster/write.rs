@@ -11,7 +11,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{RedisResult, Script, Value};
 use tokio::time::Instant;
 
-use super::bundle::Record;
+use super::bundle::{Bundle, Record};
 use super::mirror::Mirrors;
 use super::wire::{encode, Membership};
 use super::{bundle, keys, Cluster, Op};
@@ -130,7 +130,7 @@ pub(super) async fn write(
                     held.hold(&to, record);
                     continue;
                 }
-                bundles.add(to, &record, &mut pipe, &mut n);
+                bundles.add(to, record, &mut pipe, &mut n);
             }
             Op::Publish { channel, payload } => {
                 pipe.cmd("PUBLISH").arg(channel).arg(payload);
@@ -151,16 +151,13 @@ pub(super) async fn write(
         }
     }
     bundles.publish(&mut pipe, &mut n);
-    if mirrors.due(idle) {
-        mirrors.write_all(&mut pipe, &mut n);
-    }
+    mirrors.write_due(idle, &mut pipe, &mut n);
     if n > 0 {
         let results: Vec<RedisResult<Value>> = pipe.query_async(conn).await?;
-        for (i, to, payload) in bundles.published {
+        for (i, to, records) in bundles.published {
             if let Some(Ok(Value::Int(0))) = results.get(i) {
                 // Nobody listened: each delivery, in order, is held or orphaned.
-                for d in bundle::read(&payload).flatten() {
-                    let record = d.record_for(d.t.iter().copied(), true);
+                for record in records {
                     if held.holds(&to) {
                         held.hold(&to, record);
                     } else if let Orphan::Hold(rest) = orphan(cluster, conn, &to, record).await? {
@@ -173,49 +170,54 @@ pub(super) async fn write(
     Ok(())
 }
 
-/// The deliveries of one batch, bundled per node (`bundle.rs`); each bundle is
-/// one `PUBLISH`. The bundles are kept until the reply: one nobody listened to
-/// is read back and handled delivery by delivery.
+/// The deliveries of one batch, gathered per node; each node's records go as one
+/// `PUBLISH` of a bundle (`bundle.rs`), written from the records themselves.
+/// They are kept until the reply: those of a bundle nobody listened to are
+/// handled one by one.
 #[derive(Default)]
 struct Bundles {
-    open: Vec<(Arc<str>, String)>,
-    /// (reply index, node, bundle) of the bundles in the pipeline.
-    published: Vec<(usize, Arc<str>, String)>,
+    /// Per node: its records and their bundle's size so far.
+    open: Vec<(Arc<str>, Vec<Record>, usize)>,
+    /// (reply index, node, records) of the bundles in the pipeline.
+    published: Vec<(usize, Arc<str>, Vec<Record>)>,
 }
 
 impl Bundles {
-    fn add(&mut self, to: Arc<str>, record: &Record, pipe: &mut redis::Pipeline, n: &mut usize) {
-        let at = match self.open.iter().position(|(node, _)| *node == to) {
+    fn add(&mut self, to: Arc<str>, record: Record, pipe: &mut redis::Pipeline, n: &mut usize) {
+        let at = match self.open.iter().position(|(node, ..)| *node == to) {
             Some(at) => at,
             None => {
-                self.open.push((to, String::new()));
+                self.open.push((to, Vec::new(), bundle::MAGIC.len()));
                 self.open.len() - 1
             }
         };
-        let payload = &mut self.open[at].1;
-        record.push_to(payload);
-        if payload.len() >= bundle::FLUSH_BYTES {
-            let (node, payload) = self.open.swap_remove(at);
-            self.publish_one(node, payload, pipe, n);
+        let (_, records, size) = &mut self.open[at];
+        *size += record.len();
+        records.push(record);
+        if *size >= bundle::FLUSH_BYTES {
+            let (node, records, _) = self.open.swap_remove(at);
+            self.publish_one(node, records, pipe, n);
         }
     }
 
     /// Publishes every open bundle, at this point of the pipeline.
     fn publish(&mut self, pipe: &mut redis::Pipeline, n: &mut usize) {
-        for (node, payload) in std::mem::take(&mut self.open) {
-            self.publish_one(node, payload, pipe, n);
+        for (node, records, _) in std::mem::take(&mut self.open) {
+            self.publish_one(node, records, pipe, n);
         }
     }
 
     fn publish_one(
         &mut self,
         node: Arc<str>,
-        payload: String,
+        records: Vec<Record>,
         pipe: &mut redis::Pipeline,
         n: &mut usize,
     ) {
-        pipe.cmd("PUBLISH").arg(keys::inbox(&node)).arg(&payload);
-        self.published.push((*n, node, payload));
+        pipe.cmd("PUBLISH")
+            .arg(keys::inbox(&node))
+            .arg(Bundle(&records));
+        self.published.push((*n, node, records));
         *n += 1;
     }
 }
@@ -226,11 +228,9 @@ async fn publish_single(
     node: &str,
     record: &Record,
 ) -> RedisResult<i64> {
-    let mut payload = String::new();
-    record.push_to(&mut payload);
     redis::cmd("PUBLISH")
         .arg(keys::inbox(node))
-        .arg(payload)
+        .arg(Bundle(std::slice::from_ref(record)))
         .query_async(conn)
         .await
 }

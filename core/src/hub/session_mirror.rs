@@ -17,23 +17,46 @@ pub(super) struct MirrorLink {
     pub(super) told: bool,
 }
 
+/// What the mirror took from a session's buffer.
+#[derive(Debug)]
+pub(crate) struct Unmirrored {
+    /// The buffer's first seq (the mirror trims below it).
+    pub first_seq: u64,
+    /// The frames taken, with their seqs; they count as copied from now on.
+    pub frames: Vec<(u64, Frame)>,
+    /// The seq the next buffered frame gets; `None` once every buffered frame
+    /// is copied (the session tells the mirror again about the next one).
+    pub more_from: Option<u64>,
+}
+
 impl Session {
-    /// The buffered frames the mirror has not copied yet, with the buffer's
-    /// first seq (the mirror trims below it); they count as copied from now on.
-    pub(crate) fn take_unmirrored(&self) -> (u64, Vec<(u64, Frame)>) {
+    /// The buffered frames the mirror has not copied yet and whose seq is
+    /// below `below` (`u64::MAX`: all of them).
+    pub(crate) fn take_unmirrored(&self, below: u64) -> Unmirrored {
         let mut st = self.lock();
         let (first, next) = (st.first_seq, st.next_seq);
         let Some(link) = st.mirror.as_mut() else {
-            return (first, Vec::new());
+            return Unmirrored {
+                first_seq: first,
+                frames: Vec::new(),
+                more_from: None,
+            };
         };
-        link.told = false;
         let from = link.copied_to.max(first.saturating_sub(1));
-        link.copied_to = next - 1;
+        let to = from.max(below.min(next).saturating_sub(1));
+        link.copied_to = to;
+        // Frames left to copy: the mirror keeps the session and is not told again.
+        let more_from = (to < next - 1).then_some(next);
+        link.told = more_from.is_some();
         let skip = (from + 1 - first) as usize;
-        let frames = (from + 1..)
+        let frames = (from + 1..=to)
             .zip(st.replay.iter().skip(skip).cloned())
             .collect();
-        (first, frames)
+        Unmirrored {
+            first_seq: first,
+            frames,
+            more_from,
+        }
     }
 }
 

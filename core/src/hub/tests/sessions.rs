@@ -292,17 +292,16 @@ fn the_mirror_is_told_once_and_takes_only_frames_still_buffered_and_not_taken() 
     let seqs = |frames: Vec<(u64, crate::protocol::Frame)>| {
         frames.into_iter().map(|(q, _)| q).collect::<Vec<_>>()
     };
+    let take = |below| {
+        let t = s.take_unmirrored(below);
+        (t.first_seq, seqs(t.frames), t.more_from)
+    };
     for _ in 0..3 {
         s.deliver("{\"n\":1}");
     }
     assert_eq!(told(), 1, "told once for the three");
-    let (first, frames) = s.take_unmirrored();
-    assert_eq!((first, seqs(frames)), (1, vec![2, 3, 4]));
-    assert_eq!(
-        s.take_unmirrored().1.len(),
-        0,
-        "taken frames count as copied"
-    );
+    assert_eq!(take(u64::MAX), (1, vec![2, 3, 4], None));
+    assert_eq!(take(u64::MAX).1.len(), 0, "taken frames count as copied");
     // Acknowledged before the mirror came for them: never copied.
     s.deliver("{}");
     s.deliver("{}");
@@ -310,10 +309,28 @@ fn the_mirror_is_told_once_and_takes_only_frames_still_buffered_and_not_taken() 
     s.lock().ack(5);
     s.deliver("{}");
     assert_eq!(told(), 2, "not told again before it took them");
-    let (first, frames) = s.take_unmirrored();
-    assert_eq!((first, seqs(frames)), (6, vec![6, 7]));
-    // A resync writes everything: nothing is left to copy.
+    assert_eq!(take(u64::MAX), (6, vec![6, 7], None));
+    // A pass while busy takes the frames below its mark only; the rest wait
+    // (the mirror keeps the session: it is not told again) for the next pass.
+    for _ in 0..3 {
+        s.deliver("{}");
+    }
+    assert_eq!(told(), 3);
+    assert_eq!(take(0), (6, vec![], Some(11)), "a first pass only marks");
+    assert_eq!(take(10), (6, vec![8, 9], Some(11)));
     s.deliver("{}");
-    assert_eq!(s.lock().frames_for_resync().len(), 3);
-    assert!(s.take_unmirrored().1.is_empty());
+    assert_eq!(told(), 3, "still waiting: not told again");
+    s.lock().ack(10);
+    assert_eq!(
+        take(11),
+        (11, vec![], Some(12)),
+        "acknowledged before its pass"
+    );
+    s.lock().ack(11);
+    assert_eq!(take(12), (12, vec![], None));
+    s.deliver("{}");
+    assert_eq!(told(), 4, "everything was copied: told again");
+    // A resync writes everything: nothing is left to copy.
+    assert_eq!(s.lock().frames_for_resync().len(), 1);
+    assert_eq!(take(u64::MAX), (12, vec![], None));
 }
