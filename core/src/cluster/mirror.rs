@@ -8,7 +8,7 @@
 //! queues one operation when it first has frames to copy, and the frames are
 //! taken from its replay buffer when written (so frames acknowledged meanwhile
 //! are never written; what waits here is a pointer to the session, one per
-//! session for at most [`MIRROR_DELAY`], and the bytes stay counted in the
+//! session while it has frames to copy, and the bytes stay counted in the
 //! session's own bounded buffer). When the writer has nothing else to
 //! write and operations come slowly, the frames go at once, as before; only
 //! while operations come fast (over [`BUSY_OPS`] per 10 ms) do they wait, for at
