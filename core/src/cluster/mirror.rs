@@ -138,7 +138,8 @@ impl Mirrors {
 }
 
 /// Takes a session's frames not yet written with a seq below `below`; returns
-/// the commands added (0 or 1) and where its frames left to write start.
+/// the commands added (0 or 1) and, while frames are left to write, its next
+/// mark (the seq its next frame gets: everything left is below it).
 fn write(pipe: &mut redis::Pipeline, session: &Session, below: u64) -> (usize, Option<u64>) {
     let taken = session.take_unmirrored(below);
     let added = xadd(pipe, &session.id, taken.first_seq, &taken.frames);

@@ -19,7 +19,7 @@ use super::away::{AwayBudget, AwayKey};
 
 /// Where a session's replay buffer is copied in cluster mode (the backplane).
 /// The copy is pulled, not pushed: a session says once that it has frames to
-/// copy, and the mirror takes them all with [`Session::take_unmirrored`] when it
+/// copy, and the mirror takes them with [`Session::take_unmirrored`] when it
 /// writes (so a relayed frame costs the mirror nothing until then, and frames
 /// acknowledged meanwhile are never copied).
 pub(crate) trait ReplayMirror: Send + Sync + std::fmt::Debug {
