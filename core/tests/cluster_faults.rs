@@ -346,21 +346,6 @@ async fn a_slow_redis_link_delays_messages_but_keeps_their_order_and_acks() {
     assert_eq!(metric(&b, "switchboard_cluster_fenced_total"), 0.0);
 }
 
-/// The seq of the newest frame of `stream` (a session's mirror) in Redis.
-async fn mirrored_to(redis: &mut redis::aio::MultiplexedConnection, stream: &str) -> u64 {
-    let last: Vec<(String, redis::Value)> = redis::cmd("XREVRANGE")
-        .arg(stream)
-        .arg("+")
-        .arg("-")
-        .arg("COUNT")
-        .arg(1)
-        .query_async(redis)
-        .await
-        .unwrap();
-    last.first()
-        .map_or(0, |(id, _)| id.split('-').next().unwrap().parse().unwrap())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_node_keeps_mirroring_the_frames_left_unacknowledged() {
     let redis = Redis::start();
@@ -378,12 +363,7 @@ async fn a_busy_node_keeps_mirroring_the_frames_left_unacknowledged() {
     let mut alice = Ws::joined(a.url(), "r", "alice").await;
     let mut bob = Ws::joined(b.url(), "r", "bob").await;
     until("a lists bob", || listed(&a, "r") == 2).await;
-    let stream = format!("sb:r:{}", bob.session().0);
-    let mut conn = redis::Client::open(redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let sid = bob.session().0;
 
     // Bursts that keep b's writer busy (an answer to a per message) for longer
     // than the mirror may wait; bob reads them all and never acknowledges.
@@ -400,7 +380,7 @@ async fn a_busy_node_keeps_mirroring_the_frames_left_unacknowledged() {
     }
     // Still in the traffic: what bob had 300 ms ago (six times the mirror's
     // 50 ms) is in Redis, though the writer never ran out of work.
-    let mirrored = mirrored_to(&mut conn, &stream).await;
+    let mirrored = redis.mirrored_to(&sid).await;
     let cutoff = Instant::now() - Duration::from_millis(300);
     let old = read.iter().rev().find(|(t, _)| *t <= cutoff).unwrap().1;
     assert!(
@@ -409,10 +389,6 @@ async fn a_busy_node_keeps_mirroring_the_frames_left_unacknowledged() {
     );
     // Once it calms down, every frame is written.
     let last = read.last().unwrap().1;
-    let deadline = Instant::now() + LONG;
-    while mirrored_to(&mut conn, &stream).await < last {
-        assert!(Instant::now() < deadline, "not every frame mirrored");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(mirrored_to(&mut conn, &stream).await, last);
+    redis.wait_mirrored(&sid, last).await;
+    assert_eq!(redis.mirrored_to(&sid).await, last);
 }

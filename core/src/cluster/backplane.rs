@@ -109,13 +109,11 @@ impl Backplane for Cluster {
         let reply = reply.map(|(s, i)| (&**s, i));
         for t in targets {
             let sessions = t.sessions.iter().map(|s| &**s);
-            let record = Record::new(&self.node, room_id, sessions, unicast, reply, &body);
             self.stats.sent.fetch_add(1, Ordering::Relaxed);
-            let queued = self.ops.try_send(Op::Deliver {
-                node: t.node,
-                record,
+            let queued = self.ops.deliver(&t.node, |out| {
+                Record::write(out, &self.node, room_id, sessions, unicast, reply, &body)
             });
-            if let (Err(_), Some((sender, id))) = (queued, reply) {
+            if let (false, Some((sender, id))) = (queued, reply) {
                 let why = "cluster: backlog full".into();
                 self.answered(sender, id, Some(("internal".into(), why)));
             }

@@ -26,55 +26,103 @@ pub(crate) const MAGIC: &str = "SBD1";
 /// message grows without bound (Redis' pub/sub output buffer limits are MiBs).
 pub(crate) const FLUSH_BYTES: usize = 256 * 1024;
 
-/// One delivery, encoded as a bundle record: what a sender queues for the
-/// writer (one allocation; the bundle is the records one after the other) and
-/// what is held or re-sent when its node does not listen.
+/// Deliveries to one node, encoded as bundle records one after the other: what
+/// a sender queues for the writer (appended in place to the delivery queued
+/// last when it goes to the same node, `queue.rs`) and, one record each, what
+/// is held or re-sent when its node does not listen.
 #[derive(Debug, Clone)]
-pub(crate) struct Record(String);
+pub(crate) struct Record {
+    text: String,
+    /// Deliveries in `text`.
+    count: u32,
+}
 
 impl Record {
-    /// From origin node `o`, for sessions `targets` in room `r` (`u`: one
-    /// receiver), with the sender's session and message id when it wants an
-    /// answer, and the body (a JSON object without `seq`).
-    pub(crate) fn new<'t>(
+    /// Appends one record to `out`: from origin node `o`, for sessions
+    /// `targets` in room `r` (`u`: one receiver), with the sender's session and
+    /// message id when it wants an answer, and the body (a JSON object without
+    /// `seq`).
+    pub(crate) fn write<'t>(
+        out: &mut String,
         o: &str,
         r: &str,
         targets: impl ExactSizeIterator<Item = &'t str>,
         u: bool,
         reply: Option<(&str, &str)>,
         b: &str,
-    ) -> Record {
-        let mut out = String::with_capacity(b.len() + o.len() + r.len() + 64);
+    ) {
+        out.reserve(b.len() + o.len() + r.len() + 64);
         out.push('D');
-        field(&mut out, o);
-        field(&mut out, r);
-        push_u64(&mut out, targets.len() as u64);
+        field(out, o);
+        field(out, r);
+        push_u64(out, targets.len() as u64);
         out.push(':');
         for t in targets {
-            field(&mut out, t);
+            field(out, t);
         }
         out.push(if u { 'u' } else { 'm' });
         match reply {
             Some((s, i)) => {
                 out.push('+');
-                field(&mut out, s);
+                field(out, s);
                 out.push('+');
-                field(&mut out, i);
+                field(out, i);
             }
             None => out.push_str("--"),
         }
-        field(&mut out, b);
-        Record(out)
+        field(out, b);
     }
 
-    /// Its delivery (`None` only if it was damaged, which a record made here is not).
+    /// The one record that `write` writes (with [`Record::write`]). It holds
+    /// no more than that record: appended ones grow it by doubling, so what
+    /// it holds stays under twice the bytes its queue counts.
+    pub(crate) fn written(write: impl FnOnce(&mut String)) -> Record {
+        let mut text = String::new();
+        write(&mut text);
+        Record { text, count: 1 }
+    }
+
+    /// Appends the one record that `write` writes (with [`Record::write`]).
+    pub(crate) fn append_with(&mut self, write: impl FnOnce(&mut String)) {
+        write(&mut self.text);
+        self.count += 1;
+    }
+
+    /// Takes back the record appended last, which made it `len` bytes long.
+    pub(crate) fn take_back(&mut self, len: usize) {
+        self.text.truncate(len);
+        self.count -= 1;
+    }
+
+    /// How many deliveries it holds.
+    pub(crate) fn count(&self) -> usize {
+        self.count as usize
+    }
+
+    /// Its deliveries, in order.
+    pub(crate) fn split_views(&self) -> Vec<DeliveryRef<'_>> {
+        Reader { rest: &self.text }.flatten().collect()
+    }
+
+    /// One record per delivery, in order (itself when it holds one).
+    pub(crate) fn split(self) -> Vec<Record> {
+        if self.count == 1 {
+            return vec![self];
+        }
+        self.split_views()
+            .iter()
+            .map(|d| d.record_for(d.t.iter().copied(), true))
+            .collect()
+    }
+
+    /// Its (first) delivery (`None` only if it was damaged, which a record made here is not).
     pub(crate) fn view(&self) -> Option<DeliveryRef<'_>> {
-        Reader { rest: &self.0 }.record()
+        Reader { rest: &self.text }.record()
     }
 
     /// Bytes it holds.
     pub(crate) fn len(&self) -> usize {
-        self.0.len()
+        self.text.len()
     }
 }
 
@@ -102,7 +150,7 @@ impl redis::ToRedisArgs for Bundle<'_> {
         // Writes into a growing buffer: they can not fail.
         let _ = arg.write_all(MAGIC.as_bytes());
         for record in self.0 {
-            let _ = arg.write_all(record.0.as_bytes());
+            let _ = arg.write_all(record.text.as_bytes());
         }
     }
 }
@@ -133,7 +181,7 @@ impl DeliveryRef<'_> {
         keep_reply: bool,
     ) -> Record {
         let reply = self.s.zip(self.i).filter(|_| keep_reply);
-        Record::new(self.o, self.r, targets, self.u, reply, self.b)
+        Record::written(|out| Record::write(out, self.o, self.r, targets, self.u, reply, self.b))
     }
 }
 
@@ -249,14 +297,17 @@ mod tests {
     fn record(body: &str, targets: &[&str], reply: bool) -> Record {
         let reply = reply.then_some(("sess", "\"m-1\""));
         let u = targets.len() == 1;
-        Record::new(
-            "node-a",
-            "room:1\n",
-            targets.iter().copied(),
-            u,
-            reply,
-            body,
-        )
+        Record::written(|out| {
+            Record::write(
+                out,
+                "node-a",
+                "room:1\n",
+                targets.iter().copied(),
+                u,
+                reply,
+                body,
+            )
+        })
     }
 
     /// The bundle as it goes out: the `PUBLISH` argument written by [`Bundle`].
@@ -291,6 +342,44 @@ mod tests {
             got[0].record_for(["s1"].into_iter(), true).view(),
             Some(got[0].clone())
         );
+    }
+
+    #[test]
+    fn a_record_set_goes_as_its_deliveries_and_splits_back_into_them() {
+        let singles = [
+            record("{\"n\":1}", &["s1"], true),
+            record("{\"n\":2}", &["s2", "s3"], false),
+            record("{\"n\":3}", &["s1"], true),
+        ];
+        let mut set = singles[0].clone();
+        for r in &singles[1..] {
+            let d = r.view().unwrap();
+            set.append_with(|out| {
+                Record::write(out, d.o, d.r, d.t.iter().copied(), d.u, d.s.zip(d.i), d.b)
+            });
+        }
+        // One more, taken back (the queue's byte bound): as if never appended.
+        let before = set.len();
+        set.append_with(|out| Record::write(out, "o", "r", ["x"].into_iter(), true, None, "{}"));
+        set.take_back(before);
+        assert_eq!(
+            (set.count(), set.len()),
+            (3, singles.iter().map(Record::len).sum())
+        );
+        let tail = record("{\"n\":4}", &["s4"], false);
+        let bundle = encode(&[set.clone(), tail.clone()]);
+        let got: Vec<_> = read(&bundle).collect::<Result<_, _>>().unwrap();
+        let want: Vec<_> = singles
+            .iter()
+            .chain([&tail])
+            .map(|r| r.view().unwrap())
+            .collect();
+        assert_eq!(got, want);
+        let split = set.split();
+        assert_eq!(split.len(), 3);
+        for (one, single) in split.iter().zip(&singles) {
+            assert_eq!((one.count(), one.view()), (1, single.view()));
+        }
     }
 
     #[test]

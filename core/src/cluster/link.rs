@@ -20,6 +20,7 @@ use crate::protocol::{now_millis, LeaveReason};
 
 use super::heartbeat::{alive_nodes, ticker};
 use super::mirror::Mirrors;
+use super::queue::OpReceiver;
 use super::subscriber::subscriber;
 use super::write::{retry_held, write, Held};
 
@@ -64,13 +65,7 @@ pub(super) async fn run(cluster: Arc<Cluster>) {
         let deadline = Instant::now() + backoff;
         loop {
             tokio::select! {
-                op = rx.recv() => match op {
-                    Some(op) => {
-                        cluster.ops.taken(&op);
-                        refuse(&cluster, op)
-                    }
-                    None => return,
-                },
+                op = rx.recv() => refuse(&cluster, op),
                 _ = tokio::time::sleep_until(deadline) => break,
                 _ = stop.changed() => break,
             }
@@ -80,7 +75,7 @@ pub(super) async fn run(cluster: Arc<Cluster>) {
     cluster.up.store(false, Ordering::Release);
     *lock(&cluster.down_reason) = "this node left the cluster".into();
     *lock(&cluster.query_conn) = None;
-    while let Ok(op) = rx.try_recv() {
+    while let Some(op) = rx.try_recv() {
         refuse(&cluster, op);
     }
     cluster.exited.send_replace(true);
@@ -92,7 +87,7 @@ pub(super) async fn run(cluster: Arc<Cluster>) {
 pub(super) async fn leave(
     cluster: &Arc<Cluster>,
     conn: &mut MultiplexedConnection,
-    rx: &mut mpsc::Receiver<Op>,
+    rx: &mut OpReceiver,
     held: &mut Held,
     mirrors: &mut Mirrors,
 ) -> RedisResult<()> {
@@ -101,8 +96,8 @@ pub(super) async fn leave(
         batch.clear();
         while batch.len() < BATCH {
             match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
+                Some(op) => batch.push(op),
+                None => break,
             }
         }
         let idle = batch.is_empty();
@@ -140,10 +135,12 @@ pub(super) fn set_down(cluster: &Cluster, reason: String) {
 pub(super) fn refuse(cluster: &Cluster, op: Op) {
     match op {
         Op::Deliver { record, .. } => {
-            if let Some((s, i)) = record.view().and_then(|d| d.s.zip(d.i)) {
-                let why = format!("cluster unavailable: {}", lock(&cluster.down_reason));
-                cluster.stats.refused.fetch_add(1, Ordering::Relaxed);
-                cluster.answered(s, i, Some(("internal".into(), why)));
+            for d in record.split_views() {
+                if let Some((s, i)) = d.s.zip(d.i) {
+                    let why = format!("cluster unavailable: {}", lock(&cluster.down_reason));
+                    cluster.stats.refused.fetch_add(1, Ordering::Relaxed);
+                    cluster.answered(s, i, Some(("internal".into(), why)));
+                }
             }
         }
         _ => cluster.needs_resync.store(true, Ordering::Release),
@@ -177,7 +174,7 @@ pub(super) async fn serve(
     cluster: &Arc<Cluster>,
     mut conn: MultiplexedConnection,
     pubsub: redis::aio::PubSub,
-    rx: &mut mpsc::Receiver<Op>,
+    rx: &mut OpReceiver,
     stop: &mut tokio::sync::watch::Receiver<bool>,
 ) -> String {
     // Subscribed first, so nothing announced during the resync is missed.
@@ -214,12 +211,6 @@ pub(super) async fn serve(
             biased;
             Some(why) = fail_rx.recv() => break why,
             n = rx.recv_many(&mut batch, BATCH) => {
-                if n == 0 {
-                    break "stopped".into();
-                }
-                for op in &batch {
-                    cluster.ops.taken(op);
-                }
                 if let Err(e) = write(cluster, &mut conn, &mut batch, &mut held, &mut mirrors, false).await {
                     break format!("Redis write failed: {e}");
                 }

@@ -79,7 +79,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::protocol::json::Raw;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use tracing::info;
 
 use crate::config::ServerConfig;
@@ -87,7 +87,7 @@ use crate::error::{Error, Result};
 use crate::hub::backplane::{Backplane, Unavailable};
 use crate::hub::{Hub, WeakHub};
 use crate::protocol::{now_millis, outbound, LeaveReason};
-use queue::{OpQueue, OP_QUEUE};
+use queue::{OpQueue, OpReceiver, OP_QUEUE};
 use stats::Stats;
 
 /// Deliveries held for one session while it is being claimed; past it, refused.
@@ -120,7 +120,7 @@ pub struct Cluster {
     hub: WeakHub,
     ops: OpQueue,
     /// Taken by the link task when it starts.
-    ops_rx: Mutex<Option<mpsc::Receiver<Op>>>,
+    ops_rx: Mutex<Option<OpReceiver>>,
     up: AtomicBool,
     /// Why Redis is not usable (for errors and logs).
     down_reason: Mutex<String>,

@@ -1,15 +1,24 @@
-//! The writer's operation queue: bounded in count and in bytes (what the
-//! frames, bodies and payloads of the queued operations weigh), so a Redis that
-//! stalls can not make a node buffer without limit. At either bound the
+//! The writer's operation queue: in order, bounded in count and in bytes (what
+//! the frames, bodies and payloads of the queued operations weigh), so a Redis
+//! that stalls can not make a node buffer without limit. At either bound the
 //! operation is refused to its caller: a cross-node send is refused to its
 //! sender (`internal`, "cluster unavailable"), a state write is dropped and a
 //! full resync scheduled.
+//!
+//! A delivery is written into the queue in place: when the last queued
+//! operation is a delivery to the same node, the new record is appended to it
+//! (up to [`COALESCE_BYTES`]), so consecutive deliveries to one node cost no
+//! allocation, no queue slot and no wake-up of the writer each, and reach it
+//! as a ready part of their bundle. Only the tail is ever extended, so the
+//! order of everything queued is kept.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
-use super::Op;
+use super::bundle::Record;
+use super::{lock, Op};
 
 /// Operations queued, at most.
 pub(super) const OP_QUEUE: usize = 65_536;
@@ -17,14 +26,20 @@ pub(super) const OP_QUEUE: usize = 65_536;
 pub(super) const OP_QUEUE_BYTES: usize = 64 * 1024 * 1024;
 /// What an operation weighs besides its payload (keys, ids, bookkeeping).
 const OP_OVERHEAD: usize = 96;
-
-#[derive(Debug)]
-pub(super) struct OpQueue {
-    tx: mpsc::Sender<Op>,
-    bytes: AtomicUsize,
-}
+/// Records appended to one queued delivery at most (then a new one starts):
+/// a bundle is published at 256 KiB anyway, and one record set is re-read as a
+/// whole when its node does not listen.
+const COALESCE_BYTES: usize = 64 * 1024;
 
 impl Op {
+    /// What it counts for the writer's pace: its deliveries, or one.
+    pub(super) fn count(&self) -> usize {
+        match self {
+            Op::Deliver { record, .. } => record.count(),
+            _ => 1,
+        }
+    }
+
     /// The bytes this operation holds while queued.
     fn weight(&self) -> usize {
         OP_OVERHEAD
@@ -37,44 +52,136 @@ impl Op {
     }
 }
 
+#[derive(Debug, Default)]
+struct Pending {
+    ops: VecDeque<Op>,
+    bytes: usize,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    pending: Mutex<Pending>,
+    /// The writer waits on it; one permit wakes it for everything queued.
+    ready: Notify,
+}
+
+/// The senders' side.
+#[derive(Debug)]
+pub(super) struct OpQueue(Arc<Shared>);
+
+/// The writer's side.
+#[derive(Debug)]
+pub(super) struct OpReceiver(Arc<Shared>);
+
 impl OpQueue {
-    pub(super) fn new() -> (OpQueue, mpsc::Receiver<Op>) {
-        let (tx, rx) = mpsc::channel(OP_QUEUE);
-        let queue = OpQueue {
-            tx,
-            bytes: AtomicUsize::new(0),
-        };
-        (queue, rx)
+    pub(super) fn new() -> (OpQueue, OpReceiver) {
+        let shared = Arc::new(Shared::default());
+        (OpQueue(shared.clone()), OpReceiver(shared))
     }
 
     /// Queues `op`, or gives it back when the queue is full (by count or bytes).
     pub(super) fn try_send(&self, op: Op) -> Result<(), Op> {
         let weight = op.weight();
-        if self.bytes.fetch_add(weight, Ordering::AcqRel) + weight > OP_QUEUE_BYTES {
-            self.bytes.fetch_sub(weight, Ordering::AcqRel);
+        let mut p = lock(&self.0.pending);
+        if p.ops.len() >= OP_QUEUE || p.bytes + weight > OP_QUEUE_BYTES {
             return Err(op);
         }
-        self.tx.try_send(op).map_err(|e| {
-            self.bytes.fetch_sub(weight, Ordering::AcqRel);
-            match e {
-                mpsc::error::TrySendError::Full(op) | mpsc::error::TrySendError::Closed(op) => op,
-            }
-        })
+        p.bytes += weight;
+        p.ops.push_back(op);
+        drop(p);
+        self.0.ready.notify_one();
+        Ok(())
     }
 
-    /// The writer took `op` off the queue.
-    pub(super) fn taken(&self, op: &Op) {
-        self.bytes.fetch_sub(op.weight(), Ordering::AcqRel);
+    /// Queues a delivery to `node`, the record that `write` appends to a
+    /// buffer; false when the queue is full (by count or bytes), nothing
+    /// queued then.
+    pub(super) fn deliver(&self, node: &Arc<str>, write: impl FnOnce(&mut String)) -> bool {
+        let mut p = lock(&self.0.pending);
+        let p = &mut *p;
+        if let Some(Op::Deliver { node: to, record }) = p.ops.back_mut() {
+            if *to == *node && record.len() < COALESCE_BYTES {
+                let before = record.len();
+                record.append_with(write);
+                let added = record.len() - before;
+                p.bytes += added;
+                if p.bytes > OP_QUEUE_BYTES {
+                    // Over the bound: this one record is taken back.
+                    record.take_back(before);
+                    p.bytes -= added;
+                    return false;
+                }
+                return true;
+            }
+        }
+        let op = Op::Deliver {
+            node: node.clone(),
+            record: Record::written(write),
+        };
+        let weight = op.weight();
+        if p.ops.len() >= OP_QUEUE || p.bytes + weight > OP_QUEUE_BYTES {
+            return false;
+        }
+        p.bytes += weight;
+        p.ops.push_back(op);
+        self.0.ready.notify_one();
+        true
     }
 
     /// How many more operations fit by count.
     pub(super) fn capacity(&self) -> usize {
-        self.tx.capacity()
+        OP_QUEUE.saturating_sub(lock(&self.0.pending).ops.len())
     }
 
     /// Bytes queued now.
     pub(super) fn bytes(&self) -> usize {
-        self.bytes.load(Ordering::Relaxed)
+        lock(&self.0.pending).bytes
+    }
+}
+
+impl OpReceiver {
+    /// The next operation, if one is queued.
+    pub(super) fn try_recv(&mut self) -> Option<Op> {
+        let mut p = lock(&self.0.pending);
+        let op = p.ops.pop_front()?;
+        p.bytes -= op.weight();
+        Some(op)
+    }
+
+    /// Waits for operations, then moves up to `limit` of them into `batch`;
+    /// returns what they count ([`Op::count`]: a delivery with several records
+    /// counts each). Cancel-safe: what it did not move stays queued.
+    pub(super) async fn recv_many(&mut self, batch: &mut Vec<Op>, limit: usize) -> usize {
+        loop {
+            // Registered before looking, so a send in between is not missed.
+            let ready = self.0.ready.notified();
+            {
+                let mut guard = lock(&self.0.pending);
+                let p = &mut *guard;
+                let n = p.ops.len().min(limit);
+                if n > 0 {
+                    let mut count = 0;
+                    for op in p.ops.drain(..n) {
+                        p.bytes -= op.weight();
+                        count += op.count();
+                        batch.push(op);
+                    }
+                    return count;
+                }
+            }
+            ready.await;
+        }
+    }
+
+    /// The next operation, once one is queued.
+    pub(super) async fn recv(&mut self) -> Op {
+        let mut one = Vec::with_capacity(1);
+        self.recv_many(&mut one, 1).await;
+        one.pop().expect("recv_many moved one")
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        lock(&self.0.pending).ops.is_empty()
     }
 }
 
@@ -89,6 +196,10 @@ mod tests {
         }
     }
 
+    fn record(body: &str) -> impl FnOnce(&mut String) + '_ {
+        move |out| Record::write(out, "n1", "r", ["s"].into_iter(), true, None, body)
+    }
+
     #[test]
     fn bounded_by_bytes_and_given_back_when_full() {
         let (q, mut rx) = OpQueue::new();
@@ -101,9 +212,49 @@ mod tests {
             "the fourth would pass the byte bound"
         );
         assert!(q.try_send(publish(10)).is_ok(), "small ones still fit");
-        let op = rx.try_recv().unwrap();
-        q.taken(&op);
+        let node: Arc<str> = "n2".into();
+        let huge = format!("{{\"a\":\"{}\"}}", "x".repeat(big));
+        assert!(
+            !q.deliver(&node, record(&huge)),
+            "a delivery is bounded too"
+        );
+        assert!(rx.try_recv().is_some());
         assert!(q.try_send(publish(big)).is_ok(), "taking one makes room");
         assert!(q.bytes() <= OP_QUEUE_BYTES);
+    }
+
+    #[tokio::test]
+    async fn deliveries_to_one_node_join_the_tail_and_keep_the_order() {
+        let (q, mut rx) = OpQueue::new();
+        let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
+        assert!(q.deliver(&a, record("{\"n\":1}")));
+        assert!(q.deliver(&a, record("{\"n\":2}")));
+        assert!(q.try_send(publish(3)).is_ok());
+        assert!(q.deliver(&a, record("{\"n\":3}")));
+        assert!(q.deliver(&b, record("{\"n\":4}")));
+        assert!(q.deliver(&a, record("{\"n\":5}")));
+        let mut batch = Vec::new();
+        assert_eq!(rx.recv_many(&mut batch, 100).await, 6);
+        let seen: Vec<(String, Vec<&str>)> = batch
+            .iter()
+            .map(|op| match op {
+                Op::Deliver { node, record } => (
+                    node.to_string(),
+                    record.split_views().iter().map(|d| d.b).collect(),
+                ),
+                _ => ("publish".into(), vec![]),
+            })
+            .collect();
+        let want = [
+            ("a", vec!["{\"n\":1}", "{\"n\":2}"]),
+            ("publish", vec![]),
+            ("a", vec!["{\"n\":3}"]),
+            ("b", vec!["{\"n\":4}"]),
+            ("a", vec!["{\"n\":5}"]),
+        ];
+        let want: Vec<(String, Vec<&str>)> =
+            want.into_iter().map(|(n, b)| (n.to_owned(), b)).collect();
+        assert_eq!(seen, want);
+        assert_eq!(q.bytes(), 0, "every byte accounted for");
     }
 }

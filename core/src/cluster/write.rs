@@ -127,7 +127,9 @@ pub(super) async fn write(
             }
             Op::Deliver { node: to, record } => {
                 if held.holds(&to) {
-                    held.hold(&to, record);
+                    for one in record.split() {
+                        held.hold(&to, one);
+                    }
                     continue;
                 }
                 bundles.add(to, record, &mut pipe, &mut n);
@@ -157,7 +159,7 @@ pub(super) async fn write(
         for (i, to, records) in bundles.published {
             if let Some(Ok(Value::Int(0))) = results.get(i) {
                 // Nobody listened: each delivery, in order, is held or orphaned.
-                for record in records {
+                for record in records.into_iter().flat_map(Record::split) {
                     if held.holds(&to) {
                         held.hold(&to, record);
                     } else if let Orphan::Hold(rest) = orphan(cluster, conn, &to, record).await? {
@@ -171,7 +173,7 @@ pub(super) async fn write(
 }
 
 /// The deliveries of one batch, gathered per node; each node's records go as one
-/// `PUBLISH` of a bundle (`bundle.rs`), written from the records themselves.
+/// `PUBLISH` of a bundle (`bundle.rs`), written from the queued record sets.
 /// They are kept until the reply: those of a bundle nobody listened to are
 /// handled one by one.
 #[derive(Default)]

@@ -66,6 +66,40 @@ impl Redis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// The seq of the newest frame of session `sid`'s replay mirror in Redis
+    /// (0 when it has none).
+    pub async fn mirrored_to(&self, sid: &str) -> u64 {
+        let mut conn = redis::Client::open(self.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let last: Vec<(String, redis::Value)> = redis::cmd("XREVRANGE")
+            .arg(format!("sb:r:{sid}"))
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        last.first()
+            .map_or(0, |(id, _)| id.split('-').next().unwrap().parse().unwrap())
+    }
+
+    /// Waits (up to [`LONG`]) until session `sid`'s frames up to `seq` are in
+    /// its replay mirror.
+    pub async fn wait_mirrored(&self, sid: &str, seq: u64) {
+        let deadline = Instant::now() + LONG;
+        while self.mirrored_to(sid).await < seq {
+            assert!(
+                Instant::now() < deadline,
+                "{sid}: frames up to {seq} never mirrored"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     fn spawn(&mut self) {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
