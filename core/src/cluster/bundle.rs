@@ -73,9 +73,8 @@ impl Record {
         field(out, b);
     }
 
-    /// The one record that `write` writes (with [`Record::write`]). It holds
-    /// no more than that record: appended ones grow it by doubling, so what
-    /// it holds stays under twice the bytes its queue counts.
+    /// The one record that `write` writes (with [`Record::write`]), in an
+    /// allocation of about its size (appended records grow it by doubling).
     pub(crate) fn written(write: impl FnOnce(&mut String)) -> Record {
         let mut text = String::new();
         write(&mut text);
@@ -88,9 +87,11 @@ impl Record {
         self.count += 1;
     }
 
-    /// Takes back the record appended last, which made it `len` bytes long.
-    pub(crate) fn take_back(&mut self, len: usize) {
+    /// Takes back the record appended last, when it was `len` bytes long in an
+    /// allocation of `capacity` (it holds no more than that again).
+    pub(crate) fn take_back(&mut self, len: usize, capacity: usize) {
         self.text.truncate(len);
+        self.text.shrink_to(capacity);
         self.count -= 1;
     }
 
@@ -109,7 +110,9 @@ impl Record {
         if self.count == 1 {
             return vec![self];
         }
-        self.split_views()
+        let views = self.split_views();
+        debug_assert_eq!(views.len(), self.count(), "a record made here parses");
+        views
             .iter()
             .map(|d| d.record_for(d.t.iter().copied(), true))
             .collect()
@@ -123,6 +126,11 @@ impl Record {
     /// Bytes it holds.
     pub(crate) fn len(&self) -> usize {
         self.text.len()
+    }
+
+    /// Bytes allocated for it.
+    pub(crate) fn capacity(&self) -> usize {
+        self.text.capacity()
     }
 }
 
@@ -359,9 +367,10 @@ mod tests {
             });
         }
         // One more, taken back (the queue's byte bound): as if never appended.
-        let before = set.len();
+        let (before, held) = (set.len(), set.capacity());
         set.append_with(|out| Record::write(out, "o", "r", ["x"].into_iter(), true, None, "{}"));
-        set.take_back(before);
+        set.take_back(before, held);
+        assert_eq!(set.capacity(), held, "the room it grew by is given back");
         assert_eq!(
             (set.count(), set.len()),
             (3, singles.iter().map(Record::len).sum())

@@ -29,7 +29,8 @@ const RESYNC_CHUNK: usize = 4096;
 /// Members per part of a snapshot announcement: with metadata capped at a few
 /// KiB, a part stays around a megabyte.
 pub(super) const SNAPSHOT_PART: usize = 256;
-/// Operations written per round trip at most.
+/// Operations written per round trip at most, each delivery counted (several
+/// share one queued operation); the last operation taken may pass it.
 const BATCH: usize = 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -75,7 +76,9 @@ pub(super) async fn run(cluster: Arc<Cluster>) {
     cluster.up.store(false, Ordering::Release);
     *lock(&cluster.down_reason) = "this node left the cluster".into();
     *lock(&cluster.query_conn) = None;
-    while let Some(op) = rx.try_recv() {
+    // Closed, so a send racing this exit is refused to its caller, not left
+    // queued with nobody to write or refuse it.
+    for op in rx.close() {
         refuse(&cluster, op);
     }
     cluster.exited.send_replace(true);
@@ -94,11 +97,11 @@ pub(super) async fn leave(
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         batch.clear();
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Some(op) => batch.push(op),
-                None => break,
-            }
+        let mut count = 0;
+        while count < BATCH {
+            let Some(op) = rx.try_recv() else { break };
+            count += op.count();
+            batch.push(op);
         }
         let idle = batch.is_empty();
         // The last call (idle) writes the mirror's waiting frames.

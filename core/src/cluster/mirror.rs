@@ -80,7 +80,7 @@ impl Mirrors {
         session
     }
 
-    /// The writer took `n` operations.
+    /// The writer took operations that count `n` (each delivery counts one).
     pub(super) fn note_ops(&mut self, n: usize) {
         let now = Instant::now();
         let (start, current, previous) = self.pace.get_or_insert((now, 0, 0));

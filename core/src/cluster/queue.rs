@@ -1,6 +1,7 @@
 //! The writer's operation queue: in order, bounded in count and in bytes (what
-//! the frames, bodies and payloads of the queued operations weigh), so a Redis
-//! that stalls can not make a node buffer without limit. At either bound the
+//! the frames, bodies and payloads of the queued operations hold, allocated
+//! capacity included), so a Redis that stalls can not make a node buffer
+//! without limit. At either bound, and once the writer has closed it, the
 //! operation is refused to its caller: a cross-node send is refused to its
 //! sender (`internal`, "cluster unavailable"), a state write is dropped and a
 //! full resync scheduled.
@@ -26,9 +27,10 @@ pub(super) const OP_QUEUE: usize = 65_536;
 pub(super) const OP_QUEUE_BYTES: usize = 64 * 1024 * 1024;
 /// What an operation weighs besides its payload (keys, ids, bookkeeping).
 const OP_OVERHEAD: usize = 96;
-/// Records appended to one queued delivery at most (then a new one starts):
-/// a bundle is published at 256 KiB anyway, and one record set is re-read as a
-/// whole when its node does not listen.
+/// A queued delivery takes more records while it holds less than this (then a
+/// new one starts, so it ends at most one record past it): a bundle is
+/// published at 256 KiB anyway, and one record set is re-read as a whole when
+/// its node does not listen.
 const COALESCE_BYTES: usize = 64 * 1024;
 
 impl Op {
@@ -40,11 +42,12 @@ impl Op {
         }
     }
 
-    /// The bytes this operation holds while queued.
+    /// The bytes this operation holds while queued (a delivery's records by
+    /// their allocation, which grows by doubling as records join it).
     fn weight(&self) -> usize {
         OP_OVERHEAD
             + match self {
-                Op::Deliver { record, .. } => record.len(),
+                Op::Deliver { record, .. } => record.capacity(),
                 Op::Publish { payload, .. } => payload.len(),
                 Op::Join(m) => m.m.as_ref().map_or(0, |m| m.get().len()),
                 _ => 0,
@@ -56,6 +59,21 @@ impl Op {
 struct Pending {
     ops: VecDeque<Op>,
     bytes: usize,
+    /// The writer stopped for good: nothing more is queued.
+    closed: bool,
+}
+
+impl Pending {
+    /// Whether `weight` more bytes in one more operation fit.
+    fn fits(&self, weight: usize) -> bool {
+        !self.closed && self.ops.len() < OP_QUEUE && self.bytes + weight <= OP_QUEUE_BYTES
+    }
+
+    fn pop(&mut self) -> Option<Op> {
+        let op = self.ops.pop_front()?;
+        self.bytes -= op.weight();
+        Some(op)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -79,11 +97,12 @@ impl OpQueue {
         (OpQueue(shared.clone()), OpReceiver(shared))
     }
 
-    /// Queues `op`, or gives it back when the queue is full (by count or bytes).
+    /// Queues `op`, or gives it back when the queue is full (by count or
+    /// bytes) or closed.
     pub(super) fn try_send(&self, op: Op) -> Result<(), Op> {
         let weight = op.weight();
         let mut p = lock(&self.0.pending);
-        if p.ops.len() >= OP_QUEUE || p.bytes + weight > OP_QUEUE_BYTES {
+        if !p.fits(weight) {
             return Err(op);
         }
         p.bytes += weight;
@@ -94,23 +113,26 @@ impl OpQueue {
     }
 
     /// Queues a delivery to `node`, the record that `write` appends to a
-    /// buffer; false when the queue is full (by count or bytes), nothing
-    /// queued then.
+    /// buffer; false when the queue is full (by count or bytes) or closed,
+    /// nothing queued then.
     pub(super) fn deliver(&self, node: &Arc<str>, write: impl FnOnce(&mut String)) -> bool {
         let mut p = lock(&self.0.pending);
         let p = &mut *p;
+        if p.closed {
+            return false;
+        }
         if let Some(Op::Deliver { node: to, record }) = p.ops.back_mut() {
             if *to == *node && record.len() < COALESCE_BYTES {
-                let before = record.len();
+                let (len, held) = (record.len(), record.capacity());
                 record.append_with(write);
-                let added = record.len() - before;
-                p.bytes += added;
-                if p.bytes > OP_QUEUE_BYTES {
-                    // Over the bound: this one record is taken back.
-                    record.take_back(before);
-                    p.bytes -= added;
+                if p.bytes + (record.capacity() - held) > OP_QUEUE_BYTES {
+                    // Over the bound: the record is taken back, and the room
+                    // it grew by given back, so the count stays exact.
+                    record.take_back(len, held);
+                    p.bytes += record.capacity() - held;
                     return false;
                 }
+                p.bytes += record.capacity() - held;
                 return true;
             }
         }
@@ -119,7 +141,7 @@ impl OpQueue {
             record: Record::written(write),
         };
         let weight = op.weight();
-        if p.ops.len() >= OP_QUEUE || p.bytes + weight > OP_QUEUE_BYTES {
+        if !p.fits(weight) {
             return false;
         }
         p.bytes += weight;
@@ -142,35 +164,42 @@ impl OpQueue {
 impl OpReceiver {
     /// The next operation, if one is queued.
     pub(super) fn try_recv(&mut self) -> Option<Op> {
-        let mut p = lock(&self.0.pending);
-        let op = p.ops.pop_front()?;
-        p.bytes -= op.weight();
-        Some(op)
+        lock(&self.0.pending).pop()
     }
 
-    /// Waits for operations, then moves up to `limit` of them into `batch`;
-    /// returns what they count ([`Op::count`]: a delivery with several records
-    /// counts each). Cancel-safe: what it did not move stays queued.
+    /// Waits for operations, then moves them into `batch` until they count
+    /// `limit` ([`Op::count`]: a delivery with several records counts each;
+    /// the last one moved may pass it); returns what they count. Cancel-safe:
+    /// what it did not move stays queued.
     pub(super) async fn recv_many(&mut self, batch: &mut Vec<Op>, limit: usize) -> usize {
         loop {
-            // Registered before looking, so a send in between is not missed.
+            // Registered before looking, so a send in between wakes it (a
+            // permit left by `notify_one` would too; this does not rely on it).
             let ready = self.0.ready.notified();
+            tokio::pin!(ready);
+            ready.as_mut().enable();
             {
-                let mut guard = lock(&self.0.pending);
-                let p = &mut *guard;
-                let n = p.ops.len().min(limit);
-                if n > 0 {
-                    let mut count = 0;
-                    for op in p.ops.drain(..n) {
-                        p.bytes -= op.weight();
-                        count += op.count();
-                        batch.push(op);
-                    }
+                let mut p = lock(&self.0.pending);
+                let mut count = 0;
+                while count < limit {
+                    let Some(op) = p.pop() else { break };
+                    count += op.count();
+                    batch.push(op);
+                }
+                if count > 0 {
                     return count;
                 }
             }
             ready.await;
         }
+    }
+
+    /// Closes the queue for good (later sends are refused to their callers)
+    /// and returns what was still queued, for the writer to refuse.
+    pub(super) fn close(&mut self) -> Vec<Op> {
+        let mut p = lock(&self.0.pending);
+        p.closed = true;
+        std::iter::from_fn(|| p.pop()).collect()
     }
 
     /// The next operation, once one is queued.
@@ -256,5 +285,29 @@ mod tests {
             want.into_iter().map(|(n, b)| (n.to_owned(), b)).collect();
         assert_eq!(seen, want);
         assert_eq!(q.bytes(), 0, "every byte accounted for");
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_limited_by_deliveries_and_a_closed_queue_refuses() {
+        let (q, mut rx) = OpQueue::new();
+        let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
+        for n in 0..5 {
+            assert!(q.deliver(&a, record(&format!("{{\"n\":{n}}}"))));
+        }
+        assert!(q.deliver(&b, record("{}")));
+        let mut batch = Vec::new();
+        assert_eq!(
+            rx.recv_many(&mut batch, 3).await,
+            5,
+            "one operation of five passes 3"
+        );
+        assert_eq!(batch.len(), 1, "and the next waits for the next batch");
+        assert!(q.deliver(&b, record("{}")), "joins the one still queued");
+        assert!(q.try_send(publish(1)).is_ok());
+        let left = rx.close();
+        assert_eq!(left.iter().map(Op::count).collect::<Vec<_>>(), vec![2, 1]);
+        assert!(!q.deliver(&b, record("{}")), "closed: refused");
+        assert!(q.try_send(publish(1)).is_err(), "closed: given back");
+        assert_eq!(q.bytes(), 0);
     }
 }
