@@ -358,6 +358,16 @@ async fn peers_on_two_nodes_share_a_room_and_exchange_1000_messages_each_way() {
     let at_alice = alice.collect("a", 0..1000, "bob", 1000).await;
     sequential(&at_bob, 0);
     sequential(&at_alice, 0);
+    // Each node counts what it delivered from the other, once per message.
+    for node in [&a, &b] {
+        let (_, metrics) = http_get(node.addr, "/metrics").await;
+        for series in [
+            "switchboard_messages_relayed_total",
+            "switchboard_cluster_received_total",
+        ] {
+            assert_eq!(common::metric_value(&metrics, series), 1000.0, "{series}");
+        }
+    }
 
     // Room-wide messages reach the other node too; chat comes back to its sender.
     alice

@@ -76,9 +76,20 @@ impl Record {
     /// The one record that `write` writes (with [`Record::write`]), in an
     /// allocation of about its size (appended records grow it by doubling).
     pub(crate) fn written(write: impl FnOnce(&mut String)) -> Record {
-        let mut text = String::new();
+        Record::written_in(String::new(), write)
+    }
+
+    /// The one record that `write` writes, into `text` (emptied first: a
+    /// buffer given back by [`Record::into_buffer`] keeps its allocation).
+    pub(crate) fn written_in(mut text: String, write: impl FnOnce(&mut String)) -> Record {
+        text.clear();
         write(&mut text);
         Record { text, count: 1 }
+    }
+
+    /// Its buffer, for another record to be written into.
+    pub(crate) fn into_buffer(self) -> String {
+        self.text
     }
 
     /// Appends the one record that `write` writes (with [`Record::write`]).
@@ -114,7 +125,7 @@ impl Record {
         debug_assert_eq!(views.len(), self.count(), "a record made here parses");
         views
             .iter()
-            .map(|d| d.record_for(d.t.iter().copied(), true))
+            .map(|d| d.record_for(d.t.iter(), true))
             .collect()
     }
 
@@ -174,7 +185,7 @@ fn field(out: &mut String, s: &str) {
 pub(crate) struct DeliveryRef<'a> {
     pub o: &'a str,
     pub r: &'a str,
-    pub t: Vec<&'a str>,
+    pub t: Targets<'a>,
     pub u: bool,
     pub s: Option<&'a str>,
     pub i: Option<&'a str>,
@@ -192,6 +203,47 @@ impl DeliveryRef<'_> {
         Record::written(|out| Record::write(out, self.o, self.r, targets, self.u, reply, self.b))
     }
 }
+
+/// The target sessions of a delivery, left in the payload (checked when the
+/// record was read) and sliced out as they are iterated: no list is allocated
+/// per delivery.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Targets<'a> {
+    fields: &'a str,
+    n: usize,
+}
+
+impl<'a> Targets<'a> {
+    pub(crate) fn iter(&self) -> TargetIter<'a> {
+        TargetIter {
+            reader: Reader { rest: self.fields },
+            left: self.n,
+        }
+    }
+}
+
+/// The sessions of [`Targets`], in order.
+#[derive(Debug)]
+pub(crate) struct TargetIter<'a> {
+    reader: Reader<'a>,
+    left: usize,
+}
+
+impl<'a> Iterator for TargetIter<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        self.left = self.left.checked_sub(1)?;
+        // Read once already: every field is there.
+        self.reader.field()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for TargetIter<'_> {}
 
 /// Whether a pub/sub payload is a bundle.
 pub(crate) fn is_bundle(payload: &[u8]) -> bool {
@@ -236,11 +288,14 @@ impl<'a> Reader<'a> {
         let o = self.field()?;
         let r = self.field()?;
         let n = self.number()?;
-        // Each target takes at least 2 bytes: a claimed count can not reserve more.
-        let mut t = Vec::with_capacity(n.min(self.rest.len() / 2));
+        let fields = self.rest;
         for _ in 0..n {
-            t.push(self.field()?);
+            self.field()?;
         }
+        let t = Targets {
+            fields: &fields[..fields.len() - self.rest.len()],
+            n,
+        };
         let u = match self.byte()? {
             b'u' => true,
             b'm' => false,
@@ -342,10 +397,11 @@ mod tests {
         let d = &got[0];
         assert_eq!((d.o, d.r, d.u), ("node-a", "room:1\n", true));
         assert_eq!((d.s, d.i), (Some("sess"), Some("\"m-1\"")));
-        assert_eq!(got[1].t, vec!["s2", "s3", "s:4"]);
+        assert_eq!(got[1].t.iter().collect::<Vec<_>>(), ["s2", "s3", "s:4"]);
         let one = got[1].record_for(["s3"].into_iter(), false);
         let one = one.view().unwrap();
-        assert_eq!((one.t, one.s, one.b), (vec!["s3"], None, "{}"));
+        assert_eq!(one.t.iter().collect::<Vec<_>>(), ["s3"]);
+        assert_eq!((one.s, one.b), (None, "{}"));
         assert_eq!(
             got[0].record_for(["s1"].into_iter(), true).view(),
             Some(got[0].clone())
@@ -362,9 +418,7 @@ mod tests {
         let mut set = singles[0].clone();
         for r in &singles[1..] {
             let d = r.view().unwrap();
-            set.append_with(|out| {
-                Record::write(out, d.o, d.r, d.t.iter().copied(), d.u, d.s.zip(d.i), d.b)
-            });
+            set.append_with(|out| Record::write(out, d.o, d.r, d.t.iter(), d.u, d.s.zip(d.i), d.b));
         }
         // One more, taken back (the queue's byte bound): as if never appended.
         let (before, held) = (set.len(), set.capacity());

@@ -48,12 +48,13 @@ pub(super) async fn claim(cluster: Arc<Cluster>, hub: Hub, request: ClaimRequest
             let mut claims = lock(&cluster.claims);
             let records = hub.adopt(parts, &request);
             let held = claims.remove(&sid).unwrap_or_default();
+            let mut relayed = 0;
             for record in held {
                 if let Some(d) = record.view() {
-                    deliver(&cluster, &hub, &d, claims);
-                    claims = lock(&cluster.claims);
+                    relayed += deliver(&cluster, &hub, &d, &mut claims);
                 }
             }
+            hub.relayed(relayed);
             drop(claims);
             cluster.stats.claims.fetch_add(1, Ordering::Relaxed);
             // Its memberships now live here.

@@ -32,6 +32,13 @@ const OP_OVERHEAD: usize = 96;
 /// published at 256 KiB anyway, and one record set is re-read as a whole when
 /// its node does not listen.
 const COALESCE_BYTES: usize = 64 * 1024;
+/// Record buffers the writer gives back once their bundle is published, kept
+/// for new deliveries to be written into (at most this many, each at most
+/// [`SPARE_CAPACITY`]; more are freed): a record that starts in one does not
+/// grow from a few hundred bytes to 64 KiB by reallocation and copying, and
+/// its memory is still warm in the cache.
+const SPARES: usize = 4;
+const SPARE_CAPACITY: usize = 4 * COALESCE_BYTES;
 
 impl Op {
     /// What it counts for the writer's pace: its deliveries, or one.
@@ -61,6 +68,8 @@ struct Pending {
     bytes: usize,
     /// The writer stopped for good: nothing more is queued.
     closed: bool,
+    /// Emptied record buffers, for new deliveries (see [`SPARES`]).
+    spares: Vec<String>,
 }
 
 impl Pending {
@@ -138,7 +147,7 @@ impl OpQueue {
         }
         let op = Op::Deliver {
             node: node.clone(),
-            record: Record::written(write),
+            record: Record::written_in(p.spares.pop().unwrap_or_default(), write),
         };
         let weight = op.weight();
         if !p.fits(weight) {
@@ -162,14 +171,21 @@ impl OpQueue {
 }
 
 impl OpReceiver {
-    /// The next operation, if one is queued.
-    pub(super) fn try_recv(&mut self) -> Option<Op> {
-        lock(&self.0.pending).pop()
+    /// Moves queued operations into `batch` until they count `limit`
+    /// ([`Op::count`]: a delivery with several records counts each; the last
+    /// one moved may pass it); returns what they count (0: none queued).
+    pub(super) fn take(&self, batch: &mut Vec<Op>, limit: usize) -> usize {
+        let mut p = lock(&self.0.pending);
+        let mut count = 0;
+        while count < limit {
+            let Some(op) = p.pop() else { break };
+            count += op.count();
+            batch.push(op);
+        }
+        count
     }
 
-    /// Waits for operations, then moves them into `batch` until they count
-    /// `limit` ([`Op::count`]: a delivery with several records counts each;
-    /// the last one moved may pass it); returns what they count. Cancel-safe:
+    /// Waits for operations, then [`take`](Self::take)s them. Cancel-safe:
     /// what it did not move stays queued.
     pub(super) async fn recv_many(&mut self, batch: &mut Vec<Op>, limit: usize) -> usize {
         loop {
@@ -178,19 +194,25 @@ impl OpReceiver {
             let ready = self.0.ready.notified();
             tokio::pin!(ready);
             ready.as_mut().enable();
-            {
-                let mut p = lock(&self.0.pending);
-                let mut count = 0;
-                while count < limit {
-                    let Some(op) = p.pop() else { break };
-                    count += op.count();
-                    batch.push(op);
-                }
-                if count > 0 {
-                    return count;
-                }
+            let count = self.take(batch, limit);
+            if count > 0 {
+                return count;
             }
             ready.await;
+        }
+    }
+
+    /// Gives back the buffers of records written to Redis, for new deliveries.
+    pub(super) fn recycle(&self, records: impl IntoIterator<Item = Record>) {
+        let mut p = lock(&self.0.pending);
+        for record in records {
+            if p.spares.len() >= SPARES {
+                break;
+            }
+            let buffer = record.into_buffer();
+            if buffer.capacity() <= SPARE_CAPACITY {
+                p.spares.push(buffer);
+            }
         }
     }
 
@@ -199,6 +221,7 @@ impl OpReceiver {
     pub(super) fn close(&mut self) -> Vec<Op> {
         let mut p = lock(&self.0.pending);
         p.closed = true;
+        p.spares = Vec::new();
         std::iter::from_fn(|| p.pop()).collect()
     }
 
@@ -231,7 +254,7 @@ mod tests {
 
     #[test]
     fn bounded_by_bytes_and_given_back_when_full() {
-        let (q, mut rx) = OpQueue::new();
+        let (q, rx) = OpQueue::new();
         let big = OP_QUEUE_BYTES / 4;
         for _ in 0..3 {
             assert!(q.try_send(publish(big)).is_ok());
@@ -247,7 +270,8 @@ mod tests {
             !q.deliver(&node, record(&huge)),
             "a delivery is bounded too"
         );
-        assert!(rx.try_recv().is_some());
+        let mut one = Vec::new();
+        assert_eq!(rx.take(&mut one, 1), 1, "one taken");
         assert!(q.try_send(publish(big)).is_ok(), "taking one makes room");
         assert!(q.bytes() <= OP_QUEUE_BYTES);
     }
@@ -309,5 +333,54 @@ mod tests {
         assert!(!q.deliver(&b, record("{}")), "closed: refused");
         assert!(q.try_send(publish(1)).is_err(), "closed: given back");
         assert_eq!(q.bytes(), 0);
+    }
+
+    /// Capacities of the records of new deliveries, one per delivery (they
+    /// alternate between two nodes, so none joins another).
+    fn new_record_capacities(q: &OpQueue, rx: &OpReceiver, n: usize) -> Vec<usize> {
+        let nodes: [Arc<str>; 2] = ["a".into(), "b".into()];
+        for k in 0..n {
+            assert!(q.deliver(&nodes[k % 2], record("{}")));
+        }
+        let mut batch = Vec::new();
+        assert_eq!(rx.take(&mut batch, usize::MAX), n);
+        batch
+            .into_iter()
+            .map(|op| match op {
+                Op::Deliver { record, .. } => record.capacity(),
+                _ => unreachable!("only deliveries were queued"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn written_records_lend_their_buffers_to_new_deliveries_within_bounds() {
+        let (q, rx) = OpQueue::new();
+        let sized = |capacity: usize| {
+            Record::written_in(String::with_capacity(capacity), record("{\"old\":1}"))
+        };
+        // More than are kept, and one too large to keep.
+        let given = (0..SPARES + 2).map(|_| sized(8192));
+        rx.recycle(std::iter::once(sized(SPARE_CAPACITY + 1)).chain(given));
+        let capacities = new_record_capacities(&q, &rx, SPARES + 1);
+        let lent = capacities.iter().filter(|&&c| c >= 8192).count();
+        assert_eq!(lent, SPARES, "{capacities:?}");
+        assert!(
+            capacities.iter().all(|&c| c <= SPARE_CAPACITY),
+            "{capacities:?}"
+        );
+        assert_eq!(q.bytes(), 0, "what was taken is no longer counted");
+        // A lent buffer holds only its new record.
+        assert!(q.deliver(&"a".into(), record("{}")));
+        let mut batch = Vec::new();
+        rx.take(&mut batch, 1);
+        match batch.pop() {
+            Some(Op::Deliver { record, .. }) => {
+                let views = record.split_views();
+                assert_eq!(views.len(), 1);
+                assert_eq!(views[0].b, "{}");
+            }
+            _ => panic!("a delivery was queued"),
+        }
     }
 }

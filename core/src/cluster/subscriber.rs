@@ -115,20 +115,31 @@ pub(super) fn membership(cluster: &Cluster, hub: &Hub, event: Membership) {
     }
 }
 
-/// Delivers every message of a bundle, in order.
+/// Delivers every message of a bundle, in order, under one lock of the claims
+/// (a claim waits at most for the rest of one bundle, at most 256 KiB).
 fn deliver_bundle(cluster: &Cluster, hub: &Hub, payload: &[u8]) {
     let Ok(text) = std::str::from_utf8(payload) else {
         warn!("cluster: a bundle of deliveries is not UTF-8; dropped");
         return;
     };
+    // Counted once per bundle: an atomic add per message cost more than the
+    // rest of its delivery loop.
+    let mut claims = lock(&cluster.claims);
+    let (mut received, mut relayed) = (0, 0);
     for d in bundle::read(text) {
         let Ok(d) = d else {
             warn!("cluster: unreadable bundle of deliveries; the rest of it is dropped");
-            return;
+            break;
         };
-        cluster.stats.received.fetch_add(1, Ordering::Relaxed);
-        deliver(cluster, hub, &d, lock(&cluster.claims));
+        received += 1;
+        relayed += deliver(cluster, hub, &d, &mut claims);
     }
+    drop(claims);
+    cluster
+        .stats
+        .received
+        .fetch_add(received, Ordering::Relaxed);
+    hub.relayed(relayed);
 }
 
 pub(super) fn inbox(cluster: &Cluster, hub: &Hub, msg: Inbox) {
@@ -171,18 +182,20 @@ pub(super) fn inbox(cluster: &Cluster, hub: &Hub, msg: Inbox) {
 
 /// Delivers a message from another node to its local receivers. Receivers being
 /// claimed here hold it until they are installed; receivers handed over follow to
-/// their new node. Runs under the claims lock, so it can not slip past a claim.
+/// their new node. Runs under the claims lock (`claims` is what it guards), so
+/// it can not slip past a claim. Returns how many local sessions took it (for
+/// the caller to count as relayed, [`Hub::relayed`]).
 pub(super) fn deliver(
     cluster: &Cluster,
     hub: &Hub,
     d: &DeliveryRef<'_>,
-    mut claims: std::sync::MutexGuard<'_, HashMap<Arc<str>, Vec<Record>>>,
-) {
+    claims: &mut HashMap<Arc<str>, Vec<Record>>,
+) -> u64 {
     // The answer is given here unless a receiver of a unicast moved on (the
     // node it moved to answers).
     let mut answer_here = true;
-    let mut took = false;
-    for &sid in &d.t {
+    let mut taken = 0;
+    for sid in d.t.iter() {
         let single = || d.record_for(std::iter::once(sid), d.u);
         if let Some(held) = claims.get_mut(sid) {
             if held.len() < HELD_PER_CLAIM {
@@ -192,7 +205,7 @@ pub(super) fn deliver(
             }
         }
         match hub.deliver_remote(d.r, sid, d.b) {
-            Some(t) => took |= t,
+            Some(t) => taken += u64::from(t),
             None => {
                 let moved = lock(&cluster.tombstones).get(sid).map(|(n, _)| n.clone());
                 if let Some(node) = moved {
@@ -205,15 +218,14 @@ pub(super) fn deliver(
             }
         }
     }
-    drop(claims);
     if let (true, Some(s), Some(i)) = (answer_here, d.s, d.i) {
-        let Ok(i) = RawValue::from_string(i.to_owned()) else {
-            return;
-        };
-        let e = (d.u && !took).then(|| "peer-not-found".to_owned());
-        cluster.queue(Op::Publish {
-            channel: keys::inbox(d.o),
-            payload: encode(&Inbox::Answer { s: s.into(), i, e }),
-        });
+        if let Ok(i) = RawValue::from_string(i.to_owned()) {
+            let e = (d.u && taken == 0).then(|| "peer-not-found".to_owned());
+            cluster.queue(Op::Publish {
+                channel: keys::inbox(d.o),
+                payload: encode(&Inbox::Answer { s: s.into(), i, e }),
+            });
+        }
     }
+    taken
 }

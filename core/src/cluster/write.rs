@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use super::bundle::{Bundle, Record};
 use super::mirror::Mirrors;
+use super::queue::OpReceiver;
 use super::wire::{encode, Membership};
 use super::{bundle, keys, Cluster, Op};
 
@@ -20,10 +21,12 @@ use super::{bundle, keys, Cluster, Op};
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
 /// Writes one batch of operations in one round trip, in order; then handles the
-/// deliveries no node was subscribed for.
+/// deliveries no node was subscribed for; the buffers of the records written go
+/// back to `rx` for new deliveries.
 pub(super) async fn write(
     cluster: &Arc<Cluster>,
     conn: &mut MultiplexedConnection,
+    rx: &OpReceiver,
     batch: &mut Vec<Op>,
     held: &mut Held,
     mirrors: &mut Mirrors,
@@ -157,14 +160,16 @@ pub(super) async fn write(
     if n > 0 {
         let results: Vec<RedisResult<Value>> = pipe.query_async(conn).await?;
         for (i, to, records) in bundles.published {
-            if let Some(Ok(Value::Int(0))) = results.get(i) {
-                // Nobody listened: each delivery, in order, is held or orphaned.
-                for record in records.into_iter().flat_map(Record::split) {
-                    if held.holds(&to) {
-                        held.hold(&to, record);
-                    } else if let Orphan::Hold(rest) = orphan(cluster, conn, &to, record).await? {
-                        held.hold(&to, rest);
-                    }
+            let Some(Ok(Value::Int(0))) = results.get(i) else {
+                rx.recycle(records);
+                continue;
+            };
+            // Nobody listened: each delivery, in order, is held or orphaned.
+            for record in records.into_iter().flat_map(Record::split) {
+                if held.holds(&to) {
+                    held.hold(&to, record);
+                } else if let Orphan::Hold(rest) = orphan(cluster, conn, &to, record).await? {
+                    held.hold(&to, rest);
                 }
             }
         }
@@ -282,7 +287,7 @@ pub(super) async fn orphan(
     let script = Script::new(keys::BUFFER_ORPHAN);
     let mut accepted = 0usize;
     let mut redirected = false;
-    for (k, &sid) in d.t.iter().enumerate() {
+    for (k, sid) in d.t.iter().enumerate() {
         let r: Vec<Value> = script
             .key(keys::session_meta(sid))
             .key(keys::session_replay(sid))
@@ -309,7 +314,7 @@ pub(super) async fn orphan(
                     });
                 }
                 _ => {
-                    let rest = d.record_for(d.t[k..].iter().copied(), true);
+                    let rest = d.record_for(d.t.iter().skip(k), true);
                     return Ok(Orphan::Hold(rest));
                 }
             },

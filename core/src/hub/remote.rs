@@ -201,21 +201,25 @@ impl Hub {
 
     /// Delivers a message from another node to local session `sid` if it is in
     /// `room_id`: `None` when no live session has that id here, else whether it
-    /// took the message. Counted as relayed.
+    /// took the message. The caller counts what was taken ([`Hub::relayed`]),
+    /// once for many.
     pub(crate) fn deliver_remote(&self, room_id: &str, sid: &str, body: &str) -> Option<bool> {
         let session = self.inner.sessions.get(sid)?;
         let mut st = session.lock();
         if st.ended {
             return None;
         }
-        let took = st.rooms.iter().any(|r| &*r.id == room_id) && st.deliver(body).is_some();
-        if took {
+        Some(st.rooms.iter().any(|r| &*r.id == room_id) && st.deliver(body).is_some())
+    }
+
+    /// Counts `n` messages delivered from other nodes as relayed.
+    pub(crate) fn relayed(&self, n: u64) {
+        if n > 0 {
             self.inner
                 .metrics
                 .messages_relayed
-                .fetch_add(1, Ordering::Relaxed);
+                .fetch_add(n, Ordering::Relaxed);
         }
-        Some(took)
     }
 
     /// Delivers a server message (`ack`, `error`) to a local session, if it is here.

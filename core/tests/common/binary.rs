@@ -98,11 +98,7 @@ impl Binary {
     pub async fn metric(&self, series: &str) -> f64 {
         let (status, body) = self.call("GET", "/metrics", None, None).await;
         assert_eq!(status, 200);
-        body.as_str()
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-            .unwrap_or(0.0)
+        super::metric_value(body.as_str().unwrap_or_default(), series)
     }
 
     pub async fn get(&self, path: &str) -> Value {

@@ -253,6 +253,15 @@ pub async fn http_get(server: &ServerHandle, path: &str) -> (u16, String) {
 }
 
 /// Asserts `msg` is a `user-left` for `user` with `reason`.
+/// One series of a `/metrics` text (0 when absent), e.g.
+/// `switchboard_handshakes_refused_total{reason="per_ip"}`.
+pub fn metric_value(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 pub fn assert_user_left(msg: &Value, user: &str, reason: &str) {
     assert_eq!(
         (
