@@ -87,6 +87,11 @@ impl Record {
         Record { text, count: 1 }
     }
 
+    /// Gives back the allocation beyond its text (it is kept a while).
+    pub(crate) fn shrink(&mut self) {
+        self.text.shrink_to_fit();
+    }
+
     /// Its buffer, for another record to be written into.
     pub(crate) fn into_buffer(self) -> String {
         self.text
@@ -234,8 +239,14 @@ impl<'a> Iterator for TargetIter<'a> {
 
     fn next(&mut self) -> Option<&'a str> {
         self.left = self.left.checked_sub(1)?;
-        // Read once already: every field is there.
-        self.reader.field()
+        // Read once already: every field is there (were one not, the
+        // iteration ends, and says so in its length).
+        let field = self.reader.field();
+        if field.is_none() {
+            debug_assert!(false, "targets are checked when read");
+            self.left = 0;
+        }
+        field
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

@@ -32,8 +32,11 @@ pub(super) const SNAPSHOT_PART: usize = 256;
 /// Operations written per round trip at most, each delivery counted (several
 /// share one queued operation); the last operation taken may pass it.
 const BATCH: usize = 1024;
-/// Scheduler rounds a busy writer lets pass to gather a batch ([`gather`]).
+/// Scheduler rounds a busy writer lets pass to gather a batch ([`gather`]),
+/// and the time it gives them at most (a round on a runtime with many ready
+/// tasks can be long).
 const GATHER_ROUNDS: usize = 4;
+const GATHER_TIME: Duration = Duration::from_micros(500);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Longest pause between reconnection attempts.
@@ -115,9 +118,9 @@ pub(super) async fn leave(
 }
 
 /// While operations come fast, lets the node's other ready tasks run before a
-/// batch goes (at most [`GATHER_ROUNDS`] times, while they keep queueing more),
-/// so the deliveries they queue meanwhile join it; `n` is what `batch` counts,
-/// and what it counts after is returned.
+/// batch goes (at most [`GATHER_ROUNDS`] times and [`GATHER_TIME`], while they
+/// keep queueing more), so the deliveries they queue meanwhile join it; `n` is
+/// what `batch` counts, and what it counts after is returned.
 ///
 /// Why: a round trip's fixed costs (a `PUBLISH` Redis parses and fans out, the
 /// subscriber woken on the other node, the context switches between them) were
@@ -127,8 +130,9 @@ pub(super) async fn leave(
 /// at a slow pace (the writer is not busy then) and a few scheduler rounds,
 /// far below the round trip, at a fast one.
 async fn gather(rx: &OpReceiver, batch: &mut Vec<Op>, mut n: usize) -> usize {
+    let start = Instant::now();
     for _ in 0..GATHER_ROUNDS {
-        if n >= BATCH {
+        if n >= BATCH || start.elapsed() >= GATHER_TIME {
             break;
         }
         tokio::task::yield_now().await;
@@ -238,6 +242,8 @@ pub(super) async fn serve(
             biased;
             Some(why) = fail_rx.recv() => break why,
             n = rx.recv_many(&mut batch, BATCH) => {
+                // Its pace as of now (a burst that ended is no longer busy).
+                mirrors.note_ops(0);
                 let n = if mirrors.busy() { gather(rx, &mut batch, n).await } else { n };
                 if let Err(e) = write(cluster, &mut conn, rx, &mut batch, &mut held, &mut mirrors, false).await {
                     break format!("Redis write failed: {e}");

@@ -145,9 +145,15 @@ impl OpQueue {
                 return true;
             }
         }
+        // A lent buffer counts at its capacity: near the bound, a fresh one.
+        let lend = p
+            .spares
+            .last()
+            .is_some_and(|b| p.fits(OP_OVERHEAD + b.capacity()));
+        let buffer = if lend { p.spares.pop() } else { None };
         let op = Op::Deliver {
             node: node.clone(),
-            record: Record::written_in(p.spares.pop().unwrap_or_default(), write),
+            record: Record::written_in(buffer.unwrap_or_default(), write),
         };
         let weight = op.weight();
         if !p.fits(weight) {
@@ -336,7 +342,8 @@ mod tests {
     }
 
     /// Capacities of the records of new deliveries, one per delivery (they
-    /// alternate between two nodes, so none joins another).
+    /// alternate between two nodes, so none joins another), each checked to
+    /// hold its one delivery only.
     fn new_record_capacities(q: &OpQueue, rx: &OpReceiver, n: usize) -> Vec<usize> {
         let nodes: [Arc<str>; 2] = ["a".into(), "b".into()];
         for k in 0..n {
@@ -347,7 +354,12 @@ mod tests {
         batch
             .into_iter()
             .map(|op| match op {
-                Op::Deliver { record, .. } => record.capacity(),
+                Op::Deliver { record, .. } => {
+                    let views = record.split_views();
+                    assert_eq!(views.len(), 1, "only its own delivery");
+                    assert_eq!((views[0].b, record.count()), ("{}", 1));
+                    record.capacity()
+                }
                 _ => unreachable!("only deliveries were queued"),
             })
             .collect()
@@ -370,17 +382,17 @@ mod tests {
             "{capacities:?}"
         );
         assert_eq!(q.bytes(), 0, "what was taken is no longer counted");
-        // A lent buffer holds only its new record.
-        assert!(q.deliver(&"a".into(), record("{}")));
+        // Near the byte bound a buffer is not lent: it counts at its capacity.
+        rx.recycle([sized(8192)]);
+        let filler = OP_QUEUE_BYTES - 2 * OP_OVERHEAD - 4096;
+        assert!(q.try_send(publish(filler)).is_ok());
+        assert!(q.deliver(&"a".into(), record("{}")), "a fresh buffer fits");
         let mut batch = Vec::new();
-        rx.take(&mut batch, 1);
-        match batch.pop() {
-            Some(Op::Deliver { record, .. }) => {
-                let views = record.split_views();
-                assert_eq!(views.len(), 1);
-                assert_eq!(views[0].b, "{}");
-            }
-            _ => panic!("a delivery was queued"),
-        }
+        rx.take(&mut batch, 2);
+        assert!(
+            matches!(&batch[1], Op::Deliver { record, .. } if record.capacity() < 8192),
+            "not the spare"
+        );
+        assert_eq!(new_record_capacities(&q, &rx, 1), vec![8192], "still kept");
     }
 }

@@ -116,7 +116,8 @@ pub(super) fn membership(cluster: &Cluster, hub: &Hub, event: Membership) {
 }
 
 /// Delivers every message of a bundle, in order, under one lock of the claims
-/// (a claim waits at most for the rest of one bundle, at most 256 KiB).
+/// (a claim waits at most for the rest of one bundle: about 256 KiB from a
+/// node of this version).
 fn deliver_bundle(cluster: &Cluster, hub: &Hub, payload: &[u8]) {
     let Ok(text) = std::str::from_utf8(payload) else {
         warn!("cluster: a bundle of deliveries is not UTF-8; dropped");

@@ -251,7 +251,10 @@ async fn publish_single(
 pub(super) struct Held(pub(super) HashMap<Arc<str>, (Instant, VecDeque<Record>)>);
 
 impl Held {
-    pub(super) fn hold(&mut self, node: &Arc<str>, d: Record) {
+    pub(super) fn hold(&mut self, node: &Arc<str>, mut d: Record) {
+        // Held by time, not by bytes: it keeps no more than its own size (a
+        // record may have been written into a lent 256 KiB buffer).
+        d.shrink();
         self.0
             .entry(node.clone())
             .or_insert_with(|| (Instant::now(), VecDeque::new()))

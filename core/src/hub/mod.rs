@@ -51,7 +51,7 @@ use session::{Member, Room};
 pub(crate) use session::{RemoteMember, ReplayMirror, Session};
 
 const SHARDS: usize = 16;
-const _: () = assert!(SHARDS.is_power_of_two());
+const _: () = assert!(SHARDS.is_power_of_two() && SHARDS > 1);
 
 /// The shard of `key`: a multiply per 8 bytes, not a keyed hash. The shard only
 /// spreads lock contention (the map inside keeps its keyed hash against
