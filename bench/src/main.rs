@@ -306,6 +306,7 @@ fn main() -> ExitCode {
         exe,
         server_pin: pin.then_some(opts.server_cpu),
         servers: opts.servers.clone(),
+        repeats: opts.repeats,
         unavailable: Vec::new(),
         failed: false,
     };
@@ -428,6 +429,8 @@ struct Bench<'a> {
     server_pin: Option<usize>,
     /// The servers each scenario runs against (`--servers`; `floor` sets its own).
     servers: Vec<ServerKind>,
+    /// Repeats of each scenario (`-r`; `floor` raises it for one step).
+    repeats: usize,
     unavailable: Vec<ServerKind>,
     failed: bool,
 }
@@ -500,7 +503,7 @@ impl Bench<'_> {
     ) -> Vec<(ServerKind, Vec<T>)> {
         eprintln!("== {title}");
         let mut results: Vec<(ServerKind, Vec<T>)> = Vec::new();
-        for rep in 0..self.opts.repeats {
+        for rep in 0..self.repeats {
             for kind in self.servers.clone() {
                 let relay_only =
                     matches!(kind, ServerKind::Cluster | ServerKind::SwitchboardMsgpack);

@@ -128,6 +128,36 @@ fn ratio(a: f64, b: f64) -> String {
     }
 }
 
+/// The first server against the second, repeat by repeat (they ran
+/// alternately, so each pair shared the machine's state): the median of the
+/// ratios of `f`, and in how many repeats the first was lower. Where a ratio of
+/// medians sits within a percent of 1, this says whether that is a difference
+/// or a coin toss. `None` unless both have a run in every repeat.
+pub(crate) fn paired<T>(results: &[(ServerKind, Vec<T>)], f: impl Fn(&T) -> f64) -> Option<Paired> {
+    let [(_, a), (_, b), ..] = results else {
+        return None;
+    };
+    if a.len() != b.len() || a.is_empty() {
+        return None;
+    }
+    let (a, b): (Vec<f64>, Vec<f64>) = (a.iter().map(&f).collect(), b.iter().map(&f).collect());
+    Some(Paired {
+        median_ratio: median(a.iter().zip(&b).map(|(x, y)| x / y).collect()),
+        lower: a.iter().zip(&b).filter(|(x, y)| x < y).count(),
+        higher: a.iter().zip(&b).filter(|(x, y)| x > y).count(),
+        n: a.len(),
+    })
+}
+
+/// See [`paired`].
+#[derive(Debug, PartialEq)]
+pub(crate) struct Paired {
+    pub median_ratio: f64,
+    pub lower: usize,
+    pub higher: usize,
+    pub n: usize,
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.retain(|x| !x.is_nan());
     if v.is_empty() {
@@ -149,5 +179,23 @@ mod tests {
         assert_eq!(super::median(vec![3.0, 1.0, 2.0]), 2.0);
         assert_eq!(super::median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
         assert!(super::median(vec![f64::NAN]).is_nan());
+    }
+
+    #[test]
+    fn paired_compares_repeat_by_repeat() {
+        use crate::ServerKind::{Bare, Switchboard};
+        let runs = vec![
+            (Switchboard, vec![70.0, 75.0, 72.0]),
+            (Bare, vec![71.0, 74.0, 72.0]),
+        ];
+        let p = super::paired(&runs, |v| *v).unwrap();
+        assert_eq!((p.lower, p.higher, p.n), (1, 1, 3));
+        assert_eq!(p.median_ratio, 1.0);
+        let short = vec![(Switchboard, vec![1.0, 2.0]), (Bare, vec![1.0])];
+        assert_eq!(
+            super::paired(&short, |v| *v),
+            None,
+            "a missing run: no pairs"
+        );
     }
 }

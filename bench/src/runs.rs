@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::client::Wire;
-use crate::report::{Report, Row};
+use crate::report::{self, Report, Row};
 use crate::scenarios::{self, RelayParams};
 use crate::{Bench, ServerKind};
 
@@ -102,6 +102,20 @@ impl Bench<'_> {
             |r| r.bad,
         ));
         rep.print();
+        if let (Some(p), [(first, _), (second, _), ..]) =
+            (report::paired(&results, |r| r.p50_us), &results[..])
+        {
+            println!(
+                "p50 latency, {} / {} repeat by repeat: median ratio {:.3}×; {} lower in {}, higher in {} of {} repeats\n",
+                first.name(),
+                second.name(),
+                p.median_ratio,
+                first.name(),
+                p.lower,
+                p.higher,
+                p.n
+            );
+        }
     }
 
     /// Idle joined connections, without or after a call, with acking and
