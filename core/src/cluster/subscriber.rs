@@ -123,8 +123,7 @@ fn deliver_bundle(cluster: &Cluster, hub: &Hub, payload: &[u8]) {
         warn!("cluster: a bundle of deliveries is not UTF-8; dropped");
         return;
     };
-    // Counted once per bundle: an atomic add per message cost more than the
-    // rest of its delivery loop.
+    // Counted once per bundle, not per message: one atomic add each.
     let mut claims = lock(&cluster.claims);
     let (mut received, mut relayed) = (0, 0);
     for d in bundle::read(text) {
