@@ -132,7 +132,9 @@ fn ratio(a: f64, b: f64) -> String {
 /// alternately, so each pair shared the machine's state): the median of the
 /// ratios of `f`, and in how many repeats the first was lower. Where a ratio of
 /// medians sits within a percent of 1, this says whether that is a difference
-/// or a coin toss. `None` unless both have a run in every repeat.
+/// or a coin toss. `None` when their run counts differ (a run failed; runs
+/// are paired by their place, so two failures in different repeats would
+/// pair runs of different repeats: rare, and said here).
 pub(crate) fn paired<T>(results: &[(ServerKind, Vec<T>)], f: impl Fn(&T) -> f64) -> Option<Paired> {
     let [(_, a), (_, b), ..] = results else {
         return None;
