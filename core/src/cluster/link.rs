@@ -474,7 +474,9 @@ mod tests {
         }
     }
 
-    #[tokio::test(flavor = "current_thread")]
+    // The clock is paused: a loaded machine can take 500 us between two
+    // scheduler rounds, and the rounds, not the wall clock, are under test here.
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
     async fn a_busy_writer_gathers_while_tasks_keep_queueing_and_stops_when_they_do() {
         let (q, rx) = OpQueue::new();
         // A task that queues one operation each time it runs, 10 times.
@@ -504,5 +506,30 @@ mod tests {
         q.try_send(publish()).expect("room");
         assert_eq!(gather(&rx, &mut batch, BATCH).await, BATCH);
         assert_eq!(rx.take(&mut batch, 1), 1, "still queued");
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn gathering_stops_once_its_time_is_spent() {
+        let (q, rx) = OpQueue::new();
+        let q = Arc::new(q);
+        // Each round queues one more, but the first round takes all the time.
+        let producer = {
+            let q = q.clone();
+            tokio::spawn(async move {
+                q.try_send(publish()).expect("room");
+                tokio::time::advance(GATHER_TIME).await;
+                for _ in 0..5 {
+                    q.try_send(publish()).expect("room");
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+        let mut batch = Vec::new();
+        let n = gather(&rx, &mut batch, 0).await;
+        assert!(
+            (1..GATHER_ROUNDS).contains(&n),
+            "stopped at the time cap, not the round cap: {n}"
+        );
+        producer.await.unwrap();
     }
 }
