@@ -6,9 +6,16 @@ import { test } from 'node:test';
 import { Client } from '../esm/index.mjs';
 import { FAST_CLIENT, record, startProxy, startServer, waitFor } from './helpers.mjs';
 
-test('reconnect and resume through a connection cut: nothing lost, nothing doubled', async () => {
+test('reconnect and resume through a connection cut: nothing lost, nothing doubled', async (t) => {
   const server = await startServer();
   const proxy = await startProxy(server.url);
+  const clients = [];
+  // Also after a failed assertion: open clients would keep the process alive.
+  t.after(async () => {
+    for (const c of clients) await c.close();
+    proxy.close();
+    await server.stop();
+  });
   let asked = 0;
   const alice = await Client.connect(proxy.url, {
     userId: 'alice',
@@ -17,6 +24,7 @@ test('reconnect and resume through a connection cut: nothing lost, nothing doubl
     tokenProvider: async () => `token-${++asked}`,
   });
   const bob = await Client.connect(server.url, { userId: 'bob', ...FAST_CLIENT });
+  clients.push(alice, bob);
   const events = record(alice, 'reconnecting', 'resumed', 'offer', 'rejoined');
   const bobGot = record(bob, 'answer');
   await alice.join('r');
@@ -24,12 +32,14 @@ test('reconnect and resume through a connection cut: nothing lost, nothing doubl
   const session = alice.sessionId;
   assert.ok(session);
 
-  proxy.cut();
+  // Alice stays offline until both sends below are made.
+  proxy.cut({ hold: true });
   await waitFor(() => server.peers('r').find((p) => p.userId === 'alice')?.connected === false, 5000, 'alice away');
   // Bob sends while Alice is away (buffered by the server), Alice sends while
   // offline (queued by her client).
   await bob.sendOffer('alice', { sdp: 'while-away' });
   const queued = alice.sendAnswer('bob', { sdp: 'queued-offline' });
+  proxy.release();
 
   await waitFor(() => events.some((e) => e.type === 'resumed'), 10000, 'resumed');
   await queued;
@@ -45,11 +55,6 @@ test('reconnect and resume through a connection cut: nothing lost, nothing doubl
   assert.equal(alice.connected, true);
   assert.ok(asked >= 2, 'the token provider was asked again for the reconnect');
   assert.deepEqual(alice.rooms, ['r']);
-
-  await alice.close();
-  await bob.close();
-  proxy.close();
-  await server.stop();
 });
 
 test('a server restart ends in resume-failed, then rejoined with the rooms', async () => {

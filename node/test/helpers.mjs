@@ -94,7 +94,12 @@ export class RawClient {
 export async function startProxy(targetUrl) {
   const { hostname, port } = new URL(targetUrl.replace('ws://', 'http://'));
   const sockets = new Set();
+  let holding = false;
   const server = net.createServer((client) => {
+    if (holding) {
+      client.destroy();
+      return;
+    }
     const upstream = net.connect(Number(port), hostname);
     sockets.add(client);
     sockets.add(upstream);
@@ -114,10 +119,18 @@ export async function startProxy(targetUrl) {
   url.port = String(server.address().port);
   return {
     url: url.toString(),
-    /** Destroys every proxied connection (a network cut: no close frame). */
-    cut() {
+    /**
+     * Destroys every proxied connection (a network cut: no close frame). With
+     * `hold`, new connections are dropped too until `release()`, so a test can
+     * see the state while the client is away, however fast it reconnects.
+     */
+    cut({ hold = false } = {}) {
+      holding = hold;
       for (const s of sockets) s.destroy();
       sockets.clear();
+    },
+    release() {
+      holding = false;
     },
     close() {
       this.cut();
