@@ -37,8 +37,8 @@ impl MemberRecord {
             room_id: room_id.clone(),
             user_id: m.user_id.clone(),
             session_id: m.session.id.clone(),
-            display_name: m.display_name.clone(),
-            metadata: m.metadata.clone(),
+            display_name: m.display_name().cloned(),
+            metadata: m.metadata().cloned(),
             order: m.order,
             away: m.session.lock().is_away(),
         }

@@ -248,11 +248,8 @@ fn room_info(room: &Room) -> RoomInfo {
             .map(|m| PeerInfo {
                 user_id: m.user_id.to_string(),
                 session_id: m.session.id.to_string(),
-                display_name: m.display_name.as_deref().map(str::to_owned),
-                metadata: m
-                    .metadata
-                    .as_deref()
-                    .and_then(|t| serde_json::from_str(t).ok()),
+                display_name: m.display_name().map(|d| d.to_string()),
+                metadata: m.metadata().and_then(|t| serde_json::from_str(t).ok()),
                 connected: m.session.lock().attached.is_some(),
                 node: None,
             })

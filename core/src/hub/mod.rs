@@ -89,8 +89,8 @@ pub struct Hub {
 #[derive(Debug)]
 struct HubInner {
     config: Arc<ServerConfig>,
-    rooms: Shards<Arc<Room>>,
-    sessions: Shards<Arc<Session>>,
+    rooms: Shards<Room>,
+    sessions: Shards<Session>,
     /// Shared with every connection's outbox (messages out, slow consumers).
     metrics: Arc<Metrics>,
     /// The bounds of every connection's outbox.
@@ -320,39 +320,28 @@ impl HubInner {
     }
 
     fn room_get_or_create(&self, id: &str) -> Arc<Room> {
-        let mut shard = self.rooms.shard(id);
-        if let Some(r) = shard.get(id) {
-            return r.clone();
+        let (room, made) = self
+            .rooms
+            .get_or_insert_with(id, || Arc::new(Room::new(id.into())));
+        if made {
+            self.metrics.rooms.fetch_add(1, Ordering::Relaxed);
         }
-        let id: Arc<str> = id.into();
-        let room = Arc::new(Room::new(id.clone()));
-        shard.insert(id, room.clone());
-        self.metrics.rooms.fetch_add(1, Ordering::Relaxed);
         room
     }
 
     fn unlist_room(&self, room: &Arc<Room>) {
-        let mut shard = self.rooms.shard(&room.id);
-        if shard.get(&room.id).is_some_and(|r| Arc::ptr_eq(r, room)) {
-            shard.remove(&room.id);
+        if self.rooms.remove(room) {
             self.metrics.rooms.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
     fn insert_session(&self, session: &Arc<Session>) {
-        self.sessions
-            .shard(&session.id)
-            .insert(session.id.clone(), session.clone());
+        self.sessions.insert(session.clone());
         self.metrics.sessions.fetch_add(1, Ordering::Relaxed);
     }
 
     fn unlist_session(&self, session: &Arc<Session>) {
-        let mut shard = self.sessions.shard(&session.id);
-        if shard
-            .get(&session.id)
-            .is_some_and(|s| Arc::ptr_eq(s, session))
-        {
-            shard.remove(&session.id);
+        if self.sessions.remove(session) {
             self.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
             if let Some(bp) = &self.backplane {
                 bp.session_closed(&session.id);

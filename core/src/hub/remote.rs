@@ -254,11 +254,11 @@ impl Hub {
             if let Some(pos) = rs.position_of_session(&session) {
                 let m = rs.members.remove(pos);
                 let remote = RemoteMember {
+                    display_name: m.display_name().cloned(),
+                    metadata: m.metadata().cloned(),
                     user_id: m.user_id,
                     session_id: session.id.clone(),
                     node: node.clone(),
-                    display_name: m.display_name,
-                    metadata: m.metadata,
                     order: m.order,
                     away: false, // it resumes there
                 };
@@ -266,12 +266,7 @@ impl Hub {
                 rs.remote.insert(at, remote);
             }
         }
-        let mut shard = self.inner.sessions.shard(&session.id);
-        if shard
-            .get(&session.id)
-            .is_some_and(|s| Arc::ptr_eq(s, &session))
-        {
-            shard.remove(&session.id);
+        if self.inner.sessions.remove(&session) {
             self.inner.metrics.sessions.fetch_sub(1, Ordering::Relaxed);
         }
         Some(rooms.iter().map(|r| r.id.clone()).collect())
@@ -316,13 +311,13 @@ impl Hub {
             };
             let r = rs.remote.remove(pos);
             user_id = Some(r.user_id.clone());
-            let member = Member {
-                user_id: r.user_id,
-                session: session.clone(),
-                display_name: r.display_name,
-                metadata: r.metadata,
-                order: r.order,
-            };
+            let member = Member::new(
+                r.user_id,
+                session.clone(),
+                r.display_name,
+                r.metadata,
+                r.order,
+            );
             records.push(MemberRecord::of(&room.id, &member));
             let at = rs.members.partition_point(|m| m.order <= member.order);
             rs.members.insert(at, member);

@@ -10,11 +10,20 @@ use crate::protocol::outbound::Peer;
 pub(crate) struct Member {
     pub user_id: Arc<str>,
     pub session: Arc<Session>,
-    pub display_name: Option<Arc<str>>,
-    /// Raw JSON text of the member's metadata.
-    pub metadata: Option<Arc<str>>,
+    /// Behind one pointer: most members give neither a display name nor
+    /// metadata, and every room holds its members in one list (a member is 40
+    /// bytes, not 64; a room of two's list 80, not 128).
+    profile: Option<Arc<Profile>>,
     /// Cluster-wide join order (0 without a cluster: the Vec order is the join order).
     pub order: u64,
+}
+
+/// How a member presented itself.
+#[derive(Debug)]
+struct Profile {
+    display_name: Option<Arc<str>>,
+    /// Raw JSON text of the member's metadata.
+    metadata: Option<Arc<str>>,
 }
 
 /// A peer of the room whose session lives on another node (cluster mode).
@@ -32,12 +41,42 @@ pub(crate) struct RemoteMember {
 }
 
 impl Member {
+    pub(crate) fn new(
+        user_id: Arc<str>,
+        session: Arc<Session>,
+        display_name: Option<Arc<str>>,
+        metadata: Option<Arc<str>>,
+        order: u64,
+    ) -> Member {
+        let profile = (display_name.is_some() || metadata.is_some()).then(|| {
+            Arc::new(Profile {
+                display_name,
+                metadata,
+            })
+        });
+        Member {
+            user_id,
+            session,
+            profile,
+            order,
+        }
+    }
+
+    pub(crate) fn display_name(&self) -> Option<&Arc<str>> {
+        self.profile.as_ref()?.display_name.as_ref()
+    }
+
+    /// Raw JSON text of the member's metadata.
+    pub(crate) fn metadata(&self) -> Option<&Arc<str>> {
+        self.profile.as_ref()?.metadata.as_ref()
+    }
+
     /// How messages show this member.
     pub(crate) fn peer(&self) -> Peer<'_> {
         Peer {
             user_id: &self.user_id,
-            display_name: self.display_name.as_deref(),
-            metadata: self.metadata.as_deref(),
+            display_name: self.display_name().map(|d| &**d),
+            metadata: self.metadata().map(|m| &**m),
         }
     }
 }
@@ -89,6 +128,12 @@ impl RoomState {
         self.members
             .iter()
             .position(|m| Arc::ptr_eq(&m.session, session))
+    }
+}
+
+impl crate::hub::shards::Keyed for Room {
+    fn key(&self) -> &str {
+        &self.id
     }
 }
 

@@ -104,13 +104,13 @@ pub(crate) fn join_session(
         }
         user_id
     };
-    let mut me = Member {
-        user_id: user_id.clone(),
-        session: session.clone(),
-        display_name: display_name.map(|d| d.as_ref().into()),
-        metadata: identity_metadata.or_else(|| metadata.map(Into::into)),
-        order: 0,
-    };
+    let mut me = Member::new(
+        user_id.clone(),
+        session.clone(),
+        display_name.map(|d| d.as_ref().into()),
+        identity_metadata.or_else(|| metadata.map(Into::into)),
+        0,
+    );
 
     loop {
         let room = hub.room_get_or_create(room_id);
