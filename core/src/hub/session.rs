@@ -605,12 +605,4 @@ mod tests {
         let size = std::mem::size_of::<Session>() + 16;
         assert!(size <= 224, "{size} bytes per session");
     }
-
-    /// A room's members are one list: two members in 80 bytes (jemalloc's
-    /// 80-byte class), not 128, with the rare display name and metadata boxed.
-    #[test]
-    fn a_member_stays_small() {
-        let size = std::mem::size_of::<super::room::Member>();
-        assert!(size <= 40, "{size} bytes per member");
-    }
 }
