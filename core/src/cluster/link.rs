@@ -474,22 +474,33 @@ mod tests {
         }
     }
 
+    /// A task that queues one operation each time it runs, `rounds` times;
+    /// its first round also moves the paused clock on by `first_round_takes`.
+    fn queue_each_round(
+        q: &Arc<OpQueue>,
+        rounds: usize,
+        first_round_takes: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let q = q.clone();
+        tokio::spawn(async move {
+            for round in 0..rounds {
+                q.try_send(publish()).expect("room");
+                if round == 0 && !first_round_takes.is_zero() {
+                    tokio::time::advance(first_round_takes).await;
+                } else {
+                    tokio::task::yield_now().await;
+                }
+            }
+        })
+    }
+
     // The clock is paused: a loaded machine can take 500 us between two
     // scheduler rounds, and the rounds, not the wall clock, are under test here.
     #[tokio::test(flavor = "current_thread", start_paused = true)]
     async fn a_busy_writer_gathers_while_tasks_keep_queueing_and_stops_when_they_do() {
         let (q, rx) = OpQueue::new();
-        // A task that queues one operation each time it runs, 10 times.
         let q = Arc::new(q);
-        let producer = {
-            let q = q.clone();
-            tokio::spawn(async move {
-                for _ in 0..10 {
-                    q.try_send(publish()).expect("room");
-                    tokio::task::yield_now().await;
-                }
-            })
-        };
+        let producer = queue_each_round(&q, 10, Duration::ZERO);
         let mut batch = Vec::new();
         let n = gather(&rx, &mut batch, 0).await;
         assert_eq!(n, GATHER_ROUNDS, "one per round, for the rounds allowed");
@@ -513,17 +524,7 @@ mod tests {
         let (q, rx) = OpQueue::new();
         let q = Arc::new(q);
         // Each round queues one more, but the first round takes all the time.
-        let producer = {
-            let q = q.clone();
-            tokio::spawn(async move {
-                q.try_send(publish()).expect("room");
-                tokio::time::advance(GATHER_TIME).await;
-                for _ in 0..5 {
-                    q.try_send(publish()).expect("room");
-                    tokio::task::yield_now().await;
-                }
-            })
-        };
+        let producer = queue_each_round(&q, 6, GATHER_TIME);
         let mut batch = Vec::new();
         let n = gather(&rx, &mut batch, 0).await;
         assert!(
